@@ -1,0 +1,87 @@
+"""Gateway tables: devices, the tap inbox, quarantine, API tokens, routes."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ledger.adapters.db import Base, BigId
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vehicle_id: Mapped[str] = mapped_column(String(64))
+    secret_hex: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class TapRecord(Base):
+    """The inbox: one row per tap_id, inserted in the same transaction as its charge."""
+
+    __tablename__ = "taps"
+    __table_args__ = (Index("ix_taps_card_service_date", "card", "service_date"),
+                      Index("ix_taps_received_ms", "received_ms"))
+
+    tap_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(64))
+    card: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    vehicle_id: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[str] = mapped_column(String(64))
+    trip_id: Mapped[str | None] = mapped_column(String(64))
+    lat_e6: Mapped[int] = mapped_column(Integer)
+    lon_e6: Mapped[int] = mapped_column(Integer)
+    service_date: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(16))  # charged | not_charged | unknown_card
+    fare: Mapped[int] = mapped_column(BigInteger)  # what its first receipt said
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class QuarantineRecord(Base):
+    """Messages that were refused: kept with the reason for inspection, never charged."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_received_ms", "received_ms"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    topic: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    tap_id: Mapped[str | None] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # first bytes only for huge ones
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Route(Base):
+    """A route and the operator (GTFS agency) whose revenue account its fares credit."""
+
+    __tablename__ = "routes"
+
+    route_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(String(64))
+    short_name: Mapped[str] = mapped_column(String(100), default="")
+    long_name: Mapped[str] = mapped_column(String(300), default="")
+    color: Mapped[str] = mapped_column(String(6), default="")
+    text_color: Mapped[str] = mapped_column(String(6), default="")

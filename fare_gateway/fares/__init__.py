@@ -1,0 +1,1 @@
+"""Fare policy (TOML, contract section 5) and the pure pricing of a card's service day."""

@@ -1,0 +1,290 @@
+"""Fare policy files: load, validate and query the TOML of contract section 5."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from transit.topics import ID_PATTERN
+
+HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+CURRENCY = re.compile(r"[A-Z]{3}")
+CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_FARE = 100_000_000
+
+
+class PolicyError(ValueError):
+    """A fare policy that cannot be used; `field` names where, the message says what."""
+
+    def __init__(self, field: str, problem: str, source: str = "") -> None:
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Distance:
+    """Distance pricing: `step` per started `step_km` beyond `base_km`."""
+
+    base_km: int
+    step_km: int
+    step: int
+
+
+@dataclass(frozen=True)
+class FareRule:
+    """One `[[fares]]` table: which routes and local times it covers, and what it costs."""
+
+    routes: tuple[str, ...]
+    amount: dict[str, int]
+    start_min: int | None = None
+    end_min: int | None = None
+    max: dict[str, int] | None = None
+    distance: Distance | None = None
+
+    def matches(self, route_id: str, local_minute: int) -> bool:
+        """True when the rule covers this route at this local minute of the day."""
+        if "*" not in self.routes and route_id not in self.routes:
+            return False
+        if self.start_min is None or self.end_min is None:
+            return True
+        if self.start_min <= self.end_min:
+            return self.start_min <= local_minute < self.end_min
+        return local_minute >= self.start_min or local_minute < self.end_min  # spans midnight
+
+
+@dataclass(frozen=True)
+class FarePolicy:
+    """A whole fare policy, validated."""
+
+    currency: str
+    timezone: str
+    service_day_start_min: int
+    repeat_tap_seconds: int
+    categories: tuple[str, ...]
+    default_category: str
+    rules: tuple[FareRule, ...]
+    transfer_window_minutes: int
+    max_transfers: int
+    daily_caps: dict[str, int]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def local_time(self, ts_ms: int) -> datetime:
+        """The wall-clock time of `ts_ms` in the policy's time zone."""
+        return datetime.fromtimestamp(ts_ms / 1000, self.tz)
+
+    def service_date(self, ts_ms: int) -> date:
+        """The service day of an event: local date, the day starting at `service_day_start`."""
+        return (self.local_time(ts_ms) - timedelta(minutes=self.service_day_start_min)).date()
+
+    def rule_for(self, route_id: str, ts_ms: int) -> FareRule | None:
+        """The first rule matching the route at the event's local time."""
+        local = self.local_time(ts_ms)
+        minute = local.hour * 60 + local.minute
+        for rule in self.rules:
+            if rule.matches(route_id, minute):
+                return rule
+        return None
+
+    def amount(self, table: dict[str, int], category: str) -> int:
+        """A category's amount in a rule's table, falling back to the default category."""
+        return table.get(category, table[self.default_category])
+
+    def full_fare(self, route_id: str, ts_ms: int, category: str) -> int:
+        """The full fare of an entry: the first matching rule's amount (max on distance routes)."""
+        rule = self.rule_for(route_id, ts_ms)
+        if rule is None:
+            return 0
+        if rule.distance is not None and rule.max is not None:
+            return self.amount(rule.max, category)
+        return self.amount(rule.amount, category)
+
+    def lowest_fare(self, category: str) -> int:
+        """The cheapest full fare a category can pay anywhere: below it, a card is denied."""
+        return min(self.amount(rule.amount, category) for rule in self.rules)
+
+    def cap(self, category: str) -> int | None:
+        return self.daily_caps.get(category)
+
+
+def _hhmm(value: Any, field: str) -> int:
+    if not isinstance(value, str) or not HHMM.fullmatch(value):
+        raise PolicyError(field, f'must be a time "HH:MM", got {value!r}')
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _int(value: Any, field: str, lo: int = 0, hi: int = MAX_FARE) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(field, f"must be a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        raise PolicyError(field, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _table(value: Any, field: str, categories: tuple[str, ...]) -> dict[str, int]:
+    if not isinstance(value, dict) or not value:
+        raise PolicyError(field, "must be a table of category = amount")
+    out = {}
+    for cat, amount in value.items():
+        if cat not in categories:
+            raise PolicyError(f"{field}.{cat}", f"unknown category (known: {', '.join(categories)})")
+        out[cat] = _int(amount, f"{field}.{cat}")
+    return out
+
+
+KNOWN_TOP = {"currency", "timezone", "service_day_start", "repeat_tap_seconds", "categories",
+             "default_category", "fares", "transfers", "caps"}
+KNOWN_RULE = {"routes", "start", "end", "amount", "max", "distance"}
+
+
+def _rule(raw: Any, i: int, categories: tuple[str, ...], default: str) -> FareRule:
+    field = f"fares[{i}]"
+    if not isinstance(raw, dict):
+        raise PolicyError(field, "must be a table")
+    unknown = set(raw) - KNOWN_RULE
+    if unknown:
+        raise PolicyError(f"{field}.{sorted(unknown)[0]}", "unknown key")
+    routes = raw.get("routes", ["*"])
+    if not isinstance(routes, list) or not routes:
+        raise PolicyError(f"{field}.routes", 'must be a non-empty list of route ids or "*"')
+    for j, route in enumerate(routes):
+        if not isinstance(route, str) or not (route == "*" or ID_PATTERN.fullmatch(route)):
+            raise PolicyError(f"{field}.routes[{j}]", f"not a route id: {route!r}")
+    if ("start" in raw) != ("end" in raw):
+        raise PolicyError(f"{field}.{'end' if 'start' in raw else 'start'}",
+                          "start and end must be given together")
+    start = _hhmm(raw["start"], f"{field}.start") if "start" in raw else None
+    end = _hhmm(raw["end"], f"{field}.end") if "end" in raw else None
+    if start is not None and start == end:
+        raise PolicyError(f"{field}.end", "must differ from start")
+    if "amount" not in raw:
+        raise PolicyError(f"{field}.amount", "is required")
+    amount = _table(raw["amount"], f"{field}.amount", categories)
+    if default not in amount:
+        raise PolicyError(f"{field}.amount.{default}", "the default category must have an amount")
+    maximum = None
+    distance = None
+    if "distance" in raw or "max" in raw:
+        if "distance" not in raw or "max" not in raw:
+            raise PolicyError(f"{field}.{'max' if 'distance' in raw else 'distance'}",
+                              "a distance rule needs both distance and max")
+        maximum = _table(raw["max"], f"{field}.max", categories)
+        if default not in maximum:
+            raise PolicyError(f"{field}.max.{default}", "the default category must have a maximum")
+        d = raw["distance"]
+        if not isinstance(d, dict):
+            raise PolicyError(f"{field}.distance", "must be a table {base_km, step_km, step}")
+        extra = set(d) - {"base_km", "step_km", "step"}
+        if extra:
+            raise PolicyError(f"{field}.distance.{sorted(extra)[0]}", "unknown key")
+        for key in ("base_km", "step_km", "step"):
+            if key not in d:
+                raise PolicyError(f"{field}.distance.{key}", "is required")
+        distance = Distance(
+            base_km=_int(d["base_km"], f"{field}.distance.base_km", 0, 10_000),
+            step_km=_int(d["step_km"], f"{field}.distance.step_km", 1, 10_000),
+            step=_int(d["step"], f"{field}.distance.step"),
+        )
+        for cat in set(amount) | set(maximum):
+            base = amount.get(cat, amount[default])
+            top = maximum.get(cat, maximum[default])
+            if top < base:
+                raise PolicyError(f"{field}.max.{cat}", f"maximum {top} is below the base {base}")
+    return FareRule(tuple(routes), amount, start, end, maximum, distance)
+
+
+def parse_policy(doc: dict[str, Any], source: str = "") -> FarePolicy:
+    """Validate a decoded TOML document; raises PolicyError naming the field."""
+    try:
+        return _parse(doc)
+    except PolicyError as exc:
+        raise PolicyError(exc.field, exc.problem, source) from None
+
+
+def _parse(doc: dict[str, Any]) -> FarePolicy:
+    unknown = set(doc) - KNOWN_TOP
+    if unknown:
+        raise PolicyError(sorted(unknown)[0], "unknown key")
+    currency = doc.get("currency", "IDR")
+    if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
+        raise PolicyError("currency", f"must be an ISO 4217 code like IDR, got {currency!r}")
+    timezone = doc.get("timezone", "Asia/Jakarta")
+    try:
+        if not isinstance(timezone, str):
+            raise ValueError
+        ZoneInfo(timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise PolicyError("timezone", f"unknown time zone {timezone!r}") from None
+    day_start = _hhmm(doc.get("service_day_start", "03:00"), "service_day_start")
+    repeat = _int(doc.get("repeat_tap_seconds", 120), "repeat_tap_seconds", 0, 86_400)
+    categories = doc.get("categories", ["regular"])
+    if not isinstance(categories, list) or not categories:
+        raise PolicyError("categories", "must be a non-empty list of names")
+    for i, cat in enumerate(categories):
+        if not isinstance(cat, str) or not CATEGORY.fullmatch(cat):
+            raise PolicyError(f"categories[{i}]", f"not a category name: {cat!r}")
+    if len(set(categories)) != len(categories):
+        raise PolicyError("categories", "names must be unique")
+    cats = tuple(categories)
+    default = doc.get("default_category", cats[0])
+    if default not in cats:
+        raise PolicyError("default_category", f"{default!r} is not in categories")
+    fares = doc.get("fares")
+    if not isinstance(fares, list) or not fares:
+        raise PolicyError("fares", "at least one [[fares]] rule is required")
+    rules = tuple(_rule(raw, i, cats, default) for i, raw in enumerate(fares))
+    transfers = doc.get("transfers", {})
+    if not isinstance(transfers, dict):
+        raise PolicyError("transfers", "must be a table")
+    extra = set(transfers) - {"window_minutes", "max_transfers"}
+    if extra:
+        raise PolicyError(f"transfers.{sorted(extra)[0]}", "unknown key")
+    window = _int(transfers.get("window_minutes", 0), "transfers.window_minutes", 0, 1440)
+    max_transfers = _int(transfers.get("max_transfers", 0), "transfers.max_transfers", 0, 100)
+    caps = doc.get("caps", {})
+    if not isinstance(caps, dict):
+        raise PolicyError("caps", "must be a table")
+    extra = set(caps) - {"daily"}
+    if extra:
+        raise PolicyError(f"caps.{sorted(extra)[0]}", "unknown key")
+    daily = _table(caps["daily"], "caps.daily", cats) if "daily" in caps else {}
+    return FarePolicy(currency, timezone, day_start, repeat, cats, default, rules,
+                      window, max_transfers, daily)
+
+
+def load_policy(path: str | Path) -> FarePolicy:
+    """Read and validate a policy file; raises PolicyError (never a bare traceback)."""
+    source = str(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PolicyError("file", f"cannot read: {exc.strerror}", source) from None
+    except UnicodeDecodeError:
+        raise PolicyError("file", "is not UTF-8 text", source) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError("file", f"not valid TOML: {exc}", source) from None
+    return parse_policy(doc, source)
+
+
+def builtin_policy() -> FarePolicy:
+    """The built-in Surabaya policy of contract section 5."""
+    text = resources.files("fare_gateway.fares").joinpath("surabaya.toml").read_text("utf-8")
+    return parse_policy(tomllib.loads(text), "built-in")
+
+
+def policy_from_setting(value: str) -> FarePolicy:
+    """`TRANSIT_FARES`: a file path, or empty for the built-in policy."""
+    return load_policy(value) if value else builtin_policy()

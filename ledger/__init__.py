@@ -1,0 +1,1 @@
+"""Double-entry ledger: accounts, immutable entries, idempotent posting, balances."""

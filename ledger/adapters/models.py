@@ -1,0 +1,71 @@
+"""Ledger tables: accounts, cards (with their balance), entries and postings.
+
+Entries and postings are append-only; the application never updates or deletes them.
+A card's `balance` is a projection of its postings, kept in the same transaction, so it
+reads in O(1); operator revenue has no such column (it would be a row every tap
+updates) and is summed from postings.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ledger.adapters.db import Base, BigId
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("kind", "ref", name="uq_accounts_kind_ref"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # card | revenue | clearing
+    ref: Mapped[str] = mapped_column(String(64))  # card token, operator id, clearing name
+    currency: Mapped[str] = mapped_column(String(3))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Card(Base):
+    __tablename__ = "cards"
+
+    card: Mapped[str] = mapped_column(String(32), primary_key=True)
+    category: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | blocked
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        Index("ix_entries_posted_ms", "posted_ms"),
+        Index("ix_entries_tap_id", "tap_id"),
+        Index("ix_entries_card_service_date", "card", "service_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    idem_key: Mapped[str] = mapped_column(String(160), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # fare | correction | topup
+    digest: Mapped[str] = mapped_column(String(64))  # what the key stands for
+    amount: Mapped[int] = mapped_column(BigInteger)  # headline: fare charged, topup credited
+    posted_ms: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    card: Mapped[str | None] = mapped_column(String(32))
+    tap_id: Mapped[str | None] = mapped_column(String(100))
+    reference: Mapped[str | None] = mapped_column(String(64))
+    service_date: Mapped[str | None] = mapped_column(String(10))
+    operator_id: Mapped[str | None] = mapped_column(String(64))
+    route_id: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(32))
+
+
+class Posting(Base):
+    __tablename__ = "postings"
+    __table_args__ = (Index("ix_postings_account_id", "account_id"),
+                      Index("ix_postings_entry_id", "entry_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed; an entry's postings sum to 0

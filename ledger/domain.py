@@ -1,0 +1,115 @@
+"""Pure posting rules: what an entry is, and the entries for fares, corrections and top-ups."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+CARD = "card"
+REVENUE = "revenue"
+CLEARING = "clearing"
+TOPUP_CLEARING = "topups"
+UNASSIGNED_OPERATOR = "unassigned"
+
+
+class LedgerError(ValueError):
+    """An entry that would break the ledger's rules."""
+
+
+@dataclass(frozen=True)
+class AccountKey:
+    """An account by what it stands for: (kind, ref)."""
+
+    kind: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class PostingDraft:
+    account: AccountKey
+    amount: int
+
+
+@dataclass(frozen=True)
+class EntryDraft:
+    """An entry about to be posted: balanced postings under one idempotency key."""
+
+    idem_key: str
+    kind: str
+    digest: str
+    amount: int
+    postings: tuple[PostingDraft, ...]
+    currency: str
+    card: str | None = None
+    tap_id: str | None = None
+    reference: str | None = None
+    service_date: str | None = None
+    operator_id: str | None = None
+    route_id: str | None = None
+    category: str | None = None
+    meta: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.postings:
+            raise LedgerError(f"{self.idem_key}: an entry needs postings")
+        total = sum(p.amount for p in self.postings)
+        if total != 0:
+            raise LedgerError(f"{self.idem_key}: postings sum to {total}, not 0")
+        for p in self.postings:
+            if isinstance(p.amount, bool) or not isinstance(p.amount, int):
+                raise LedgerError(f"{self.idem_key}: amounts are whole numbers")
+
+
+def card_account(card: str) -> AccountKey:
+    return AccountKey(CARD, card)
+
+
+def revenue_account(operator_id: str) -> AccountKey:
+    return AccountKey(REVENUE, operator_id or UNASSIGNED_OPERATOR)
+
+
+def digest_of(*parts: object) -> str:
+    """A stable digest of what an idempotency key stands for."""
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def fare_entry(*, tap_id: str, card: str, fare: int, digest: str, currency: str,
+               operator_id: str, route_id: str, category: str, service_date: str,
+               kind: str = "fare", idem_key: str | None = None) -> EntryDraft:
+    """A tap's charge (or a correction of it): the card pays the route's operator."""
+    return EntryDraft(
+        idem_key=idem_key or f"tap:{tap_id}",
+        kind=kind,
+        digest=digest,
+        amount=fare,
+        postings=(PostingDraft(card_account(card), -fare),
+                  PostingDraft(revenue_account(operator_id), fare)),
+        currency=currency,
+        card=card,
+        tap_id=tap_id,
+        service_date=service_date,
+        operator_id=operator_id or UNASSIGNED_OPERATOR,
+        route_id=route_id,
+        category=category,
+    )
+
+
+def topup_digest(card: str, amount: int) -> str:
+    return digest_of("topup", card, amount)
+
+
+def topup_entry(*, card: str, amount: int, reference: str, currency: str) -> EntryDraft:
+    """Money loaded onto a card, against the top-up clearing account."""
+    if amount <= 0:
+        raise LedgerError("a top-up amount must be positive")
+    return EntryDraft(
+        idem_key=f"topup:{reference}",
+        kind="topup",
+        digest=topup_digest(card, amount),
+        amount=amount,
+        postings=(PostingDraft(AccountKey(CLEARING, TOPUP_CLEARING), -amount),
+                  PostingDraft(card_account(card), amount)),
+        currency=currency,
+        card=card,
+        reference=reference,
+    )

@@ -1,0 +1,200 @@
+"""Ledger use cases: open cards, post balanced entries exactly once, check invariants."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from ledger.adapters.models import Account, Card, Entry, Posting
+from ledger.adapters.sql import chunks, insert_ignore
+from ledger.domain import CARD, AccountKey, EntryDraft, LedgerError, topup_entry
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class CardExists(LedgerError):
+    """A card with this token was already issued."""
+
+
+class CardNotFound(LedgerError):
+    """No card with this token."""
+
+
+class IdempotencyConflict(LedgerError):
+    """The idempotency key was already used for something else."""
+
+
+@dataclass(frozen=True)
+class TopupResult:
+    card: str
+    balance: int
+    amount: int
+    reference: str
+    entry_id: int
+    created: bool
+
+
+class Ledger:
+    """The only writer of money. Methods take the caller's session: one transaction per use."""
+
+    def __init__(self, engine: Engine, currency: str) -> None:
+        self.engine = engine
+        self.currency = currency
+        self._accounts: dict[AccountKey, int] = {}
+        self._lock = threading.Lock()
+
+    # -- accounts -------------------------------------------------------------
+    def account_ids(self, session: Session, keys: Iterable[AccountKey]) -> dict[AccountKey, int]:
+        """Ids of non-card accounts, created on first use inside the caller's transaction.
+
+        Ids enter the cache only once that transaction commits, so the cache never
+        holds an account that a rolled-back transaction made.
+        """
+        wanted = set(keys)
+        with self._lock:
+            found = {k: self._accounts[k] for k in wanted if k in self._accounts}
+        missing = wanted - found.keys()
+        if missing:
+            session.execute(insert_ignore(session, Account.__table__), [
+                {"kind": k.kind, "ref": k.ref, "currency": self.currency,
+                 "created_ms": now_ms()} for k in sorted(missing, key=lambda k: (k.kind, k.ref))])
+            fresh: dict[AccountKey, int] = {}
+            for kind, ref, account_id in session.execute(select(
+                    Account.kind, Account.ref, Account.id).where(
+                    Account.kind.in_({k.kind for k in missing}),
+                    Account.ref.in_({k.ref for k in missing}))).all():
+                key = AccountKey(kind, ref)
+                if key in missing:
+                    fresh[key] = account_id
+
+            def remember(_session: Session) -> None:
+                with self._lock:
+                    self._accounts.update(fresh)
+
+            event.listen(session, "after_commit", remember, once=True)
+            found.update(fresh)
+        return found
+
+    # -- cards ----------------------------------------------------------------
+    def open_card(self, session: Session, card: str, category: str) -> Card:
+        """Issue a card with a zero balance and its own stored-value account."""
+        if session.get(Card, card) is not None:
+            raise CardExists(f"card {card} already exists")
+        ts = now_ms()
+        account = Account(kind=CARD, ref=card, currency=self.currency, created_ms=ts)
+        session.add(account)
+        session.flush()
+        row = Card(card=card, category=category, status="active", account_id=account.id,
+                   balance=0, created_ms=ts)
+        session.add(row)
+        session.flush()
+        return row
+
+    # -- posting --------------------------------------------------------------
+    def post(self, session: Session, drafts: Sequence[EntryDraft],
+             card_accounts: dict[str, int] | None = None) -> list[int]:
+        """Append entries and their postings; keep card balances in step. Returns entry ids.
+
+        Idempotency keys are unique in the database, so a second effect under the same
+        key fails the whole transaction instead of moving money twice.
+        """
+        if not drafts:
+            return []
+        for draft in drafts:
+            if draft.currency != self.currency:
+                raise LedgerError(f"{draft.idem_key}: currency {draft.currency} is not "
+                                  f"the ledger's {self.currency}")
+        card_accounts = dict(card_accounts or {})
+        cards_needed = {p.account.ref for d in drafts for p in d.postings
+                        if p.account.kind == CARD and p.account.ref not in card_accounts}
+        if cards_needed:
+            card_accounts.update(self._card_accounts(session, cards_needed))
+        others = self.account_ids(session, (p.account for d in drafts for p in d.postings
+                                  if p.account.kind != CARD))
+        ts = now_ms()
+        entry_rows = [{
+            "idem_key": d.idem_key, "kind": d.kind, "digest": d.digest, "amount": d.amount,
+            "posted_ms": ts, "currency": d.currency, "card": d.card, "tap_id": d.tap_id,
+            "reference": d.reference, "service_date": d.service_date,
+            "operator_id": d.operator_id, "route_id": d.route_id, "category": d.category,
+        } for d in drafts]
+        ids = list(session.execute(
+            insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
+            entry_rows).scalars())
+        postings = []
+        deltas: dict[str, int] = defaultdict(int)
+        for entry_id, draft in zip(ids, drafts, strict=True):
+            for p in draft.postings:
+                if p.account.kind == CARD:
+                    account_id = card_accounts[p.account.ref]
+                    deltas[p.account.ref] += p.amount
+                else:
+                    account_id = others[p.account]
+                postings.append({"entry_id": entry_id, "account_id": account_id,
+                                 "amount": p.amount})
+        session.execute(insert(Posting), postings)
+        changed = [{"c": card, "d": delta} for card, delta in sorted(deltas.items()) if delta]
+        if changed:
+            session.connection().execute(
+                update(Card.__table__).where(Card.__table__.c.card == bindparam("c"))
+                .values(balance=Card.__table__.c.balance + bindparam("d")), changed)
+        return ids
+
+    def _card_accounts(self, session: Session, cards: set[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for part in chunks(sorted(cards)):
+            found.update(session.execute(
+                select(Card.card, Card.account_id).where(Card.card.in_(part))).tuples().all())
+        missing = cards - found.keys()
+        if missing:
+            raise CardNotFound(f"no such card: {sorted(missing)[0]}")
+        return found
+
+    # -- top-ups --------------------------------------------------------------
+    def topup(self, session: Session, card: str, amount: int, reference: str) -> TopupResult:
+        """Credit a card once per reference: a replay returns the first result unchanged."""
+        draft = topup_entry(card=card, amount=amount, reference=reference,
+                            currency=self.currency)
+        existing = session.execute(
+            select(Entry.id, Entry.digest).where(Entry.idem_key == draft.idem_key)).first()
+        row = session.get(Card, card, with_for_update=True)
+        if row is None:
+            raise CardNotFound(f"no such card: {card}")
+        if existing is not None:
+            if existing.digest != draft.digest:
+                raise IdempotencyConflict(
+                    f"reference {reference!r} was already used for another top-up")
+            return TopupResult(card, row.balance, amount, reference, existing.id, False)
+        (entry_id,) = self.post(session, [draft], {card: row.account_id})
+        session.refresh(row)
+        return TopupResult(card, row.balance, amount, reference, entry_id, True)
+
+
+def check_invariants(session: Session) -> list[str]:
+    """Every entry balances and has postings; every card balance equals its postings."""
+    problems: list[str] = []
+    unbalanced = session.execute(
+        select(Posting.entry_id, func.sum(Posting.amount)).group_by(Posting.entry_id)
+        .having(func.sum(Posting.amount) != 0)).all()
+    problems += [f"entry {eid} postings sum to {total}" for eid, total in unbalanced]
+    bare = session.execute(
+        select(Entry.id).where(~select(Posting.id).where(Posting.entry_id == Entry.id)
+                               .exists())).scalars().all()
+    problems += [f"entry {eid} has no postings" for eid in bare]
+    sums = (select(Posting.account_id, func.coalesce(func.sum(Posting.amount), 0).label("s"))
+            .group_by(Posting.account_id).subquery())
+    drift = session.execute(
+        select(Card.card, Card.balance, func.coalesce(sums.c.s, 0))
+        .outerjoin(sums, sums.c.account_id == Card.account_id)
+        .where(Card.balance != func.coalesce(sums.c.s, 0))).all()
+    problems += [f"card {c} balance {b} but postings sum to {s}" for c, b, s in drift]
+    return problems

@@ -1,0 +1,312 @@
+"""The signed wire messages of contract section 2: Tap, Position and Receipt.
+
+Defined once, imported by the validator agent and by the fare gateway. Parsing is
+strict: anything malformed or wrongly typed raises `WireError` with a reason that
+names the field, so that a consumer can quarantine it and carry on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from transit.topics import ID_PATTERN
+
+VERSION = 1
+MAX_PAYLOAD_BYTES = 4096
+CARD_PATTERN = re.compile(r"[0-9A-F]{8,32}")
+SIG_PATTERN = re.compile(r"[0-9a-f]{64}")
+REASON_PATTERN = re.compile(r"[a-z_]{1,32}")
+MAX_INT = 2**63 - 1
+TAP_KINDS = ("entry", "exit")
+RECEIPT_STATUSES = ("charged", "duplicate", "not_charged", "unknown_card", "conflict")
+
+Scalar = str | int | bool
+
+
+class WireError(ValueError):
+    """A message that is not a valid Tap, Position or Receipt; `reason` is short and stable."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def canonical(msg: Mapping[str, Any]) -> bytes:
+    """Canonical form: UTF-8 JSON, keys sorted, no whitespace, `sig` left out."""
+    body = {k: v for k, v in msg.items() if k != "sig"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signature(msg: Mapping[str, Any], secret: bytes) -> str:
+    """Lower-case hex HMAC-SHA256 of the canonical form, keyed with the device secret."""
+    return hmac.new(secret, canonical(msg), hashlib.sha256).hexdigest()
+
+
+def verify(msg: Mapping[str, Any], secret: bytes) -> bool:
+    """True when `msg["sig"]` is the signature of the rest of the message."""
+    sig = msg.get("sig")
+    return isinstance(sig, str) and hmac.compare_digest(sig, signature(msg, secret))
+
+
+def body_digest(msg: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical form: equal for the same message, whoever re-sends it."""
+    return hashlib.sha256(canonical(msg)).hexdigest()
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """Bytes off the wire to a JSON object, or WireError."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError("too_large", f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise WireError("malformed", f"not UTF-8: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise WireError("malformed", f"not JSON: {exc.msg} at {exc.pos}") from exc
+    if not isinstance(obj, dict):
+        raise WireError("malformed", "not a JSON object")
+    return obj
+
+
+class _Fields:
+    """Typed access to a decoded message's fields, raising WireError with the field name."""
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        self.obj = obj
+        self.used: set[str] = set()
+
+    def _get(self, name: str, optional: bool) -> Any:
+        self.used.add(name)
+        if name not in self.obj or self.obj[name] is None:
+            if optional:
+                return None
+            raise WireError("missing_field", f"{name} is required")
+        return self.obj[name]
+
+    def integer(self, name: str, lo: int = -MAX_INT, hi: int = MAX_INT,
+                optional: bool = False) -> Any:
+        value = self._get(name, optional)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WireError("wrong_type", f"{name} must be an integer")
+        if not lo <= value <= hi:
+            raise WireError("out_of_range", f"{name} must be in [{lo}, {hi}], got {value}")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        value = self._get(name, False)
+        if not isinstance(value, bool):
+            raise WireError("wrong_type", f"{name} must be true or false")
+        return value
+
+    def string(self, name: str, pattern: re.Pattern[str] | None = None,
+               choices: tuple[str, ...] = (), optional: bool = False) -> Any:
+        value = self._get(name, optional)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise WireError("wrong_type", f"{name} must be a string")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise WireError("bad_value", f"{name} has an invalid format: {value[:80]!r}")
+        if choices and value not in choices:
+            raise WireError("bad_value", f"{name} must be one of {', '.join(choices)}")
+        return value
+
+    def extras(self) -> dict[str, Scalar]:
+        """Fields this version does not know: kept (they are signed) if they are scalars."""
+        out: dict[str, Scalar] = {}
+        for key, value in self.obj.items():
+            if key in self.used:
+                continue
+            if not isinstance(value, (str, int, bool)) or isinstance(value, float):
+                raise WireError("wrong_type", f"{key} must be a string, integer or boolean")
+            out[key] = value
+        return out
+
+
+M = TypeVar("M", bound="Message")
+
+
+@dataclass(frozen=True)
+class Message:
+    """Common behaviour of the signed messages."""
+
+    KIND: ClassVar[str] = "message"
+
+    def to_dict(self) -> dict[str, Scalar]:
+        """The message as a JSON object; optional fields that are unset are left out."""
+        raw = asdict(self)
+        extra = raw.pop("extra", {}) or {}
+        out = {k: v for k, v in raw.items() if v is not None}
+        out.update(extra)
+        return out
+
+    def signed(self: M, secret: bytes) -> M:
+        """A copy carrying the signature made with `secret`."""
+        body = self.to_dict()
+        body.pop("sig", None)
+        return _replace_sig(self, signature(body, secret))
+
+    def verify(self, secret: bytes) -> bool:
+        """True when the message's signature was made with `secret`."""
+        return verify(self.to_dict(), secret)
+
+    def encode(self) -> bytes:
+        """Canonical bytes to publish (the canonical form with `sig` included)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the unsigned canonical body."""
+        return body_digest(self.to_dict())
+
+    @classmethod
+    def parse(cls: type[M], payload: bytes) -> M:
+        """Decode and validate a payload; raises WireError."""
+        return cls.from_dict(decode(payload))
+
+    @classmethod
+    def from_dict(cls: type[M], obj: Mapping[str, Any]) -> M:
+        raise NotImplementedError
+
+
+def _replace_sig(msg: M, sig: str) -> M:
+    from dataclasses import replace
+
+    return replace(msg, sig=sig)  # type: ignore[call-arg]
+
+
+def _version(f: _Fields) -> None:
+    if f.integer("v", 0, 1000) != VERSION:
+        raise WireError("bad_version", f"v must be {VERSION}")
+
+
+@dataclass(frozen=True)
+class Tap(Message):
+    """One card presented at a validator; `tap_id` is its identity end to end."""
+
+    KIND: ClassVar[str] = "tap"
+
+    device_id: str
+    seq: int
+    vehicle_id: str
+    route_id: str
+    card: str
+    kind: str
+    accepted: bool
+    ts: int
+    lat_e6: int
+    lon_e6: int
+    v: int = VERSION
+    trip_id: str | None = None
+    reason: str | None = None
+    sig: str | None = None
+    extra: Mapping[str, Scalar] = field(default_factory=dict)
+
+    @property
+    def tap_id(self) -> str:
+        return f"{self.device_id}:{self.seq}"
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Tap:
+        f = _Fields(obj)
+        _version(f)
+        tap = cls(
+            device_id=f.string("device_id", ID_PATTERN),
+            seq=f.integer("seq", 1),
+            vehicle_id=f.string("vehicle_id", ID_PATTERN),
+            route_id=f.string("route_id", ID_PATTERN),
+            card=f.string("card", CARD_PATTERN),
+            kind=f.string("kind", choices=TAP_KINDS),
+            accepted=f.boolean("accepted"),
+            ts=f.integer("ts", 0),
+            lat_e6=f.integer("lat_e6", -90_000_000, 90_000_000),
+            lon_e6=f.integer("lon_e6", -180_000_000, 180_000_000),
+            trip_id=f.string("trip_id", ID_PATTERN, optional=True),
+            reason=f.string("reason", REASON_PATTERN, optional=True),
+            sig=f.string("sig", SIG_PATTERN),
+            extra=f.extras(),
+        )
+        return tap
+
+
+@dataclass(frozen=True)
+class Position(Message):
+    """Where a vehicle is, as its validator saw it."""
+
+    KIND: ClassVar[str] = "pos"
+
+    device_id: str
+    vehicle_id: str
+    route_id: str
+    ts: int
+    lat_e6: int
+    lon_e6: int
+    v: int = VERSION
+    speed_cms: int | None = None
+    bearing_deg: int | None = None
+    trip_id: str | None = None
+    sig: str | None = None
+    extra: Mapping[str, Scalar] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Position:
+        f = _Fields(obj)
+        _version(f)
+        return cls(
+            device_id=f.string("device_id", ID_PATTERN),
+            vehicle_id=f.string("vehicle_id", ID_PATTERN),
+            route_id=f.string("route_id", ID_PATTERN),
+            ts=f.integer("ts", 0),
+            lat_e6=f.integer("lat_e6", -90_000_000, 90_000_000),
+            lon_e6=f.integer("lon_e6", -180_000_000, 180_000_000),
+            speed_cms=f.integer("speed_cms", 0, 100_000, optional=True),
+            bearing_deg=f.integer("bearing_deg", 0, 359, optional=True),
+            trip_id=f.string("trip_id", ID_PATTERN, optional=True),
+            sig=f.string("sig", SIG_PATTERN),
+            extra=f.extras(),
+        )
+
+
+@dataclass(frozen=True)
+class Receipt(Message):
+    """The gateway's answer to one tap, signed with the device's key."""
+
+    KIND: ClassVar[str] = "receipt"
+
+    device_id: str
+    seq: int
+    status: str
+    fare: int
+    balance: int
+    currency: str
+    v: int = VERSION
+    sig: str | None = None
+    extra: Mapping[str, Scalar] = field(default_factory=dict)
+
+    @property
+    def tap_id(self) -> str:
+        return f"{self.device_id}:{self.seq}"
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Receipt:
+        f = _Fields(obj)
+        _version(f)
+        return cls(
+            device_id=f.string("device_id", ID_PATTERN),
+            seq=f.integer("seq", 1),
+            status=f.string("status", choices=RECEIPT_STATUSES),
+            fare=f.integer("fare"),
+            balance=f.integer("balance"),
+            currency=f.string("currency", re.compile(r"[A-Z]{3}")),
+            sig=f.string("sig", SIG_PATTERN),
+            extra=f.extras(),
+        )
