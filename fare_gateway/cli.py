@@ -1,0 +1,205 @@
+"""Gateway-side subcommands of `transit`: gateway, db, devices, cards, tokens, fares."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from fare_gateway.fares.policy import PolicyError, load_policy
+from transit.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _core():  # type: ignore[no-untyped-def]
+    from fare_gateway.wiring import Core
+
+    try:
+        return Core.build(_settings())
+    except PolicyError as exc:
+        raise click.ClickException(f"TRANSIT_FARES: {exc}") from None
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn known domain errors into one clear line instead of a traceback."""
+    @wraps(fn)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        from fare_gateway.devices import DeviceError
+        from fare_gateway.tokens import TokenError
+        from ledger.domain import LedgerError
+        try:
+            return fn(*args, **kwargs)
+        except (DeviceError, TokenError, LedgerError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except (OperationalError, ProgrammingError) as exc:
+            raise click.ClickException(
+                f"database error: {exc.orig}. Is TRANSIT_DATABASE_URL right, and has "
+                "'transit db upgrade' been run?") from None
+    return inner
+
+
+@click.command()
+def gateway() -> None:
+    """Run the fare gateway: MQTT tap consumer and HTTP API."""
+    from fare_gateway.wiring import run_gateway
+
+    try:
+        run_gateway(_settings())
+    except PolicyError as exc:
+        raise click.ClickException(f"TRANSIT_FARES: {exc}") from None
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@_friendly
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the database schema."""
+    from ledger.adapters.db import make_engine
+    from ledger.schema import upgrade
+
+    engine = make_engine(_settings().database_url)
+    upgrade(engine, revision)
+    click.echo(f"database at {revision}: {engine.url.render_as_string(hide_password=True)}")
+
+
+@click.group()
+def devices() -> None:
+    """Validators and their secrets."""
+
+
+@devices.command("add")
+@click.argument("device_id")
+@click.option("--vehicle", required=True, help="The vehicle the validator is mounted in.")
+@click.option("--secret", default=None, help="The device secret as 64 hex digits (else generated).")
+@_friendly
+def devices_add(device_id: str, vehicle: str, secret: str | None) -> None:
+    """Register a validator; prints its secret when one is generated."""
+    from fare_gateway.devices import add_device
+
+    core = _core()
+    with core.sessions.begin() as session:
+        row, generated = add_device(session, device_id, vehicle, secret)
+        secret_hex = row.secret_hex
+    if generated:
+        click.echo(secret_hex)
+    else:
+        click.echo(f"device {device_id} registered", err=True)
+
+
+@click.group()
+def cards() -> None:
+    """Cards: issue, top up, show."""
+
+
+@cards.command("issue")
+@click.argument("card")
+@click.option("--category", default=None, help="Rider category (default: the policy's).")
+@_friendly
+def cards_issue(card: str, category: str | None) -> None:
+    """Issue a card."""
+    from transit.wire import CARD_PATTERN
+
+    core = _core()
+    if not CARD_PATTERN.fullmatch(card):
+        raise click.ClickException("CARD must be 8-32 upper-case hex digits")
+    category = category or core.policy.default_category
+    if category not in core.policy.categories:
+        raise click.ClickException(
+            f"--category must be one of {', '.join(core.policy.categories)}")
+    with core.sessions.begin() as session:
+        core.ledger.open_card(session, card, category)
+    click.echo(json.dumps({"card": card, "category": category, "status": "active",
+                           "balance": 0, "currency": core.policy.currency}))
+
+
+@cards.command("topup")
+@click.argument("card")
+@click.argument("amount", type=int)
+@click.option("--reference", required=True, help="Unique reference: the same one never credits twice.")
+@_friendly
+def cards_topup(card: str, amount: int, reference: str) -> None:
+    """Top up a card (idempotent by reference)."""
+    from fare_gateway.api import MAX_TOPUP, REFERENCE
+
+    if not 0 < amount <= MAX_TOPUP:
+        raise click.ClickException(f"AMOUNT must be between 1 and {MAX_TOPUP}")
+    if not REFERENCE.fullmatch(reference):
+        raise click.ClickException("--reference must be 1-64 characters of A-Z a-z 0-9 . _ : / -")
+    core = _core()
+    with core.sessions.begin() as session:
+        result = core.ledger.topup(session, card, amount, reference)
+    click.echo(json.dumps({"card": card, "balance": result.balance,
+                           "currency": core.policy.currency, "amount": amount,
+                           "reference": reference, "created": result.created}))
+
+
+@cards.command("show")
+@click.argument("card")
+@_friendly
+def cards_show(card: str) -> None:
+    """Show a card's category, status and balance."""
+    from ledger.adapters.models import Card
+
+    core = _core()
+    with core.sessions() as session:
+        row = session.get(Card, card)
+        if row is None:
+            raise click.ClickException(f"no card {card}")
+        click.echo(json.dumps({"card": row.card, "category": row.category,
+                               "status": row.status, "balance": row.balance,
+                               "currency": core.policy.currency}))
+
+
+@click.group()
+def tokens() -> None:
+    """API tokens."""
+
+
+@tokens.command("create")
+@click.option("--role", required=True, type=click.Choice(["admin", "ops", "finance"]))
+@click.option("--label", default="", help="Who or what the token is for.")
+@click.option("--days", type=int, default=None, help="Expire after this many days.")
+@_friendly
+def tokens_create(role: str, label: str, days: int | None) -> None:
+    """Print a new API token (shown once; only its hash is stored)."""
+    from fare_gateway.tokens import create_token
+
+    core = _core()
+    with core.sessions.begin() as session:
+        token = create_token(session, role, label, days)
+    click.echo(token)
+
+
+@click.group()
+def fares() -> None:
+    """Fare policy files."""
+
+
+@fares.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def fares_check(file: str) -> None:
+    """Validate a fare policy file."""
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{file}: ok ({len(policy.rules)} rules, categories "
+               f"{', '.join(policy.categories)}, currency {policy.currency})")

@@ -1,0 +1,36 @@
+"""Prometheus metrics of one gateway process (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Counters and histograms the gateway exports on /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.taps = Counter("transit_taps_total", "Taps processed, by outcome", ["status"],
+                            registry=r)
+        self.quarantined = Counter("transit_quarantined_total",
+                                   "Messages refused and kept for inspection, by reason",
+                                   ["reason"], registry=r)
+        self.fare_amount = Counter("transit_fares_charged_total",
+                                   "Sum of fares charged, smallest currency unit", registry=r)
+        self.batches = Histogram("transit_tap_batch_size", "Taps committed per transaction",
+                                 buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+                                 registry=r)
+        self.batch_seconds = Histogram("transit_tap_batch_seconds",
+                                       "Time to price and commit one batch", registry=r)
+        self.db_retries = Counter("transit_db_retries_total",
+                                  "Batches retried after a database error", registry=r)
+        self.queue_depth = Gauge("transit_consumer_queue_depth",
+                                 "Messages received but not yet committed", registry=r)
+        self.broker_connected = Gauge("transit_broker_connected",
+                                      "1 while the consumer is connected", registry=r)
+        self.receipts = Counter("transit_receipts_published_total", "Receipts published",
+                                registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,33 @@
+"""Route to operator lookup, so that fares credit the right operator's revenue account."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fare_gateway.adapters.models import Route
+from ledger.domain import UNASSIGNED_OPERATOR
+
+
+class RouteDirectory:
+    """Cached `route_id -> agency_id`; a route not in the GTFS data is `unassigned`."""
+
+    def __init__(self, sessions: sessionmaker[Session], ttl_s: float = 30.0) -> None:
+        self.sessions = sessions
+        self.ttl_s = ttl_s
+        self._map: dict[str, str] = {}
+        self._loaded = -1e9
+        self._lock = threading.Lock()
+
+    def operator(self, route_id: str) -> str:
+        now = time.monotonic()
+        if now - self._loaded > self.ttl_s:
+            with self.sessions() as session:
+                rows = session.execute(select(Route.route_id, Route.agency_id)).tuples().all()
+            with self._lock:
+                self._map = dict(rows)
+                self._loaded = now
+        return self._map.get(route_id) or UNASSIGNED_OPERATOR

@@ -1,0 +1,83 @@
+"""Wiring in one place: build the gateway's clients and services from the settings."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from types import FrameType
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from fare_gateway.devices import DeviceDirectory
+from fare_gateway.fares.policy import FarePolicy, policy_from_setting
+from fare_gateway.metrics import Metrics
+from fare_gateway.routes import RouteDirectory
+from ledger.adapters.db import make_engine, session_factory
+from ledger.services import Ledger
+from transit.settings import Settings
+from transit.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Core:
+    """The database-side services every gateway command uses."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    policy: FarePolicy
+    ledger: Ledger
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Core:
+        policy = policy_from_setting(settings.fares)
+        engine = make_engine(settings.database_url)
+        return cls(settings, engine, session_factory(engine), policy,
+                   Ledger(engine, policy.currency))
+
+
+def run_gateway(settings: Settings) -> None:
+    """`transit gateway`: the tap consumer and the HTTP API in one process until SIGTERM."""
+    from waitress.server import create_server
+
+    from fare_gateway.adapters.consumer import TapConsumer
+    from fare_gateway.api import ApiDeps, create_app
+    from fare_gateway.taps import TapService
+
+    core = Core.build(settings)
+    topics = Topics(settings.topic_prefix)
+    service = TapService(core.sessions, core.ledger, core.policy,
+                         DeviceDirectory(core.sessions), RouteDirectory(core.sessions),
+                         topics, core.metrics)
+    consumer = TapConsumer(settings, service, core.metrics)
+    app = create_app(ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
+                             broker_ok=lambda: consumer.connected))
+    host, port = settings.http_bind
+    server = create_server(app, host=host, port=port, threads=8, ident="transit")
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+        server.close()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    consumer.start()
+    log.info("gateway %s: HTTP on http://%s:%d/, broker %s", settings.gateway_id, host, port,
+             settings.mqtt.host)
+    try:
+        server.run()
+    except OSError:
+        if not stop.is_set():
+            raise
+    finally:
+        consumer.stop()
+        core.engine.dispose()
+        log.info("gateway stopped")

@@ -1,0 +1,115 @@
+"""Fixtures that start real services: Mosquitto (private, project config), PostgreSQL,
+SQLite, and `transit gateway` as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import Http, MqttPeer
+from tests.support.services import (
+    Broker,
+    Gateway,
+    create_pg_database,
+    drop_pg_database,
+    transit,
+)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = Broker(tmp_path_factory.mktemp("mosquitto")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using this runs on PostgreSQL and on the embedded SQLite."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/transit.db"
+        return
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def base_env(db_url: str, broker: Broker) -> dict[str, str]:
+    """Environment for `transit` commands: this test's database, the private broker,
+    and a topic prefix of its own so tests never see each other's messages."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
+    env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
+               TRANSIT_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}/v1",
+               TRANSIT_GATEWAY_ID=f"gw-{uuid.uuid4().hex[:8]}")
+    return env
+
+
+@dataclass
+class System:
+    """A migrated database, a registered validator and a running gateway."""
+
+    env: dict[str, str]
+    gateway: Gateway
+    device_id: str
+    secret: bytes
+    broker: Broker
+
+    @property
+    def prefix(self) -> str:
+        return self.env["TRANSIT_TOPIC_PREFIX"]
+
+    @property
+    def http(self) -> Http:
+        return Http(self.gateway.base_url)
+
+    def tap_topic(self, device_id: str | None = None) -> str:
+        return f"{self.prefix}/dev/{device_id or self.device_id}/tap"
+
+    def receipt_topic(self, device_id: str | None = None) -> str:
+        return f"{self.prefix}/dev/{device_id or self.device_id}/receipt"
+
+    def transit(self, *args: str, check: bool = True):  # type: ignore[no-untyped-def]
+        return transit(*args, env=self.env, check=check)
+
+    def issue(self, card: str, balance: int = 0, category: str = "regular") -> None:
+        self.transit("cards", "issue", card, "--category", category)
+        if balance:
+            self.transit("cards", "topup", card, str(balance), "--reference", f"init-{card}")
+
+    def token(self, role: str) -> str:
+        return str(self.transit("tokens", "create", "--role", role).stdout.strip())
+
+    def peer(self) -> MqttPeer:
+        return MqttPeer(self.broker.url)
+
+    def engine(self):  # type: ignore[no-untyped-def]
+        from ledger.adapters.db import make_engine
+        return make_engine(self.env["TRANSIT_DATABASE_URL"])
+
+
+@pytest.fixture
+def system(base_env: dict[str, str], broker: Broker, tmp_path: Path) -> Iterator[System]:
+    transit("db", "upgrade", env=base_env)
+    device_id = "SBY-0042-A"
+    secret_hex = transit("devices", "add", device_id, "--vehicle", "SBY-0042",
+                         env=base_env).stdout.strip()
+    gw = Gateway(base_env, tmp_path / "gateway.log").start()
+    sys_ = System(base_env, gw, device_id, bytes.fromhex(secret_hex), broker)
+    yield sys_
+    gw.stop()
+    print((tmp_path / "gateway.log").read_text()[-6000:])  # shown by pytest when a test fails
+    assert not (tmp_path / "gateway.log").read_text().count("Traceback (most recent call last)"), \
+        (tmp_path / "gateway.log").read_text()[-4000:]
