@@ -1,0 +1,62 @@
+"""A burst of 20,000 signed taps published at once: every one charged exactly once."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+
+from fare_gateway.adapters.models import TapRecord
+from ledger.adapters.db import session_factory
+from ledger.adapters.models import Entry
+from ledger.services import Ledger, check_invariants
+from tests.conftest import System
+from tests.support.clients import make_tap
+
+TAPS = 20_000
+CARDS = 400
+
+
+def test_a_burst_of_20000_taps_is_charged_completely(system: System) -> None:
+    engine = system.engine()
+    sessions = session_factory(engine)
+    ledger = Ledger(engine, "IDR")
+    cards = [f"04B0{i:08X}" for i in range(CARDS)]
+    with sessions.begin() as s:
+        for card in cards:
+            ledger.open_card(s, card, "regular")
+    with sessions.begin() as s:
+        for card in cards:
+            ledger.topup(s, card, 10_000_000, f"burst-{card}")
+
+    peer = system.peer()
+    peer.subscribe(system.receipt_topic())
+    # One service day, one minute apart per card: whatever the fare rules, each tap is
+    # a separate entry to charge.
+    payloads = [(system.tap_topic(), make_tap(system.secret, system.device_id, seq,
+                                              cards[seq % CARDS],
+                                              ts=1764313202123 + (seq // CARDS) * 1000
+                                              ).encode())
+                for seq in range(1, TAPS + 1)]
+    started = time.monotonic()
+    peer.publish_many(payloads)
+    published = time.monotonic()
+    peer.wait_for(lambda m: len(m) >= TAPS, timeout=300)
+    done = time.monotonic()
+    print(f"published {TAPS} in {published - started:.1f}s; all receipted after "
+          f"{done - started:.1f}s ({TAPS / (done - started):.0f} taps/s)")
+
+    with sessions() as s:
+        taps = s.scalar(select(func.count()).select_from(TapRecord))
+        fares = s.scalar(select(func.count(func.distinct(Entry.tap_id))).where(
+            Entry.kind == "fare"))
+        entries = s.scalar(select(func.count()).select_from(Entry).where(Entry.kind == "fare"))
+        assert check_invariants(s) == []
+    assert (taps, fares, entries) == (TAPS, TAPS, TAPS)
+    statuses = {}
+    from transit.wire import Receipt
+    for _, payload in peer.messages:
+        r = Receipt.parse(payload)
+        statuses[r.seq] = r.status
+    assert len(statuses) == TAPS and set(statuses.values()) == {"charged"}
+    peer.close()
