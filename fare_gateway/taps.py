@@ -15,7 +15,8 @@ from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.metrics import Metrics
 from fare_gateway.routes import RouteDirectory
 from ledger.adapters.models import Card
-from ledger.adapters.sql import chunks, insert_ignore
+from ledger.adapters.bulk import bulk_insert
+from ledger.adapters.sql import chunks
 from ledger.domain import fare_entry
 from ledger.services import Ledger
 from transit.topics import Topics
@@ -120,7 +121,7 @@ class TapService:
         with self.sessions.begin() as session:
             self._process(session, batch, verified, rejects, outcomes, operators)
             if rejects:
-                session.execute(QuarantineRecord.__table__.insert(), [{
+                bulk_insert(session, QuarantineRecord.__table__, [{
                     "received_ms": r.inbound.received_ms, "topic": r.inbound.topic[:300],
                     "reason": r.reason, "detail": r.detail[:2000], "device_id": r.device_id,
                     "tap_id": r.tap_id, "size": len(r.inbound.payload),
@@ -216,11 +217,8 @@ class TapService:
                 "vehicle_id": tap.vehicle_id, "route_id": tap.route_id, "trip_id": tap.trip_id,
                 "lat_e6": tap.lat_e6, "lon_e6": tap.lon_e6, "service_date": service_date,
                 "status": status, "fare": fare, "received_ms": int(time.time() * 1000)})
-        inserted: set[str] = set()
-        for part in chunks(rows, 500) if rows else []:
-            inserted.update(session.execute(
-                insert_ignore(session, TapRecord.__table__).returning(TapRecord.tap_id),
-                part).scalars())
+        inserted = {row[0] for row in bulk_insert(
+            session, TapRecord.__table__, rows, ignore_conflicts=True, returning=("tap_id",))}
         raced = sorted(set(fresh) - inserted)
         if raced:  # committed meanwhile by another gateway: now a repeat like any other
             existing.update(self._existing(session, raced))

@@ -8,11 +8,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ledger.adapters.models import Account, Card, Entry, Posting
+from ledger.adapters.bulk import add_to_balances, bulk_insert
 from ledger.adapters.sql import chunks, insert_ignore
 from ledger.domain import CARD, AccountKey, EntryDraft, LedgerError, topup_entry
 
@@ -127,9 +128,9 @@ class Ledger:
             "reference": d.reference, "service_date": d.service_date,
             "operator_id": d.operator_id, "route_id": d.route_id, "category": d.category,
         } for d in drafts]
-        ids = list(session.execute(
-            insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
-            entry_rows).scalars())
+        keyed = {key: entry_id for entry_id, key in bulk_insert(
+            session, Entry.__table__, entry_rows, returning=("id", "idem_key"))}
+        ids = [keyed[d.idem_key] for d in drafts]
         postings = []
         deltas: dict[str, int] = defaultdict(int)
         for entry_id, draft in zip(ids, drafts, strict=True):
@@ -141,12 +142,8 @@ class Ledger:
                     account_id = others[p.account]
                 postings.append({"entry_id": entry_id, "account_id": account_id,
                                  "amount": p.amount})
-        session.execute(insert(Posting), postings)
-        changed = [{"c": card, "d": delta} for card, delta in sorted(deltas.items()) if delta]
-        if changed:
-            session.connection().execute(
-                update(Card.__table__).where(Card.__table__.c.card == bindparam("c"))
-                .values(balance=Card.__table__.c.balance + bindparam("d")), changed)
+        bulk_insert(session, Posting.__table__, postings)
+        add_to_balances(session, Card.__table__, "card", "balance", deltas)
         return ids
 
     def _card_accounts(self, session: Session, cards: set[str]) -> dict[str, int]:

@@ -12,7 +12,8 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar, TypeVar
 
 from transit.topics import ID_PATTERN
@@ -143,10 +144,12 @@ class Message:
 
     def to_dict(self) -> dict[str, Scalar]:
         """The message as a JSON object; optional fields that are unset are left out."""
-        raw = asdict(self)
-        extra = raw.pop("extra", {}) or {}
-        out = {k: v for k, v in raw.items() if v is not None}
-        out.update(extra)
+        out: dict[str, Scalar] = {}
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out.update(self.extra)  # type: ignore[attr-defined]
         return out
 
     def signed(self: M, secret: bytes) -> M:
@@ -157,16 +160,23 @@ class Message:
 
     def verify(self, secret: bytes) -> bool:
         """True when the message's signature was made with `secret`."""
-        return verify(self.to_dict(), secret)
+        sig = getattr(self, "sig", None)
+        expected = hmac.new(secret, self.canonical, hashlib.sha256).hexdigest()
+        return isinstance(sig, str) and hmac.compare_digest(sig, expected)
+
+    @cached_property
+    def canonical(self) -> bytes:
+        """The canonical form of the message without `sig` (what is signed)."""
+        return canonical(self.to_dict())
 
     def encode(self) -> bytes:
         """Canonical bytes to publish (the canonical form with `sig` included)."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """SHA-256 of the unsigned canonical body."""
-        return body_digest(self.to_dict())
+        return hashlib.sha256(self.canonical).hexdigest()
 
     @classmethod
     def parse(cls: type[M], payload: bytes) -> M:
@@ -176,6 +186,11 @@ class Message:
     @classmethod
     def from_dict(cls: type[M], obj: Mapping[str, Any]) -> M:
         raise NotImplementedError
+
+
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.name != "extra")
 
 
 def _replace_sig(msg: M, sig: str) -> M:

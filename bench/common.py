@@ -1,0 +1,103 @@
+"""Shared set-up for benchmarks: a private broker, a fresh database, devices and cards."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ledger.adapters.db import make_engine, session_factory  # noqa: E402
+from ledger.schema import upgrade  # noqa: E402
+from ledger.services import Ledger  # noqa: E402
+from tests.support.services import (  # noqa: E402
+    Broker,
+    Gateway,
+    create_pg_database,
+    drop_pg_database,
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(values: list[float]) -> str:
+    return (f"p50 {percentile(values, 50):.1f} ms, p99 {percentile(values, 99):.1f} ms, "
+            f"max {max(values):.1f} ms, mean {statistics.fmean(values):.1f} ms")
+
+
+@dataclass
+class Stack:
+    """A broker, a migrated database with devices and funded cards, ready for gateways."""
+
+    broker: Broker
+    db_url: str
+    env: dict[str, str]
+    devices: dict[str, bytes]
+    cards: list[str]
+    workdir: Path
+
+    @classmethod
+    def create(cls, db: str = "postgresql", n_devices: int = 50, n_cards: int = 2000) -> Stack:
+        from fare_gateway.devices import add_device
+
+        workdir = Path(tempfile.mkdtemp(prefix="transit-bench-"))
+        broker = Broker(workdir / "mosquitto").start()
+        db_url = create_pg_database() if db == "postgresql" else f"sqlite:///{workdir}/b.db"
+        engine = make_engine(db_url)
+        upgrade(engine)
+        sessions = session_factory(engine)
+        ledger = Ledger(engine, "IDR")
+        devices = {}
+        with sessions.begin() as s:
+            for i in range(n_devices):
+                row, _ = add_device(s, f"BENCH-{i:04d}", f"BUS-{i:04d}")
+                devices[row.device_id] = bytes.fromhex(row.secret_hex)
+        cards = [f"04C0{i:08X}" for i in range(n_cards)]
+        with sessions.begin() as s:
+            for card in cards:
+                ledger.open_card(s, card, "regular")
+        with sessions.begin() as s:
+            for card in cards:
+                ledger.topup(s, card, 10_000_000, f"bench-{card}")
+        engine.dispose()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
+        env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
+                   TRANSIT_TOPIC_PREFIX="transit/v1", TRANSIT_SHARE_GROUP="gw",
+                   TRANSIT_LOG_LEVEL="WARNING")
+        return cls(broker, db_url, env, devices, cards, workdir)
+
+    def gateway(self, name: str) -> Gateway:
+        env = dict(self.env, TRANSIT_GATEWAY_ID=f"{name}-{uuid.uuid4().hex[:6]}")
+        return Gateway(env, self.workdir / f"{name}.log").start()
+
+    def close(self) -> None:
+        self.broker.stop()
+        if self.db_url.startswith("postgresql"):
+            drop_pg_database(self.db_url)
+
+
+def run_processes(target, args_list: list[tuple]) -> None:  # type: ignore[no-untyped-def]
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=target, args=args) for args in args_list]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+
+
+def now() -> float:
+    return time.time()
