@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -42,6 +41,10 @@ class Core:
                    Ledger(engine, policy.currency))
 
 
+class _Shutdown(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the HTTP server's loop."""
+
+
 def run_gateway(settings: Settings) -> None:
     """`transit gateway`: the tap consumer and the HTTP API in one process until SIGTERM."""
     from waitress.server import create_server
@@ -60,12 +63,9 @@ def run_gateway(settings: Settings) -> None:
                              broker_ok=lambda: consumer.connected))
     host, port = settings.http_bind
     server = create_server(app, host=host, port=port, threads=8, ident="transit")
-    stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-        server.close()
+        raise _Shutdown(signum)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -74,10 +74,13 @@ def run_gateway(settings: Settings) -> None:
              settings.mqtt.host)
     try:
         server.run()
-    except OSError:
-        if not stop.is_set():
-            raise
+    except _Shutdown as exc:
+        log.info("signal %d: stopping", exc.args[0])
     finally:
+        # Taps in hand are committed and acknowledged before the broker connection
+        # closes; the rest stay queued in the persistent session.
         consumer.stop()
+        server.task_dispatcher.shutdown(timeout=5)
+        server.close()
         core.engine.dispose()
         log.info("gateway stopped")
