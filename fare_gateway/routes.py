@@ -22,7 +22,14 @@ class RouteDirectory:
         self._loaded = -1e9
         self._lock = threading.Lock()
 
-    def operator(self, route_id: str) -> str:
+    def operator(self, route_id: str, refresh: bool = True) -> str:
+        """The operator of a route; with refresh=False the cache is used as it is."""
+        if refresh:
+            self.refresh_if_stale()
+        return self._map.get(route_id) or UNASSIGNED_OPERATOR
+
+    def refresh_if_stale(self) -> None:
+        """Reload the routes if the cache is older than its time to live."""
         now = time.monotonic()
         if now - self._loaded > self.ttl_s:
             with self.sessions() as session:
@@ -30,4 +37,3 @@ class RouteDirectory:
             with self._lock:
                 self._map = dict(rows)
                 self._loaded = now
-        return self._map.get(route_id) or UNASSIGNED_OPERATOR

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import QuarantineRecord, TapRecord
 from fare_gateway.devices import DeviceDirectory, KnownDevice
+from fare_gateway.fares.engine import PricedTap, price_day
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.metrics import Metrics
 from fare_gateway.routes import RouteDirectory
-from ledger.adapters.models import Card
-from ledger.adapters.bulk import bulk_insert
+from ledger.adapters.bulk import bulk_insert, bulk_update
+from ledger.adapters.models import Card, Entry
 from ledger.adapters.sql import chunks
-from ledger.domain import fare_entry
+from ledger.domain import EntryDraft, fare_entry
 from ledger.services import Ledger
 from transit.topics import Topics
 from transit.wire import Receipt, Tap, WireError
@@ -60,6 +62,11 @@ class _CardState:
     status: str
     balance: int
     account_id: int
+
+
+def _priced(tap: Tap) -> PricedTap:
+    return PricedTap(tap.tap_id, tap.device_id, tap.seq, tap.ts, tap.vehicle_id, tap.route_id,
+                     tap.kind, tap.lat_e6, tap.lon_e6)
 
 
 class TapService:
@@ -117,7 +124,9 @@ class TapService:
                 verified.append((i, result[0], result[1]))
         # Looked up before the transaction: on SQLite a second connection inside it would
         # wait for the write lock this thread holds.
-        operators = {t.route_id: self.routes.operator(t.route_id) for _, t, _ in verified}
+        self.routes.refresh_if_stale()
+        operators = {t.route_id: self.routes.operator(t.route_id, refresh=False)
+                     for _, t, _ in verified}
         with self.sessions.begin() as session:
             self._process(session, batch, verified, rejects, outcomes, operators)
             if rejects:
@@ -162,6 +171,91 @@ class TapService:
                 found[row.tap_id] = row
         return found
 
+    def _reprice(self, session: Session, taps: list[Tap], cards: dict[str, _CardState],
+                 operators: dict[str, str], balances: dict[str, int]
+                 ) -> dict[str, tuple[str, int]]:
+        """Re-price each new tap's card-day; post its charge and corrections of earlier taps.
+
+        Returns the receipt status and fare of each new tap: an entry's own charge
+        (`not_charged` for a repeat tap), or for an exit the change it made to the day
+        (usually a refund on its entry).
+        """
+        days: dict[tuple[str, str], list[Tap]] = defaultdict(list)
+        for tap in taps:
+            days[(tap.card, self.policy.service_date(tap.ts).isoformat())].append(tap)
+        if not days:
+            return {}
+        new_ids = {t.tap_id for t in taps}
+        known, ledger_now, routes = self._load_days(session, set(days), new_ids)
+        drafts: list[EntryDraft] = []
+        receipt_fares: dict[str, tuple[str, int]] = {}
+        for (card, service_date), new in sorted(days.items()):
+            category = cards[card].category
+            day = known[(card, service_date)]
+            for tap in sorted(new, key=lambda t: (t.ts, t.device_id, t.seq)):
+                day[tap.tap_id] = _priced(tap)
+                routes[tap.tap_id] = tap.route_id
+                price = price_day(self.policy, category, day.values())
+                change = 0
+                for tap_id, charge in sorted(price.charges.items()):
+                    before = ledger_now.get(tap_id)
+                    if tap_id == tap.tap_id:
+                        if tap.kind != "entry" or charge.role == "repeat":
+                            continue  # costs nothing now; a later tap may change that
+                        kind, key = "fare", None
+                    elif (before or 0) != charge.amount:
+                        kind, key = "correction", f"corr:{tap_id}:{tap.tap_id}"
+                    else:
+                        continue
+                    delta = charge.amount - (before or 0)
+                    drafts.append(fare_entry(
+                        tap_id=tap_id, card=card, fare=delta, digest=tap.digest,
+                        currency=self.policy.currency, kind=kind, idem_key=key,
+                        operator_id=operators.get(routes[tap_id]) or self.routes.operator(
+                            routes[tap_id], refresh=False),
+                        route_id=routes[tap_id], category=category,
+                        service_date=service_date))
+                    ledger_now[tap_id] = charge.amount
+                    balances[card] -= delta
+                    change += delta
+                role = price.charges[tap.tap_id].role
+                receipt_fares[tap.tap_id] = (
+                    "not_charged" if role == "repeat" else "charged",
+                    price.amount(tap.tap_id) if tap.kind == "entry" else change)
+        self.ledger.post(session, drafts, {c: s.account_id for c, s in cards.items()})
+        return receipt_fares
+
+    def _load_days(self, session: Session, days: set[tuple[str, str]], exclude: set[str]
+                   ) -> tuple[dict[tuple[str, str], dict[str, PricedTap]], dict[str, int],
+                              dict[str, str]]:
+        """Accepted taps already charged in these card-days, and what the ledger holds
+        for each tap now."""
+        known: dict[tuple[str, str], dict[str, PricedTap]] = {d: {} for d in days}
+        ledger_now: dict[str, int] = {}
+        routes: dict[str, str] = {}
+        cards = sorted({c for c, _ in days})
+        dates = sorted({d for _, d in days})
+        t = TapRecord
+        for part in chunks(cards):
+            rows = session.execute(select(
+                t.tap_id, t.device_id, t.seq, t.ts, t.vehicle_id, t.route_id, t.kind,
+                t.lat_e6, t.lon_e6, t.card, t.service_date).where(
+                t.card.in_(part), t.service_date.in_(dates), t.status == "charged")).all()
+            for row in rows:
+                key = (row.card, row.service_date)
+                if key in known and row.tap_id not in exclude:
+                    known[key][row.tap_id] = PricedTap(*row[:9])
+                    routes[row.tap_id] = row.route_id
+            sums = session.execute(
+                select(Entry.tap_id, Entry.card, Entry.service_date, func.sum(Entry.amount))
+                .where(Entry.card.in_(part), Entry.service_date.in_(dates),
+                       Entry.tap_id.is_not(None))
+                .group_by(Entry.tap_id, Entry.card, Entry.service_date)).all()
+            for tap_id, card, service_date, amount in sums:
+                if (card, service_date) in known:
+                    ledger_now[tap_id] = int(amount)
+        return known, ledger_now, routes
+
     def _lock_cards(self, session: Session, cards: set[str]) -> dict[str, _CardState]:
         """Lock the batch's cards in sorted order, so concurrent gateways cannot deadlock."""
         out: dict[str, _CardState] = {}
@@ -194,7 +288,6 @@ class TapService:
         # The inbox rows go in first, in tap_id order: a tap another gateway is inserting
         # at this moment makes us wait for its commit and then skip it here.
         rows = []
-        drafts = []
         planned: dict[str, tuple[str, int]] = {}
         for tap_id in sorted(fresh):
             _, tap, _ = fresh[tap_id]
@@ -204,11 +297,8 @@ class TapService:
                 status, fare = "unknown_card", 0
             elif not tap.accepted:
                 status, fare = "not_charged", 0
-            elif tap.kind == "exit":
-                status, fare = "charged", 0
             else:
-                status = "charged"
-                fare = self.policy.full_fare(tap.route_id, tap.ts, state.category)
+                status, fare = "charged", 0  # priced below, with the rest of its day
             planned[tap_id] = (status, fare)
             rows.append({
                 "tap_id": tap_id, "device_id": tap.device_id, "seq": tap.seq,
@@ -224,21 +314,18 @@ class TapService:
             existing.update(self._existing(session, raced))
             for tap_id in raced:
                 repeats.append(fresh.pop(tap_id))
+        priced = self._reprice(session, [fresh[t][1] for t in sorted(fresh)
+                                        if planned[t][0] == "charged"], cards, operators,
+                              balances)
+        if priced:
+            bulk_update(session, TapRecord.__table__, "tap_id", "fare",
+                        {tap_id: fare for tap_id, (_, fare) in priced.items()})
         for tap_id in sorted(fresh):
             index, tap, device = fresh[tap_id]
-            status, fare = planned[tap_id]
-            state = cards.get(tap.card)
-            if status == "charged" and state is not None:
-                drafts.append(fare_entry(
-                    tap_id=tap_id, card=tap.card, fare=fare, digest=tap.digest,
-                    currency=self.policy.currency,
-                    operator_id=operators[tap.route_id], route_id=tap.route_id,
-                    category=state.category, service_date=self.policy.service_date(
-                        tap.ts).isoformat()))
-                balances[tap.card] -= fare
+            status, fare = priced.get(tap_id, (planned[tap_id][0], 0))
+            planned[tap_id] = (status, fare)
             outcomes[index] = Outcome(status, self._receipt(
                 tap, device, status, fare, balances.get(tap.card, 0)))
-        self.ledger.post(session, drafts, {c: s.account_id for c, s in cards.items()})
         batch_first: dict[str, str] = {t.tap_id: t.digest for _, t, _ in fresh.values()}
         for index, tap, device in repeats:
             prior = existing.get(tap.tap_id)

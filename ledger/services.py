@@ -12,8 +12,8 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ledger.adapters.models import Account, Card, Entry, Posting
 from ledger.adapters.bulk import add_to_balances, bulk_insert
+from ledger.adapters.models import Account, Card, Entry, Posting
 from ledger.adapters.sql import chunks, insert_ignore
 from ledger.domain import CARD, AccountKey, EntryDraft, LedgerError, topup_entry
 

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 from typing import Any, ClassVar, TypeVar
 
 from transit.topics import ID_PATTERN
@@ -188,7 +188,7 @@ class Message:
         raise NotImplementedError
 
 
-@lru_cache(maxsize=None)
+@cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if f.name != "extra")
 

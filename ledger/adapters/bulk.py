@@ -81,3 +81,21 @@ def add_to_balances(session: Session, table: Table, key: str, column: str,
         table.update().where(table.c[key] == bindparam("k"))
         .values({column: table.c[column] + bindparam("d")}),
         [{"k": k, "d": d} for k, d in items])
+
+
+def bulk_update(session: Session, table: Table, key: str, column: str,
+                values: dict[str, int]) -> None:
+    """`column = value` for each key (integer columns)."""
+    items = sorted(values.items())
+    if not items:
+        return
+    if dialect_of(session) == "postgresql":
+        session.execute(text(
+            f"UPDATE {table.name} AS t SET {column} = d.v "
+            f"FROM unnest(CAST(:keys AS text[]), CAST(:vals AS bigint[])) AS d(k, v) "
+            f"WHERE t.{key} = d.k"),
+            {"keys": [k for k, _ in items], "vals": [v for _, v in items]})
+        return
+    session.connection().execute(
+        table.update().where(table.c[key] == bindparam("k")).values({column: bindparam("v")}),
+        [{"k": k, "v": v} for k, v in items])

@@ -63,8 +63,10 @@ def test_a_killed_gateway_loses_nothing_and_charges_nothing_twice(system: System
             ledger.open_card(s, card, "regular")
             ledger.topup(s, card, 1_000_000, f"k-{card}")
     peer = system.peer()
+    # Each on its own bus, so that none is a repeat tap: every tap is a fare entry.
     taps = [make_tap(system.secret, system.device_id, seq, cards[seq % 50],
-                     ts=1764313202123 + seq * 1000) for seq in range(1, 3001)]
+                     ts=1764313202123 + seq * 1000, vehicle_id=f"BUS-{seq}")
+            for seq in range(1, 3001)]
     peer.publish_many([(system.tap_topic(), t.encode()) for t in taps[:1500]])
     system.gateway.stop(kill=True)  # mid-stream, whatever it had in hand
     peer.publish_many([(system.tap_topic(), t.encode()) for t in taps[1500:]])
@@ -96,7 +98,8 @@ def test_two_gateways_share_the_load_and_charge_each_tap_once(system: System) ->
         peer = system.peer()
         peer.subscribe(system.receipt_topic())
         taps = [make_tap(system.secret, system.device_id, seq, cards[seq % 40],
-                         ts=1764313202123 + seq * 1000) for seq in range(1, 2001)]
+                         ts=1764313202123 + seq * 1000, vehicle_id=f"BUS-{seq}")
+                for seq in range(1, 2001)]
         # Every tap twice: the copies may land on either gateway, even at the same moment.
         payloads = [(system.tap_topic(), t.encode()) for t in taps]
         peer.publish_many(payloads + payloads)

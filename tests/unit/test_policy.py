@@ -314,7 +314,7 @@ BROKEN = {
                        "{ base_km = 25, step_km = 10, step = 1000 }\n",
                        "fares[1].max.regular"),
     "max_below_base_by_fallback": (BASE_HEAD + "[[fares]]\nroutes = ['KRL']\namount = "
-                                   "{ regular = 3000, student = 9000 }\nmax = "
+                                   "{ regular = 3000, student = 14000 }\nmax = "
                                    "{ regular = 13000 }\ndistance = { base_km = 25, "
                                    "step_km = 10, step = 1000 }\n", "fares[0].max.student"),
     "distance_missing_step_km": (BASE_HEAD + "[[fares]]\nroutes = ['KRL']\namount = "

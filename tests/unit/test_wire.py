@@ -497,7 +497,9 @@ def _other(value: Any, draw: st.DrawFn, name: str) -> Any:
         "lat_e6": st.integers(-90_000_000, 90_000_000),
         "lon_e6": st.integers(-180_000_000, 180_000_000), "reason": REASONS,
     }
-    return draw(strategies.get(name, SCALARS).filter(lambda x: x != value or type(x) is not type(value)))
+    different = strategies.get(name, SCALARS).filter(
+        lambda x: x != value or type(x) is not type(value))
+    return draw(different)
 
 
 @settings(max_examples=200, deadline=None)
