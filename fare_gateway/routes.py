@@ -33,7 +33,7 @@ class RouteDirectory:
         now = time.monotonic()
         if now - self._loaded > self.ttl_s:
             with self.sessions() as session:
-                rows = session.execute(select(Route.route_id, Route.agency_id)).tuples().all()
+                rows = session.execute(select(Route.route_id, Route.agency_id)).all()
             with self._lock:
                 self._map = dict(rows)
                 self._loaded = now

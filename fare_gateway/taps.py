@@ -262,7 +262,7 @@ class TapService:
         for part in chunks(sorted(cards)):
             stmt = (select(Card.card, Card.category, Card.status, Card.balance, Card.account_id)
                     .where(Card.card.in_(part)).order_by(Card.card).with_for_update())
-            for row in session.execute(stmt).tuples():
+            for row in session.execute(stmt):
                 out[row[0]] = _CardState(*row)
         return out
 

@@ -150,7 +150,7 @@ class Ledger:
         found: dict[str, int] = {}
         for part in chunks(sorted(cards)):
             found.update(session.execute(
-                select(Card.card, Card.account_id).where(Card.card.in_(part))).tuples().all())
+                select(Card.card, Card.account_id).where(Card.card.in_(part))).all())
         missing = cards - found.keys()
         if missing:
             raise CardNotFound(f"no such card: {sorted(missing)[0]}")

@@ -46,9 +46,13 @@ class MqttEndpoint:
             raise SettingsError(f"TRANSIT_MQTT_URL: no host in {url!r}")
         tls = parts.scheme == "mqtts"
         try:
-            port = parts.port or (8883 if tls else 1883)
+            port = parts.port
         except ValueError as exc:
             raise SettingsError(f"TRANSIT_MQTT_URL: bad port in {url!r}") from exc
+        if port is None:
+            port = 8883 if tls else 1883
+        elif not 0 < port < 65536:
+            raise SettingsError(f"TRANSIT_MQTT_URL: port must be 1-65535 in {url!r}")
         return cls(
             host=parts.hostname,
             port=port,
@@ -62,6 +66,8 @@ def _http_bind(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
         raise SettingsError(f"TRANSIT_HTTP: expected HOST:PORT, got {value!r}")
+    if not 0 < int(port) < 65536:
+        raise SettingsError(f"TRANSIT_HTTP: port must be 1-65535, got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -119,8 +125,8 @@ class Settings:
 
     def validate(self) -> None:
         """Fail early, with the variable's name, on a value that cannot work."""
-        self.mqtt
-        self.http_bind
+        MqttEndpoint.parse(self.mqtt_url)
+        _http_bind(self.http)
 
     @property
     def mqtt(self) -> MqttEndpoint:

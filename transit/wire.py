@@ -71,6 +71,8 @@ def decode(payload: bytes) -> dict[str, Any]:
         raise WireError("malformed", f"not UTF-8: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise WireError("malformed", f"not JSON: {exc.msg} at {exc.pos}") from exc
+    except RecursionError:
+        raise WireError("malformed", "JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise WireError("malformed", "not a JSON object")
     return obj
