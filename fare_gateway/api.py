@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from fare_gateway.adapters.models import TapRecord
@@ -18,7 +19,15 @@ from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.metrics import Metrics
 from fare_gateway.tokens import authenticate
 from ledger.adapters.models import Card, Entry
-from ledger.services import CardExists, CardNotFound, IdempotencyConflict, Ledger
+from fare_gateway.cards import CardError, issue_card, set_card_status, topup_card
+from ledger.services import (
+    CardExists,
+    CardNotFound,
+    IdempotencyConflict,
+    Ledger,
+    TopupResult,
+    retry_once_on_race,
+)
 from transit.wire import CARD_PATTERN
 
 REFERENCE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
@@ -45,7 +54,6 @@ class ApiDeps:
     policy: FarePolicy
     metrics: Metrics
     broker_ok: Callable[[], bool]
-    on_card_change: Callable[[str], None] = lambda card: None
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -57,7 +65,10 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True, force=True)
+    try:
+        data = request.get_json(silent=True, force=True)
+    except RecursionError:
+        data = None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "the body must be a JSON object")
     return data
@@ -134,21 +145,21 @@ def create_app(deps: ApiDeps) -> Flask:
 
     @app.post("/api/v1/cards")
     @require("admin")
-    def issue_card() -> tuple[Response, int]:
+    def post_card() -> tuple[Response, int]:
         body = _body()
         card = body.get("card")
         if not isinstance(card, str) or not CARD_PATTERN.fullmatch(card):
             raise ApiError(422, "bad_card", "card must be 8-32 upper-case hex digits")
         category = body.get("category", deps.policy.default_category)
-        if category not in deps.policy.categories:
-            raise ApiError(422, "bad_category",
-                           f"category must be one of {', '.join(deps.policy.categories)}")
+        if not isinstance(category, str):
+            raise ApiError(422, "bad_category", "category must be a string")
         try:
             with deps.sessions.begin() as session:
-                row = deps.ledger.open_card(session, card, category)
-        except CardExists as exc:
-            raise ApiError(409, "card_exists", str(exc)) from None
-        deps.on_card_change(card)
+                row = issue_card(session, deps.ledger, deps.policy, card, category)
+        except CardError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+        except (CardExists, IntegrityError):  # IntegrityError: issued at this very moment
+            raise ApiError(409, "card_exists", f"card {card} already exists") from None
         return jsonify(card_json(row)), 201
 
     @app.get("/api/v1/cards/<card>")
@@ -163,7 +174,7 @@ def create_app(deps: ApiDeps) -> Flask:
 
     @app.post("/api/v1/cards/<card>/topups")
     @require("admin")
-    def topup(card: str) -> tuple[Response, int]:
+    def post_topup(card: str) -> tuple[Response, int]:
         _card_token(card)
         body = _body()
         amount = body.get("amount")
@@ -176,27 +187,26 @@ def create_app(deps: ApiDeps) -> Flask:
             raise ApiError(422, "bad_reference",
                            "reference must be 1-64 characters of A-Z a-z 0-9 . _ : / -")
         try:
-            with deps.sessions.begin() as session:
-                result = deps.ledger.topup(session, card, amount, reference)
+            result = retry_once_on_race(lambda: _topup(card, amount, reference))
         except CardNotFound:
             raise ApiError(404, "not_found", f"no card {card}") from None
         except IdempotencyConflict as exc:
             raise ApiError(409, "reference_conflict", str(exc)) from None
-        if result.created:
-            deps.on_card_change(card)
         return jsonify({"card": card, "balance": result.balance, "currency": currency,
                         "amount": result.amount, "reference": result.reference,
                         "entry_id": result.entry_id}), 201 if result.created else 200
 
+    def _topup(card: str, amount: int, reference: str) -> TopupResult:
+        with deps.sessions.begin() as session:
+            return topup_card(session, deps.ledger, deps.policy, card, amount, reference)
+
     def set_status(card: str, status: str) -> Response:
         _card_token(card)
-        with deps.sessions.begin() as session:
-            row = session.get(Card, card, with_for_update=True)
-            if row is None:
-                raise ApiError(404, "not_found", f"no card {card}")
-            row.status = status
-            out = card_json(row)
-        deps.on_card_change(card)
+        try:
+            with deps.sessions.begin() as session:
+                out = card_json(set_card_status(session, deps.policy, card, status))
+        except CardNotFound:
+            raise ApiError(404, "not_found", f"no card {card}") from None
         return jsonify(out)
 
     @app.post("/api/v1/cards/<card>/block")

@@ -34,15 +34,19 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn known domain errors into one clear line instead of a traceback."""
     @wraps(fn)
     def inner(*args: Any, **kwargs: Any) -> Any:
-        from sqlalchemy.exc import OperationalError, ProgrammingError
+        from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+
+        from fare_gateway.cards import CardError
 
         from fare_gateway.devices import DeviceError
         from fare_gateway.tokens import TokenError
         from ledger.domain import LedgerError
         try:
             return fn(*args, **kwargs)
-        except (DeviceError, TokenError, LedgerError) as exc:
+        except (DeviceError, TokenError, LedgerError, CardError) as exc:
             raise click.ClickException(str(exc)) from None
+        except ArgumentError as exc:
+            raise click.ClickException(f"TRANSIT_DATABASE_URL is not usable: {exc}") from None
         except (OperationalError, ProgrammingError) as exc:
             raise click.ClickException(
                 f"database error: {exc.orig}. Is TRANSIT_DATABASE_URL right, and has "
@@ -76,6 +80,7 @@ def db_upgrade(revision: str) -> None:
 
     engine = make_engine(_settings().database_url)
     upgrade(engine, revision)
+    engine.dispose()
     click.echo(f"database at {revision}: {engine.url.render_as_string(hide_password=True)}")
 
 
@@ -116,15 +121,14 @@ def cards_issue(card: str, category: str | None) -> None:
     """Issue a card."""
     from transit.wire import CARD_PATTERN
 
-    core = _core()
+    from fare_gateway.cards import issue_card
+
     if not CARD_PATTERN.fullmatch(card):
         raise click.ClickException("CARD must be 8-32 upper-case hex digits")
-    category = category or core.policy.default_category
-    if category not in core.policy.categories:
-        raise click.ClickException(
-            f"--category must be one of {', '.join(core.policy.categories)}")
+    core = _core()
     with core.sessions.begin() as session:
-        core.ledger.open_card(session, card, category)
+        row = issue_card(session, core.ledger, core.policy, card, category)
+        category = row.category
     click.echo(json.dumps({"card": card, "category": category, "status": "active",
                            "balance": 0, "currency": core.policy.currency}))
 
@@ -142,9 +146,16 @@ def cards_topup(card: str, amount: int, reference: str) -> None:
         raise click.ClickException(f"AMOUNT must be between 1 and {MAX_TOPUP}")
     if not REFERENCE.fullmatch(reference):
         raise click.ClickException("--reference must be 1-64 characters of A-Z a-z 0-9 . _ : / -")
+    from fare_gateway.cards import topup_card
+    from ledger.services import retry_once_on_race
+
     core = _core()
-    with core.sessions.begin() as session:
-        result = core.ledger.topup(session, card, amount, reference)
+
+    def work():  # type: ignore[no-untyped-def]
+        with core.sessions.begin() as session:
+            return topup_card(session, core.ledger, core.policy, card, amount, reference)
+
+    result = retry_once_on_race(work)
     click.echo(json.dumps({"card": card, "balance": result.balance,
                            "currency": core.policy.currency, "amount": amount,
                            "reference": reference, "created": result.created}))
@@ -175,7 +186,8 @@ def tokens() -> None:
 @tokens.command("create")
 @click.option("--role", required=True, type=click.Choice(["admin", "ops", "finance"]))
 @click.option("--label", default="", help="Who or what the token is for.")
-@click.option("--days", type=int, default=None, help="Expire after this many days.")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Expire after this many days (default: never).")
 @_friendly
 def tokens_create(role: str, label: str, days: int | None) -> None:
     """Print a new API token (shown once; only its hash is stored)."""
@@ -203,3 +215,32 @@ def fares_check(file: str) -> None:
         sys.exit(1)
     click.echo(f"{file}: ok ({len(policy.rules)} rules, categories "
                f"{', '.join(policy.categories)}, currency {policy.currency})")
+
+
+@click.group()
+def denylist() -> None:
+    """The deny list validators enforce."""
+
+
+@denylist.command("key")
+@_friendly
+def denylist_key() -> None:
+    """Print the network's public key (hex) that validators verify the deny list with."""
+    from fare_gateway.denylist import network_key
+
+    click.echo(network_key(_core().sessions)[1].hex())
+
+
+@denylist.command("show")
+@_friendly
+def denylist_show() -> None:
+    """List the cards on the deny list, with why."""
+    from sqlalchemy import select
+
+    from fare_gateway.adapters.models import DenyEntry
+
+    with _core().sessions() as session:
+        for card, reason, version in session.execute(
+                select(DenyEntry.card, DenyEntry.reason, DenyEntry.version)
+                .order_by(DenyEntry.card)).all():
+            click.echo(f"{card}\t{reason}\t{version}")

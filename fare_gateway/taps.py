@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import QuarantineRecord, TapRecord
+from fare_gateway.denylist import refresh_denylist
 from fare_gateway.devices import DeviceDirectory, KnownDevice
 from fare_gateway.fares.engine import PricedTap, price_day
 from fare_gateway.fares.policy import FarePolicy
@@ -223,6 +224,7 @@ class TapService:
                     "not_charged" if role == "repeat" else "charged",
                     price.amount(tap.tap_id) if tap.kind == "entry" else change)
         self.ledger.post(session, drafts, {c: s.account_id for c, s in cards.items()})
+        refresh_denylist(session, self.policy, {card for card, _ in days})
         return receipt_fares
 
     def _load_days(self, session: Session, days: set[tuple[str, str]], exclude: set[str]

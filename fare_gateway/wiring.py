@@ -51,6 +51,7 @@ def run_gateway(settings: Settings) -> None:
 
     from fare_gateway.adapters.consumer import TapConsumer
     from fare_gateway.api import ApiDeps, create_app
+    from fare_gateway.denylist import DenyListPublisher
     from fare_gateway.taps import TapService
 
     core = Core.build(settings)
@@ -70,6 +71,8 @@ def run_gateway(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     consumer.start()
+    denylist = DenyListPublisher(core.sessions, consumer.client, topics)
+    denylist.start()
     log.info("gateway %s: HTTP on http://%s:%d/, broker %s", settings.gateway_id, host, port,
              settings.mqtt.host)
     try:
@@ -79,6 +82,7 @@ def run_gateway(settings: Settings) -> None:
     finally:
         # Taps in hand are committed and acknowledged before the broker connection
         # closes; the rest stay queued in the persistent session.
+        denylist.stop()
         consumer.stop()
         server.task_dispatcher.shutdown(timeout=5)
         server.close()

@@ -5,17 +5,22 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 from dataclasses import dataclass
 
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ledger.adapters.bulk import add_to_balances, bulk_insert
 from ledger.adapters.models import Account, Card, Entry, Posting
 from ledger.adapters.sql import chunks, insert_ignore
 from ledger.domain import CARD, AccountKey, EntryDraft, LedgerError, topup_entry
+
+
+T = TypeVar("T")
 
 
 def now_ms() -> int:
@@ -161,11 +166,13 @@ class Ledger:
         """Credit a card once per reference: a replay returns the first result unchanged."""
         draft = topup_entry(card=card, amount=amount, reference=reference,
                             currency=self.currency)
-        existing = session.execute(
-            select(Entry.id, Entry.digest).where(Entry.idem_key == draft.idem_key)).first()
+        # Lock the card first: a concurrent top-up with the same reference then waits
+        # here and, once it may go on, finds the first one's entry.
         row = session.get(Card, card, with_for_update=True)
         if row is None:
             raise CardNotFound(f"no such card: {card}")
+        existing = session.execute(
+            select(Entry.id, Entry.digest).where(Entry.idem_key == draft.idem_key)).first()
         if existing is not None:
             if existing.digest != draft.digest:
                 raise IdempotencyConflict(
@@ -174,6 +181,17 @@ class Ledger:
         (entry_id,) = self.post(session, [draft], {card: row.account_id})
         session.refresh(row)
         return TopupResult(card, row.balance, amount, reference, entry_id, True)
+
+
+def retry_once_on_race(work: Callable[[], T]) -> T:
+    """Run a transaction again if a concurrent one won a unique key race.
+
+    The second run sees the winner's committed row and answers as a replay or conflict.
+    """
+    try:
+        return work()
+    except IntegrityError:
+        return work()
 
 
 def check_invariants(session: Session) -> list[str]:

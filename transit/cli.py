@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "cards": "fare_gateway.cli:cards",
     "tokens": "fare_gateway.cli:tokens",
     "fares": "fare_gateway.cli:fares",
+    "denylist": "fare_gateway.cli:denylist",
 }
 
 

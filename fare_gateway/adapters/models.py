@@ -85,3 +85,36 @@ class Route(Base):
     long_name: Mapped[str] = mapped_column(String(300), default="")
     color: Mapped[str] = mapped_column(String(6), default="")
     text_color: Mapped[str] = mapped_column(String(6), default="")
+
+
+class DenyEntry(Base):
+    """A card validators must refuse now, and why (`balance` or `blocked`)."""
+
+    __tablename__ = "denylist"
+
+    card: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class DenyChange(Base):
+    """Every change of the deny list, numbered: what validators replay."""
+
+    __tablename__ = "denylist_changes"
+
+    version: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    card: Mapped[str] = mapped_column(String(32), index=True)
+    op: Mapped[str] = mapped_column(String(1))  # + | -
+    reason: Mapped[str] = mapped_column(String(16))
+    changed_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SigningKey(Base):
+    """The network's Ed25519 key for what the gateway broadcasts (the deny list)."""
+
+    __tablename__ = "signing_keys"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    private_hex: Mapped[str] = mapped_column(String(128))
+    public_hex: Mapped[str] = mapped_column(String(128))
+    created_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,169 @@
+"""Keeping the deny list in step with cards, and broadcasting it to validators.
+
+The database is the source of truth: `refresh_denylist` runs in the same transaction as
+whatever changed a card (a charge, a top-up, a block), so the list can never disagree
+with the balances. Publishers (one per gateway) only read it and publish the same
+deterministic messages, so several gateways may publish side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fare_gateway.adapters.models import DenyChange, DenyEntry, SigningKey
+from fare_gateway.fares.policy import FarePolicy
+from ledger.adapters.models import Card
+from ledger.adapters.sql import chunks, insert_ignore
+from transit import denylist as wire
+from transit.topics import Topics
+
+log = logging.getLogger(__name__)
+KEY_NAME = "denylist"
+
+
+def deny_reason(policy: FarePolicy, category: str, status: str, balance: int) -> str | None:
+    """Why a card must be refused at the reader now, or None."""
+    if status == "blocked":
+        return "blocked"
+    if balance < policy.lowest_fare(category):
+        return "balance"
+    return None
+
+
+def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str]) -> int:
+    """Bring these cards' deny-list state in line with their status and balance.
+
+    Call it inside the transaction that changed them (their rows are locked there).
+    Returns the number of changes recorded.
+    """
+    wanted = sorted(set(cards))
+    if not wanted:
+        return 0
+    now = int(time.time() * 1000)
+    changes = 0
+    for part in chunks(wanted):
+        state = session.execute(select(Card.card, Card.category, Card.status, Card.balance)
+                                .where(Card.card.in_(part))).all()
+        listed = dict(session.execute(select(DenyEntry.card, DenyEntry.reason)
+                                      .where(DenyEntry.card.in_(part))).all())
+        for card, category, status, balance in state:
+            reason = deny_reason(policy, category, status, balance)
+            if (reason is None) == (card not in listed) and (
+                    reason is None or listed.get(card) == reason):
+                continue
+            op = "-" if reason is None else "+"
+            if op == "+" and card in listed:
+                # Still denied, for another reason: not a change validators need.
+                session.execute(DenyEntry.__table__.update().where(DenyEntry.card == card)
+                                .values(reason=reason))
+                continue
+            change = DenyChange(card=card, op=op, reason=reason or "cleared", changed_ms=now)
+            session.add(change)
+            session.flush()
+            if op == "+":
+                session.add(DenyEntry(card=card, reason=reason, version=change.version))
+            else:
+                session.execute(delete(DenyEntry).where(DenyEntry.card == card))
+            changes += 1
+    return changes
+
+
+def network_key(sessions: sessionmaker[Session]) -> tuple[bytes, bytes]:
+    """The network's Ed25519 (private, public) key pair, made on first use."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    with sessions.begin() as session:
+        row = session.get(SigningKey, KEY_NAME)
+        if row is None:
+            key = Ed25519PrivateKey.generate()
+            private = key.private_bytes(serialization.Encoding.Raw,
+                                        serialization.PrivateFormat.Raw,
+                                        serialization.NoEncryption())
+            public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                   serialization.PublicFormat.Raw)
+            session.execute(insert_ignore(session, SigningKey.__table__), [{
+                "name": KEY_NAME, "private_hex": private.hex(), "public_hex": public.hex(),
+                "created_ms": int(time.time() * 1000)}])
+            row = session.get(SigningKey, KEY_NAME)
+            assert row is not None
+        return bytes.fromhex(row.private_hex), bytes.fromhex(row.public_hex)
+
+
+def snapshot_at(session: Session, base: int) -> list[str]:
+    """Every card whose latest change at or before `base` put it on the list."""
+    latest = (select(DenyChange.card, func.max(DenyChange.version).label("v"))
+              .where(DenyChange.version <= base).group_by(DenyChange.card).subquery())
+    return list(session.scalars(
+        select(DenyChange.card).join(latest, (latest.c.card == DenyChange.card)
+                                     & (latest.c.v == DenyChange.version))
+        .where(DenyChange.op == "+")).all())
+
+
+class DenyListPublisher:
+    """Publishes the retained snapshot and changes whenever the list moves (polls ~4x/s)."""
+
+    def __init__(self, sessions: sessionmaker[Session], client: object, topics: Topics,
+                 interval_s: float = 0.25, resnapshot_s: float = 60.0) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.topics = topics
+        self.interval_s = interval_s
+        self.resnapshot_s = resnapshot_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="denylist", daemon=True)
+        self._published: tuple[int, str] | None = None  # (version, changes payload digest)
+        self._snapshot: tuple[int, str, float] | None = None  # (base, sha256, when)
+        self.key: bytes | None = None
+
+    def start(self) -> None:
+        self.key, _public = network_key(self.sessions)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.publish_once()
+            except Exception:  # the database or broker is away: try again next tick
+                log.warning("deny list not published this time", exc_info=True)
+
+    def publish_once(self) -> None:
+        """Publish what changed since last time (both messages are retained)."""
+        assert self.key is not None
+        with self.sessions() as session:
+            version = int(session.scalar(select(func.coalesce(func.max(DenyChange.version),
+                                                              0))) or 0)
+            base = wire.snapshot_base(version)
+            now = time.monotonic()
+            stale = (self._snapshot is None or self._snapshot[0] != base
+                     or now - self._snapshot[2] > self.resnapshot_s)
+            if stale:
+                cards = snapshot_at(session, base)
+                digest = wire.cards_digest(cards)
+                if self._snapshot is None or self._snapshot[:2] != (base, digest):
+                    self._send(self.topics.denylist, wire.snapshot_message(
+                        base, cards, int(time.time() * 1000), self.key))
+                self._snapshot = (base, digest, now)
+            changes = session.execute(select(DenyChange.version, DenyChange.card, DenyChange.op)
+                                      .where(DenyChange.version > base)
+                                      .order_by(DenyChange.version)).all()
+        body = ";".join(f"{v},{c},{o}" for v, c, o in changes)
+        if self._published == (version, body):
+            return
+        self._send(f"{self.topics.denylist}/changes", wire.changes_message(
+            base, version, [tuple(r) for r in changes], int(time.time() * 1000), self.key))
+        self._published = (version, body)
+
+    def _send(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=True)  # type: ignore[attr-defined]
+        info.wait_for_publish(timeout=10)

@@ -1,0 +1,182 @@
+"""The deny list on the wire: signed snapshots and incremental changes, and how a
+validator applies them (shared by the gateway, which publishes, and the agent).
+
+Two retained messages under `{prefix}/net/denylist`:
+
+- the **snapshot** (topic `.../net/denylist`): every denied card at version `base`;
+- the **changes** (topic `.../net/denylist/changes`): every change after `base`, up to
+  `version`, as `[version, card, "+" | "-"]`.
+
+A validator rebuilds its list from the snapshot at `base` and every change after it; a
+changes message whose `base` it has no snapshot for waits until that snapshot arrives. Both are retained, so a validator that
+reconnects catches up at once. `base` advances every `SNAPSHOT_EVERY` changes, which
+bounds the changes message. Each message is signed with the network's Ed25519 key
+(validators hold the public key), and the snapshot carries the SHA-256 of its card list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from transit.wire import CARD_PATTERN, WireError
+
+SNAPSHOT_EVERY = 512
+FORMAT = 1
+
+
+def cards_digest(cards: Iterable[str]) -> str:
+    """SHA-256 of the sorted cards joined with commas: the snapshot's checksum."""
+    return hashlib.sha256(",".join(sorted(cards)).encode()).hexdigest()
+
+
+def snapshot_base(version: int) -> int:
+    """The snapshot version a given list version is published against."""
+    return version - version % SNAPSHOT_EVERY
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in body.items() if k != "sig"}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def sign(body: dict[str, Any], private_key: bytes) -> dict[str, Any]:
+    """The body with `sig`: hex Ed25519 signature of its canonical form."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(private_key)
+    return dict(body, sig=key.sign(_canonical(body)).hex())
+
+
+def verify(body: dict[str, Any], public_key: bytes) -> bool:
+    """True when `sig` is the network key's signature of the rest of the body."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    sig = body.get("sig")
+    if not isinstance(sig, str):
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(bytes.fromhex(sig),
+                                                              _canonical(body))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def snapshot_message(base: int, cards: Iterable[str], ts: int, key: bytes) -> bytes:
+    ordered = sorted(cards)
+    body = {"v": FORMAT, "kind": "snapshot", "version": base, "ts": ts,
+            "cards": ",".join(ordered), "sha256": cards_digest(ordered)}
+    return json.dumps(sign(body, key), separators=(",", ":")).encode()
+
+
+def changes_message(base: int, version: int, changes: list[tuple[int, str, str]], ts: int,
+                    key: bytes) -> bytes:
+    body = {"v": FORMAT, "kind": "changes", "base": base, "version": version, "ts": ts,
+            "changes": ";".join(f"{v},{card},{op}" for v, card, op in changes)}
+    return json.dumps(sign(body, key), separators=(",", ":")).encode()
+
+
+@dataclass
+class DenyList:
+    """A validator's copy of the deny list.
+
+    The list is the snapshot at `base` with every change after it replayed in version
+    order. Replaying the whole changes message each time (not only what is new) means a
+    change that committed late, with a lower version than one already seen, still lands.
+    """
+
+    base: int = -1
+    version: int = -1
+    base_cards: frozenset[str] = frozenset()
+    cards: set[str] = field(default_factory=set)
+    last_changes: dict[str, Any] | None = None
+
+    def __contains__(self, card: str) -> bool:
+        return card in self.cards
+
+    def apply(self, payload: bytes, public_key: bytes) -> bool:
+        """Apply a snapshot or changes message; True if the list changed.
+
+        Raises WireError for a message that is malformed or not signed by the network.
+        """
+        body = _decode(payload)
+        if not verify(body, public_key):
+            raise WireError("bad_signature", "deny list not signed by the network key")
+        kind = body.get("kind")
+        before = (self.version, frozenset(self.cards))
+        if kind == "snapshot":
+            self._snapshot(body)
+        elif kind == "changes":
+            self._changes(body)
+        else:
+            raise WireError("bad_value", f"unknown deny list message kind {kind!r}")
+        return (self.version, frozenset(self.cards)) != before
+
+    def to_json(self) -> dict[str, Any]:
+        """State to keep on disk between restarts."""
+        return {"base": self.base, "version": self.version,
+                "base_cards": sorted(self.base_cards), "last_changes": self.last_changes}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DenyList:
+        out = cls(base=int(data["base"]), version=int(data["base"]),
+                  base_cards=frozenset(data["base_cards"]), cards=set(data["base_cards"]))
+        if data.get("last_changes"):
+            out._changes(data["last_changes"])
+        return out
+
+    def _snapshot(self, body: dict[str, Any]) -> None:
+        base = body.get("version")
+        raw = body.get("cards")
+        if isinstance(base, bool) or not isinstance(base, int) or not isinstance(raw, str):
+            raise WireError("wrong_type", "snapshot needs integer version and string cards")
+        cards = frozenset(raw.split(",")) if raw else frozenset()
+        if not all(CARD_PATTERN.fullmatch(c) for c in cards):
+            raise WireError("bad_value", "snapshot holds an invalid card token")
+        if cards_digest(cards) != body.get("sha256"):
+            raise WireError("bad_value", "snapshot checksum does not match its cards")
+        if base < self.base:
+            return
+        self.base, self.base_cards = base, cards
+        self.version, self.cards = base, set(cards)
+        if self.last_changes is not None and self.last_changes.get("base") == base:
+            self._changes(self.last_changes)
+
+    def _changes(self, body: dict[str, Any]) -> None:
+        base, version, raw = body.get("base"), body.get("version"), body.get("changes")
+        if not (isinstance(base, int) and isinstance(version, int) and isinstance(raw, str)):
+            raise WireError("wrong_type", "changes need integer base/version, string changes")
+        parsed = []
+        for item in raw.split(";") if raw else []:
+            parts = item.split(",")
+            if len(parts) != 3 or not parts[0].isdigit() or parts[2] not in ("+", "-") \
+                    or not CARD_PATTERN.fullmatch(parts[1]):
+                raise WireError("bad_value", f"invalid change {item[:60]!r}")
+            parsed.append((int(parts[0]), parts[1], parts[2]))
+        if base < self.base:
+            return  # older than our snapshot
+        self.last_changes = body
+        if base > self.base:
+            return  # the snapshot it builds on has not reached us yet
+        cards = set(self.base_cards)
+        for _v, card, op in sorted(parsed):
+            if op == "+":
+                cards.add(card)
+            else:
+                cards.discard(card)
+        self.cards, self.version = cards, max(version, self.base)
+
+
+def _decode(payload: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise WireError("malformed", "deny list is not JSON") from None
+    if not isinstance(body, dict):
+        raise WireError("malformed", "deny list is not a JSON object")
+    return body
