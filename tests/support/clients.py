@@ -22,10 +22,11 @@ TS_BASE = 1764313202123  # 2025-11-28 14:00:02 WIB
 
 def make_tap(secret: bytes, device_id: str, seq: int, card: str, *, ts: int | None = None,
              route_id: str = "R1", vehicle_id: str = "SBY-0042", accepted: bool = True,
-             kind: str = "entry", **extra: Any) -> Tap:
+             kind: str = "entry", lat_e6: int = -7257500, lon_e6: int = 112752100,
+             **extra: Any) -> Tap:
     return Tap(device_id=device_id, seq=seq, vehicle_id=vehicle_id, route_id=route_id,
                card=card, kind=kind, accepted=accepted, ts=ts if ts is not None else TS_BASE,
-               lat_e6=-7257500, lon_e6=112752100, **extra).signed(secret)
+               lat_e6=lat_e6, lon_e6=lon_e6, **extra).signed(secret)
 
 
 class MqttPeer:

@@ -163,3 +163,20 @@ class Gateway:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def transjakarta_feed() -> Path:
+    """The real Transjakarta GTFS feed that sits beside the project (never committed).
+
+    `TRANSIT_GTFS_FEED` names it; otherwise `shared/data/gtfs/` is looked for next to
+    the checkout and in its parent folders.
+    """
+    named = os.environ.get("TRANSIT_GTFS_FEED")
+    if named:
+        return Path(named)
+    for folder in [ROOT, *ROOT.parents]:
+        candidate = folder / "shared" / "data" / "gtfs" / "transjakarta-2021.zip"
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError("the Transjakarta feed (shared/data/gtfs/transjakarta-2021.zip) "
+                            "is not beside the checkout; set TRANSIT_GTFS_FEED")

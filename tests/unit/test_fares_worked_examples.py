@@ -25,16 +25,16 @@ import itertools
 import tomllib
 import zipfile
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from geopy.distance import geodesic
 
 from fare_gateway.fares.engine import DayPrice, PricedTap, price_day
 from fare_gateway.fares.policy import FarePolicy, builtin_policy, parse_policy
+from tests.support.services import transjakarta_feed
 
 WIB = timezone(timedelta(hours=7))  # Asia/Jakarta: UTC+7, no DST
-TRANSJAKARTA_FEED = Path("/work/shared/data/gtfs/transjakarta-2021.zip")
+
 
 # Positions along the meridian 106.8 E (south of Jakarta, towards Bogor), so that the
 # geodesic distance of each ride is known; each is checked with geopy below.
@@ -195,9 +195,8 @@ amount = {{ regular = {TJ_REGULAR} }}
 """)
 
 
-@pytest.mark.skipif(not TRANSJAKARTA_FEED.exists(), reason="the Transjakarta feed is not here")
 def test_transjakarta_figures_are_the_feeds() -> None:
-    with zipfile.ZipFile(TRANSJAKARTA_FEED) as z:
+    with zipfile.ZipFile(transjakarta_feed()) as z:
         rows = list(csv.DictReader(io.StringIO(z.read("fare_attributes.txt").decode("utf-8-sig"))))
     prices = {r["fare_id"]: r["price"] for r in rows}
     assert {r["currency_type"] for r in rows} == {"IDR"}

@@ -1,0 +1,184 @@
+"""Fares in event time, through Mosquitto, the gateway and the database: late taps,
+corrections, exits on distance routes, and the deny list reaching validators."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from fare_gateway.adapters.models import TapRecord
+from fare_gateway.fares.engine import PricedTap, price_day
+from fare_gateway.fares.policy import builtin_policy
+from ledger.adapters.db import session_factory
+from ledger.adapters.models import Entry
+from ledger.services import check_invariants
+from tests.conftest import System
+from tests.support.clients import make_tap
+from transit.denylist import DenyList
+from transit.wire import Receipt
+
+CARD = "04AA11BB22CC33"
+T14 = 1764313202123  # 2025-11-28 14:00:02 WIB
+MIN = 60_000
+
+
+def _receipts(messages: list[tuple[str, bytes]]) -> dict[int, Receipt]:
+    out = {}
+    for topic, payload in messages:
+        if topic.endswith("/receipt"):
+            r = Receipt.parse(payload)
+            out[r.seq] = r
+    return out
+
+
+def test_a_late_tap_is_priced_in_event_time_with_corrections(system: System) -> None:
+    system.issue(CARD, 100_000)
+    peer = system.peer()
+    peer.subscribe(system.receipt_topic())
+    # The passenger's day, in event time: 14:00 bus A (5,000), 15:00 bus B (transfer, 0),
+    # 17:30 bus C (new journey, 5,000; the cap then stops at 10,000).
+    a = make_tap(system.secret, system.device_id, 1, CARD, ts=T14, vehicle_id="BUS-A")
+    b = make_tap(system.secret, system.device_id, 2, CARD, ts=T14 + 60 * MIN,
+                 vehicle_id="BUS-B")
+    c = make_tap(system.secret, system.device_id, 3, CARD, ts=T14 + 210 * MIN,
+                 vehicle_id="BUS-C")
+    # Bus A was offline: its tap arrives last.
+    peer.publish(system.tap_topic(), b.encode())
+    peer.wait_for(lambda m: len(m) >= 1)
+    peer.publish(system.tap_topic(), c.encode())
+    peer.wait_for(lambda m: len(m) >= 2)
+    first = _receipts(peer.messages)
+    # Seen alone, B and C are two journeys: 5,000 each.
+    assert (first[2].fare, first[3].fare) == (5000, 5000)
+    peer.publish(system.tap_topic(), a.encode())
+    got = _receipts(peer.wait_for(lambda m: len(m) >= 3))
+    assert got[1].status == "charged" and got[1].fare == 5000
+    assert got[1].balance == 90_000  # A 5,000 + B corrected to 0 + C 5,000
+
+    status, body = system.http.get(f"/api/v1/cards/{CARD}/taps", system.token("finance"))
+    assert status == 200
+    assert [(t["tap_id"], t["fare"]) for t in body["taps"]] == [
+        (a.tap_id, 5000), (b.tap_id, 0), (c.tap_id, 5000)]
+    with session_factory(system.engine())() as s:
+        kinds = s.execute(select(Entry.kind, Entry.tap_id, Entry.amount)
+                          .where(Entry.card == CARD, Entry.kind != "topup")
+                          .order_by(Entry.id)).all()
+        assert check_invariants(s) == []
+    # Nothing was edited: B's charge stands, and a correction entry refunds it.
+    assert [tuple(k) for k in kinds] == [("fare", b.tap_id, 5000), ("fare", c.tap_id, 5000),
+                                         ("fare", a.tap_id, 5000),
+                                         ("correction", b.tap_id, -5000)]
+    # The same final charges as the pure function of the day's taps.
+    priced = price_day(builtin_policy(), "regular", [
+        PricedTap(t.tap_id, t.device_id, t.seq, t.ts, t.vehicle_id, t.route_id, t.kind,
+                  t.lat_e6, t.lon_e6) for t in (a, b, c)])
+    assert {t["tap_id"]: t["fare"] for t in body["taps"]} == {
+        k: v.amount for k, v in priced.charges.items()}
+    # Re-sending the late tap changes nothing.
+    peer.publish(system.tap_topic(), a.encode())
+    again = peer.wait_for(lambda m: len(m) >= 4)
+    assert Receipt.parse(again[-1][1]).status == "duplicate"
+    with session_factory(system.engine())() as s:
+        assert s.scalar(select(func.count()).select_from(Entry).where(
+            Entry.card == CARD)) == 5
+    peer.close()
+
+
+def test_an_exit_on_a_distance_route_refunds_the_difference(system: System,
+                                                            tmp_path: Path) -> None:
+    policy = tmp_path / "fares.toml"
+    policy.write_text("""
+currency = "IDR"
+timezone = "Asia/Jakarta"
+categories = ["regular"]
+[[fares]]
+routes = ["KRL-BOGOR"]
+amount = { regular = 3000 }
+max = { regular = 13000 }
+distance = { base_km = 25, step_km = 10, step = 1000 }
+[[fares]]
+routes = ["*"]
+amount = { regular = 5000 }
+""")
+    system.gateway.stop()
+    system.env["TRANSIT_FARES"] = str(policy)
+    system.gateway.env = system.env
+    system.gateway.start()
+    system.issue(CARD, 50_000)
+    peer = system.peer()
+    peer.subscribe(system.receipt_topic())
+    entry = make_tap(system.secret, system.device_id, 1, CARD, route_id="KRL-BOGOR",
+                     vehicle_id="KRL-1")
+    # 0.36 degrees of latitude further south: about 39.8 km.
+    exit_ = make_tap(system.secret, system.device_id, 2, CARD, route_id="KRL-BOGOR",
+                     vehicle_id="KRL-1", kind="exit", ts=entry.ts + 50 * MIN,
+                     lat_e6=entry.lat_e6 - 360_000)
+    peer.publish(system.tap_topic(), entry.encode())
+    got = _receipts(peer.wait_for(lambda m: len(m) >= 1))
+    assert (got[1].fare, got[1].balance) == (13_000, 37_000)
+    peer.publish(system.tap_topic(), exit_.encode())
+    got = _receipts(peer.wait_for(lambda m: len(m) >= 2))
+    # 3,000 + 1,000 x ceil((39.8 - 25) / 10) = 5,000: the exit's receipt is the refund.
+    assert (got[2].status, got[2].fare, got[2].balance) == ("charged", -8000, 45_000)
+    status, body = system.http.get(f"/api/v1/cards/{CARD}/taps", system.token("finance"))
+    assert [(t["kind"], t["fare"]) for t in body["taps"]] == [("entry", 5000), ("exit", 0)]
+    peer.close()
+
+
+def test_the_deny_list_follows_balances_and_blocks(system: System) -> None:
+    public_key = bytes.fromhex(system.transit("denylist", "key").stdout.strip())
+    watcher = system.peer()
+    watcher.subscribe(f"{system.prefix}/net/denylist/#")
+    validator_view = DenyList()
+
+    def settled(card: str, denied: bool, timeout: float = 2.5) -> float:
+        """Seconds until the validator's copy shows the card (not) denied."""
+        started = time.monotonic()
+        seen = 0
+        while time.monotonic() - started < timeout:
+            msgs = list(watcher.messages)
+            for _topic, payload in msgs[seen:]:
+                validator_view.apply(payload, public_key)
+            seen = len(msgs)
+            if (card in validator_view) == denied:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"{card} denied={card in validator_view}, wanted {denied}")
+
+    system.issue(CARD, 0)  # issued empty: nothing to ride on
+    settled(CARD, True)
+    system.transit("cards", "topup", CARD, "7000", "--reference", "dl-1")
+    settled(CARD, False)
+    peer = system.peer()
+    peer.subscribe(system.receipt_topic())
+    peer.publish(system.tap_topic(), make_tap(system.secret, system.device_id, 1, CARD).encode())
+    peer.wait_for(lambda m: len(m) >= 1)
+    # 7,000 - 5,000 = 2,000: still the early-morning fare, so still allowed.
+    settled(CARD, False)
+    peer.publish(system.tap_topic(), make_tap(system.secret, system.device_id, 2, CARD,
+                                              ts=T14 + 300 * MIN, vehicle_id="BUS-Z").encode())
+    peer.wait_for(lambda m: len(m) >= 2)
+    # Charged on a stale list: the balance goes below zero and the card on the list.
+    took = settled(CARD, True)
+    assert took < 2.0
+    admin = system.token("admin")
+    system.http.post(f"/api/v1/cards/{CARD}/topups", {"amount": 20_000, "reference": "dl-2"},
+                     admin)
+    settled(CARD, False)
+    system.http.post(f"/api/v1/cards/{CARD}/block", {}, admin)
+    settled(CARD, True)
+    system.http.post(f"/api/v1/cards/{CARD}/unblock", {}, admin)
+    settled(CARD, False)
+    # A validator that connects now gets the whole list from the retained messages.
+    late = DenyList()
+    newcomer = system.peer()
+    newcomer.subscribe(f"{system.prefix}/net/denylist/#")
+    for _topic, payload in newcomer.wait_for(lambda m: len(m) >= 2):
+        late.apply(payload, public_key)
+    assert late.cards == validator_view.cards and late.version == validator_view.version
+    with session_factory(system.engine())() as s:
+        assert s.scalar(select(func.count()).select_from(TapRecord)) == 2
+    for p in (watcher, peer, newcomer):
+        p.close()
