@@ -8,6 +8,7 @@ the taps are sorted by (`ts`, `device_id`, `seq`) before anything else happens.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -70,7 +71,13 @@ class DayPrice:
 
 def distance_km(a: PricedTap, b: PricedTap) -> float:
     """Geodesic (WGS-84) distance between two taps' positions."""
-    return float(geodesic((a.lat_e6 / 1e6, a.lon_e6 / 1e6), (b.lat_e6 / 1e6, b.lon_e6 / 1e6)).km)
+    return _geodesic_km(a.lat_e6, a.lon_e6, b.lat_e6, b.lon_e6)
+
+
+@lru_cache(maxsize=65_536)
+def _geodesic_km(lat1_e6: int, lon1_e6: int, lat2_e6: int, lon2_e6: int) -> float:
+    # Cached: re-pricing a day measures the same legs again at every new tap.
+    return float(geodesic((lat1_e6 / 1e6, lon1_e6 / 1e6), (lat2_e6 / 1e6, lon2_e6 / 1e6)).km)
 
 
 def distance_fare(policy: FarePolicy, rule: FareRule, category: str, km: float) -> int:

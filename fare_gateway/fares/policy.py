@@ -87,14 +87,23 @@ class FarePolicy:
         """The service day of an event: local date, the day starting at `service_day_start`."""
         return (self.local_time(ts_ms) - timedelta(minutes=self.service_day_start_min)).date()
 
+    def __post_init__(self) -> None:
+        # Re-pricing a day asks for the same (route, time) again at every new tap.
+        object.__setattr__(self, "_rule_cache", {})
+
     def rule_for(self, route_id: str, ts_ms: int) -> FareRule | None:
         """The first rule matching the route at the event's local time."""
+        cache: dict[tuple[str, int], FareRule | None] = self._rule_cache  # type: ignore[attr-defined]
+        key = (route_id, ts_ms)
+        if key in cache:
+            return cache[key]
         local = self.local_time(ts_ms)
         minute = local.hour * 60 + local.minute
-        for rule in self.rules:
-            if rule.matches(route_id, minute):
-                return rule
-        return None
+        found = next((rule for rule in self.rules if rule.matches(route_id, minute)), None)
+        if len(cache) > 200_000:
+            cache.clear()
+        cache[key] = found
+        return found
 
     def amount(self, table: dict[str, int], category: str) -> int:
         """A category's amount in a rule's table, falling back to the default category."""
