@@ -41,8 +41,12 @@ class Core:
                    Ledger(engine, policy.currency))
 
 
-class _Shutdown(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT to leave the HTTP server's loop."""
+class _Shutdown(SystemExit):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the HTTP server's loop.
+
+    A SystemExit, because the server's event loop swallows ordinary exceptions raised
+    inside its handlers and would keep running.
+    """
 
 
 def run_gateway(settings: Settings) -> None:

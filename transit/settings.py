@@ -72,7 +72,7 @@ def _http_bind(value: str) -> tuple[str, int]:
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int:
-    raw = env.get(name, DEFAULTS[name])
+    raw = env.get(name) or DEFAULTS[name]
     try:
         value = int(raw)
     except ValueError as exc:

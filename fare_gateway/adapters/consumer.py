@@ -139,7 +139,15 @@ class TapConsumer:
                 if self._stopping.is_set():
                     return
                 continue
-            outcomes = self._commit(batch)
+            delay = 0.5
+            while True:
+                try:
+                    outcomes = self._commit(batch)
+                    break
+                except Exception:  # not even quarantine worked: keep the batch, try again
+                    log.exception("could not record a batch of %d; retrying", len(batch))
+                    time.sleep(delay)
+                    delay = min(delay * 2, 10.0)
             self._finish(batch, outcomes)
             self.metrics.queue_depth.set(self._queue.qsize())
 

@@ -174,7 +174,7 @@ def transjakarta_feed() -> Path:
     named = os.environ.get("TRANSIT_GTFS_FEED")
     if named:
         return Path(named)
-    for folder in [ROOT, *ROOT.parents]:
+    for folder in [ROOT, *ROOT.parents, Path("/work")]:
         candidate = folder / "shared" / "data" / "gtfs" / "transjakarta-2021.zip"
         if candidate.exists():
             return candidate
