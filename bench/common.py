@@ -17,12 +17,12 @@ sys.path.insert(0, str(ROOT))
 
 from ledger.adapters.db import make_engine, session_factory  # noqa: E402
 from ledger.schema import upgrade  # noqa: E402
-from ledger.services import Ledger  # noqa: E402
 from tests.support.services import (  # noqa: E402
     Broker,
     Gateway,
     create_pg_database,
     drop_pg_database,
+    fund_cards,
 )
 
 
@@ -60,20 +60,14 @@ class Stack:
         engine = make_engine(db_url)
         upgrade(engine)
         sessions = session_factory(engine)
-        ledger = Ledger(engine, "IDR")
         devices = {}
         with sessions.begin() as s:
             for i in range(n_devices):
                 row, _ = add_device(s, f"BENCH-{i:04d}", f"BUS-{i:04d}")
                 devices[row.device_id] = bytes.fromhex(row.secret_hex)
-        cards = [f"04C0{i:08X}" for i in range(n_cards)]
-        with sessions.begin() as s:
-            for card in cards:
-                ledger.open_card(s, card, "regular")
-        with sessions.begin() as s:
-            for card in cards:
-                ledger.topup(s, card, 10_000_000, f"bench-{card}")
         engine.dispose()
+        cards = [f"04C0{i:08X}" for i in range(n_cards)]
+        fund_cards(db_url, cards, 10_000_000)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
         env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
                    TRANSIT_TOPIC_PREFIX="transit/v1", TRANSIT_SHARE_GROUP="gw",

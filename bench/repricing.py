@@ -74,7 +74,7 @@ def main() -> None:
                                     ("distance route, entry/exit pairs", DISTANCE, True)):
         for n in (1, 20, 50):
             taps = day(n, distance)
-            us = per_call_us(lambda: price_day(policy, "regular", taps),
+            us = per_call_us(lambda p=policy, t=taps: price_day(p, "regular", t),
                              max(20, 2000 // n))
             print(f"re-price a day of {n:>2} taps ({label}): {us:8.1f} us per new tap "
                   f"= {us / floor:4.1f}x parse+verify, {us / 100:4.0%} of the budget")

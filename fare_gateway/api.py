@@ -10,16 +10,16 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from fare_gateway.adapters.models import TapRecord
+from fare_gateway.cards import CardError, issue_card, set_card_status, topup_card
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.metrics import Metrics
 from fare_gateway.tokens import authenticate
 from ledger.adapters.models import Card, Entry
-from fare_gateway.cards import CardError, issue_card, set_card_status, topup_card
 from ledger.services import (
     CardExists,
     CardNotFound,

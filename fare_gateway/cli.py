@@ -37,7 +37,6 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
         from fare_gateway.cards import CardError
-
         from fare_gateway.devices import DeviceError
         from fare_gateway.tokens import TokenError
         from ledger.domain import LedgerError
@@ -119,9 +118,8 @@ def cards() -> None:
 @_friendly
 def cards_issue(card: str, category: str | None) -> None:
     """Issue a card."""
-    from transit.wire import CARD_PATTERN
-
     from fare_gateway.cards import issue_card
+    from transit.wire import CARD_PATTERN
 
     if not CARD_PATTERN.fullmatch(card):
         raise click.ClickException("CARD must be 8-32 upper-case hex digits")
@@ -136,7 +134,8 @@ def cards_issue(card: str, category: str | None) -> None:
 @cards.command("topup")
 @click.argument("card")
 @click.argument("amount", type=int)
-@click.option("--reference", required=True, help="Unique reference: the same one never credits twice.")
+@click.option("--reference", required=True,
+              help="Unique reference: the same one never credits twice.")
 @_friendly
 def cards_topup(card: str, amount: int, reference: str) -> None:
     """Top up a card (idempotent by reference)."""

@@ -35,7 +35,8 @@ def parse_secret(secret_hex: str) -> bytes:
     except ValueError:
         raise DeviceError("the secret must be hexadecimal") from None
     if len(raw) != SECRET_BYTES:
-        raise DeviceError(f"the secret must be {SECRET_BYTES} bytes ({2 * SECRET_BYTES} hex digits)")
+        raise DeviceError(
+            f"the secret must be {SECRET_BYTES} bytes ({2 * SECRET_BYTES} hex digits)")
     return raw
 
 

@@ -6,19 +6,18 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger.adapters.bulk import add_to_balances, bulk_insert
+from ledger.adapters.bulk import bulk_insert, bulk_update
 from ledger.adapters.models import Account, Card, Entry, Posting
 from ledger.adapters.sql import chunks, insert_ignore
 from ledger.domain import CARD, AccountKey, EntryDraft, LedgerError, topup_entry
-
 
 T = TypeVar("T")
 
@@ -148,7 +147,7 @@ class Ledger:
                 postings.append({"entry_id": entry_id, "account_id": account_id,
                                  "amount": p.amount})
         bulk_insert(session, Posting.__table__, postings)
-        add_to_balances(session, Card.__table__, "card", "balance", deltas)
+        bulk_update(session, Card.__table__, "card", "balance", deltas, add=True)
         return ids
 
     def _card_accounts(self, session: Session, cards: set[str]) -> dict[str, int]:

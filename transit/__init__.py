@@ -1,3 +1,3 @@
-"""Shared kernel of the transit system: settings, wire messages, topics and the `transit` command."""
+"""Shared kernel: settings, wire messages, topics and the `transit` command."""
 
 __version__ = "0.1.0"

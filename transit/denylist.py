@@ -5,13 +5,14 @@ Two retained messages under `{prefix}/net/denylist`:
 
 - the **snapshot** (topic `.../net/denylist`): every denied card at version `base`;
 - the **changes** (topic `.../net/denylist/changes`): every change after `base`, up to
-  `version`, as `[version, card, "+" | "-"]`.
+  `version`, as `version,card,+|-` items separated by `;`.
 
 A validator rebuilds its list from the snapshot at `base` and every change after it; a
-changes message whose `base` it has no snapshot for waits until that snapshot arrives. Both are retained, so a validator that
-reconnects catches up at once. `base` advances every `SNAPSHOT_EVERY` changes, which
-bounds the changes message. Each message is signed with the network's Ed25519 key
-(validators hold the public key), and the snapshot carries the SHA-256 of its card list.
+changes message whose `base` it has no snapshot for waits until that snapshot arrives.
+Both are retained, so a validator that reconnects catches up at once. `base` advances
+every `SNAPSHOT_EVERY` changes, which bounds the changes message. Each message is signed
+with the network's Ed25519 key (validators hold the public key), and the snapshot carries
+the SHA-256 of its card list.
 """
 
 from __future__ import annotations

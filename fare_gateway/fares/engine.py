@@ -8,9 +8,9 @@ the taps are sorted by (`ts`, `device_id`, `seq`) before anything else happens.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from geopy.distance import geodesic
 

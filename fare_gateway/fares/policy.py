@@ -147,7 +147,8 @@ def _table(value: Any, field: str, categories: tuple[str, ...]) -> dict[str, int
     out = {}
     for cat, amount in value.items():
         if cat not in categories:
-            raise PolicyError(f"{field}.{cat}", f"unknown category (known: {', '.join(categories)})")
+            raise PolicyError(f"{field}.{cat}",
+                              f"unknown category (known: {', '.join(categories)})")
         out[cat] = _int(amount, f"{field}.{cat}")
     return out
 

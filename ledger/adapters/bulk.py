@@ -64,38 +64,24 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
     return list(result.all()) if returning else []
 
 
-def add_to_balances(session: Session, table: Table, key: str, column: str,
-                    deltas: dict[str, int]) -> None:
-    """`column += delta` for each key, in key order (the order rows were locked in)."""
-    items = sorted((k, d) for k, d in deltas.items() if d)
-    if not items:
-        return
-    if dialect_of(session) == "postgresql":
-        session.execute(text(
-            f"UPDATE {table.name} AS t SET {column} = t.{column} + d.delta "
-            f"FROM unnest(CAST(:keys AS text[]), CAST(:deltas AS bigint[])) AS d(k, delta) "
-            f"WHERE t.{key} = d.k"),
-            {"keys": [k for k, _ in items], "deltas": [d for _, d in items]})
-        return
-    session.connection().execute(
-        table.update().where(table.c[key] == bindparam("k"))
-        .values({column: table.c[column] + bindparam("d")}),
-        [{"k": k, "d": d} for k, d in items])
-
-
 def bulk_update(session: Session, table: Table, key: str, column: str,
-                values: dict[str, int]) -> None:
-    """`column = value` for each key (integer columns)."""
-    items = sorted(values.items())
+                values: dict[str, int], *, add: bool = False) -> None:
+    """For each key, set the integer `column` to its value (or add it, with add=True).
+
+    Rows are updated in key order: the order in which callers lock them.
+    """
+    items = sorted((k, v) for k, v in values.items() if v or not add)
     if not items:
         return
     if dialect_of(session) == "postgresql":
+        new = f"t.{column} + d.v" if add else "d.v"
         session.execute(text(
-            f"UPDATE {table.name} AS t SET {column} = d.v "
+            f"UPDATE {table.name} AS t SET {column} = {new} "
             f"FROM unnest(CAST(:keys AS text[]), CAST(:vals AS bigint[])) AS d(k, v) "
             f"WHERE t.{key} = d.k"),
             {"keys": [k for k, _ in items], "vals": [v for _, v in items]})
         return
+    value = table.c[column] + bindparam("v") if add else bindparam("v")
     session.connection().execute(
-        table.update().where(table.c[key] == bindparam("k")).values({column: bindparam("v")}),
+        table.update().where(table.c[key] == bindparam("k")).values({column: value}),
         [{"k": k, "v": v} for k, v in items])

@@ -9,25 +9,19 @@ from sqlalchemy import func, select
 from fare_gateway.adapters.models import TapRecord
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
-from ledger.services import Ledger, check_invariants
+from ledger.services import check_invariants
 from tests.conftest import System
 from tests.support.clients import make_tap
+from tests.support.services import fund_cards
 
 TAPS = 20_000
 CARDS = 400
 
 
 def test_a_burst_of_20000_taps_is_charged_completely(system: System) -> None:
-    engine = system.engine()
-    sessions = session_factory(engine)
-    ledger = Ledger(engine, "IDR")
+    sessions = session_factory(system.engine())
     cards = [f"04B0{i:08X}" for i in range(CARDS)]
-    with sessions.begin() as s:
-        for card in cards:
-            ledger.open_card(s, card, "regular")
-    with sessions.begin() as s:
-        for card in cards:
-            ledger.topup(s, card, 10_000_000, f"burst-{card}")
+    fund_cards(system.env["TRANSIT_DATABASE_URL"], cards, 10_000_000)
 
     peer = system.peer()
     peer.subscribe(system.receipt_topic())

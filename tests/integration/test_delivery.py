@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from fare_gateway.adapters.models import TapRecord
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
-from ledger.services import Ledger, check_invariants
+from ledger.services import check_invariants
 from tests.conftest import System
 from tests.support.clients import MqttPeer, make_tap
-from tests.support.services import Gateway
+from tests.support.services import Gateway, fund_cards
 from transit.wire import Receipt
 
 CARD = "04D1D2D3D4"
@@ -55,13 +55,8 @@ def test_taps_queue_at_the_broker_while_the_gateway_is_down(system: System) -> N
 
 
 def test_a_killed_gateway_loses_nothing_and_charges_nothing_twice(system: System) -> None:
-    engine = system.engine()
-    ledger = Ledger(engine, "IDR")
     cards = [f"04E0{i:06X}" for i in range(50)]
-    with session_factory(engine).begin() as s:
-        for card in cards:
-            ledger.open_card(s, card, "regular")
-            ledger.topup(s, card, 1_000_000, f"k-{card}")
+    fund_cards(system.env["TRANSIT_DATABASE_URL"], cards, 1_000_000)
     peer = system.peer()
     # Each on its own bus, so that none is a repeat tap: every tap is a fare entry.
     taps = [make_tap(system.secret, system.device_id, seq, cards[seq % 50],
@@ -88,13 +83,8 @@ def test_two_gateways_share_the_load_and_charge_each_tap_once(system: System) ->
                    TRANSIT_GATEWAY_ID=f"{system.env['TRANSIT_GATEWAY_ID']}-{i}")
         gateways.append(Gateway(env, system.gateway.log_path.with_name(f"gw{i}.log")).start())
     try:
-        engine = system.engine()
-        ledger = Ledger(engine, "IDR")
         cards = [f"04F0{i:06X}" for i in range(40)]
-        with session_factory(engine).begin() as s:
-            for card in cards:
-                ledger.open_card(s, card, "regular")
-                ledger.topup(s, card, 1_000_000, f"s-{card}")
+        fund_cards(system.env["TRANSIT_DATABASE_URL"], cards, 1_000_000)
         peer = system.peer()
         peer.subscribe(system.receipt_topic())
         taps = [make_tap(system.secret, system.device_id, seq, cards[seq % 40],

@@ -8,8 +8,8 @@ import json
 from sqlalchemy import func, select
 
 from fare_gateway.adapters.models import QuarantineRecord
-from ledger.adapters.models import Entry
 from ledger.adapters.db import session_factory
+from ledger.adapters.models import Entry
 from ledger.services import check_invariants
 from tests.conftest import System
 from tests.support.clients import make_tap
