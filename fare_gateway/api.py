@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from functools import wraps
 from typing import Any
 
@@ -28,6 +29,7 @@ from ledger.services import (
     TopupResult,
     retry_once_on_race,
 )
+from ledger.settlement import BusinessCalendar, Settlement, SettlementError, Settler
 from transit.wire import CARD_PATTERN
 
 REFERENCE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
@@ -239,5 +241,31 @@ def create_app(deps: ApiDeps) -> Flask:
                      "accepted": t.accepted, "fare": int(fare), "status": t.status,
                      "service_date": t.service_date} for t, fare in rows]
         return jsonify({"card": card, "taps": taps})
+
+    settler = Settler(BusinessCalendar(deps.policy.timezone, deps.policy.service_day_start_min),
+                      currency)
+
+    def settlement(day: str) -> Settlement:
+        try:
+            business_day = date.fromisoformat(day)
+        except ValueError:
+            raise ApiError(400, "bad_date", "the date must be YYYY-MM-DD") from None
+        try:
+            with deps.sessions.begin() as session:
+                return settler.settle(session, business_day)
+        except SettlementError as exc:
+            raise ApiError(409, "not_settleable", str(exc)) from None
+
+    @app.get("/api/v1/settlements/<day>")
+    @require("finance")
+    def settlement_manifest(day: str) -> Response:
+        return Response(settlement(day).manifest_bytes, mimetype="application/json")
+
+    @app.get("/api/v1/settlements/<day>/lines.csv")
+    @require("finance")
+    def settlement_lines(day: str) -> Response:
+        result = settlement(day)
+        return Response(result.csv, mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="settlement-{day}.csv"'})
 
     return app

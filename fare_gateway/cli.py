@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import date
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -243,3 +245,65 @@ def denylist_show() -> None:
                 select(DenyEntry.card, DenyEntry.reason, DenyEntry.version)
                 .order_by(DenyEntry.card)).all():
             click.echo(f"{card}\t{reason}\t{version}")
+
+
+def _settler(core):  # type: ignore[no-untyped-def]
+    from ledger.settlement import BusinessCalendar, Settler
+
+    return Settler(BusinessCalendar(core.policy.timezone, core.policy.service_day_start_min),
+                   core.policy.currency)
+
+
+def _business_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+@click.command()
+@click.argument("business_date", metavar="DATE")
+@click.option("--out", "out_dir", default=".", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for the CSV and manifest.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def settle(business_date: str, out_dir: str, quiet: bool) -> None:
+    """Write the settlement of business day DATE (YYYY-MM-DD): settlement-DATE.csv/.json."""
+    from ledger.settlement import SettlementError, count_entries
+
+    day = _business_date(business_date)
+    core = _core()
+    settler = _settler(core)
+    try:
+        with core.sessions.begin() as session:
+            total = count_entries(session, settler.calendar, day)
+            with click.progressbar(length=total, label=f"settling {day}", file=sys.stderr,
+                                   hidden=quiet or total == 0) as bar:
+                result = settler.settle(session, day, progress=bar.update)
+    except SettlementError as exc:
+        raise click.ClickException(str(exc)) from None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"settlement-{day}.csv").write_bytes(result.csv)
+    (out / f"settlement-{day}.json").write_bytes(result.manifest_bytes)
+    m = result.manifest
+    click.echo(f"{out / f'settlement-{day}.csv'}: {m['lines']} lines, {m['entries']} entries, "
+               f"sha256 {m['sha256']} ({m['status']})")
+
+
+@click.command()
+@click.argument("business_date", metavar="[DATE]", required=False)
+@click.option("--dir", "files", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Also check the settlement files in this folder.")
+@_friendly
+def reconcile(business_date: str | None, files: str | None) -> None:
+    """Check the ledger, its settlements and their chain; exit 1 on any mismatch."""
+    from ledger.reconcile import reconcile as run
+
+    day = _business_date(business_date) if business_date else None
+    core = _core()
+    with core.sessions() as session:
+        report = run(session, _settler(core), day, Path(files) if files else None)
+    click.echo(report.text())
+    if not report.ok:
+        sys.exit(1)

@@ -51,9 +51,11 @@ class TopupResult:
 class Ledger:
     """The only writer of money. Methods take the caller's session: one transaction per use."""
 
-    def __init__(self, engine: Engine, currency: str) -> None:
+    def __init__(self, engine: Engine, currency: str,
+                 clock: Callable[[], int] = lambda: now_ms()) -> None:
         self.engine = engine
         self.currency = currency
+        self.clock = clock  # posting time, ms; settlement days follow it
         self._accounts: dict[AccountKey, int] = {}
         self._lock = threading.Lock()
 
@@ -125,7 +127,7 @@ class Ledger:
             card_accounts.update(self._card_accounts(session, cards_needed))
         others = self.account_ids(session, (p.account for d in drafts for p in d.postings
                                   if p.account.kind != CARD))
-        ts = now_ms()
+        ts = self.clock()
         entry_rows = [{
             "idem_key": d.idem_key, "kind": d.kind, "digest": d.digest, "amount": d.amount,
             "posted_ms": ts, "currency": d.currency, "card": d.card, "tap_id": d.tap_id,

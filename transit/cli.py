@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "tokens": "fare_gateway.cli:tokens",
     "fares": "fare_gateway.cli:fares",
     "denylist": "fare_gateway.cli:denylist",
+    "settle": "fare_gateway.cli:settle",
+    "reconcile": "fare_gateway.cli:reconcile",
 }
 
 

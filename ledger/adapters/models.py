@@ -8,7 +8,7 @@ updates) and is summed from postings.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ledger.adapters.db import Base, BigId
@@ -69,3 +69,21 @@ class Posting(Base):
     entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[int] = mapped_column(BigInteger)  # signed; an entry's postings sum to 0
+
+
+class SettlementRecord(Base):
+    """A settled business day: the fingerprint of its file and of its ledger entries.
+
+    The chain (`previous_sha256`) and the entries' root hash let `transit reconcile`
+    prove that nothing posted in a settled day was changed or removed afterwards.
+    """
+
+    __tablename__ = "settlements"
+
+    business_date: Mapped[str] = mapped_column(String(10), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    previous_sha256: Mapped[str | None] = mapped_column(String(64))
+    entries_sha256: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,140 @@
+"""`transit reconcile`: prove the ledger and its settlements still agree.
+
+Checks, each naming what it found wrong:
+  1. every entry balances and has postings; every card balance equals its postings;
+  2. operator revenue equals fare charges plus corrections, per operator;
+  3. top-up clearing equals the top-ups;
+  4. every settled business day still settles to the same file and the same root hash
+     over its entries and postings (catches UPDATE or DELETE behind the application);
+  5. the chain of settled days is unbroken;
+  6. settlement files in a folder, if given, are the ones the chain recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ledger.adapters.models import Account, Entry, Posting, SettlementRecord
+from ledger.domain import CLEARING, REVENUE, TOPUP_CLEARING
+from ledger.services import check_invariants
+from ledger.settlement import Settler, compute
+
+
+@dataclass
+class Report:
+    """What reconciliation looked at and what it found."""
+
+    checked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        out = [f"ok       {c}" for c in self.checked]
+        out += [f"MISMATCH {p}" for p in self.problems]
+        out.append("reconciled: no mismatch" if self.ok
+                   else f"reconciliation FAILED: {len(self.problems)} mismatch(es)")
+        return "\n".join(out)
+
+
+def reconcile(session: Session, settler: Settler, day: date | None = None,
+              files: Path | None = None) -> Report:
+    """Run every check; `day` limits the per-day checks to one business day."""
+    report = Report()
+    invariants = check_invariants(session)
+    report.problems += invariants
+    if not invariants:
+        report.checked.append("every entry balances; every card balance equals its postings")
+
+    revenue = dict(session.execute(
+        select(Account.ref, func.coalesce(func.sum(Posting.amount), 0))
+        .join(Posting, Posting.account_id == Account.id)
+        .where(Account.kind == REVENUE).group_by(Account.ref)).all())
+    charged = dict(session.execute(
+        select(Entry.operator_id, func.sum(Entry.amount))
+        .where(Entry.kind.in_(("fare", "correction"))).group_by(Entry.operator_id)).all())
+    bad = False
+    for operator in sorted(set(revenue) | set(charged)):
+        have, want = int(revenue.get(operator, 0)), int(charged.get(operator, 0))
+        if have != want:
+            bad = True
+            report.problems.append(f"operator {operator}: revenue postings {have}, "
+                                   f"fares plus corrections {want}")
+    if not bad:
+        report.checked.append(f"revenue of {len(revenue)} operator(s) equals fares plus "
+                              "corrections")
+
+    clearing = int(session.scalar(
+        select(func.coalesce(func.sum(Posting.amount), 0))
+        .join(Account, Account.id == Posting.account_id)
+        .where(Account.kind == CLEARING, Account.ref == TOPUP_CLEARING)) or 0)
+    topups = int(session.scalar(select(func.coalesce(func.sum(Entry.amount), 0))
+                                .where(Entry.kind == "topup")) or 0)
+    if clearing != -topups:
+        report.problems.append(f"top-up clearing holds {clearing}, top-ups total {topups}")
+    else:
+        report.checked.append("top-up clearing equals the top-ups")
+
+    records = session.scalars(select(SettlementRecord)
+                              .order_by(SettlementRecord.business_date)).all()
+    previous: SettlementRecord | None = None
+    chain_ok = True
+    for record in records:
+        record_day = date.fromisoformat(record.business_date)
+        if previous is not None:
+            expected_day = date.fromisoformat(previous.business_date) + timedelta(days=1)
+            if record_day != expected_day or record.previous_sha256 != previous.sha256:
+                chain_ok = False
+                report.problems.append(f"settlement chain broken at {record.business_date}")
+        previous = record
+        if day is not None and record_day != day:
+            continue
+        redone = compute(session, settler.calendar, record_day, settler.currency,
+                         record.previous_sha256, True)
+        if redone.manifest["entries_sha256"] != record.entries_sha256:
+            report.problems.append(
+                f"business day {record.business_date}: its ledger entries or postings "
+                f"changed after settlement ({redone.manifest['entries']} entries now, "
+                f"{record.entries} when settled)")
+        elif redone.sha256 != record.sha256:
+            report.problems.append(f"business day {record.business_date}: lines differ "
+                                   "from the settled file")
+        else:
+            report.checked.append(f"business day {record.business_date}: "
+                                  f"{record.entries} entries match their settlement")
+        if files is not None:
+            report.problems += _check_files(files, record)
+    if chain_ok and records:
+        report.checked.append(f"settlement chain of {len(records)} day(s) unbroken")
+    if day is not None and not any(r.business_date == day.isoformat() for r in records):
+        report.checked.append(f"business day {day.isoformat()} is not settled yet")
+    return report
+
+
+def _check_files(folder: Path, record: SettlementRecord) -> list[str]:
+    problems = []
+    csv_path = folder / f"settlement-{record.business_date}.csv"
+    json_path = folder / f"settlement-{record.business_date}.json"
+    if csv_path.exists():
+        data = csv_path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != record.sha256:
+            problems.append(f"{csv_path.name}: sha256 differs from the settled file "
+                            "(the file was edited)")
+    if json_path.exists():
+        try:
+            manifest = json.loads(json_path.read_text())
+        except ValueError:
+            return [*problems, f"{json_path.name}: not valid JSON"]
+        if manifest.get("sha256") != record.sha256 or manifest.get(
+                "previous_sha256") != record.previous_sha256:
+            problems.append(f"{json_path.name}: does not match the settlement chain")
+    return problems

@@ -1,0 +1,228 @@
+"""Daily settlement (contract section 6): the lines finance signs off, and the chain.
+
+A business day `D` holds every entry *posted* from `service_day_start` on `D` to the same
+time on `D+1`, local time. Entries never change and each belongs to exactly one business
+day, so a closed day settles to the same bytes every time. Entries are streamed in id
+order (bounded memory, whatever the day's size) and folded into the lines and into a
+root hash over every entry and posting of the day (`entries_sha256`), which
+`transit reconcile` recomputes to detect changes made behind the application's back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ledger.adapters.models import Entry, Posting, SettlementRecord
+
+HEADER = ("settlement_date,line_type,service_date,operator_id,route_id,category,count,"
+          "amount,currency")
+LINE_TYPES = {"fare": "fare", "correction": "correction", "topup": "topup"}
+STREAM_ROWS = 5000
+
+
+class SettlementError(ValueError):
+    """A settlement that cannot be made, or a settled day that no longer matches."""
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """Where business days begin and end, in the network's local time."""
+
+    timezone: str = "Asia/Jakarta"
+    day_start_min: int = 180
+
+    def bounds(self, day: date) -> tuple[int, int]:
+        """[start, end) of business day `day`, as epoch milliseconds."""
+        tz = ZoneInfo(self.timezone)
+        start = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(
+            minutes=self.day_start_min)
+        end = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(
+            days=1, minutes=self.day_start_min)
+        return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+    def day_of(self, ms: int) -> date:
+        """The business day a posting time falls in."""
+        local = datetime.fromtimestamp(ms / 1000, ZoneInfo(self.timezone))
+        return (local - timedelta(minutes=self.day_start_min)).date()
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """One business day's file and manifest, as bytes ready to write."""
+
+    day: date
+    csv: bytes
+    manifest: dict[str, object]
+    final: bool
+
+    @property
+    def manifest_bytes(self) -> bytes:
+        return (json.dumps(self.manifest, indent=2, sort_keys=True) + "\n").encode()
+
+    @property
+    def sha256(self) -> str:
+        return str(self.manifest["sha256"])
+
+
+Progress = Callable[[int], None]
+
+
+def count_entries(session: Session, calendar: BusinessCalendar, day: date) -> int:
+    start, end = calendar.bounds(day)
+    return int(session.scalar(select(func.count()).select_from(Entry).where(
+        Entry.posted_ms >= start, Entry.posted_ms < end)) or 0)
+
+
+def compute(session: Session, calendar: BusinessCalendar, day: date, currency: str,
+            previous_sha256: str | None, final: bool,
+            progress: Progress | None = None) -> Settlement:
+    """Stream a business day's entries into its lines, totals and root hash."""
+    start, end = calendar.bounds(day)
+    stmt = (select(Entry.id, Entry.idem_key, Entry.kind, Entry.amount, Entry.posted_ms,
+                   Entry.currency, Entry.card, Entry.tap_id, Entry.reference,
+                   Entry.service_date, Entry.operator_id, Entry.route_id, Entry.category,
+                   Entry.digest, Posting.id, Posting.account_id, Posting.amount)
+            .join(Posting, Posting.entry_id == Entry.id)
+            .where(Entry.posted_ms >= start, Entry.posted_ms < end)
+            .order_by(Entry.id, Posting.id)
+            .execution_options(yield_per=STREAM_ROWS))
+    groups: dict[tuple[str, str, str, str, str], list[int]] = {}
+    root = hashlib.sha256()
+    entries = 0
+    last_id = None
+    pending = 0
+    day_iso = day.isoformat()
+    for row in session.execute(stmt):
+        (entry_id, idem_key, kind, amount, posted_ms, entry_currency, card, tap_id, ref,
+         service_date, operator_id, route_id, category, digest, posting_id, account_id,
+         posting_amount) = row
+        if entry_id != last_id:
+            last_id = entry_id
+            entries += 1
+            pending += 1
+            if pending == 1000 and progress is not None:
+                progress(pending)
+                pending = 0
+            if entry_currency != currency:
+                raise SettlementError(f"entry {entry_id} is in {entry_currency}, not {currency}")
+            line_type = LINE_TYPES.get(kind)
+            if line_type is None:
+                raise SettlementError(f"entry {entry_id} has an unknown kind {kind!r}")
+            if line_type == "topup":
+                key = (line_type, service_date or day_iso, "", "", "")
+            else:
+                key = (line_type, service_date or "", operator_id or "", route_id or "",
+                       category or "")
+            group = groups.setdefault(key, [0, 0])
+            group[0] += 1
+            group[1] += amount
+            root.update(f"E|{entry_id}|{idem_key}|{kind}|{amount}|{posted_ms}|{card}|{tap_id}|"
+                        f"{ref}|{service_date}|{operator_id}|{route_id}|{category}|{digest}\n"
+                        .encode())
+        root.update(f"P|{posting_id}|{account_id}|{posting_amount}\n".encode())
+    if progress is not None and pending:
+        progress(pending)
+    lines = [HEADER]
+    totals = {"fare": 0, "correction": 0, "topup": 0}
+    for key in sorted(groups):
+        count, amount = groups[key]
+        totals[key[0]] += amount
+        lines.append(",".join([day_iso, *key, str(count), str(amount), currency]))
+    csv = ("\n".join(lines) + "\n").encode()
+    manifest: dict[str, object] = {
+        "settlement_date": day_iso,
+        "currency": currency,
+        "lines": len(lines) - 1,
+        "totals": totals,
+        "entries": entries,
+        "sha256": hashlib.sha256(csv).hexdigest(),
+        "previous_sha256": previous_sha256,
+        "entries_sha256": root.hexdigest(),
+        "business_day": {"from_ms": start, "to_ms": end},
+        "status": "final" if final else "provisional",
+    }
+    return Settlement(day, csv, manifest, final)
+
+
+class Settler:
+    """Settles business days in order, recording each closed day in the chain."""
+
+    def __init__(self, calendar: BusinessCalendar, currency: str,
+                 clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+        self.calendar = calendar
+        self.currency = currency
+        self.clock = clock
+
+    def is_closed(self, day: date) -> bool:
+        return self.clock() >= self.calendar.bounds(day)[1]
+
+    def first_day(self, session: Session) -> date | None:
+        first = session.scalar(select(func.min(Entry.posted_ms)))
+        return None if first is None else self.calendar.day_of(int(first))
+
+    def settle(self, session: Session, day: date,
+               progress: Progress | None = None) -> Settlement:
+        """The settlement of `day`; closed days before it are settled and chained first.
+
+        The caller commits. A day still open gives a provisional settlement that is not
+        recorded: entries may still be posted in it.
+        """
+        if self.clock() < self.calendar.bounds(day)[0]:
+            raise SettlementError(f"business day {day.isoformat()} has not begun")
+        previous = self._previous_sha(session, day)
+        final = self.is_closed(day)
+        result = compute(session, self.calendar, day, self.currency, previous, final, progress)
+        first = self.first_day(session)
+        # The chain starts on the first day anything was posted; an earlier day is empty
+        # for ever (postings are never back-dated) and is not part of it.
+        if final and first is not None and day >= first:
+            self._record(session, result)
+        return result
+
+    def _previous_sha(self, session: Session, day: date) -> str | None:
+        first = self.first_day(session)
+        if first is None or day <= first:
+            return None
+        settled = dict(session.execute(
+            select(SettlementRecord.business_date, SettlementRecord.sha256).where(
+                SettlementRecord.business_date >= first.isoformat(),
+                SettlementRecord.business_date < day.isoformat())).all())
+        sha: str | None = None
+        current = first
+        while current < day:
+            iso = current.isoformat()
+            if iso in settled:
+                sha = settled[iso]
+            else:
+                result = compute(session, self.calendar, current, self.currency, sha, True)
+                self._record(session, result)
+                sha = result.sha256
+            current += timedelta(days=1)
+        return sha
+
+    def _record(self, session: Session, result: Settlement) -> None:
+        iso = result.day.isoformat()
+        stored = session.get(SettlementRecord, iso)
+        if stored is not None:
+            if stored.sha256 != result.sha256 or stored.entries_sha256 != result.manifest[
+                    "entries_sha256"]:
+                raise SettlementError(
+                    f"business day {iso} no longer matches its settlement: the ledger "
+                    "entries of a settled day have changed (run transit reconcile)")
+            return
+        session.add(SettlementRecord(
+            business_date=iso, sha256=result.sha256,
+            previous_sha256=result.manifest["previous_sha256"],
+            entries_sha256=str(result.manifest["entries_sha256"]),
+            entries=int(str(result.manifest["entries"])),
+            manifest=result.manifest_bytes.decode(), created_ms=self.clock()))
+        session.flush()
