@@ -1,0 +1,512 @@
+"""Settlement, reconciliation and tamper evidence (contract section 6, issue 6) on real
+PostgreSQL.
+
+The ledger state is built in-process through the project's own services (cards,
+top-ups, the tap path of signed taps) with a `Ledger` whose clock is the posting time,
+so that entries land on chosen business days. What is being shown is then driven as a
+user drives it: `transit settle`, `transit reconcile` as subprocesses, and the
+settlement API of a running gateway.
+
+The expected files are written out by hand from the contract's fare policy (section 5,
+the built-in Surabaya table), not computed by the project's code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
+
+from fare_gateway.adapters.models import Route
+from fare_gateway.cards import issue_card, topup_card
+from fare_gateway.devices import DeviceDirectory, add_device
+from fare_gateway.fares.policy import builtin_policy
+from fare_gateway.metrics import Metrics
+from fare_gateway.routes import RouteDirectory
+from fare_gateway.taps import Inbound, TapService
+from ledger.adapters.db import make_engine, session_factory
+from ledger.adapters.models import Entry, Posting
+from ledger.schema import load_all_models, upgrade
+from ledger.services import Ledger
+from ledger.settlement import BusinessCalendar, Settler
+from tests.conftest import System
+from tests.support.clients import make_tap
+from tests.support.services import transit
+from transit.topics import Topics
+
+WIB = ZoneInfo("Asia/Jakarta")
+D, D1, D2 = "2025-11-27", "2025-11-28", "2025-11-29"
+HEADER = ("settlement_date,line_type,service_date,operator_id,route_id,category,count,"
+          "amount,currency\n")
+
+# Cards: a regular rider, a student, and a regular rider whose taps arrive out of order.
+A = "04A0000000000001"
+S = "04B0000000000002"
+C = "04C0000000000003"
+UNKNOWN = "04DEADBEEF000009"
+
+# Routes: R1 and R2/R3 belong to two GTFS agencies; R9 is in no GTFS feed.
+ROUTES = {"R1": "SBY", "R2": "TMN", "R3": "TMN"}
+
+
+@dataclass(frozen=True)
+class Bus:
+    device_id: str
+    vehicle_id: str
+    secret: bytes
+
+
+BUS1 = Bus("DEV-1", "BUS-1", bytes(range(32)))
+BUS2 = Bus("DEV-2", "BUS-2", bytes(range(32, 64)))
+BUS3 = Bus("DEV-3", "BUS-3", bytes(range(64, 96)))
+
+# Business day D (2025-11-27), by hand, built-in policy (regular 5000, student 2500,
+# student 1000 from 05:00 to 07:00, transfers within 120 min pay the difference, daily
+# cap regular 10000 / student 5000):
+#   A: 08:00 R1 5000 (new journey); 08:30 R3 transfer 0; 12:00 R9 5000 (new journey);
+#      a tap denied at the reader costs nothing and posts nothing.
+#   S: 06:00 R1 1000 (early); 06:01 same bus: repeat, no entry; 09:00 R1 2500;
+#      01:30 on the 28th (service day D) R1: 2500 capped to 1500.
+#   C: 10:30 R1 posted first: 5000; then the late 09:45 R2 arrives: 5000 for it, and the
+#      10:30 tap becomes a transfer: correction -5000 on R1.
+#   top-ups: A 50000, S 20000, C 30000 at 04:00, A 5000 at 02:59:59.999 on the 28th.
+EXPECTED_D = HEADER + (
+    "2025-11-27,correction,2025-11-27,SBY,R1,regular,1,-5000,IDR\n"
+    "2025-11-27,fare,2025-11-27,SBY,R1,regular,2,10000,IDR\n"
+    "2025-11-27,fare,2025-11-27,SBY,R1,student,3,5000,IDR\n"
+    "2025-11-27,fare,2025-11-27,TMN,R2,regular,1,5000,IDR\n"
+    "2025-11-27,fare,2025-11-27,TMN,R3,regular,1,0,IDR\n"
+    "2025-11-27,fare,2025-11-27,unassigned,R9,regular,1,5000,IDR\n"
+    "2025-11-27,topup,2025-11-27,,,,4,105000,IDR\n")
+EXPECTED_D_TOTALS = {"fare": 25000, "correction": -5000, "topup": 105000}
+EXPECTED_D_ENTRIES = 13  # 8 fares (one of them 0), 1 correction, 4 top-ups
+EXPECTED_D_LINES = 7
+
+# Business day D+1 (2025-11-28): C's 23:00 tap of the 27th from a bus that was offline
+# (service day D, fare 5000: C's day is then 5000 + 0 + 5000, under the cap), A's
+# 08:00 tap of the 28th on R1, and S's top-up of 10000 at exactly 03:00:00.000.
+EXPECTED_D1 = HEADER + (
+    "2025-11-28,fare,2025-11-27,TMN,R2,regular,1,5000,IDR\n"
+    "2025-11-28,fare,2025-11-28,SBY,R1,regular,1,5000,IDR\n"
+    "2025-11-28,topup,2025-11-28,,,,1,10000,IDR\n")
+EXPECTED_D1_TOTALS = {"fare": 10000, "correction": 0, "topup": 10000}
+
+
+def at(day: str, hh: int, mm: int = 0, ss: int = 0, ms: int = 0) -> int:
+    """Epoch ms of local (Asia/Jakarta) wall time on a calendar date."""
+    y, m, d = map(int, day.split("-"))
+    return int(datetime(y, m, d, hh, mm, ss, tzinfo=WIB).timestamp() * 1000) + ms
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- building ledger state in-process -------------------------------------------------
+
+@dataclass
+class World:
+    """The project's services on one database, with a posting clock the test sets."""
+
+    engine: Engine
+    now_ms: int = 0
+    seqs: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sessions = session_factory(self.engine)
+        self.policy = builtin_policy()
+        self.ledger = Ledger(self.engine, "IDR", clock=lambda: self.now_ms)
+        self.service = TapService(self.sessions, self.ledger, self.policy,
+                                  DeviceDirectory(self.sessions), RouteDirectory(self.sessions),
+                                  Topics(), Metrics())
+
+    def topup(self, card: str, amount: int, reference: str, posted_ms: int) -> None:
+        self.now_ms = posted_ms
+        with self.sessions.begin() as s:
+            result = topup_card(s, self.ledger, self.policy, card, amount, reference)
+        assert result.created
+
+    def taps(self, posted_ms: int, *taps: tuple[Bus, str, str, int, dict[str, object]]
+             ) -> list[str]:
+        """One batch of signed taps, posted at `posted_ms`; returns their statuses."""
+        self.now_ms = posted_ms
+        batch = []
+        for bus, card, route, ts, extra in taps:
+            seq = self.seqs.get(bus.device_id, 0) + 1
+            self.seqs[bus.device_id] = seq
+            tap = make_tap(bus.secret, bus.device_id, seq, card, ts=ts, route_id=route,
+                           vehicle_id=bus.vehicle_id, **extra)
+            batch.append(Inbound(f"transit/v1/dev/{bus.device_id}/tap", tap.encode()))
+        return [o.status for o in self.service.handle(batch)]
+
+
+def tap(bus: Bus, card: str, route: str, ts: int, **extra: object
+        ) -> tuple[Bus, str, str, int, dict[str, object]]:
+    return (bus, card, route, ts, extra)
+
+
+def new_world(url: str) -> World:
+    load_all_models()
+    engine = make_engine(url)
+    upgrade(engine)
+    world = World(engine)
+    with world.sessions.begin() as s:
+        for bus in (BUS1, BUS2, BUS3):
+            add_device(s, bus.device_id, bus.vehicle_id, bus.secret.hex())
+        for route_id, agency in ROUTES.items():
+            s.add(Route(route_id=route_id, agency_id=agency, short_name=route_id))
+        for card, category in ((A, "regular"), (S, "student"), (C, "regular")):
+            issue_card(s, world.ledger, world.policy, card, category)
+    return world
+
+
+def build_day_d(w: World) -> None:
+    """Business day 2025-11-27 as described above EXPECTED_D."""
+    w.topup(A, 50000, "pos-A-1", at(D, 4))
+    w.topup(S, 20000, "pos-S-1", at(D, 4, 1))
+    w.topup(C, 30000, "pos-C-1", at(D, 4, 2))
+    assert w.taps(at(D, 6, 0, 3), tap(BUS1, S, "R1", at(D, 6))) == ["charged"]
+    assert w.taps(at(D, 6, 1, 3), tap(BUS1, S, "R1", at(D, 6, 1))) == ["not_charged"]
+    assert w.taps(at(D, 8, 0, 2), tap(BUS1, A, "R1", at(D, 8))) == ["charged"]
+    assert w.taps(at(D, 8, 30, 2), tap(BUS2, A, "R3", at(D, 8, 30))) == ["charged"]
+    assert w.taps(at(D, 9, 0, 2), tap(BUS1, S, "R1", at(D, 9))) == ["charged"]
+    # C's 10:30 tap arrives first; its 09:45 tap (bus 2 was out of reach) at 11:00.
+    assert w.taps(at(D, 10, 30, 2), tap(BUS1, C, "R1", at(D, 10, 30))) == ["charged"]
+    assert w.taps(at(D, 11), tap(BUS2, C, "R2", at(D, 9, 45))) == ["charged"]
+    assert w.taps(at(D, 12, 0, 2), tap(BUS3, A, "R9", at(D, 12))) == ["charged"]
+    assert w.taps(at(D, 13, 0, 2), tap(BUS1, A, "R1", at(D, 13), accepted=False,
+                                       reason="denylisted"),
+                  tap(BUS1, UNKNOWN, "R1", at(D, 13, 5))) == ["not_charged", "unknown_card"]
+    # after local midnight, still service day and business day 2025-11-27
+    assert w.taps(at(D1, 1, 30, 5), tap(BUS1, S, "R1", at(D1, 1, 30))) == ["charged"]
+    w.topup(A, 5000, "pos-A-2", at(D1, 2, 59, 59, 999))
+
+
+def build_day_d1(w: World) -> None:
+    """Business day 2025-11-28 as described above EXPECTED_D1."""
+    w.topup(S, 10000, "pos-S-2", at(D1, 3))
+    assert w.taps(at(D1, 8, 0, 2), tap(BUS1, A, "R1", at(D1, 8))) == ["charged"]
+    # bus 2 was offline since the evening of the 27th; its tap arrives at 10:00
+    assert w.taps(at(D1, 10), tap(BUS2, C, "R2", at(D, 23))) == ["charged"]
+
+
+# -- running the commands --------------------------------------------------------------
+
+def env_for(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
+    env["TRANSIT_DATABASE_URL"] = url
+    return env
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = transit(*args, env=env, check=False)
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out, out[-3000:]
+    return result
+
+
+def settle(env: dict[str, str], day: str, out: Path) -> tuple[bytes, dict[str, object], bytes]:
+    """`transit settle DAY --out OUT`: the CSV bytes, the manifest, the manifest bytes."""
+    result = run(env, "settle", day, "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    csv = (out / f"settlement-{day}.csv").read_bytes()
+    raw = (out / f"settlement-{day}.json").read_bytes()
+    return csv, json.loads(raw), raw
+
+
+def reconcile(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = run(env, "reconcile", *args)
+    return result.returncode, result.stdout + result.stderr
+
+
+def assert_clean(env: dict[str, str], *args: str) -> str:
+    code, out = reconcile(env, *args)
+    assert code == 0, out
+    assert "MISMATCH" not in out, out
+    return out
+
+
+def assert_caught(env: dict[str, str], *words: str, args: tuple[str, ...] = ()) -> str:
+    code, out = reconcile(env, *args)
+    assert code == 1, f"transit reconcile {' '.join(args)}: exit {code}, tamper not caught\n{out}"
+    for word in words:
+        assert word in out, f"the report does not name {word!r}:\n{out}"
+    return out
+
+
+@pytest.fixture
+def world(pg_url: str) -> Iterator[World]:
+    w = new_world(pg_url)
+    yield w
+    w.engine.dispose()
+
+
+def check_manifest(manifest: dict[str, object], csv: bytes, day: str, lines: int,
+                   totals: dict[str, int], entries: int, previous: str | None) -> None:
+    assert manifest["settlement_date"] == day
+    assert manifest["currency"] == "IDR"
+    assert manifest["lines"] == lines
+    assert manifest["totals"] == totals
+    assert manifest["entries"] == entries
+    assert manifest["sha256"] == sha(csv)
+    assert manifest["previous_sha256"] == previous
+    for key in ("lines", "entries"):
+        assert type(manifest[key]) is int
+    assert all(type(v) is int for v in totals.values())
+
+
+# -- 1. a day settles to exactly the expected lines --------------------------------------
+
+def test_day_with_fares_transfers_corrections_and_topups_settles_to_expected_lines(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    build_day_d(world)
+    build_day_d1(world)
+    env = env_for(pg_url)
+    csv, manifest, _ = settle(env, D, tmp_path / "out")
+    assert csv.decode() == EXPECTED_D
+    assert csv == EXPECTED_D.encode()
+    check_manifest(manifest, csv, D, EXPECTED_D_LINES, EXPECTED_D_TOTALS, EXPECTED_D_ENTRIES,
+                   None)  # the first business day with anything posted starts the chain
+    assert manifest["sha256"] == sha(EXPECTED_D.encode())
+    # the control totals agree with the lines they sum
+    rows = [line.split(",") for line in EXPECTED_D.splitlines()[1:]]
+    for kind in ("fare", "correction", "topup"):
+        assert sum(int(r[7]) for r in rows if r[1] == kind) == EXPECTED_D_TOTALS[kind]
+    assert sum(int(r[6]) for r in rows) == EXPECTED_D_ENTRIES
+    # and with the ledger itself
+    start, end = at(D, 3), at(D1, 3)
+    with world.sessions() as s:
+        posted = s.execute(select(Entry.kind, Entry.amount).where(
+            Entry.posted_ms >= start, Entry.posted_ms < end)).all()
+    assert len(posted) == EXPECTED_D_ENTRIES
+    assert sum(a for k, a in posted if k == "correction") == EXPECTED_D_TOTALS["correction"]
+    assert_clean(env)
+
+
+# -- 2. the day after: late taps keep their service_date; re-runs; the chain ------------
+
+def test_late_tap_settles_next_day_with_its_service_date_and_reruns_are_identical(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    build_day_d(world)
+    # D is closed at 03:00 on the 28th: settle it (in-process, clock at 04:00) before the
+    # offline bus's tap of the 27th comes in.
+    settler = Settler(BusinessCalendar("Asia/Jakarta", 180), "IDR", clock=lambda: at(D1, 4))
+    with world.sessions.begin() as s:
+        first = settler.settle(s, date(2025, 11, 27))
+    assert first.final and first.csv == EXPECTED_D.encode()
+    build_day_d1(world)
+
+    env = env_for(pg_url)
+    runs = {}
+    for name in ("run1", "run2"):
+        runs[name] = {day: settle(env, day, tmp_path / name) for day in (D, D1)}
+    for day in (D, D1):
+        csv1, _, raw1 = runs["run1"][day]
+        csv2, _, raw2 = runs["run2"][day]
+        assert csv1 == csv2, f"{day}: CSV differs between runs"
+        assert raw1 == raw2, f"{day}: manifest differs between runs"
+    d_csv, d_manifest, _ = runs["run1"][D]
+    d1_csv, d1_manifest, _ = runs["run1"][D1]
+    # the settled day did not change when the late tap of its service day arrived
+    assert d_csv == first.csv == EXPECTED_D.encode()
+    assert d_manifest["entries"] == EXPECTED_D_ENTRIES
+    # the late tap is in D+1, with service_date D
+    assert d1_csv == EXPECTED_D1.encode(), d1_csv.decode()
+    check_manifest(d1_manifest, d1_csv, D1, 3, EXPECTED_D1_TOTALS, 3, sha(EXPECTED_D.encode()))
+    assert d1_manifest["previous_sha256"] == d_manifest["sha256"] == first.sha256
+    assert_clean(env)
+
+
+# -- 3. an empty day between two active days ----------------------------------------------
+
+def test_empty_day_gets_header_only_file_and_the_chain_has_no_gap(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    world.topup(A, 20000, "pos-A-d", at(D, 9))
+    assert world.taps(at(D, 10, 0, 2), tap(BUS1, A, "R1", at(D, 10))) == ["charged"]
+    world.topup(S, 7000, "pos-S-d2", at(D2, 9))
+    env = env_for(pg_url)
+    out = tmp_path / "out"
+    # the empty day first: it settles the day before it into the chain on the way
+    empty_csv, empty, _ = settle(env, D1, out)
+    d2_csv, d2, _ = settle(env, D2, out)
+    d_csv, d, _ = settle(env, D, out)
+    assert d_csv == (HEADER + "2025-11-27,fare,2025-11-27,SBY,R1,regular,1,5000,IDR\n"
+                     "2025-11-27,topup,2025-11-27,,,,1,20000,IDR\n").encode()
+    check_manifest(d, d_csv, D, 2, {"fare": 5000, "correction": 0, "topup": 20000}, 2, None)
+    assert empty_csv == HEADER.encode()
+    check_manifest(empty, empty_csv, D1, 0, {"fare": 0, "correction": 0, "topup": 0}, 0,
+                   sha(d_csv))
+    assert d2_csv == (HEADER + "2025-11-29,topup,2025-11-29,,,,1,7000,IDR\n").encode()
+    check_manifest(d2, d2_csv, D2, 1, {"fare": 0, "correction": 0, "topup": 7000}, 1,
+                   sha(HEADER.encode()))
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"settlement-{day}.{ext}" for day in (D, D1, D2) for ext in ("csv", "json")]
+    out_text = assert_clean(env, "--dir", str(out))
+    assert "chain of 3 day(s) unbroken" in out_text, out_text
+
+
+# -- 4. tampering behind the application's back -----------------------------------------
+
+def settled_world(world: World, pg_url: str, out: Path) -> dict[str, str]:
+    """D and D+1 built, both settled with `transit settle`, and reconciled clean."""
+    build_day_d(world)
+    build_day_d1(world)
+    env = env_for(pg_url)
+    csv, _, _ = settle(env, D, out)
+    assert csv == EXPECTED_D.encode()
+    settle(env, D1, out)
+    assert_clean(env)
+    assert_clean(env, "--dir", str(out))
+    return env
+
+
+def entry_of(world: World, **where: object) -> int:
+    with world.sessions() as s:
+        stmt = select(Entry.id).where(*(getattr(Entry, k) == v for k, v in where.items()))
+        ids = s.scalars(stmt).all()
+    assert len(ids) == 1, (where, ids)
+    return ids[0]
+
+
+def sql(world: World, statement: str, **params: object) -> int:
+    with world.engine.begin() as conn:
+        return conn.execute(text(statement), params).rowcount
+
+
+def test_tamper_update_of_one_posting_amount_is_caught(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    env = settled_world(world, pg_url, tmp_path / "out")
+    # the operator's side of A's 08:00 fare on the 27th
+    entry = entry_of(world, tap_id="DEV-1:3", kind="fare")
+    changed = sql(world, "UPDATE postings SET amount = amount + 1 WHERE id = ("
+                  "SELECT min(id) FROM postings WHERE entry_id = :e AND amount > 0)", e=entry)
+    assert changed == 1
+    out = assert_caught(env, D, "changed after settlement", f"entry {entry}")
+    assert f"business day {D1}" in out  # the other day is reported as it is: still fine
+    assert not any(D1 in line for line in out.splitlines() if line.startswith("MISMATCH")), out
+    assert_caught(env, D, "changed after settlement", args=(D,))
+
+
+def test_tamper_consistent_rewrite_of_a_settled_entry_is_caught(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    """An UPDATE that keeps every balance in step (entry, both postings, the card's
+    balance): only the settlement's fingerprint of the day can show it."""
+    env = settled_world(world, pg_url, tmp_path / "out")
+    entry = entry_of(world, tap_id="DEV-1:3", kind="fare")
+    sql(world, "UPDATE entries SET amount = amount - 1000 WHERE id = :e", e=entry)
+    sql(world, "UPDATE postings SET amount = amount - 1000 WHERE entry_id = :e AND amount > 0",
+        e=entry)
+    sql(world, "UPDATE postings SET amount = amount + 1000 WHERE entry_id = :e AND amount < 0",
+        e=entry)
+    sql(world, "UPDATE cards SET balance = balance + 1000 WHERE card = :c", c=A)
+    assert_caught(env, D, "changed after settlement")
+
+
+def test_tamper_delete_of_one_entry_is_caught(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    env = settled_world(world, pg_url, tmp_path / "out")
+    # the correction of C's 10:30 tap, posted on the 27th
+    entry = entry_of(world, kind="correction")
+    assert sql(world, "DELETE FROM postings WHERE entry_id = :e", e=entry) == 2
+    assert sql(world, "DELETE FROM entries WHERE id = :e", e=entry) == 1
+    assert_caught(env, D, "changed after settlement", C)
+
+
+def test_tamper_edited_settlement_csv_is_caught(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = settled_world(world, pg_url, out)
+    path = out / f"settlement-{D}.csv"
+    original = path.read_bytes()
+    edited = original.replace(b",R9,regular,1,5000,IDR", b",R9,regular,1,500,IDR")
+    assert edited != original
+    path.write_bytes(edited)
+    assert_caught(env, f"settlement-{D}.csv", args=("--dir", str(out)))
+    assert_caught(env, f"settlement-{D}.csv", args=(D, "--dir", str(out)))
+
+
+def test_tamper_update_of_a_card_balance_is_caught(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    env = settled_world(world, pg_url, tmp_path / "out")
+    assert sql(world, "UPDATE cards SET balance = balance + 1000 WHERE card = :c", c=S) == 1
+    assert_caught(env, S)
+
+
+# -- 5. the settlement API ---------------------------------------------------------------
+
+def get_raw(base: str, path: str, token: str | None = None
+            ) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(base + path)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_settlement_api_serves_the_same_bytes_as_transit_settle(
+        system: System, tmp_path: Path) -> None:
+    url = system.env["TRANSIT_DATABASE_URL"]
+    w = new_world(url)
+    try:
+        build_day_d(w)
+        build_day_d1(w)
+    finally:
+        w.engine.dispose()
+    finance, admin, ops = (system.token(r) for r in ("finance", "admin", "ops"))
+    base = system.gateway.base_url
+    m_path, csv_path = f"/api/v1/settlements/{D}", f"/api/v1/settlements/{D}/lines.csv"
+
+    # the API first for D (it records the day), the command first for D+1
+    status, api_manifest, headers = get_raw(base, m_path, finance)
+    assert status == 200, api_manifest
+    assert "json" in headers.get("Content-Type", "")
+    status, api_csv, headers = get_raw(base, csv_path, finance)
+    assert status == 200, api_csv
+    assert headers.get("Content-Type", "").startswith("text/csv")
+    cli_csv, _, cli_manifest = settle(system.env, D, tmp_path / "out")
+    assert api_csv == cli_csv == EXPECTED_D.encode()
+    assert api_manifest == cli_manifest
+    assert json.loads(api_manifest)["sha256"] == sha(api_csv)
+
+    d1_csv, d1_manifest, d1_raw = settle(system.env, D1, tmp_path / "out")
+    assert d1_csv == EXPECTED_D1.encode()
+    for token in (finance, admin):
+        assert get_raw(base, f"/api/v1/settlements/{D1}", token)[:2] == (200, d1_raw)
+        assert get_raw(base, f"/api/v1/settlements/{D1}/lines.csv", token)[:2] == (200, d1_csv)
+    assert d1_manifest["previous_sha256"] == sha(api_csv)
+
+    for path in (m_path, csv_path):
+        assert get_raw(base, path, ops)[0] == 403
+        assert get_raw(base, path)[0] == 401
+        assert get_raw(base, path, "tt_not_a_real_token")[0] == 401
+    for bad in ("2025-13-01", "2025-02-30", "yesterday", "2025-11-27x", "-1"):
+        for suffix in ("", "/lines.csv"):
+            status, body, _ = get_raw(base, f"/api/v1/settlements/{bad}{suffix}", finance)
+            assert status == 400, (bad, suffix, status, body)
+            assert json.loads(body)["error"]["code"]
+    for suffix in ("", "/lines.csv"):
+        status, body, _ = get_raw(base, f"/api/v1/settlements/2099-01-01{suffix}", finance)
+        assert status == 409, (suffix, status, body)
+        assert json.loads(body)["error"]["code"]
+    # nothing reaches a 500, whatever the path segment holds
+    for odd in ("0000-00-00", "9999-12-31", "2025-11-27%00", "%2e%2e", "2025-11-27.json",
+                "x" * 300):
+        for suffix in ("", "/lines.csv"):
+            status, body, _ = get_raw(base, f"/api/v1/settlements/{odd}{suffix}", finance)
+            assert status < 500, (odd, suffix, status, body)

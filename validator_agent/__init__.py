@@ -1,0 +1,1 @@
+"""The validator agent on the bus: reads cards, decides offline, spools and publishes taps."""

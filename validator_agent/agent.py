@@ -1,0 +1,261 @@
+"""The validator agent: wiring of reader, decision, spool, MQTT, deny list and positions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from transit import __version__
+from transit.denylist import DenyList
+from transit.mqtt import make_client
+from transit.settings import MqttEndpoint
+from transit.topics import Topics
+from transit.wire import Position, Receipt, Tap, WireError
+from validator_agent.domain import Decision, RecentEntries, decide
+from validator_agent.feedback import Feedback
+from validator_agent.gps import Cadence, FixFeed, due
+from validator_agent.spool import Spool, SpoolFull
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 30.0
+INFLIGHT_WINDOW = 200  # taps published and awaiting receipts at once
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything an agent needs to know, given once at start."""
+
+    device_id: str
+    vehicle_id: str
+    route_id: str
+    secret: bytes
+    mqtt: MqttEndpoint
+    topics: Topics
+    repeat_tap_seconds: int = 120
+    denylist_key: bytes | None = None
+    trip_id: str | None = None
+    cadence: Cadence = Cadence()
+
+
+class Agent:
+    """One validator. Thread-safe entry point: `card_presented`."""
+
+    def __init__(self, config: AgentConfig, spool: Spool, feedback: Feedback,
+                 gps: FixFeed | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.spool = spool
+        self.feedback = feedback
+        self.gps = gps
+        self.clock = clock
+        self.recent = RecentEntries()
+        self.denylist = self._load_denylist()
+        self.taps_refused_spool_full = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._lock = threading.Lock()
+        self._last_position_ms: int | None = None
+        self._last_status = 0.0
+        self._alarm = False
+        t = config.topics
+        self.client = make_client(config.mqtt, config.device_id)
+        self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
+        self.client.max_queued_messages_set(INFLIGHT_WINDOW * 2)
+        self.client.will_set(t.status(config.device_id), json.dumps(
+            self._status(online=False)), qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._threads = [threading.Thread(target=self._publish_loop, name="publish",
+                                          daemon=True)]
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 7 * 24 * 3600
+        self.client.connect_async(self.config.mqtt.host, self.config.mqtt.port, keepalive=20,
+                                  clean_start=False, properties=props)
+        self.client.loop_start()
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._connected.is_set():
+            self._publish_status(online=False)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- the tap --------------------------------------------------------------
+    def card_presented(self, card: str | None, seen_monotonic: float) -> Decision:
+        """Decide, spool, and show the passenger the result; never touches the network."""
+        now_ms = int(self.clock() * 1000)
+        if card is None:
+            decision = Decision(False, "unreadable")
+            self.feedback.decided(None, None, decision,
+                                  (time.monotonic() - seen_monotonic) * 1000)
+            return decision
+        with self._lock:
+            decision = decide(card, now_ms, card in self.denylist, self.recent.last(card),
+                              self.config.repeat_tap_seconds, self.spool.full)
+            seq = None
+            fix = self.gps.latest() if self.gps else None
+            try:
+                tap = self.spool.append(lambda s: Tap(
+                    device_id=self.config.device_id, seq=s, vehicle_id=self.config.vehicle_id,
+                    route_id=self.config.route_id, card=card, kind="entry",
+                    accepted=decision.accepted, ts=now_ms,
+                    lat_e6=fix.lat_e6 if fix else 0, lon_e6=fix.lon_e6 if fix else 0,
+                    trip_id=self.config.trip_id, reason=decision.reason,
+                ).signed(self.config.secret))
+                seq = tap.seq
+            except SpoolFull:
+                self.taps_refused_spool_full += 1
+                decision = Decision(False, "spool_full")
+            if decision.accepted:
+                self.recent.remember(card, now_ms)
+        self.feedback.decided(card, seq, decision, (time.monotonic() - seen_monotonic) * 1000)
+        self._check_alarm()
+        self._wake.set()
+        return decision
+
+    # -- MQTT callbacks ---------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason_code: Any,
+                    _p: Any) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        t = self.config.topics
+        client.subscribe([(t.receipt(self.config.device_id), 1), (f"{t.denylist}/#", 1),
+                          (t.denylist, 1)])
+        self.spool.retry_all_now()
+        self._connected.set()
+        self._publish_status(online=True)
+        self._wake.set()
+        log.info("connected; %d taps waiting for receipts", self.spool.depth)
+
+    def _on_disconnect(self, *_a: Any) -> None:
+        self._connected.clear()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            if msg.topic.endswith("/receipt"):
+                self._receipt(bytes(msg.payload))
+            elif msg.topic.startswith(self.config.topics.denylist):
+                self._denylist(bytes(msg.payload))
+        except Exception:  # a bad message must not stop the network loop
+            log.exception("message on %s not handled", msg.topic)
+
+    def _receipt(self, payload: bytes) -> None:
+        try:
+            receipt = Receipt.parse(payload)
+        except WireError as exc:
+            log.warning("malformed receipt refused: %s", exc)
+            return
+        if receipt.device_id != self.config.device_id or not receipt.verify(self.config.secret):
+            log.warning("receipt for seq %s not signed with this device's key: ignored",
+                        receipt.seq)
+            return
+        if self.spool.receipted(receipt.seq):
+            self.feedback.receipted(receipt)
+            self._check_alarm()
+
+    def _denylist(self, payload: bytes) -> None:
+        if self.config.denylist_key is None:
+            return
+        try:
+            changed = self.denylist.apply(payload, self.config.denylist_key)
+        except WireError as exc:
+            log.warning("deny list message refused: %s", exc)
+            return
+        if changed:
+            self.spool.save_state("denylist", self.denylist.to_json())
+
+    def _load_denylist(self) -> DenyList:
+        saved = self.spool.load_state("denylist")
+        return DenyList.from_json(saved) if saved else DenyList()
+
+    # -- publishing -------------------------------------------------------------
+    def _publish_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            try:
+                if self._connected.is_set():
+                    self._publish_due_taps()
+                    self._publish_position()
+                    if time.monotonic() - self._last_status > HEARTBEAT_S:
+                        self._publish_status(online=True)
+            except Exception:
+                log.exception("publishing failed; will retry")
+
+    def _publish_due_taps(self) -> None:
+        now_ms = int(self.clock() * 1000)
+        due_taps = self.spool.due(now_ms, INFLIGHT_WINDOW)
+        if not due_taps:
+            return
+        topic = self.config.topics.tap(self.config.device_id)
+        sent = []
+        for seq, payload in due_taps:  # in seq order
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            sent.append(seq)
+        self.spool.sent(sent, now_ms)
+
+    def _publish_position(self) -> None:
+        fix = self.gps.latest() if self.gps else None
+        if fix is None or not due(self._last_position_ms, fix, self.config.cadence):
+            return
+        position = Position(device_id=self.config.device_id, vehicle_id=self.config.vehicle_id,
+                            route_id=self.config.route_id, ts=fix.ts_ms, lat_e6=fix.lat_e6,
+                            lon_e6=fix.lon_e6, speed_cms=fix.speed_cms,
+                            bearing_deg=fix.bearing_deg, trip_id=self.config.trip_id
+                            ).signed(self.config.secret)
+        # QoS 0 and only while connected: a position is perishable, and an outage must
+        # not release a flood of stale ones when it ends.
+        self.client.publish(self.config.topics.pos(self.config.device_id), position.encode(),
+                            qos=0)
+        self._last_position_ms = fix.ts_ms
+
+    def _status(self, online: bool) -> dict[str, Any]:
+        return {"device_id": self.config.device_id, "vehicle_id": self.config.vehicle_id,
+                "route_id": self.config.route_id, "online": online,
+                "spool_depth": self.spool.depth, "spool_capacity": self.spool.capacity,
+                "spool_full": self.spool.full,
+                "refused_spool_full": self.taps_refused_spool_full,
+                "denylist_version": self.denylist.version, "software": __version__,
+                "ts": int(self.clock() * 1000)}
+
+    def _publish_status(self, online: bool) -> None:
+        self._last_status = time.monotonic()
+        self.client.publish(self.config.topics.status(self.config.device_id),
+                            json.dumps(self._status(online)), qos=1, retain=True)
+
+    def _check_alarm(self) -> None:
+        full = self.spool.full
+        if full != self._alarm:
+            self._alarm = full
+            self.feedback.alarm("spool_full", full)
+            if self._connected.is_set():
+                self._publish_status(online=True)
+
+    def status(self) -> dict[str, Any]:
+        return self._status(self.connected)

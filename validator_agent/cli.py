@@ -1,0 +1,143 @@
+"""`transit agent`: the on-bus validator. Needs only the `agent` extra."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+log = logging.getLogger(__name__)
+
+
+def _read_hex_file(path: str, what: str, size: int) -> bytes:
+    try:
+        raw = bytes.fromhex(Path(path).read_text().strip())
+    except OSError as exc:
+        raise click.ClickException(f"{what}: cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise click.ClickException(f"{what}: {path} does not hold hexadecimal") from None
+    if len(raw) != size:
+        raise click.ClickException(f"{what}: expected {size} bytes, {path} holds {len(raw)}")
+    return raw
+
+
+@click.command()
+@click.option("--device", "device_id", required=True, help="This validator's device id.")
+@click.option("--vehicle", "vehicle_id", required=True, help="The vehicle it is mounted in.")
+@click.option("--route", "route_id", required=True, help="The route the vehicle serves.")
+@click.option("--trip", "trip_id", default=None, help="The GTFS trip, when known.")
+@click.option("--secret-file", required=True, type=click.Path(dir_okay=False),
+              help="File holding the device secret (64 hex digits).")
+@click.option("--denylist-key-file", type=click.Path(dir_okay=False), default=None,
+              help="File holding the network's deny-list public key (64 hex digits), "
+                   "from 'transit denylist key'.")
+@click.option("--reader", type=click.Choice(["pcsc", "sim"]), default="pcsc", show_default=True,
+              help="pcsc: every PC/SC reader; sim: card UIDs read from standard input.")
+@click.option("--gps", default="none", show_default=True,
+              help="gpsd[:HOST:PORT] | nmea:DEVICE | sim[:LAT,LON] | none")
+@click.option("--spool", "spool_path", default="spool.db", show_default=True,
+              type=click.Path(dir_okay=False), help="The durable tap spool (SQLite).")
+@click.option("--spool-capacity", default=100_000, show_default=True,
+              type=click.IntRange(min=1), help="Most taps held while waiting for receipts.")
+def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
+          secret_file: str, denylist_key_file: str | None, reader: str, gps: str,
+          spool_path: str, spool_capacity: int) -> None:
+    """Run the validator agent on a bus (the broker from TRANSIT_MQTT_URL)."""
+    from fare_gateway.fares.policy import PolicyError, policy_from_setting
+    from transit.settings import Settings, SettingsError
+    from transit.topics import ID_PATTERN, Topics
+    from validator_agent.agent import Agent, AgentConfig
+    from validator_agent.feedback import ConsoleFeedback
+    from validator_agent.spool import Spool
+
+    for name, value in (("--device", device_id), ("--vehicle", vehicle_id),
+                        ("--route", route_id)):
+        if not ID_PATTERN.fullmatch(value):
+            raise click.ClickException(f"{name}: 1-64 characters of A-Z a-z 0-9 . _ -")
+    try:
+        settings = Settings.from_env()
+        policy = policy_from_setting(settings.fares)
+    except (SettingsError, PolicyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    secret = _read_hex_file(secret_file, "--secret-file", 32)
+    denylist_key = (_read_hex_file(denylist_key_file, "--denylist-key-file", 32)
+                    if denylist_key_file else None)
+    feed = _gps_feed(gps)
+    config = AgentConfig(device_id=device_id, vehicle_id=vehicle_id, route_id=route_id,
+                         secret=secret, mqtt=settings.mqtt,
+                         topics=Topics(settings.topic_prefix),
+                         repeat_tap_seconds=policy.repeat_tap_seconds,
+                         denylist_key=denylist_key, trip_id=trip_id)
+    spool = Spool(spool_path, spool_capacity)
+    the_agent = Agent(config, spool, ConsoleFeedback(), feed)
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if feed is not None:
+        feed.start()
+    the_agent.start()
+    source = None
+    if reader == "pcsc":
+        from validator_agent.adapters.pcsc import PcscCardSource
+
+        source = PcscCardSource(lambda uid, seen, _reader: the_agent.card_presented(uid, seen))
+        source.start()
+    else:
+        threading.Thread(target=_stdin_cards, args=(the_agent, stop), daemon=True).start()
+    log.info("agent %s on %s (route %s): reader %s, gps %s, spool %s (%d waiting)",
+             device_id, vehicle_id, route_id, reader, gps, spool_path, spool.depth)
+    while not stop.wait(0.5):
+        pass
+    if source is not None:
+        source.stop()
+    the_agent.stop()
+    if feed is not None:
+        feed.stop()
+    spool.close()
+
+
+def _stdin_cards(the_agent, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    """`--reader sim`: one card UID per line on standard input."""
+    from transit.wire import CARD_PATTERN
+
+    for line in sys.stdin:
+        uid = line.strip().upper()
+        if not uid:
+            continue
+        the_agent.card_presented(uid if CARD_PATTERN.fullmatch(uid) else None, time.monotonic())
+    stop.wait()
+
+
+def _gps_feed(spec: str):  # type: ignore[no-untyped-def]
+    from validator_agent.gps import FixFeed, gpsd_fixes, nmea_fixes
+
+    kind, _, arg = spec.partition(":")
+    if kind == "none":
+        return None
+    if kind == "gpsd":
+        host, _, port = (arg or "127.0.0.1:2947").partition(":")
+        return FixFeed(lambda: gpsd_fixes(host or "127.0.0.1", int(port or 2947)))
+    if kind == "nmea":
+        if not arg:
+            raise click.ClickException("--gps nmea:DEVICE needs a device path")
+        return FixFeed(lambda: nmea_fixes(arg))
+    if kind == "sim":
+        from hardware_sim.gps import standing
+
+        lat, _, lon = (arg or "-7.2575,112.7521").partition(",")
+        try:
+            point = (float(lat), float(lon))
+        except ValueError:
+            raise click.ClickException("--gps sim:LAT,LON needs two numbers") from None
+        return FixFeed(lambda: standing(*point))
+    raise click.ClickException(f"--gps: unknown source {spec!r}")
