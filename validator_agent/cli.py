@@ -45,9 +45,13 @@ def _read_hex_file(path: str, what: str, size: int) -> bytes:
               type=click.Path(dir_okay=False), help="The durable tap spool (SQLite).")
 @click.option("--spool-capacity", default=100_000, show_default=True,
               type=click.IntRange(min=1), help="Most taps held while waiting for receipts.")
+@click.option("--retry-seconds", default=10.0, show_default=True,
+              type=click.FloatRange(min=0.1),
+              help="First wait for a receipt before a tap is published again (doubles "
+                   "each time, up to 5 minutes).")
 def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
           secret_file: str, denylist_key_file: str | None, reader: str, gps: str,
-          spool_path: str, spool_capacity: int) -> None:
+          spool_path: str, spool_capacity: int, retry_seconds: float) -> None:
     """Run the validator agent on a bus (the broker from TRANSIT_MQTT_URL)."""
     from fare_gateway.fares.policy import PolicyError, policy_from_setting
     from transit.settings import Settings, SettingsError
@@ -74,7 +78,7 @@ def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
                          topics=Topics(settings.topic_prefix),
                          repeat_tap_seconds=policy.repeat_tap_seconds,
                          denylist_key=denylist_key, trip_id=trip_id)
-    spool = Spool(spool_path, spool_capacity)
+    spool = Spool(spool_path, spool_capacity, int(retry_seconds * 1000))
     the_agent = Agent(config, spool, ConsoleFeedback(), feed)
     stop = threading.Event()
 

@@ -41,9 +41,11 @@ class SpoolFull(Exception):
 class Spool:
     """Taps waiting for their receipts, in `seq` order, plus small pieces of agent state."""
 
-    def __init__(self, path: str | Path, capacity: int = 100_000) -> None:
+    def __init__(self, path: str | Path, capacity: int = 100_000,
+                 first_retry_ms: int = FIRST_RETRY_MS) -> None:
         self.path = str(path)
         self.capacity = capacity
+        self.first_retry_ms = first_retry_ms
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=30)
@@ -107,7 +109,7 @@ class Spool:
                 self._db.execute(
                     "UPDATE taps SET attempts = attempts + 1, next_ms = ? + min(?, ? * "
                     "(1 << min(attempts, 10))) WHERE seq = ?",
-                    (now_ms, MAX_RETRY_MS, FIRST_RETRY_MS, seq))
+                    (now_ms, MAX_RETRY_MS, self.first_retry_ms, seq))
             self._db.execute("COMMIT")
 
     def retry_all_now(self) -> None:
