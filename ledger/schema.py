@@ -13,6 +13,7 @@ def load_all_models() -> None:
     """Import every module that declares tables, so the metadata is complete."""
     import fare_gateway.adapters.models  # noqa: F401
     import ledger.adapters.models  # noqa: F401
+    import tracking.adapters.models  # noqa: F401
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

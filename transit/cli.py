@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "fares": "fare_gateway.cli:fares",
     "denylist": "fare_gateway.cli:denylist",
     "settle": "fare_gateway.cli:settle",
+    "gtfs": "tracking.cli:gtfs",
     "reconcile": "fare_gateway.cli:reconcile",
 }
 

@@ -397,6 +397,9 @@ def test_tamper_update_of_one_posting_amount_is_caught(
     assert f"business day {D1}" in out  # the other day is reported as it is: still fine
     assert not any(D1 in line for line in out.splitlines() if line.startswith("MISMATCH")), out
     assert_caught(env, D, "changed after settlement", args=(D,))
+    # and the day cannot be settled again into a different file
+    again = run(env, "settle", D, "--out", str(tmp_path / "again"), "--quiet")
+    assert again.returncode != 0 and D in again.stderr, again.stdout + again.stderr
 
 
 def test_tamper_consistent_rewrite_of_a_settled_entry_is_caught(
@@ -442,6 +445,42 @@ def test_tamper_update_of_a_card_balance_is_caught(
     env = settled_world(world, pg_url, tmp_path / "out")
     assert sql(world, "UPDATE cards SET balance = balance + 1000 WHERE card = :c", c=S) == 1
     assert_caught(env, S)
+
+
+def test_tamper_backdated_insert_into_a_settled_day_is_caught(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    """A balanced entry slipped into a settled day, with the card's balance in step."""
+    env = settled_world(world, pg_url, tmp_path / "out")
+    with world.engine.begin() as conn:
+        accounts = dict(conn.execute(text(
+            "SELECT ref, id FROM accounts WHERE (kind, ref) IN "
+            "(('card', :c), ('clearing', 'topups'))"), {"c": S}).all())
+        entry = conn.execute(text(
+            "INSERT INTO entries (idem_key, kind, digest, amount, posted_ms, currency, card,"
+            " reference) VALUES ('topup:forged', 'topup', 'x', 9000, :p, 'IDR', :c, 'forged')"
+            " RETURNING id"), {"p": at(D, 15), "c": S}).scalar_one()
+        conn.execute(text("INSERT INTO postings (entry_id, account_id, amount) VALUES "
+                          "(:e, :clearing, -9000), (:e, :card, 9000)"),
+                     {"e": entry, "clearing": accounts["topups"], "card": accounts[S]})
+        conn.execute(text("UPDATE cards SET balance = balance + 9000 WHERE card = :c"),
+                     {"c": S})
+    assert_caught(env, D, "changed after settlement")
+
+
+def test_tamper_removed_settlement_record_and_changed_day_is_caught_by_the_files(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    """The last settled day's record deleted, then that day's entry rewritten in step:
+    the files finance holds (`--dir`) still record what was settled."""
+    out = tmp_path / "out"
+    env = settled_world(world, pg_url, out)
+    entry = entry_of(world, card=A, service_date=D1, kind="fare")  # A's 08:00 on the 28th
+    sql(world, "DELETE FROM settlements WHERE business_date = :d", d=D1)
+    sql(world, "UPDATE entries SET amount = 4000 WHERE id = :e", e=entry)
+    sql(world, "UPDATE postings SET amount = 4000 WHERE entry_id = :e AND amount > 0", e=entry)
+    sql(world, "UPDATE postings SET amount = -4000 WHERE entry_id = :e AND amount < 0",
+        e=entry)
+    sql(world, "UPDATE cards SET balance = balance + 1000 WHERE card = :c", c=A)
+    assert_caught(env, f"settlement-{D1}", args=("--dir", str(out)))
 
 
 # -- 5. the settlement API ---------------------------------------------------------------
@@ -504,9 +543,46 @@ def test_settlement_api_serves_the_same_bytes_as_transit_settle(
         status, body, _ = get_raw(base, f"/api/v1/settlements/2099-01-01{suffix}", finance)
         assert status == 409, (suffix, status, body)
         assert json.loads(body)["error"]["code"]
-    # nothing reaches a 500, whatever the path segment holds
-    for odd in ("0000-00-00", "9999-12-31", "2025-11-27%00", "%2e%2e", "2025-11-27.json",
-                "x" * 300):
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_settlement_api_never_answers_500(system: System) -> None:
+    """Contract section 3: bad input is a 400/404/409/422, never a 500."""
+    url = system.env["TRANSIT_DATABASE_URL"]
+    w = new_world(url)
+    try:
+        w.topup(A, 20000, "pos-A-d", at(D, 9))
+    finally:
+        w.engine.dispose()
+    finance = system.token("finance")
+    base = system.gateway.base_url
+    answers = {}
+    for odd in ("0001-01-01", "9999-12-31", "9999-12-30", "0000-00-00", "2025-11-27%00",
+                "%2e%2e", "2025-11-27.json", "x" * 300):
         for suffix in ("", "/lines.csv"):
             status, body, _ = get_raw(base, f"/api/v1/settlements/{odd}{suffix}", finance)
-            assert status < 500, (odd, suffix, status, body)
+            answers[odd + suffix] = (status, body[:200])
+    five_hundreds = {k: v for k, v in answers.items() if v[0] >= 500}
+    assert five_hundreds == {}, five_hundreds
+
+
+def test_settle_command_refuses_days_it_cannot_settle(pg_url: str, tmp_path: Path) -> None:
+    """One clear `Error:` line and a non-zero exit, never a traceback."""
+    w = new_world(pg_url)
+    try:
+        w.topup(A, 20000, "pos-A-d", at(D, 9))
+    finally:
+        w.engine.dispose()
+    env = env_for(pg_url)
+    out = tmp_path / "out"
+    future = transit("settle", "2099-01-01", "--out", str(out), env=env, check=False)
+    assert future.returncode != 0 and "Traceback" not in future.stderr, future.stderr
+    assert "2099-01-01" in future.stderr and "Error:" in future.stderr, future.stderr
+    bad = transit("settle", "2025-13-01", "--out", str(out), env=env, check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr, bad.stderr
+    assert "YYYY-MM-DD" in bad.stderr, bad.stderr
+    assert not out.exists() or not any(out.iterdir())
+    last = transit("settle", "9999-12-31", "--out", str(out), env=env, check=False)
+    assert last.returncode != 0, last.stdout
+    assert "Traceback" not in last.stderr, last.stderr[-1500:]
+    assert [line for line in last.stderr.splitlines() if line.startswith("Error:")], last.stderr

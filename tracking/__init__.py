@@ -1,0 +1,1 @@
+"""Tracking: GTFS network data, live vehicle positions, GTFS-Realtime and the map."""

@@ -1,0 +1,230 @@
+"""`transit gtfs import FEED.zip`: agencies, routes, stops, shapes and trips.
+
+Real feeds are untidy: quoted fields, a byte-order mark, optional files missing, stop
+times without times. The importer accepts all of that; what it cannot use (a missing
+required file or column, a coordinate that is not a number) is a `GtfsError` naming the
+file, line and field. A re-import replaces the previous feed in one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from fare_gateway.adapters.models import Route
+from ledger.adapters.bulk import bulk_insert
+from tracking.adapters.models import Agency, ShapePoint, Stop, Trip, TripStop
+
+REQUIRED = {
+    "agency.txt": ("agency_name",),
+    "routes.txt": ("route_id",),
+    "stops.txt": ("stop_id", "stop_lat", "stop_lon"),
+}
+OPTIONAL = {
+    "shapes.txt": ("shape_id", "shape_pt_lat", "shape_pt_lon", "shape_pt_sequence"),
+    "trips.txt": ("route_id", "trip_id"),
+    "stop_times.txt": ("trip_id", "stop_id", "stop_sequence"),
+}
+CHUNK = 5000
+
+
+class GtfsError(ValueError):
+    """A feed that cannot be imported; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    agencies: int
+    routes: int
+    stops: int
+    shape_points: int
+    shapes: int
+    trips: int
+    trip_stops: int
+    warnings: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return (f"{self.agencies} agencies, {self.routes} routes, {self.stops} stops, "
+                f"{self.shapes} shapes ({self.shape_points} points), {self.trips} trips, "
+                f"{self.trip_stops} trip stops")
+
+
+def _rows(feed: zipfile.ZipFile, name: str, required: tuple[str, ...]
+          ) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        raw = feed.read(_member(feed, name))
+    except KeyError:
+        raise GtfsError(f"{name}: missing from the feed") from None
+    text = raw.decode("utf-8-sig", errors="strict") if raw else ""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise GtfsError(f"{name}: missing column(s) {', '.join(missing)}")
+    for line, row in enumerate(reader, start=2):
+        yield line, {k: (v or "").strip() for k, v in row.items() if k is not None}
+
+
+def _member(feed: zipfile.ZipFile, name: str) -> str:
+    """Files may sit in a folder inside the zip."""
+    for member in feed.namelist():
+        if member == name or member.endswith("/" + name):
+            return member
+    raise KeyError(name)
+
+
+def _has(feed: zipfile.ZipFile, name: str) -> bool:
+    try:
+        _member(feed, name)
+        return True
+    except KeyError:
+        return False
+
+
+def _coord(value: str, name: str, line: int, field: str, limit: float) -> int:
+    try:
+        number = float(value)
+    except ValueError:
+        raise GtfsError(f"{name}:{line}: {field} is not a number: {value!r}") from None
+    if not -limit <= number <= limit:
+        raise GtfsError(f"{name}:{line}: {field} out of range: {value}")
+    return int(round(number * 1e6))
+
+
+def _int(value: str, name: str, line: int, field: str) -> int:
+    try:
+        return int(float(value))
+    except ValueError:
+        raise GtfsError(f"{name}:{line}: {field} is not a number: {value!r}") from None
+
+
+def _color(value: str) -> str:
+    value = value.lstrip("#").upper()
+    return value if len(value) == 6 and all(c in "0123456789ABCDEF" for c in value) else ""
+
+
+def import_feed(session: Session, path: str | Path) -> ImportReport:
+    """Replace the network with the feed at `path`; the caller commits."""
+    try:
+        feed = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise GtfsError(f"{path}: not a readable zip file ({exc})") from None
+    with feed:
+        try:
+            return _import(session, feed)
+        except UnicodeDecodeError as exc:
+            raise GtfsError(f"feed is not UTF-8 text: {exc}") from None
+        except csv.Error as exc:
+            raise GtfsError(f"malformed CSV: {exc}") from None
+
+
+def _import(session: Session, feed: zipfile.ZipFile) -> ImportReport:
+    agencies = []
+    for line, row in _rows(feed, "agency.txt", REQUIRED["agency.txt"]):
+        agency_id = row.get("agency_id") or "default"
+        agencies.append({"agency_id": agency_id, "name": row["agency_name"],
+                         "url": row.get("agency_url", ""),
+                         "timezone": row.get("agency_timezone", "")})
+    if not agencies:
+        raise GtfsError("agency.txt: no agency")
+    default_agency = agencies[0]["agency_id"]
+    routes = []
+    for line, row in _rows(feed, "routes.txt", REQUIRED["routes.txt"]):
+        if not row["route_id"]:
+            raise GtfsError(f"routes.txt:{line}: empty route_id")
+        routes.append({"route_id": row["route_id"], "agency_id": row.get("agency_id") or
+                       default_agency, "short_name": row.get("route_short_name", "")[:100],
+                       "long_name": row.get("route_long_name", "")[:300],
+                       "color": _color(row.get("route_color", "")),
+                       "text_color": _color(row.get("route_text_color", ""))})
+    stops = []
+    for line, row in _rows(feed, "stops.txt", REQUIRED["stops.txt"]):
+        if not row["stop_lat"] and not row["stop_lon"] and row.get("location_type") in (
+                "3", "4"):
+            continue  # generic nodes and boarding areas have no position
+        stops.append({"stop_id": row["stop_id"], "name": row.get("stop_name", "")[:200],
+                      "lat_e6": _coord(row["stop_lat"], "stops.txt", line, "stop_lat", 90),
+                      "lon_e6": _coord(row["stop_lon"], "stops.txt", line, "stop_lon", 180)})
+    shapes = []
+    if _has(feed, "shapes.txt"):
+        for line, row in _rows(feed, "shapes.txt", OPTIONAL["shapes.txt"]):
+            shapes.append({
+                "shape_id": row["shape_id"],
+                "seq": _int(row["shape_pt_sequence"], "shapes.txt", line, "shape_pt_sequence"),
+                "lat_e6": _coord(row["shape_pt_lat"], "shapes.txt", line, "shape_pt_lat", 90),
+                "lon_e6": _coord(row["shape_pt_lon"], "shapes.txt", line, "shape_pt_lon", 180)})
+    trips = []
+    if _has(feed, "trips.txt"):
+        for line, row in _rows(feed, "trips.txt", OPTIONAL["trips.txt"]):
+            direction = row.get("direction_id", "")
+            trips.append({"trip_id": row["trip_id"], "route_id": row["route_id"],
+                          "service_id": row.get("service_id", ""),
+                          "headsign": row.get("trip_headsign", "")[:200],
+                          "direction_id": _int(direction, "trips.txt", line, "direction_id")
+                          if direction else None,
+                          "shape_id": row.get("shape_id") or None})
+    trip_stops = []
+    if _has(feed, "stop_times.txt"):
+        for line, row in _rows(feed, "stop_times.txt", OPTIONAL["stop_times.txt"]):
+            trip_stops.append({"trip_id": row["trip_id"], "stop_id": row["stop_id"],
+                               "seq": _int(row["stop_sequence"], "stop_times.txt", line,
+                                           "stop_sequence")})
+    warnings = _check_references(routes, agencies, trips, trip_stops, stops)
+    for model in (TripStop, Trip, ShapePoint, Stop, Route, Agency):
+        session.execute(delete(model))
+    for model, rows in ((Agency, agencies), (Route, routes), (Stop, _unique(stops, "stop_id")),
+                        (ShapePoint, _unique(shapes, "shape_id", "seq")),
+                        (Trip, _unique(trips, "trip_id")),
+                        (TripStop, _unique(trip_stops, "trip_id", "seq"))):
+        for i in range(0, len(rows), CHUNK):
+            bulk_insert(session, model.__table__, rows[i:i + CHUNK])
+    return ImportReport(len(agencies), len(routes), len(stops), len(shapes),
+                        len({s["shape_id"] for s in shapes}), len(trips), len(trip_stops),
+                        tuple(warnings))
+
+
+def _unique(rows: list[dict[str, object]], *key: str) -> list[dict[str, object]]:
+    """Later duplicates of a key win, as most consumers of GTFS treat them."""
+    out: dict[tuple[object, ...], dict[str, object]] = {}
+    for row in rows:
+        out[tuple(row[k] for k in key)] = row
+    return list(out.values())
+
+
+def _check_references(routes: list[dict[str, object]], agencies: list[dict[str, object]],
+                      trips: list[dict[str, object]], trip_stops: list[dict[str, object]],
+                      stops: list[dict[str, object]]) -> list[str]:
+    """Mend dangling references the way riders would expect; say what was mended."""
+    warnings = []
+    agency_ids = {a["agency_id"] for a in agencies}
+    for route in routes:
+        if route["agency_id"] not in agency_ids:
+            # Real feeds name agencies that agency.txt spells otherwise; keep the route and
+            # its operator id (settlement reports by it) with a placeholder agency.
+            agencies.append({"agency_id": route["agency_id"], "name": route["agency_id"],
+                             "url": "", "timezone": ""})
+            agency_ids.add(route["agency_id"])
+            warnings.append(f"routes.txt: agency {route['agency_id']} is not in agency.txt; "
+                            "added with its id as name")
+    route_ids = {r["route_id"] for r in routes}
+    kept = [t for t in trips if t["route_id"] in route_ids]
+    if len(kept) != len(trips):
+        warnings.append(f"trips.txt: {len(trips) - len(kept)} trip(s) of unknown routes skipped")
+    trips[:] = kept
+    stop_ids = {s["stop_id"] for s in stops}
+    trip_ids = {t["trip_id"] for t in trips}
+    kept_stops = [ts for ts in trip_stops if ts["stop_id"] in stop_ids
+                  and ts["trip_id"] in trip_ids]
+    if len(kept_stops) != len(trip_stops):
+        warnings.append(f"stop_times.txt: {len(trip_stops) - len(kept_stops)} row(s) naming "
+                        "unknown trips or stops skipped")
+    trip_stops[:] = kept_stops
+    return warnings
