@@ -217,8 +217,13 @@ def load(db_url: str, taps: int, n_cards: int) -> dict[date, dict[str, int]]:
 
 # -- measuring -----------------------------------------------------------------------
 
-def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, int, str, str, int]:
-    """Run a command and reap it with wait4: wall time (s), peak RSS (KiB), out, err, rc."""
+def run_child(argv: list[str], env: dict[str, str]
+              ) -> tuple[float, int, float, str, str, int]:
+    """Run a command and reap it with wait4.
+
+    Returns its wall time (s), its own peak RSS (KiB), its CPU time (s, user + system),
+    stdout, stderr and exit code.
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
@@ -227,7 +232,8 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, int, str, st
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return wall, int(usage.ru_maxrss), out.read(), err.read(), proc.returncode
+        cpu = usage.ru_utime + usage.ru_stime
+        return wall, int(usage.ru_maxrss), cpu, out.read(), err.read(), proc.returncode
 
 
 def bare_copy(db_url: str, day: date) -> float:
@@ -296,18 +302,18 @@ def main() -> None:
 
         runs = {}
         for d in (EMPTY_DAY, SMALL_DAY, DAY):
-            wall, rss, out, err, rc = run_child(
+            wall, rss, cpu, out, err, rc = run_child(
                 [exe, "settle", d.isoformat(), "--out", str(workdir)], env)
             if rc != 0:
                 raise SystemExit(f"transit settle {d} failed ({rc}): {err[-2000:]}")
-            runs[d] = (wall, rss, out.strip())
+            runs[d] = (wall, rss, cpu, out.strip())
         first_csv = (workdir / f"settlement-{DAY}.csv").read_bytes()
         first_json = (workdir / f"settlement-{DAY}.json").read_bytes()
         again = run_child([exe, "settle", DAY.isoformat(), "--out", str(workdir)], env)
         identical = (first_csv == (workdir / f"settlement-{DAY}.csv").read_bytes()
                      and first_json == (workdir / f"settlement-{DAY}.json").read_bytes())
 
-        rec_wall, rec_rss, rec_out, rec_err, rec_rc = run_child(
+        rec_wall, rec_rss, rec_cpu, rec_out, _, rec_rc = run_child(
             [exe, "reconcile", DAY.isoformat(), "--dir", str(workdir)], env)
 
         print()
@@ -317,20 +323,20 @@ def main() -> None:
               f"{best_copy:.2f} s = {n / best_copy:,.0f} entries/s")
         print(f"  psycopg server-side cursor, same query, rows fetched and dropped "
               f"(itersize 5000): {fetch_s:.2f} s = {n / fetch_s:,.0f} entries/s")
-        wall, rss, out = runs[DAY]
+        wall, rss, cpu, out = runs[DAY]
         print(f"  transit settle {DAY}: {wall:.2f} s = {n / wall:,.0f} entries/s, "
-              f"peak RSS {mib(rss)}")
+              f"peak RSS {mib(rss)}, CPU of the settle process {cpu:.2f} s")
         print(f"    {out}")
         print(f"  transit settle {DAY} again (day recorded): {again[0]:.2f} s, "
               f"peak RSS {mib(again[1])}, files byte-identical: {identical}")
         print()
         print("peak memory of transit settle (the process's max RSS):")
         for d in (EMPTY_DAY, SMALL_DAY, DAY):
-            wall, rss, _ = runs[d]
+            wall, rss, _, _ = runs[d]
             print(f"  {d}: {total.get(d, 0):>9,} entries  {wall:6.2f} s  {mib(rss):>8}")
         print()
         print(f"transit reconcile {DAY} --dir: {rec_wall:.2f} s, peak RSS {mib(rec_rss)}, "
-              f"exit {rec_rc}")
+              f"CPU of the process {rec_cpu:.2f} s, exit {rec_rc}")
         print("  " + "\n  ".join(rec_out.strip().splitlines()))
         sha = hashlib.sha256(first_csv).hexdigest()
         print(f"\nsettlement-{DAY}.csv sha256 {sha}")

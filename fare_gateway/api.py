@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from functools import wraps
 from typing import Any
 
@@ -29,7 +28,13 @@ from ledger.services import (
     TopupResult,
     retry_once_on_race,
 )
-from ledger.settlement import BusinessCalendar, Settlement, SettlementError, Settler
+from ledger.settlement import (
+    BusinessCalendar,
+    Settlement,
+    SettlementError,
+    Settler,
+    parse_day,
+)
 from transit.wire import CARD_PATTERN
 
 REFERENCE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
@@ -56,6 +61,8 @@ class ApiDeps:
     policy: FarePolicy
     metrics: Metrics
     broker_ok: Callable[[], bool]
+    tracking: Any = None  # a TrackingStore: adds the vehicles, validators and map endpoints
+    tile_url: str = ""
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -242,14 +249,20 @@ def create_app(deps: ApiDeps) -> Flask:
                      "service_date": t.service_date} for t, fare in rows]
         return jsonify({"card": card, "taps": taps})
 
+    if deps.tracking is not None:
+        from tracking.api import TrackingDeps, tracking_blueprint
+
+        app.register_blueprint(tracking_blueprint(TrackingDeps(
+            deps.sessions, deps.tracking, require, tile_url=deps.tile_url)))
+
     settler = Settler(BusinessCalendar(deps.policy.timezone, deps.policy.service_day_start_min),
                       currency)
 
     def settlement(day: str) -> Settlement:
         try:
-            business_day = date.fromisoformat(day)
-        except ValueError:
-            raise ApiError(400, "bad_date", "the date must be YYYY-MM-DD") from None
+            business_day = parse_day(day)
+        except SettlementError as exc:
+            raise ApiError(400, "bad_date", str(exc)) from None
         try:
             with deps.sessions.begin() as session:
                 return settler.settle(session, business_day)

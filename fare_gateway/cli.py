@@ -255,10 +255,12 @@ def _settler(core):  # type: ignore[no-untyped-def]
 
 
 def _business_date(value: str) -> date:
+    from ledger.settlement import SettlementError, parse_day
+
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
+        return parse_day(value)
+    except SettlementError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command()

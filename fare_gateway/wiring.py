@@ -57,6 +57,10 @@ def run_gateway(settings: Settings) -> None:
     from fare_gateway.api import ApiDeps, create_app
     from fare_gateway.denylist import DenyListPublisher
     from fare_gateway.taps import TapService
+    from tracking.adapters.consumer import PositionConsumer
+    from tracking.ingest import PositionIngest
+    from tracking.network import Network
+    from tracking.store import TrackingStore, redis_client
 
     core = Core.build(settings)
     topics = Topics(settings.topic_prefix)
@@ -64,10 +68,16 @@ def run_gateway(settings: Settings) -> None:
                          DeviceDirectory(core.sessions), RouteDirectory(core.sessions),
                          topics, core.metrics)
     consumer = TapConsumer(settings, service, core.metrics)
+    store = TrackingStore(redis_client(settings.redis_url), settings.topic_prefix)
+    positions = PositionConsumer(settings, PositionIngest(
+        store, DeviceDirectory(core.sessions), Network(core.sessions), topics,
+        core.metrics.registry))
     app = create_app(ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
-                             broker_ok=lambda: consumer.connected))
+                             broker_ok=lambda: consumer.connected, tracking=store,
+                             tile_url=settings.extra.get("map_tiles", "")))
     host, port = settings.http_bind
-    server = create_server(app, host=host, port=port, threads=8, ident="transit")
+    # Each open vehicle stream holds a thread; leave room for the API beside them.
+    server = create_server(app, host=host, port=port, threads=24, ident="transit")
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         raise _Shutdown(signum)
@@ -75,6 +85,7 @@ def run_gateway(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     consumer.start()
+    positions.start()
     denylist = DenyListPublisher(core.sessions, consumer.client, topics)
     denylist.start()
     log.info("gateway %s: HTTP on http://%s:%d/, broker %s", settings.gateway_id, host, port,
@@ -87,6 +98,7 @@ def run_gateway(settings: Settings) -> None:
         # Taps in hand are committed and acknowledged before the broker connection
         # closes; the rest stay queued in the persistent session.
         denylist.stop()
+        positions.stop()
         consumer.stop()
         server.task_dispatcher.shutdown(timeout=5)
         server.close()

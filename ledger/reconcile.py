@@ -113,11 +113,27 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
                                   f"{record.entries} entries match their settlement")
         if files is not None:
             report.problems += _check_files(files, record)
+    if files is not None:
+        recorded = {r.business_date for r in records}
+        for path in sorted(files.glob("settlement-*.csv")):
+            iso = path.stem.removeprefix("settlement-")
+            if iso not in recorded and (day is None or iso == day.isoformat()) and \
+                    not _provisional(path.with_suffix(".json")):
+                report.problems.append(f"{path.name}: no settled day {iso} in the chain "
+                                       "(its settlement record is missing)")
     if chain_ok and records:
         report.checked.append(f"settlement chain of {len(records)} day(s) unbroken")
     if day is not None and not any(r.business_date == day.isoformat() for r in records):
         report.checked.append(f"business day {day.isoformat()} is not settled yet")
     return report
+
+
+def _provisional(manifest: Path) -> bool:
+    """A provisional settlement (of a day still open) is not in the chain by design."""
+    try:
+        return bool(json.loads(manifest.read_text()).get("status") == "provisional")
+    except (OSError, ValueError):
+        return False
 
 
 def _check_files(folder: Path, record: SettlementRecord) -> list[str]:

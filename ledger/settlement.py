@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +28,26 @@ HEADER = ("settlement_date,line_type,service_date,operator_id,route_id,category,
           "amount,currency")
 LINE_TYPES = {"fare": "fare", "correction": "correction", "topup": "topup"}
 STREAM_ROWS = 5000
+MIN_DAY = date(2000, 1, 1)
+MAX_DAY = date(9998, 12, 31)
+DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class SettlementError(ValueError):
     """A settlement that cannot be made, or a settled day that no longer matches."""
+
+
+def parse_day(value: str) -> date:
+    """A business date written YYYY-MM-DD; raises SettlementError otherwise."""
+    if not DAY_PATTERN.fullmatch(value):
+        raise SettlementError(f"the date must be YYYY-MM-DD, got {value[:40]!r}")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise SettlementError(f"no such date: {value} (expected a real YYYY-MM-DD)") from None
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise SettlementError(f"business day {value} is out of range")
+    return day
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,9 @@ class BusinessCalendar:
 
     def bounds(self, day: date) -> tuple[int, int]:
         """[start, end) of business day `day`, as epoch milliseconds."""
+        if not MIN_DAY <= day <= MAX_DAY:
+            raise SettlementError(f"business day {day.isoformat()} is out of range "
+                                  f"({MIN_DAY.isoformat()} to {MAX_DAY.isoformat()})")
         tz = ZoneInfo(self.timezone)
         start = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(
             minutes=self.day_start_min)

@@ -128,7 +128,7 @@ def import_feed(session: Session, path: str | Path) -> ImportReport:
 
 def _import(session: Session, feed: zipfile.ZipFile) -> ImportReport:
     agencies = []
-    for line, row in _rows(feed, "agency.txt", REQUIRED["agency.txt"]):
+    for _line, row in _rows(feed, "agency.txt", REQUIRED["agency.txt"]):
         agency_id = row.get("agency_id") or "default"
         agencies.append({"agency_id": agency_id, "name": row["agency_name"],
                          "url": row.get("agency_url", ""),

@@ -119,6 +119,7 @@ class Settings:
             batch_size=_positive_int(env, "TRANSIT_BATCH_SIZE"),
             batch_wait_ms=_positive_int(env, "TRANSIT_BATCH_WAIT_MS"),
             receive_maximum=min(_positive_int(env, "TRANSIT_RECEIVE_MAXIMUM"), 65535),
+            extra={"map_tiles": env.get("TRANSIT_MAP_TILES", "")},
         )
         settings.validate()
         return settings

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -37,7 +38,7 @@ from fare_gateway.metrics import Metrics
 from fare_gateway.routes import RouteDirectory
 from fare_gateway.taps import Inbound, TapService
 from ledger.adapters.db import make_engine, session_factory
-from ledger.adapters.models import Entry, Posting
+from ledger.adapters.models import Entry
 from ledger.schema import load_all_models, upgrade
 from ledger.services import Ledger
 from ledger.settlement import BusinessCalendar, Settler
@@ -138,7 +139,7 @@ class World:
             result = topup_card(s, self.ledger, self.policy, card, amount, reference)
         assert result.created
 
-    def taps(self, posted_ms: int, *taps: tuple[Bus, str, str, int, dict[str, object]]
+    def taps(self, posted_ms: int, *taps: tuple[Bus, str, str, int, dict[str, Any]]
              ) -> list[str]:
         """One batch of signed taps, posted at `posted_ms`; returns their statuses."""
         self.now_ms = posted_ms
@@ -152,8 +153,8 @@ class World:
         return [o.status for o in self.service.handle(batch)]
 
 
-def tap(bus: Bus, card: str, route: str, ts: int, **extra: object
-        ) -> tuple[Bus, str, str, int, dict[str, object]]:
+def tap(bus: Bus, card: str, route: str, ts: int, **extra: Any
+        ) -> tuple[Bus, str, str, int, dict[str, Any]]:
     return (bus, card, route, ts, extra)
 
 
@@ -452,7 +453,7 @@ def test_tamper_backdated_insert_into_a_settled_day_is_caught(
     """A balanced entry slipped into a settled day, with the card's balance in step."""
     env = settled_world(world, pg_url, tmp_path / "out")
     with world.engine.begin() as conn:
-        accounts = dict(conn.execute(text(
+        accounts: dict[str, int] = dict(conn.execute(text(
             "SELECT ref, id FROM accounts WHERE (kind, ref) IN "
             "(('card', :c), ('clearing', 'topups'))"), {"c": S}).all())
         entry = conn.execute(text(

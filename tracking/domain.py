@@ -1,0 +1,101 @@
+"""Pure rules of tracking: which positions are believable, vehicle state, stop matching."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from geopy.distance import geodesic
+
+MAX_SPEED_MPS = 50.0  # 180 km/h: faster than any city bus
+MAX_FUTURE_MS = 30_000
+STALE_AFTER_S = 90
+OFFLINE_AFTER_S = 600
+
+
+@dataclass(frozen=True)
+class Point:
+    ts: int
+    lat_e6: int
+    lon_e6: int
+
+    @property
+    def latlon(self) -> tuple[float, float]:
+        return (self.lat_e6 / 1e6, self.lon_e6 / 1e6)
+
+
+def metres(a: Point, b: Point) -> float:
+    return float(geodesic(a.latlon, b.latlon).meters)
+
+
+def bearing(a: Point, b: Point) -> int:
+    """Initial bearing from a to b, degrees clockwise from true north (0-359)."""
+    lat1, lat2 = math.radians(a.lat_e6 / 1e6), math.radians(b.lat_e6 / 1e6)
+    dlon = math.radians((b.lon_e6 - a.lon_e6) / 1e6)
+    x = math.sin(dlon) * math.cos(lat2)
+    y = math.cos(lat1) * math.sin(lat2) - math.sin(lat1) * math.cos(lat2) * math.cos(dlon)
+    return int(round(math.degrees(math.atan2(x, y)))) % 360
+
+
+def refusal(new: Point, last: Point | None, now_ms: int) -> str | None:
+    """Why a position cannot be true, or None if it can."""
+    if new.lat_e6 == 0 and new.lon_e6 == 0:
+        return "no_fix"
+    if new.ts > now_ms + MAX_FUTURE_MS:
+        return "future"
+    if last is None:
+        return None
+    if new.ts <= last.ts:
+        return "out_of_order"
+    seconds = (new.ts - last.ts) / 1000
+    if metres(last, new) / seconds > MAX_SPEED_MPS:
+        return "impossible_jump"
+    return None
+
+
+def derived_motion(new: Point, last: Point | None) -> tuple[int | None, int | None]:
+    """Speed (cm/s) and bearing from the previous position, when the device sent none."""
+    if last is None or new.ts <= last.ts:
+        return None, None
+    distance = metres(last, new)
+    speed = int(round(distance / ((new.ts - last.ts) / 1000) * 100))
+    return speed, (bearing(last, new) if distance >= 3 else None)
+
+
+def state(age_s: float, stale_after_s: float = STALE_AFTER_S,
+          offline_after_s: float = OFFLINE_AFTER_S) -> str:
+    """`live`, `stale` after 90 s without a position, `offline` after 600 s."""
+    if age_s >= offline_after_s:
+        return "offline"
+    if age_s >= stale_after_s:
+        return "stale"
+    return "live"
+
+
+@dataclass(frozen=True)
+class StopOnRoute:
+    stop_id: str
+    name: str
+    lat_e6: int
+    lon_e6: int
+
+
+def next_stop(position: Point, heading: int | None, stops: list[StopOnRoute]
+              ) -> StopOnRoute | None:
+    """The stop the vehicle is heading for: the nearest one ahead of it on its trip.
+
+    `stops` are a trip's stops in order. The nearest stop is the next one if it lies
+    ahead (within 90 degrees of the heading); otherwise it is behind, and the next
+    is the one after it.
+    """
+    if not stops:
+        return None
+    nearest = min(range(len(stops)), key=lambda i: metres(
+        position, Point(0, stops[i].lat_e6, stops[i].lon_e6)))
+    stop = stops[nearest]
+    if heading is None:
+        return stop
+    to_stop = bearing(position, Point(0, stop.lat_e6, stop.lon_e6))
+    if abs((to_stop - heading + 180) % 360 - 180) <= 90:
+        return stop
+    return stops[nearest + 1] if nearest + 1 < len(stops) else stop

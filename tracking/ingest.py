@@ -1,0 +1,110 @@
+"""Position and validator-status ingest: verify, refuse the impossible, keep the latest."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+
+from fare_gateway.devices import DeviceDirectory
+from tracking.domain import Point, derived_motion, refusal
+from tracking.network import Network
+from tracking.store import TrackingStore, VehicleRecord
+from transit.topics import Topics
+from transit.wire import Position, WireError
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+
+
+class PositionIngest:
+    """Turns batches of position and status messages into live vehicle state."""
+
+    def __init__(self, store: TrackingStore, devices: DeviceDirectory, network: Network,
+                 topics: Topics, registry: CollectorRegistry) -> None:
+        self.store = store
+        self.devices = devices
+        self.network = network
+        self.topics = topics
+        self.positions = Counter("transit_positions_total", "Positions received, by outcome",
+                                 ["outcome"], registry=registry)
+        self.statuses = Counter("transit_validator_status_total",
+                                "Validator status messages, by outcome", ["outcome"],
+                                registry=registry)
+
+    def handle(self, batch: Sequence[Message]) -> dict[str, int]:
+        """Ingest a batch; returns how many messages had each outcome."""
+        outcomes: dict[str, int] = {}
+
+        def count(outcome: str) -> None:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+        now = int(time.time() * 1000)
+        accepted: list[Position] = []
+        for msg in batch:
+            if msg.topic.endswith("/status"):
+                self._status(msg, now, count)
+                continue
+            outcome = self._verify(msg, accepted)
+            if outcome:
+                count(outcome)
+        accepted.sort(key=lambda p: (p.vehicle_id, p.ts))
+        last = self.store.last(p.vehicle_id for p in accepted)
+        records: dict[str, VehicleRecord] = {}
+        for pos in accepted:
+            prev = records.get(pos.vehicle_id) or last.get(pos.vehicle_id)
+            point = Point(pos.ts, pos.lat_e6, pos.lon_e6)
+            prev_point = Point(prev.ts, prev.lat_e6, prev.lon_e6) if prev else None
+            why = refusal(point, prev_point, now)
+            if why:
+                count(why)
+                continue
+            speed, heading = pos.speed_cms, pos.bearing_deg
+            if speed is None or heading is None:
+                d_speed, d_heading = derived_motion(point, prev_point)
+                speed = d_speed if speed is None else speed
+                heading = d_heading if heading is None else heading
+            stop = self.network.next_stop(pos.route_id, pos.trip_id, point, heading)
+            records[pos.vehicle_id] = VehicleRecord(
+                pos.vehicle_id, pos.device_id, pos.route_id, pos.trip_id, pos.ts, pos.lat_e6,
+                pos.lon_e6, speed, heading, stop.stop_id if stop else None,
+                stop.name if stop else None)
+            count("accepted")
+        self.store.save(list(records.values()))
+        for outcome, n in outcomes.items():
+            self.positions.labels(outcome).inc(n)
+        return outcomes
+
+    def _verify(self, msg: Message, accepted: list[Position]) -> str | None:
+        try:
+            pos = Position.parse(msg.payload)
+        except WireError as exc:
+            return exc.reason
+        if self.topics.device_of(msg.topic) != pos.device_id:
+            return "topic_mismatch"
+        device = self.devices.get(pos.device_id)
+        if device is None or not device.active:
+            return "unknown_device"
+        if not pos.verify(device.secret):
+            return "bad_signature"
+        accepted.append(pos)
+        return None
+
+    def _status(self, msg: Message, now: int, count: object) -> None:
+        device_id = self.topics.device_of(msg.topic)
+        try:
+            status = json.loads(msg.payload) if len(msg.payload) <= 4096 else None
+        except (ValueError, RecursionError):
+            status = None
+        if device_id is None or not isinstance(status, dict) or self.devices.get(
+                device_id) is None:
+            self.statuses.labels("refused").inc()
+            return
+        self.store.save_status(device_id, status, now)
+        self.statuses.labels("accepted").inc()

@@ -1,0 +1,137 @@
+"""Live vehicle positions and validator status in Redis.
+
+Keys, under a namespace per topic prefix:
+  {ns}:geo             GEO set of vehicle positions (GEOSEARCH for "buses near here")
+  {ns}:v:{vehicle}     hash: the latest position and what was derived from it
+  {ns}:trail:{vehicle} list: the last TRAIL positions, newest first
+  {ns}:dev:{device}    hash: the validator's last status message and when it came
+  {ns}:events          pub/sub channel of position changes (feeds every gateway's SSE)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+TRAIL = 50
+
+
+@dataclass(frozen=True)
+class VehicleRecord:
+    vehicle_id: str
+    device_id: str
+    route_id: str
+    trip_id: str | None
+    ts: int
+    lat_e6: int
+    lon_e6: int
+    speed_cms: int | None
+    bearing_deg: int | None
+    next_stop_id: str | None
+    next_stop_name: str | None
+
+    def to_hash(self) -> dict[str, str]:
+        return {k: ("" if v is None else str(v)) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> VehicleRecord:
+        def opt_int(key: str) -> int | None:
+            return int(h[key]) if h.get(key) else None
+
+        return cls(h["vehicle_id"], h["device_id"], h["route_id"], h.get("trip_id") or None,
+                   int(h["ts"]), int(h["lat_e6"]), int(h["lon_e6"]), opt_int("speed_cms"),
+                   opt_int("bearing_deg"), h.get("next_stop_id") or None,
+                   h.get("next_stop_name") or None)
+
+
+class TrackingStore:
+    """Reads and writes of live state; one Redis round trip per batch of positions."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.redis = client
+        self.ns = f"transit:{namespace}"
+
+    def last(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
+        ids = list(dict.fromkeys(vehicle_ids))
+        if not ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for vid in ids:
+            pipe.hgetall(f"{self.ns}:v:{vid}")
+        out = {}
+        for vid, raw in zip(ids, pipe.execute(), strict=True):
+            if raw:
+                out[vid] = VehicleRecord.from_hash(_decode(raw))
+        return out
+
+    def save(self, records: list[VehicleRecord]) -> None:
+        if not records:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for r in records:
+            pipe.hset(f"{self.ns}:v:{r.vehicle_id}", mapping=r.to_hash())
+            pipe.geoadd(f"{self.ns}:geo", (r.lon_e6 / 1e6, r.lat_e6 / 1e6, r.vehicle_id))
+            pipe.lpush(f"{self.ns}:trail:{r.vehicle_id}", f"{r.ts},{r.lat_e6},{r.lon_e6}")
+            pipe.ltrim(f"{self.ns}:trail:{r.vehicle_id}", 0, TRAIL - 1)
+        pipe.publish(f"{self.ns}:events", json.dumps([asdict(r) for r in records]))
+        pipe.execute()
+
+    def vehicles(self) -> list[VehicleRecord]:
+        ids = [_s(v) for v in self.redis.zrange(f"{self.ns}:geo", 0, -1)]
+        return sorted(self.last(ids).values(), key=lambda r: r.vehicle_id)
+
+    def trail(self, vehicle_id: str) -> list[tuple[int, int, int]]:
+        out = []
+        for item in self.redis.lrange(f"{self.ns}:trail:{vehicle_id}", 0, -1):
+            ts, lat, lon = _s(item).split(",")
+            out.append((int(ts), int(lat), int(lon)))
+        return out
+
+    def save_status(self, device_id: str, status: dict[str, Any], received_ms: int) -> None:
+        self.redis.hset(f"{self.ns}:dev:{device_id}", mapping={
+            "status": json.dumps(status), "received_ms": str(received_ms)})
+        self.redis.sadd(f"{self.ns}:devices", device_id)
+
+    def statuses(self) -> dict[str, tuple[dict[str, Any], int]]:
+        ids = sorted(_s(d) for d in self.redis.smembers(f"{self.ns}:devices"))
+        pipe = self.redis.pipeline(transaction=False)
+        for d in ids:
+            pipe.hgetall(f"{self.ns}:dev:{d}")
+        out = {}
+        for d, raw in zip(ids, pipe.execute(), strict=True):
+            h = _decode(raw)
+            if h:
+                out[d] = (json.loads(h["status"]), int(h["received_ms"]))
+        return out
+
+    def events(self, timeout_s: float = 15.0) -> Iterator[list[dict[str, Any]] | None]:
+        """Position changes as they are saved (by any gateway); None on each quiet spell."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(f"{self.ns}:events")
+        try:
+            while True:
+                message = pubsub.get_message(timeout=timeout_s)
+                if message is None:
+                    yield None
+                elif message.get("type") == "message":
+                    yield json.loads(message["data"])
+        finally:
+            pubsub.close()
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A Redis client for `TRANSIT_REDIS_URL` (connects lazily, on first use)."""
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5,
+                                health_check_interval=30)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
