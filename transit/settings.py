@@ -35,10 +35,13 @@ class MqttEndpoint:
     tls: bool
     username: str | None = None
     password: str | None = None
+    protocol: str = "5"  # "5" or "3.1.1" (TRANSIT_MQTT_PROTOCOL)
 
     @classmethod
-    def parse(cls, url: str) -> MqttEndpoint:
+    def parse(cls, url: str, protocol: str = "5") -> MqttEndpoint:
         """Parse `mqtt://` or `mqtts://` URLs with optional `user:password@`."""
+        if protocol not in ("5", "3.1.1"):
+            raise SettingsError(f"TRANSIT_MQTT_PROTOCOL: 5 or 3.1.1, got {protocol!r}")
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts"):
             raise SettingsError(f"TRANSIT_MQTT_URL: scheme must be mqtt or mqtts, got {url!r}")
@@ -59,6 +62,7 @@ class MqttEndpoint:
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            protocol=protocol,
         )
 
 
@@ -88,6 +92,7 @@ class Settings:
 
     database_url: str = DEFAULTS["TRANSIT_DATABASE_URL"]
     mqtt_url: str = DEFAULTS["TRANSIT_MQTT_URL"]
+    mqtt_protocol: str = "5"
     redis_url: str = DEFAULTS["TRANSIT_REDIS_URL"]
     http: str = DEFAULTS["TRANSIT_HTTP"]
     fares: str = DEFAULTS["TRANSIT_FARES"]
@@ -110,6 +115,7 @@ class Settings:
         settings = cls(
             database_url=get("TRANSIT_DATABASE_URL"),
             mqtt_url=get("TRANSIT_MQTT_URL"),
+            mqtt_protocol=env.get("TRANSIT_MQTT_PROTOCOL") or "5",
             redis_url=get("TRANSIT_REDIS_URL"),
             http=get("TRANSIT_HTTP"),
             fares=env.get("TRANSIT_FARES", ""),
@@ -126,12 +132,12 @@ class Settings:
 
     def validate(self) -> None:
         """Fail early, with the variable's name, on a value that cannot work."""
-        MqttEndpoint.parse(self.mqtt_url)
+        MqttEndpoint.parse(self.mqtt_url, self.mqtt_protocol)
         _http_bind(self.http)
 
     @property
     def mqtt(self) -> MqttEndpoint:
-        return MqttEndpoint.parse(self.mqtt_url)
+        return MqttEndpoint.parse(self.mqtt_url, self.mqtt_protocol)
 
     @property
     def http_bind(self) -> tuple[str, int]:

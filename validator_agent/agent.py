@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 
 from transit import __version__
 from transit.denylist import DenyList
-from transit.mqtt import make_client
+from transit.mqtt import connect_async, make_client
 from transit.settings import MqttEndpoint
 from transit.topics import Topics
 from transit.wire import Position, Receipt, Tap, WireError
@@ -78,13 +78,7 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 7 * 24 * 3600
-        self.client.connect_async(self.config.mqtt.host, self.config.mqtt.port, keepalive=20,
-                                  clean_start=False, properties=props)
+        connect_async(self.client, self.config.mqtt, keepalive=20)
         self.client.loop_start()
         for thread in self._threads:
             thread.start()

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy.exc import OperationalError
 
 from fare_gateway.metrics import Metrics
 from fare_gateway.taps import Inbound, Outcome, TapService
-from transit.mqtt import make_client
+from transit.mqtt import connect_async, make_client
 from transit.settings import Settings
 from transit.topics import Topics
 
@@ -64,12 +62,9 @@ class TapConsumer:
         return self._connected.is_set()
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = self.settings.receive_maximum
-        endpoint = self.settings.mqtt
-        self.client.connect_async(endpoint.host, endpoint.port, keepalive=30,
-                                  clean_start=False, properties=props)
+        connect_async(self.client, self.settings.mqtt, keepalive=30,
+                      session_expiry_s=SESSION_EXPIRY_S,
+                      receive_maximum=self.settings.receive_maximum)
         self.client.loop_start()
         self._worker.start()
 

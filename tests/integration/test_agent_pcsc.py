@@ -204,18 +204,27 @@ def test_a_denylisted_card_is_refused_offline_and_accepted_after_the_list_update
         shown = agent.wait_tap(since=mark)
         assert (shown["card"], shown["seq"], shown["accepted"], shown["reason"]) == \
             (DENIED, 1, False, "denylisted")
+        # The list is kept on disk: an agent restarted while offline still refuses it.
+        agent.restart()
+        agent.wait_ready(connected=False)
+        mark = agent.mark()
+        pcscd.tap(DENIED)
+        shown = agent.wait_tap(since=mark)
+        assert (shown["card"], shown["seq"], shown["accepted"], shown["reason"]) == \
+            (DENIED, 2, False, "denylisted")
     finally:
         system.broker.start()
 
-    # Back online: the refused tap is delivered and answered, never charged.
+    # Back online: the refused taps are delivered and answered, never charged.
     assert agent.wait_receipt(1, timeout=45)["status"] == "not_charged"
+    assert agent.wait_receipt(2, timeout=45)["status"] == "not_charged"
 
     mark = agent.mark()
     system.transit("cards", "topup", DENIED, "20000", "--reference", "x")
     took = _wait_listed(spool, DENIED, False, 5, agent)
     pcscd.tap(DENIED)
     shown = agent.wait_tap(since=mark, card=DENIED)
-    assert (shown["seq"], shown["accepted"], shown["reason"]) == (2, True, None), \
+    assert (shown["seq"], shown["accepted"], shown["reason"]) == (3, True, None), \
         f"{shown} ({took:.2f}s after the top-up the list had the card removed)"
-    receipt = agent.wait_receipt(2, since=mark)
+    receipt = agent.wait_receipt(3, since=mark)
     assert (receipt["status"], receipt["fare"], receipt["balance"]) == ("charged", 5000, 15_000)

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from hardware_sim.vpcd import VPCD_PORT, VirtualCard, serve
 from tests.support.services import free_port
@@ -223,7 +223,7 @@ class PrivatePcscd(_Taps):
         self.vpcd_port = _free_port_pair()
         self.proc: subprocess.Popen[bytes] | None = None
         self.readers: list[str] = []
-        self._log = None
+        self._log: BinaryIO | None = None
 
     @staticmethod
     def possible() -> bool:
@@ -338,7 +338,8 @@ class AgentProcess:
         self.other_output: list[str] = []
         self._cv = threading.Condition()
         self._reader: threading.Thread | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
+        self._log_start = 0
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> AgentProcess:

@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from tracking.ingest import Message, PositionIngest
-from transit.mqtt import make_client
+from transit.mqtt import connect_async, make_client
 from transit.settings import Settings
 from transit.topics import Topics
 
@@ -33,15 +33,14 @@ class PositionConsumer:
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=200_000)
         self._stop = threading.Event()
         self.client = make_client(settings.mqtt, f"{settings.gateway_id}-pos-"
-                                  f"{uuid.uuid4().hex[:6]}")
+                                  f"{uuid.uuid4().hex[:6]}", persistent=False)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self._worker = threading.Thread(target=self._work, name="positions", daemon=True)
         self.dropped = 0
 
     def start(self) -> None:
-        endpoint = self.settings.mqtt
-        self.client.connect_async(endpoint.host, endpoint.port, keepalive=30, clean_start=True)
+        connect_async(self.client, self.settings.mqtt, persistent=False)
         self.client.loop_start()
         self._worker.start()
 
