@@ -42,8 +42,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from bench.common import create_pg_database, drop_pg_database, make_engine, upgrade
+from ledger.adapters.db import make_engine
+from ledger.schema import upgrade
 from ledger.settlement import BusinessCalendar
+from tests.support.services import create_pg_database, drop_pg_database
 
 DAY = date(2025, 11, 27)
 SMALL_DAY = DAY - timedelta(days=1)

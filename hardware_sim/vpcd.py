@@ -55,6 +55,10 @@ class VirtualCard:
             connect_timeout: float = 5.0) -> None:
         """Present the card for `hold_s` seconds, answering the reader, then take it away."""
         sock = socket.create_connection((host, port), timeout=connect_timeout)
+        # Answer at once: without these, delayed ACKs hold each response ~40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_QUICKACK"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         try:
             serve(sock, self, until=time.monotonic() + hold_s)
         finally:
@@ -97,3 +101,5 @@ def serve(sock: socket.socket, card: VirtualCard, until: float) -> None:
             continue  # power on / off / reset: no answer
         answer = card.respond(message)
         sock.sendall(struct.pack(">H", len(answer)) + answer)
+        if hasattr(socket, "TCP_QUICKACK"):  # the kernel clears it after each ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)

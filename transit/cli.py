@@ -15,6 +15,7 @@ from transit import __version__
 
 # name -> "module:attribute" of a click command; imported on first use.
 SUBCOMMANDS = {
+    "demo": "hardware_sim.demo:demo",
     "agent": "validator_agent.cli:agent",
     "gateway": "fare_gateway.cli:gateway",
     "db": "fare_gateway.cli:db",

@@ -64,6 +64,7 @@ class Agent:
         self._last_position_ms: int | None = None
         self._last_status = 0.0
         self._alarm = False
+        self._offline_until = 0.0
         t = config.topics
         self.client = make_client(config.mqtt, config.device_id)
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
@@ -96,6 +97,12 @@ class Agent:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def go_offline(self, seconds: float) -> None:
+        """Drop the broker connection for a while, as a bus does in a tunnel."""
+        log.info("going offline for %.0f s", seconds)
+        self._offline_until = time.monotonic() + seconds
+        self.client.disconnect()
 
     # -- the tap --------------------------------------------------------------
     def card_presented(self, card: str | None, seen_monotonic: float) -> Decision:
@@ -192,6 +199,9 @@ class Agent:
             self._wake.wait(0.2)
             self._wake.clear()
             try:
+                if self._offline_until and time.monotonic() >= self._offline_until:
+                    self._offline_until = 0.0
+                    self.client.reconnect()
                 if self._connected.is_set():
                     self._publish_due_taps()
                     self._publish_position()

