@@ -77,6 +77,10 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
         chunk = sock.recv(n - len(data))
         if not chunk:
             raise ConnectionError("vpcd closed the connection")
+        if hasattr(socket, "TCP_QUICKACK"):
+            # vpcd writes a length and then its message; acknowledge at once so that
+            # Nagle on its side does not hold the message for our delayed ACK (~40 ms).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         data += chunk
     return data
 
@@ -101,5 +105,3 @@ def serve(sock: socket.socket, card: VirtualCard, until: float) -> None:
             continue  # power on / off / reset: no answer
         answer = card.respond(message)
         sock.sendall(struct.pack(">H", len(answer)) + answer)
-        if hasattr(socket, "TCP_QUICKACK"):  # the kernel clears it after each ACK
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)

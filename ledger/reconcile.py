@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ledger.adapters.models import Account, Entry, Posting, SettlementRecord
 from ledger.domain import CLEARING, REVENUE, TOPUP_CLEARING
 from ledger.services import check_invariants
-from ledger.settlement import Settler, compute
+from ledger.settlement import SettlementError, Settler, chain_hash, compute
 
 
 @dataclass
@@ -90,16 +90,27 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
     chain_ok = True
     for record in records:
         record_day = date.fromisoformat(record.business_date)
+        previous_chain = previous.chain_sha256 if previous is not None else None
         if previous is not None:
             expected_day = date.fromisoformat(previous.business_date) + timedelta(days=1)
             if record_day != expected_day or record.previous_sha256 != previous.sha256:
                 chain_ok = False
                 report.problems.append(f"settlement chain broken at {record.business_date}")
+        if record.chain_sha256 != chain_hash(previous_chain, record.business_date,
+                                             record.sha256, record.entries_sha256,
+                                             record.entries):
+            chain_ok = False
+            report.problems.append(f"settlement chain hash wrong at {record.business_date}: "
+                                   "a settled day's record was rewritten")
         previous = record
         if day is not None and record_day != day:
             continue
-        redone = compute(session, settler.calendar, record_day, settler.currency,
-                         record.previous_sha256, True)
+        try:
+            redone = compute(session, settler.calendar, record_day, settler.currency,
+                             record.previous_sha256, True, previous_chain=previous_chain)
+        except SettlementError as exc:
+            report.problems.append(f"business day {record.business_date}: {exc}")
+            continue
         if redone.manifest["entries_sha256"] != record.entries_sha256:
             report.problems.append(
                 f"business day {record.business_date}: its ledger entries or postings "
@@ -150,7 +161,9 @@ def _check_files(folder: Path, record: SettlementRecord) -> list[str]:
             manifest = json.loads(json_path.read_text())
         except ValueError:
             return [*problems, f"{json_path.name}: not valid JSON"]
-        if manifest.get("sha256") != record.sha256 or manifest.get(
-                "previous_sha256") != record.previous_sha256:
+        if (manifest.get("sha256"), manifest.get("previous_sha256"),
+                manifest.get("entries_sha256"), manifest.get("chain_sha256")) != (
+                record.sha256, record.previous_sha256, record.entries_sha256,
+                record.chain_sha256):
             problems.append(f"{json_path.name}: does not match the settlement chain")
     return problems

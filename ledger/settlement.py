@@ -102,9 +102,18 @@ def count_entries(session: Session, calendar: BusinessCalendar, day: date) -> in
         Entry.posted_ms >= start, Entry.posted_ms < end)) or 0)
 
 
+def chain_hash(previous_chain: str | None, day: str, sha256: str, entries_sha256: str,
+               entries: int) -> str:
+    """Links a settled day to every day before it: changing any settled day, its file or
+    its entries changes this hash for it and for every later day."""
+    return hashlib.sha256(json.dumps([previous_chain or "", day, sha256, entries_sha256,
+                                      entries]).encode()).hexdigest()
+
+
 def compute(session: Session, calendar: BusinessCalendar, day: date, currency: str,
             previous_sha256: str | None, final: bool,
-            progress: Progress | None = None) -> Settlement:
+            progress: Progress | None = None, previous_chain: str | None = None
+            ) -> Settlement:
     """Stream a business day's entries into its lines, totals and root hash."""
     start, end = calendar.bounds(day)
     stmt = (select(Entry.id, Entry.idem_key, Entry.kind, Entry.amount, Entry.posted_ms,
@@ -145,10 +154,11 @@ def compute(session: Session, calendar: BusinessCalendar, day: date, currency: s
             group = groups.setdefault(key, [0, 0])
             group[0] += 1
             group[1] += amount
-            root.update(f"E|{entry_id}|{idem_key}|{kind}|{amount}|{posted_ms}|{card}|{tap_id}|"
-                        f"{ref}|{service_date}|{operator_id}|{route_id}|{category}|{digest}\n"
-                        .encode())
-        root.update(f"P|{posting_id}|{account_id}|{posting_amount}\n".encode())
+            # JSON, not a joined string: no field can borrow characters from the next.
+            root.update(json.dumps(["E", entry_id, idem_key, kind, amount, posted_ms,
+                                    entry_currency, card, tap_id, ref, service_date,
+                                    operator_id, route_id, category, digest]).encode() + b"\n")
+        root.update(json.dumps(["P", posting_id, account_id, posting_amount]).encode() + b"\n")
     if progress is not None and pending:
         progress(pending)
     lines = [HEADER]
@@ -167,6 +177,8 @@ def compute(session: Session, calendar: BusinessCalendar, day: date, currency: s
         "sha256": hashlib.sha256(csv).hexdigest(),
         "previous_sha256": previous_sha256,
         "entries_sha256": root.hexdigest(),
+        "chain_sha256": chain_hash(previous_chain, day_iso, hashlib.sha256(csv).hexdigest(),
+                                   root.hexdigest(), entries),
         "business_day": {"from_ms": start, "to_ms": end},
         "status": "final" if final else "provisional",
     }
@@ -198,9 +210,10 @@ class Settler:
         """
         if self.clock() < self.calendar.bounds(day)[0]:
             raise SettlementError(f"business day {day.isoformat()} has not begun")
-        previous = self._previous_sha(session, day)
+        previous, previous_chain = self._previous(session, day)
         final = self.is_closed(day)
-        result = compute(session, self.calendar, day, self.currency, previous, final, progress)
+        result = compute(session, self.calendar, day, self.currency, previous, final, progress,
+                         previous_chain)
         first = self.first_day(session)
         # The chain starts on the first day anything was posted; an earlier day is empty
         # for ever (postings are never back-dated) and is not part of it.
@@ -208,26 +221,29 @@ class Settler:
             self._record(session, result)
         return result
 
-    def _previous_sha(self, session: Session, day: date) -> str | None:
+    def _previous(self, session: Session, day: date) -> tuple[str | None, str | None]:
+        """The previous day's file hash and chain hash, settling closed days on the way."""
         first = self.first_day(session)
         if first is None or day <= first:
-            return None
-        settled = dict(session.execute(
-            select(SettlementRecord.business_date, SettlementRecord.sha256).where(
+            return None, None
+        settled = {r.business_date: r for r in session.scalars(
+            select(SettlementRecord).where(
                 SettlementRecord.business_date >= first.isoformat(),
-                SettlementRecord.business_date < day.isoformat())).all())
+                SettlementRecord.business_date < day.isoformat()))}
         sha: str | None = None
+        chain: str | None = None
         current = first
         while current < day:
-            iso = current.isoformat()
-            if iso in settled:
-                sha = settled[iso]
+            record = settled.get(current.isoformat())
+            if record is not None:
+                sha, chain = record.sha256, record.chain_sha256
             else:
-                result = compute(session, self.calendar, current, self.currency, sha, True)
+                result = compute(session, self.calendar, current, self.currency, sha, True,
+                                 previous_chain=chain)
                 self._record(session, result)
-                sha = result.sha256
+                sha, chain = result.sha256, str(result.manifest["chain_sha256"])
             current += timedelta(days=1)
-        return sha
+        return sha, chain
 
     def _record(self, session: Session, result: Settlement) -> None:
         iso = result.day.isoformat()
@@ -243,6 +259,7 @@ class Settler:
             business_date=iso, sha256=result.sha256,
             previous_sha256=result.manifest["previous_sha256"],
             entries_sha256=str(result.manifest["entries_sha256"]),
+            chain_sha256=str(result.manifest["chain_sha256"]),
             entries=int(str(result.manifest["entries"])),
             manifest=result.manifest_bytes.decode(), created_ms=self.clock()))
         session.flush()

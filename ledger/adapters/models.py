@@ -84,6 +84,7 @@ class SettlementRecord(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     previous_sha256: Mapped[str | None] = mapped_column(String(64))
     entries_sha256: Mapped[str] = mapped_column(String(64))
+    chain_sha256: Mapped[str] = mapped_column(String(64), default="")
     entries: Mapped[int] = mapped_column(BigInteger)
     manifest: Mapped[str] = mapped_column(Text)
     created_ms: Mapped[int] = mapped_column(BigInteger)

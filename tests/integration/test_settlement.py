@@ -484,6 +484,37 @@ def test_tamper_removed_settlement_record_and_changed_day_is_caught_by_the_files
     assert_caught(env, f"settlement-{D1}", args=("--dir", str(out)))
 
 
+def test_tamper_rewritten_settlement_record_is_caught_by_the_chain(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    """A settled day changed together with its own record and the next day's link:
+    the chain hash of every later day still tells."""
+    out = tmp_path / "out"
+    env = settled_world(world, pg_url, out)
+    with world.sessions() as s:
+        entry = min(s.scalars(select(Entry.id).where(
+            Entry.card == A, Entry.service_date == D, Entry.kind == "fare",
+            Entry.amount > 1000)).all())
+    sql(world, "UPDATE entries SET amount = amount - 1000 WHERE id = :e", e=entry)
+    sql(world, "UPDATE postings SET amount = amount + 1000 WHERE entry_id = :e AND amount < 0",
+        e=entry)
+    sql(world, "UPDATE postings SET amount = amount - 1000 WHERE entry_id = :e AND amount > 0",
+        e=entry)
+    sql(world, "UPDATE cards SET balance = balance + 1000 WHERE card = :c", c=A)
+    # The forger settles the changed day again in a scratch database and copies its
+    # fingerprints over the records: here, simply recompute them from the ledger.
+    from ledger.adapters.db import make_engine, session_factory
+    from ledger.settlement import BusinessCalendar, compute
+    engine = make_engine(pg_url)
+    with session_factory(engine)() as s:
+        redone = compute(s, BusinessCalendar(), date.fromisoformat(D), "IDR", None, True)
+    engine.dispose()
+    sql(world, "UPDATE settlements SET sha256 = :s, entries_sha256 = :r WHERE business_date = :d",
+        s=redone.sha256, r=str(redone.manifest["entries_sha256"]), d=D)
+    sql(world, "UPDATE settlements SET previous_sha256 = :s WHERE business_date = :d",
+        s=redone.sha256, d=D1)
+    assert_caught(env, "chain hash", D)
+
+
 # -- 5. the settlement API ---------------------------------------------------------------
 
 def get_raw(base: str, path: str, token: str | None = None
