@@ -65,12 +65,11 @@ class Agent:
         self._last_status = 0.0
         self._alarm = False
         self._offline_until = 0.0
-        t = config.topics
+        self._status_depth = -1
         self.client = make_client(config.mqtt, config.device_id)
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
         self.client.max_queued_messages_set(INFLIGHT_WINDOW * 2)
-        self.client.will_set(t.status(config.device_id), json.dumps(
-            self._status(online=False)), qos=1, retain=True)
+        self._set_will()
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -154,6 +153,11 @@ class Agent:
 
     def _on_disconnect(self, *_a: Any) -> None:
         self._connected.clear()
+        self._set_will()  # the next connection's will carries the spool as it is then
+
+    def _set_will(self) -> None:
+        self.client.will_set(self.config.topics.status(self.config.device_id),
+                             json.dumps(self._status(online=False)), qos=1, retain=True)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -205,7 +209,10 @@ class Agent:
                 if self._connected.is_set():
                     self._publish_due_taps()
                     self._publish_position()
-                    if time.monotonic() - self._last_status > HEARTBEAT_S:
+                    since = time.monotonic() - self._last_status
+                    # Operations watch spool depth: report a change within a second or so.
+                    if since > HEARTBEAT_S or (since > 1.0 and
+                                               self.spool.depth != self._status_depth):
                         self._publish_status(online=True)
             except Exception:
                 log.exception("publishing failed; will retry")
@@ -250,6 +257,7 @@ class Agent:
 
     def _publish_status(self, online: bool) -> None:
         self._last_status = time.monotonic()
+        self._status_depth = self.spool.depth
         self.client.publish(self.config.topics.status(self.config.device_id),
                             json.dumps(self._status(online)), qos=1, retain=True)
 

@@ -7,7 +7,6 @@ test run with a message that says how to start it.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -67,12 +66,9 @@ class Broker:
                  f"log_dest file {self.workdir}/mosquitto.log",
                  self.extra_conf]
         if os.geteuid() == 0:
-            # Mosquitto started as root drops to the 'mosquitto' user; let it write here.
-            try:
-                pw = pwd.getpwnam("mosquitto")
-                os.chown(self.workdir, pw.pw_uid, pw.pw_gid)
-            except KeyError:
-                lines.append("user root")
+            # Started as root, Mosquitto would drop to the 'mosquitto' user, which cannot
+            # reach a workdir under pytest's root-only temporary folder: stay root.
+            lines.append("user root")
         conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

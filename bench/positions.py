@@ -1,0 +1,393 @@
+"""Position ingest through MQTT into Redis, beside Redis's own rate for the same commands.
+
+    .venv/bin/python -m bench.positions [--positions 50000] [--vehicles 2000]
+                                        [--publishers 4] [--qos 0] [--db sqlite]
+
+Measures, in one run on one machine:
+  1. raw Mosquitto publish -> subscribe for the same payloads, publishers and QoS;
+  2. redis-benchmark: `-t hset,lpush -P 50`, then the very commands the gateway sends for
+     one position (HSET of the 11-field vehicle hash, GEOADD, LPUSH + LTRIM of the trail,
+     and the HGETALL that reads the vehicle's last position), pipelined 50 deep, over 50
+     connections and over one (the gateway writes through one connection);
+  3. end to end: signed positions of `--vehicles` buses driving along the real Transjakarta
+     route shapes (100 m every 5 s) from publisher processes -> a private Mosquitto ->
+     `transit gateway` (verify, plausibility, speed/bearing, next stop, Redis) -> Redis,
+     counted in `transit_positions_total` on /metrics and checked in /api/v1/vehicles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.common import run_processes
+from tests.support.services import (
+    REDIS_URL,
+    Broker,
+    Gateway,
+    create_pg_database,
+    drop_pg_database,
+    transit,
+    transjakarta_feed,
+)
+from transit.wire import Position
+
+STEP_M = 100.0
+STEP_MS = 5_000
+EARTH_M = 6_371_008.8
+REDIS_BENCH_DB = 9  # redis-benchmark's own keys go to a database of their own
+
+
+# -- the network the buses drive along ---------------------------------------------------------
+
+def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Equirectangular distance: ample for 100 m steps, and fast enough for 50,000."""
+    lat = math.radians((a[0] + b[0]) / 2)
+    dx = math.radians(b[1] - a[1]) * math.cos(lat)
+    dy = math.radians(b[0] - a[0])
+    return EARTH_M * math.hypot(dx, dy)
+
+
+def _resample(shape: list[tuple[float, float]], step: float) -> list[tuple[float, float]]:
+    out, need = [shape[0]], step
+    for a, b in zip(shape, shape[1:], strict=False):
+        seg, walked = _metres(a, b), 0.0
+        while seg - walked >= need:
+            walked += need
+            f = walked / seg
+            out.append((a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f))
+            need = step
+        need -= seg - walked
+    return out
+
+
+@dataclass
+class Drive:
+    route_id: str
+    trip_id: str
+    path: list[tuple[float, float]]
+
+
+def drives(feed: Path, min_points: int) -> list[Drive]:
+    """Trips of the feed with a shape long enough, as 100 m paths (unique trip and shape
+    ids only: the feed reuses some, e.g. trip `a-b` / `shp_a-b`, across many routes)."""
+    with zipfile.ZipFile(feed) as z:
+        def rows(name: str) -> list[dict[str, str]]:
+            return list(csv.DictReader(io.StringIO(z.read(name).decode("utf-8-sig"),
+                                                   newline="")))
+        trips = rows("trips.txt")
+        shapes: dict[str, list[tuple[int, float, float]]] = {}
+        for r in rows("shapes.txt"):
+            shapes.setdefault(r["shape_id"], []).append(
+                (int(r["shape_pt_sequence"]), float(r["shape_pt_lat"]),
+                 float(r["shape_pt_lon"])))
+    trip_count: dict[str, int] = {}
+    shape_count: dict[str, int] = {}
+    for t in trips:
+        trip_count[t["trip_id"]] = trip_count.get(t["trip_id"], 0) + 1
+        shape_count[t["shape_id"]] = shape_count.get(t["shape_id"], 0) + 1
+    out = []
+    for t in trips:
+        if trip_count[t["trip_id"]] > 1 or shape_count.get(t["shape_id"], 0) > 1:
+            continue
+        pts = sorted(shapes.get(t["shape_id"], []))
+        if len(pts) < 2:
+            continue
+        path = _resample([(lat, lon) for _, lat, lon in pts], STEP_M)
+        if len(path) >= min_points:
+            out.append(Drive(t["route_id"], t["trip_id"], path))
+    return out
+
+
+# -- payloads ---------------------------------------------------------------------------------------
+
+def make_payloads(prefix: str, devices: list[tuple[str, str, bytes]], routes: list[Drive],
+                  per_vehicle: int, publishers: int) -> tuple[list[list[tuple[str, bytes]]],
+                                                              dict[str, int]]:
+    """Per publisher, its vehicles' positions in time order; and each vehicle's last ts.
+
+    A vehicle belongs to one publisher, so its positions reach the gateway in order.
+    Timestamps end 5 s before now: none is in the future, none is stale."""
+    rnd = random.Random(5)
+    t_end = int(time.time() * 1000) - 5_000
+    t0 = t_end - (per_vehicle - 1) * STEP_MS
+    parts: list[list[tuple[str, bytes]]] = [[] for _ in range(publishers)]
+    last: dict[str, int] = {}
+    plans = []
+    for i, (device_id, vehicle_id, secret) in enumerate(devices):
+        drive = routes[i % len(routes)]
+        start = rnd.randrange(0, len(drive.path) - per_vehicle + 1)
+        plans.append((i % publishers, device_id, vehicle_id, secret, drive, start))
+    for k in range(per_vehicle):
+        ts = t0 + k * STEP_MS
+        for part, device_id, vehicle_id, secret, drive, start in plans:
+            lat, lon = drive.path[start + k]
+            pos = Position(device_id=device_id, vehicle_id=vehicle_id, route_id=drive.route_id,
+                           trip_id=drive.trip_id, ts=ts, lat_e6=round(lat * 1e6),
+                           lon_e6=round(lon * 1e6)).signed(secret)
+            parts[part].append((f"{prefix}/dev/{device_id}/pos", pos.encode()))
+            last[vehicle_id] = ts
+    return parts, last
+
+
+def _client(port: int, name: str) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}",
+                    protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port, keepalive=60)
+    return c
+
+
+def publish_all(port: int, items: list[tuple[str, bytes]], qos: int) -> None:
+    c = _client(port, "pospub")
+    c.loop_start()
+    infos = [c.publish(t, p, qos=qos) for t, p in items]
+    for info in infos:
+        info.wait_for_publish(timeout=600)
+    c.disconnect()
+    c.loop_stop()
+
+
+# -- 1. raw MQTT ------------------------------------------------------------------------------------
+
+def raw_mqtt_rate(port: int, parts: list[list[tuple[str, bytes]]], qos: int) -> tuple[float, int]:
+    total = sum(len(p) for p in parts)
+    got = [0]
+    last = [0.0]
+    done = threading.Event()
+    ready = threading.Event()
+    sub = _client(port, "rawsub")
+
+    def on_message(*_a: object) -> None:
+        got[0] += 1
+        last[0] = time.perf_counter()
+        if got[0] >= total:
+            done.set()
+
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *a: ready.set()
+    sub.subscribe("benchraw/+/pos", qos=qos)
+    sub.loop_start()
+    ready.wait(10)
+    raw = [[(re.sub(r"^.*/dev/([^/]+)/pos$", r"benchraw/\1/pos", t), p) for t, p in part]
+           for part in parts]
+    t0 = time.perf_counter()
+    run_processes(publish_all, [(port, part, qos) for part in raw])
+    done.wait(30)
+    sub.disconnect()
+    sub.loop_stop()
+    return got[0] / (last[0] - t0), got[0]
+
+
+# -- 2. redis-benchmark -----------------------------------------------------------------------------
+
+def _redis_host_port() -> tuple[str, int]:
+    m = re.match(r"redis://([^:/]+)(?::(\d+))?", REDIS_URL)
+    return (m.group(1), int(m.group(2) or 6379)) if m else ("127.0.0.1", 6379)
+
+
+def redis_benchmark(n: int, vehicles: int) -> dict[str, float]:
+    """requests/s of each command, from redis-benchmark's CSV output."""
+    exe = shutil.which("redis-benchmark")
+    if exe is None:
+        raise RuntimeError("redis-benchmark is not installed (apt-get install redis-tools)")
+    host, port = _redis_host_port()
+    base = [exe, "-h", host, "-p", str(port), "--dbnum", str(REDIS_BENCH_DB), "--csv",
+            "-n", str(n), "-P", "50"]
+    hash_fields = []
+    for name, value in (("vehicle_id", "BUS-0001"), ("device_id", "BUS-0001-A"),
+                        ("route_id", "1"), ("trip_id", "1.001"), ("ts", "1764313202123"),
+                        ("lat_e6", "-6224186"), ("lon_e6", "106805794"), ("speed_cms", "2000"),
+                        ("bearing_deg", "17"), ("next_stop_id", "1-5 Polda Metro Jaya"),
+                        ("next_stop_name", "Polda Metro Jaya")):
+        hash_fields += [name, value]
+    commands = {
+        "HSET vehicle hash (11 fields)": ["HSET", "posbench:v:__rand_int__", *hash_fields],
+        "GEOADD": ["GEOADD", "posbench:geo", "106.805794", "-6.224186", "__rand_int__"],
+        "LPUSH trail": ["LPUSH", "posbench:trail:__rand_int__", "1764313202123,-6224186,106805794"],
+        "LTRIM trail": ["LTRIM", "posbench:trail:__rand_int__", "0", "49"],
+        "HGETALL vehicle hash": ["HGETALL", "posbench:v:__rand_int__"],
+    }
+    out: dict[str, float] = {}
+
+    def run(args: list[str]) -> dict[str, float]:
+        res = subprocess.run(args, capture_output=True, text=True, timeout=300, check=True)
+        rates = {}
+        for row in csv.reader(io.StringIO(res.stdout)):
+            if len(row) >= 2 and row[0] != "test":
+                rates[row[0]] = float(row[1])
+        return rates
+
+    for label, rate in run([*base, "-t", "hset,lpush"]).items():
+        out[f"-t {label.lower()} (50 conns)"] = rate
+    for clients in (50, 1):
+        for label, cmd in commands.items():
+            rates = run([*base, "-c", str(clients), "-r", str(vehicles), *cmd])
+            out[f"{label} ({clients} conn{'s' if clients > 1 else ''})"] = next(
+                iter(rates.values()))
+    import redis
+
+    r = redis.Redis(host=host, port=port, db=REDIS_BENCH_DB)
+    keys = list(r.scan_iter(match="posbench:*", count=5000)) + ["myhash", "mylist"]
+    for i in range(0, len(keys), 5000):
+        r.delete(*keys[i:i + 5000])
+    r.close()
+    return out
+
+
+def per_position(rates: dict[str, float], conns: str) -> float:
+    """Positions/s if Redis did nothing but one position's commands, back to back."""
+    names = ("HSET vehicle hash (11 fields)", "GEOADD", "LPUSH trail", "LTRIM trail",
+             "HGETALL vehicle hash")
+    return 1 / sum(1 / rates[f"{n} ({conns})"] for n in names)
+
+
+# -- 3. end to end ----------------------------------------------------------------------------------
+
+def metrics_positions(base_url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {}
+    for m in re.finditer(r'^transit_positions_total\{outcome="([^"]+)"\} ([0-9.e+]+)$', text,
+                         re.M):
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def api_vehicles(base_url: str, token: str) -> list[dict[str, object]]:
+    req = urllib.request.Request(f"{base_url}/api/v1/vehicles",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return list(json.loads(resp.read())["vehicles"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--positions", type=int, default=50_000)
+    ap.add_argument("--vehicles", type=int, default=2_000)
+    ap.add_argument("--publishers", type=int, default=4)
+    ap.add_argument("--qos", type=int, choices=[0, 1], default=0,
+                    help="publish QoS (validators send positions at QoS 0)")
+    ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--redis-requests", type=int, default=100_000)
+    args = ap.parse_args()
+    per_vehicle = max(2, args.positions // args.vehicles)
+    total = per_vehicle * args.vehicles
+
+    workdir = Path(tempfile.mkdtemp(prefix="transit-posbench-"))
+    broker = Broker(workdir / "mosquitto").start()
+    db_url = create_pg_database() if args.db == "postgresql" else f"sqlite:///{workdir}/t.db"
+    prefix = f"posbench{uuid.uuid4().hex[:8]}/v1"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
+    env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
+               TRANSIT_TOPIC_PREFIX=prefix, TRANSIT_REDIS_URL=REDIS_URL,
+               TRANSIT_LOG_LEVEL="WARNING", TRANSIT_GATEWAY_ID=f"posbench-{uuid.uuid4().hex[:6]}")
+    gateway = None
+    try:
+        from fare_gateway.devices import add_device
+        from ledger.adapters.db import make_engine, session_factory
+        from ledger.schema import upgrade
+
+        feed = transjakarta_feed()
+        engine = make_engine(db_url)
+        upgrade(engine)
+        devices = []
+        with session_factory(engine).begin() as s:
+            for i in range(args.vehicles):
+                row, _ = add_device(s, f"BUS-{i:05d}-A", f"BUS-{i:05d}")
+                devices.append((row.device_id, row.vehicle_id, bytes.fromhex(row.secret_hex)))
+        engine.dispose()
+        imported = transit("gtfs", "import", str(feed), env=env).stdout.strip()
+        routes = drives(feed, per_vehicle)
+        parts, last = make_payloads(prefix, devices, routes, per_vehicle, args.publishers)
+        size = len(parts[0][0][1])
+        print(f"{args.vehicles:,} vehicles on {len({d.route_id for d in routes})} Transjakarta "
+              f"routes ({len(routes)} trips), {per_vehicle} positions each = {total:,} "
+              f"positions of {size} B, 100 m / 5 s apart; {args.publishers} publisher "
+              f"processes, QoS {args.qos}; database {args.db}; {imported}")
+
+        raw, raw_n = raw_mqtt_rate(broker.port, parts, args.qos)
+        print(f"1. raw Mosquitto publish -> 1 subscriber, same payloads: {raw:,.0f} msg/s"
+              + ("" if raw_n == total else f" ({raw_n:,} of {total:,} arrived)"))
+
+        rates = redis_benchmark(args.redis_requests, args.vehicles)
+        print(f"2. redis-benchmark, -n {args.redis_requests:,} -P 50 (requests/s):")
+        for label, rate in rates.items():
+            print(f"     {label:<42} {rate:>12,.0f}")
+        for conns in ("50 conns", "1 conn"):
+            print(f"   one position's commands (HSET+GEOADD+LPUSH+LTRIM+HGETALL), {conns}: "
+                  f"{per_position(rates, conns):,.0f} positions/s")
+
+        gateway = Gateway(env, workdir / "gateway.log").start()
+        token = transit("tokens", "create", "--role", "ops", env=env).stdout.strip()
+        t0 = time.perf_counter()
+        pubs = threading.Thread(target=run_processes, args=(
+            publish_all, [(broker.port, part, args.qos) for part in parts]))
+        pubs.start()
+        seen, t_last, t_pub = 0.0, t0, None
+        counts: dict[str, float] = {}
+        while True:
+            time.sleep(0.1)
+            if t_pub is None and not pubs.is_alive():
+                t_pub = time.perf_counter()
+            counts = metrics_positions(gateway.base_url)
+            n = sum(counts.values())
+            if n > seen:
+                seen, t_last = n, time.perf_counter()
+            if n >= total or time.perf_counter() - t_last > 15:
+                break
+        pubs.join()
+        elapsed = t_last - t0
+        accepted = counts.get("accepted", 0)
+        vehicles = api_vehicles(gateway.base_url, token)
+        current = sum(1 for v in vehicles if v["ts"] == last.get(str(v["vehicle_id"])))
+        print(f"3. end to end, publishers -> Mosquitto -> gateway -> Redis: "
+              f"{seen:,.0f} of {total:,} positions ingested in {elapsed:.2f}s = "
+              f"{seen / elapsed:,.0f} positions/s ({accepted / elapsed:,.0f} accepted/s); "
+              f"publishing took {(t_pub or t_last) - t0:.2f}s")
+        print(f"   outcomes: {dict(sorted(counts.items()))}")
+        print(f"   /api/v1/vehicles: {len(vehicles):,} vehicles, {current:,} at their last "
+              f"position; states {sorted({str(v['state']) for v in vehicles})}")
+        print(f"   end to end is {seen / elapsed / raw:.0%} of raw MQTT and "
+              f"{seen / elapsed / per_position(rates, '1 conn'):.1%} of Redis's rate for the "
+              f"same commands on one connection; goal 20,000 positions/s: "
+              f"{'met' if seen / elapsed >= 20_000 else 'not met'}")
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        broker.stop()
+        if args.db == "postgresql":
+            drop_pg_database(db_url)
+        import redis
+
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(match=f"transit:{prefix}:*", count=5000))
+        for i in range(0, len(keys), 5000):
+            r.delete(*keys[i:i + 5000])
+        r.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
