@@ -368,7 +368,8 @@ def main() -> None:
               f"publishing took {(t_pub or t_last) - t0:.2f}s")
         print(f"   outcomes: {dict(sorted(counts.items()))}")
         print(f"   /api/v1/vehicles: {len(vehicles):,} vehicles, {current:,} at their last "
-              f"position; states {sorted({str(v['state']) for v in vehicles})}")
+              f"position; states {sorted({str(v['state']) for v in vehicles})} (their "
+              f"timestamps were set before publishing, to end 5 s before it began)")
         print(f"   end to end is {seen / elapsed / raw:.0%} of raw MQTT and "
               f"{seen / elapsed / per_position(rates, '1 conn'):.1%} of Redis's rate for the "
               f"same commands on one connection; goal 20,000 positions/s: "
