@@ -131,8 +131,8 @@ def compute(session: Session, calendar: BusinessCalendar, day: date, currency: s
     day_iso = day.isoformat()
     # Core rows through a server-side cursor: bounded memory, and half the cost of ORM
     # row handling on a million-entry day.
-    rows = session.connection().execution_options(
-        stream_results=True, max_row_buffer=STREAM_ROWS).execute(stmt)
+    rows = session.connection().execute(
+        stmt.execution_options(stream_results=True, max_row_buffer=STREAM_ROWS))
     for row in rows:
         (entry_id, idem_key, kind, amount, posted_ms, entry_currency, card, tap_id, ref,
          service_date, operator_id, route_id, category, digest, posting_id, account_id,
