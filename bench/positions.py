@@ -57,7 +57,7 @@ EARTH_M = 6_371_008.8
 REDIS_BENCH_DB = 9  # redis-benchmark's own keys go to a database of their own
 
 
-# -- the network the buses drive along ---------------------------------------------------------
+# -- the network the buses drive along ------------------------------------------------------------
 
 def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Equirectangular distance: ample for 100 m steps, and fast enough for 50,000."""
@@ -118,7 +118,7 @@ def drives(feed: Path, min_points: int) -> list[Drive]:
     return out
 
 
-# -- payloads ---------------------------------------------------------------------------------------
+# -- payloads -------------------------------------------------------------------------------------
 
 def make_payloads(prefix: str, devices: list[tuple[str, str, bytes]], routes: list[Drive],
                   per_vehicle: int, publishers: int) -> tuple[list[list[tuple[str, bytes]]],
@@ -168,7 +168,7 @@ def publish_all(port: int, items: list[tuple[str, bytes]], qos: int) -> None:
     c.loop_stop()
 
 
-# -- 1. raw MQTT ------------------------------------------------------------------------------------
+# -- 1. raw MQTT ----------------------------------------------------------------------------------
 
 def raw_mqtt_rate(port: int, parts: list[list[tuple[str, bytes]]], qos: int) -> tuple[float, int]:
     total = sum(len(p) for p in parts)
@@ -199,7 +199,7 @@ def raw_mqtt_rate(port: int, parts: list[list[tuple[str, bytes]]], qos: int) -> 
     return got[0] / (last[0] - t0), got[0]
 
 
-# -- 2. redis-benchmark -----------------------------------------------------------------------------
+# -- 2. redis-benchmark ---------------------------------------------------------------------------
 
 def _redis_host_port() -> tuple[str, int]:
     m = re.match(r"redis://([^:/]+)(?::(\d+))?", REDIS_URL)
@@ -262,7 +262,7 @@ def per_position(rates: dict[str, float], conns: str) -> float:
     return 1 / sum(1 / rates[f"{n} ({conns})"] for n in names)
 
 
-# -- 3. end to end ----------------------------------------------------------------------------------
+# -- 3. end to end --------------------------------------------------------------------------------
 
 def metrics_positions(base_url: str) -> dict[str, float]:
     with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as resp:

@@ -90,8 +90,8 @@ def drawn_pixels(page: Any) -> int:
     return int(page.evaluate(
         """() => {
             let n = 0;
-            document.querySelectorAll('#map .leaflet-overlay-pane canvas, #map .leaflet-overlay-pane svg path')
-              .forEach((c) => {
+            const panes = '#map .leaflet-overlay-pane canvas, #map .leaflet-overlay-pane svg path';
+            document.querySelectorAll(panes).forEach((c) => {
                 if (c.tagName.toLowerCase() !== 'canvas') { n += 1000; return; }
                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                 for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) { n += 1; } }

@@ -398,7 +398,8 @@ class SseReader:
 
     def close(self) -> None:
         try:
-            self.conn.sock and self.conn.sock.shutdown(2)  # type: ignore[func-returns-value]
+            if self.conn.sock is not None:
+                self.conn.sock.shutdown(2)
         except OSError:
             pass
         self.conn.close()
@@ -570,8 +571,10 @@ def test_bad_positions_are_refused_and_counted(system: System, peer: MqttPeer) -
     }
     for outcome, (topic, payload) in bad.items():
         peer.publish(topic, payload, qos=1)
-        wait_until(f"{outcome} counted in /metrics",
-                   lambda o=outcome: positions_total(system).get(o, 0) >= 1)
+        def counted(o: str = outcome) -> bool:
+            return positions_total(system).get(o, 0) >= 1
+
+        wait_until(f"{outcome} counted in /metrics", counted)
         v = vehicles(system, ops)[vid]
         assert v["ts"] == t_last and v["lat"] == pytest.approx(here[0], abs=2e-6), (
             f"{outcome}: the refused position replaced the vehicle's: {v}")
