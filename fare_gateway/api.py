@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
@@ -63,6 +64,7 @@ class ApiDeps:
     broker_ok: Callable[[], bool]
     tracking: Any = None  # a TrackingStore: adds the vehicles, validators and map endpoints
     tile_url: str = ""
+    stopping: threading.Event = field(default_factory=threading.Event)  # ends open streams
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -253,7 +255,8 @@ def create_app(deps: ApiDeps) -> Flask:
         from tracking.api import TrackingDeps, tracking_blueprint
 
         app.register_blueprint(tracking_blueprint(TrackingDeps(
-            deps.sessions, deps.tracking, require, tile_url=deps.tile_url)))
+            deps.sessions, deps.tracking, require, tile_url=deps.tile_url,
+            stopping=deps.stopping)))
 
     settler = Settler(BusinessCalendar(deps.policy.timezone, deps.policy.service_day_start_min),
                       currency)

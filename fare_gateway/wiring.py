@@ -72,9 +72,10 @@ def run_gateway(settings: Settings) -> None:
     positions = PositionConsumer(settings, PositionIngest(
         store, DeviceDirectory(core.sessions), Network(core.sessions), topics,
         core.metrics.registry))
-    app = create_app(ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
-                             broker_ok=lambda: consumer.connected, tracking=store,
-                             tile_url=settings.extra.get("map_tiles", "")))
+    deps = ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
+                   broker_ok=lambda: consumer.connected, tracking=store,
+                   tile_url=settings.extra.get("map_tiles", ""))
+    app = create_app(deps)
     host, port = settings.http_bind
     # Each open vehicle stream holds a thread; leave room for the API beside them.
     server = create_server(app, host=host, port=port, threads=24, ident="transit")
@@ -97,6 +98,7 @@ def run_gateway(settings: Settings) -> None:
     finally:
         # Taps in hand are committed and acknowledged before the broker connection
         # closes; the rest stay queued in the persistent session.
+        deps.stopping.set()  # open vehicle streams end within a second
         denylist.stop()
         positions.stop()
         consumer.stop()

@@ -4,9 +4,10 @@ GTFS-Realtime feed, the network for the map, and the map page itself."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ class TrackingDeps:
     store: TrackingStore
     require: Callable[..., Callable[..., Any]]
     tile_url: str = ""
+    stopping: threading.Event = field(default_factory=threading.Event)
     stale_after_s: float = 90
     offline_after_s: float = 600
 
@@ -94,7 +96,7 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
             now = int(time.time() * 1000)
             snapshot = [vehicle_json(r, now, deps) for r in deps.store.vehicles()]
             yield f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n"
-            for batch in deps.store.events():
+            for batch in deps.store.events(deps.stopping):
                 if batch is None:
                     yield ": keep-alive\n\n"
                     continue

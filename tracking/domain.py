@@ -28,6 +28,15 @@ def metres(a: Point, b: Point) -> float:
     return float(geodesic(a.latlon, b.latlon).meters)
 
 
+def approx_metres(lat1_e6: int, lon1_e6: int, lat2_e6: int, lon2_e6: int) -> float:
+    """Equirectangular distance: within a fraction of a per cent over a city, and ~100x
+    cheaper than the geodesic; good for ranking stops by nearness."""
+    lat = math.radians((lat1_e6 + lat2_e6) / 2e6)
+    dy = (lat2_e6 - lat1_e6) * 0.1113195
+    dx = (lon2_e6 - lon1_e6) * 0.1113195 * math.cos(lat)
+    return math.hypot(dx, dy)
+
+
 def bearing(a: Point, b: Point) -> int:
     """Initial bearing from a to b, degrees clockwise from true north (0-359)."""
     lat1, lat2 = math.radians(a.lat_e6 / 1e6), math.radians(b.lat_e6 / 1e6)
@@ -90,8 +99,8 @@ def next_stop(position: Point, heading: int | None, stops: list[StopOnRoute]
     """
     if not stops:
         return None
-    nearest = min(range(len(stops)), key=lambda i: metres(
-        position, Point(0, stops[i].lat_e6, stops[i].lon_e6)))
+    nearest = min(range(len(stops)), key=lambda i: approx_metres(
+        position.lat_e6, position.lon_e6, stops[i].lat_e6, stops[i].lon_e6))
     stop = stops[nearest]
     if heading is None:
         return stop

@@ -153,12 +153,19 @@ def _import(session: Session, feed: zipfile.ZipFile) -> ImportReport:
         stops.append({"stop_id": row["stop_id"], "name": row.get("stop_name", "")[:200],
                       "lat_e6": _coord(row["stop_lat"], "stops.txt", line, "stop_lat", 90),
                       "lon_e6": _coord(row["stop_lon"], "stops.txt", line, "stop_lon", 180)})
+    warnings: list[str] = []
     shapes = []
+    shape_block: dict[str, int] = {}  # shape_id -> blocks of points seen so far
     if _has(feed, "shapes.txt"):
+        last: tuple[str, int] | None = None
         for line, row in _rows(feed, "shapes.txt", OPTIONAL["shapes.txt"]):
+            shape_id = row["shape_id"]
+            seq = _int(row["shape_pt_sequence"], "shapes.txt", line, "shape_pt_sequence")
+            if last is None or last[0] != shape_id or seq <= last[1]:
+                shape_block[shape_id] = shape_block.get(shape_id, 0) + 1
+            last = (shape_id, seq)
             shapes.append({
-                "shape_id": row["shape_id"],
-                "seq": _int(row["shape_pt_sequence"], "shapes.txt", line, "shape_pt_sequence"),
+                "shape_id": shape_id, "block": shape_block[shape_id], "seq": seq,
                 "lat_e6": _coord(row["shape_pt_lat"], "shapes.txt", line, "shape_pt_lat", 90),
                 "lon_e6": _coord(row["shape_pt_lon"], "shapes.txt", line, "shape_pt_lon", 180)})
     trips = []
@@ -173,11 +180,18 @@ def _import(session: Session, feed: zipfile.ZipFile) -> ImportReport:
                           "shape_id": row.get("shape_id") or None})
     trip_stops = []
     if _has(feed, "stop_times.txt"):
+        trip_block: dict[str, int] = {}
+        last = None
         for line, row in _rows(feed, "stop_times.txt", OPTIONAL["stop_times.txt"]):
-            trip_stops.append({"trip_id": row["trip_id"], "stop_id": row["stop_id"],
-                               "seq": _int(row["stop_sequence"], "stop_times.txt", line,
-                                           "stop_sequence")})
-    warnings = _check_references(routes, agencies, trips, trip_stops, stops)
+            trip_id = row["trip_id"]
+            seq = _int(row["stop_sequence"], "stop_times.txt", line, "stop_sequence")
+            if last is None or last[0] != trip_id or seq <= last[1]:
+                trip_block[trip_id] = trip_block.get(trip_id, 0) + 1
+            last = (trip_id, seq)
+            trip_stops.append({"trip_id": trip_id, "block": trip_block[trip_id],
+                               "stop_id": row["stop_id"], "seq": seq})
+    warnings += _split_reused_ids(trips, shapes, shape_block, trip_stops)
+    warnings += _check_references(routes, agencies, trips, trip_stops, stops)
     for model in (TripStop, Trip, ShapePoint, Stop, Route, Agency):
         session.execute(delete(model))
     for model, rows in ((Agency, agencies), (Route, routes), (Stop, _unique(stops, "stop_id")),
@@ -189,6 +203,51 @@ def _import(session: Session, feed: zipfile.ZipFile) -> ImportReport:
     return ImportReport(len(agencies), len(routes), len(stops), len(shapes),
                         len({s["shape_id"] for s in shapes}), len(trips), len(trip_stops),
                         tuple(warnings))
+
+
+def _split_reused_ids(trips: list[dict[str, object]], shapes: list[dict[str, object]],
+                      shape_blocks: dict[str, int], trip_stops: list[dict[str, object]]
+                      ) -> list[str]:
+    """Give each trip and shape its own id where a feed reuses one.
+
+    Some real feeds (the Transjakarta one among them) reuse a trip_id such as "a-b"
+    across routes, each time with its own block of stop_times and its own block of
+    shape points under a shared shape_id. Taken literally, every route but one would
+    lose its line and stops. The n-th trip carrying a reused id is matched with the
+    n-th block of rows carrying it, in file order, and renamed `ID@n`.
+    """
+    warnings = []
+    seen: dict[str, int] = {}
+    for trip in trips:
+        seen[str(trip["trip_id"])] = seen.get(str(trip["trip_id"]), 0) + 1
+    reused_trips = {t for t, n in seen.items() if n > 1}
+    nth: dict[str, int] = {}
+    by_shape: dict[str, int] = {}
+    for trip in trips:
+        original = str(trip["trip_id"])
+        if original in reused_trips:
+            nth[original] = nth.get(original, 0) + 1
+            trip["trip_id"] = f"{original}@{nth[original]}"
+        shape = trip["shape_id"]
+        if shape is not None and shape_blocks.get(str(shape), 1) > 1:
+            by_shape[str(shape)] = by_shape.get(str(shape), 0) + 1
+            trip["shape_id"] = f"{shape}@{by_shape[str(shape)]}"
+    for point in shapes:
+        block = point.pop("block")
+        if shape_blocks.get(str(point["shape_id"]), 1) > 1:
+            point["shape_id"] = f"{point['shape_id']}@{block}"
+    for row in trip_stops:
+        block = row.pop("block")
+        if row["trip_id"] in reused_trips:
+            row["trip_id"] = f"{row['trip_id']}@{block}"
+    if reused_trips:
+        warnings.append(f"trips.txt: {len(reused_trips)} trip id(s) used by several trips; "
+                        "each numbered in file order (ID@n) with its own stops")
+    split = [s for s, n in shape_blocks.items() if n > 1]
+    if split:
+        warnings.append(f"shapes.txt: {len(split)} shape id(s) holding several lines; each "
+                        "line numbered in file order (ID@n)")
+    return warnings
 
 
 def _unique(rows: list[dict[str, object]], *key: str) -> list[dict[str, object]]:

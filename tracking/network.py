@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tracking.adapters.models import Stop, Trip, TripStop
-from tracking.domain import Point, StopOnRoute, metres, next_stop
+from tracking.domain import Point, StopOnRoute, approx_metres, next_stop
 
 
 class Network:
@@ -53,5 +53,6 @@ class Network:
         if trip_id and trip_id in trips:
             return next_stop(position, heading, trips[trip_id])
         best = min(trips.values(), key=lambda stops: min(
-            metres(position, Point(0, s.lat_e6, s.lon_e6)) for s in stops))
+            approx_metres(position.lat_e6, position.lon_e6, s.lat_e6, s.lon_e6)
+            for s in stops))
         return next_stop(position, heading, best)

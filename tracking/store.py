@@ -11,6 +11,8 @@ Keys, under a namespace per topic prefix:
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -69,15 +71,20 @@ class TrackingStore:
         return out
 
     def save(self, records: list[VehicleRecord]) -> None:
+        """Store accepted positions (oldest first): the trail gets each, the vehicle's
+        hash and GEO entry its newest."""
         if not records:
             return
+        latest: dict[str, VehicleRecord] = {}
         pipe = self.redis.pipeline(transaction=False)
         for r in records:
+            latest[r.vehicle_id] = r
+            pipe.lpush(f"{self.ns}:trail:{r.vehicle_id}", f"{r.ts},{r.lat_e6},{r.lon_e6}")
+        for r in latest.values():
             pipe.hset(f"{self.ns}:v:{r.vehicle_id}", mapping=r.to_hash())
             pipe.geoadd(f"{self.ns}:geo", (r.lon_e6 / 1e6, r.lat_e6 / 1e6, r.vehicle_id))
-            pipe.lpush(f"{self.ns}:trail:{r.vehicle_id}", f"{r.ts},{r.lat_e6},{r.lon_e6}")
             pipe.ltrim(f"{self.ns}:trail:{r.vehicle_id}", 0, TRAIL - 1)
-        pipe.publish(f"{self.ns}:events", json.dumps([asdict(r) for r in records]))
+        pipe.publish(f"{self.ns}:events", json.dumps([asdict(r) for r in latest.values()]))
         pipe.execute()
 
     def vehicles(self) -> list[VehicleRecord]:
@@ -108,16 +115,23 @@ class TrackingStore:
                 out[d] = (json.loads(h["status"]), int(h["received_ms"]))
         return out
 
-    def events(self, timeout_s: float = 15.0) -> Iterator[list[dict[str, Any]] | None]:
-        """Position changes as they are saved (by any gateway); None on each quiet spell."""
+    def events(self, stop: threading.Event, quiet_s: float = 15.0
+               ) -> Iterator[list[dict[str, Any]] | None]:
+        """Position changes as they are saved (by any gateway); None after each quiet
+        spell of `quiet_s`. Ends soon after `stop` is set."""
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(f"{self.ns}:events")
+        quiet_since = time.monotonic()
         try:
-            while True:
-                message = pubsub.get_message(timeout=timeout_s)
+            while not stop.is_set():
+                message = pubsub.get_message(timeout=1.0)
                 if message is None:
-                    yield None
-                elif message.get("type") == "message":
+                    if time.monotonic() - quiet_since >= quiet_s:
+                        quiet_since = time.monotonic()
+                        yield None
+                    continue
+                quiet_since = time.monotonic()
+                if message.get("type") == "message":
                     yield json.loads(message["data"])
         finally:
             pubsub.close()
