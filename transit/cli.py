@@ -48,6 +48,15 @@ class LazyGroup(click.Group):
                 ) from None
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            # A subcommand reached for a package its extra did not install.
+            raise click.ClickException(
+                f"this command needs '{exc.name}', which is not installed; install the "
+                "matching extra, e.g. pip install 'surabaya-transit[gateway]'") from None
+
 
 @click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="transit")
