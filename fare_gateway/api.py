@@ -105,6 +105,8 @@ def create_app(deps: ApiDeps) -> Flask:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
+        if exc.code == 413:  # bad input is a 400 (contract section 3)
+            return _error(400, "too_large", f"the body is over {MAX_BODY_BYTES} bytes")
         return _error(exc.code or 500, code, exc.description or exc.name)
 
     @app.errorhandler(Exception)

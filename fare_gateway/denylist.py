@@ -138,22 +138,25 @@ class DenyListPublisher:
                 log.warning("deny list not published this time", exc_info=True)
 
     def publish_once(self) -> None:
-        """Publish what changed since last time (both messages are retained)."""
+        """Publish what changed since last time (both messages are retained).
+
+        The snapshot on the contract's topic is always the whole current list; the
+        changes message lets validators that hold a snapshot follow along cheaply.
+        """
         assert self.key is not None
         with self.sessions() as session:
             version = int(session.scalar(select(func.coalesce(func.max(DenyChange.version),
                                                               0))) or 0)
-            base = wire.snapshot_base(version)
             now = time.monotonic()
-            stale = (self._snapshot is None or self._snapshot[0] != base
-                     or now - self._snapshot[2] > self.resnapshot_s)
-            if stale:
-                cards = snapshot_at(session, base)
+            if self._snapshot is None or self._snapshot[0] != version or \
+                    now - self._snapshot[2] > self.resnapshot_s:
+                cards = snapshot_at(session, version)
                 digest = wire.cards_digest(cards)
-                if self._snapshot is None or self._snapshot[:2] != (base, digest):
+                if self._snapshot is None or self._snapshot[:2] != (version, digest):
                     self._send(self.topics.denylist, wire.snapshot_message(
-                        base, cards, int(time.time() * 1000), self.key))
-                self._snapshot = (base, digest, now)
+                        version, cards, int(time.time() * 1000), self.key))
+                self._snapshot = (version, digest, now)
+            base = wire.snapshot_base(version)
             changes = session.execute(select(DenyChange.version, DenyChange.card, DenyChange.op)
                                       .where(DenyChange.version > base)
                                       .order_by(DenyChange.version)).all()

@@ -16,8 +16,6 @@ class Metrics:
         self.quarantined = Counter("transit_quarantined_total",
                                    "Messages refused and kept for inspection, by reason",
                                    ["reason"], registry=r)
-        self.fare_amount = Counter("transit_fares_charged_total",
-                                   "Sum of fares charged, smallest currency unit", registry=r)
         self.batches = Histogram("transit_tap_batch_size", "Taps committed per transaction",
                                  buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
                                  registry=r)

@@ -141,10 +141,9 @@ class TapService:
             if outcomes[r.index] is None:
                 outcomes[r.index] = Outcome("rejected", None, r.reason)
         done = [o or Outcome("rejected", None, "internal") for o in outcomes]
+        # No money in the metrics: Prometheus values are floats, money never is.
         for o in done:
             self.metrics.taps.labels(o.status).inc()
-            if o.status == "charged" and o.receipt is not None and o.receipt.fare > 0:
-                self.metrics.fare_amount.inc(o.receipt.fare)
         self.metrics.batches.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return done
@@ -187,7 +186,7 @@ class TapService:
         if not days:
             return {}
         new_ids = {t.tap_id for t in taps}
-        known, ledger_now, routes = self._load_days(session, set(days), new_ids)
+        known, ledger_now, routes, charged_to = self._load_days(session, set(days), new_ids)
         drafts: list[EntryDraft] = []
         receipt_fares: dict[str, tuple[str, int]] = {}
         for (card, service_date), new in sorted(days.items()):
@@ -212,8 +211,10 @@ class TapService:
                     drafts.append(fare_entry(
                         tap_id=tap_id, card=card, fare=delta, digest=tap.digest,
                         currency=self.policy.currency, kind=kind, idem_key=key,
-                        operator_id=operators.get(routes[tap_id]) or self.routes.operator(
-                            routes[tap_id], refresh=False),
+                        # A correction goes to whoever the fare went to, even if the
+                        # route has changed hands in the GTFS data since.
+                        operator_id=charged_to.get(tap_id) or operators.get(routes[tap_id])
+                        or self.routes.operator(routes[tap_id], refresh=False),
                         route_id=routes[tap_id], category=category,
                         service_date=service_date))
                     ledger_now[tap_id] = charge.amount
@@ -229,12 +230,13 @@ class TapService:
 
     def _load_days(self, session: Session, days: set[tuple[str, str]], exclude: set[str]
                    ) -> tuple[dict[tuple[str, str], dict[str, PricedTap]], dict[str, int],
-                              dict[str, str]]:
+                              dict[str, str], dict[str, str]]:
         """Accepted taps already charged in these card-days, and what the ledger holds
         for each tap now."""
         known: dict[tuple[str, str], dict[str, PricedTap]] = {d: {} for d in days}
         ledger_now: dict[str, int] = {}
         routes: dict[str, str] = {}
+        charged_to: dict[str, str] = {}  # tap -> operator its fare was credited to
         cards = sorted({c for c, _ in days})
         dates = sorted({d for _, d in days})
         t = TapRecord
@@ -248,6 +250,11 @@ class TapService:
                 if key in known and row.tap_id not in exclude:
                     known[key][row.tap_id] = PricedTap(*row[:9])
                     routes[row.tap_id] = row.route_id
+            for tap_id, operator in session.execute(
+                    select(Entry.tap_id, Entry.operator_id).where(
+                        Entry.card.in_(part), Entry.service_date.in_(dates),
+                        Entry.kind == "fare")).all():
+                charged_to[tap_id] = operator
             sums = session.execute(
                 select(Entry.tap_id, Entry.card, Entry.service_date, func.sum(Entry.amount))
                 .where(Entry.card.in_(part), Entry.service_date.in_(dates),
@@ -256,7 +263,7 @@ class TapService:
             for tap_id, card, service_date, amount in sums:
                 if (card, service_date) in known:
                     ledger_now[tap_id] = int(amount)
-        return known, ledger_now, routes
+        return known, ledger_now, routes, charged_to
 
     def _lock_cards(self, session: Session, cards: set[str]) -> dict[str, _CardState]:
         """Lock the batch's cards in sorted order, so concurrent gateways cannot deadlock."""

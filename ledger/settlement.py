@@ -10,7 +10,9 @@ root hash over every entry and posting of the day (`entries_sha256`), which
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 import time
@@ -28,6 +30,7 @@ HEADER = ("settlement_date,line_type,service_date,operator_id,route_id,category,
           "amount,currency")
 LINE_TYPES = {"fare": "fare", "correction": "correction", "topup": "topup"}
 STREAM_ROWS = 5000
+EMPTY_SHA256 = hashlib.sha256((HEADER + "\n").encode()).hexdigest()
 MIN_DAY = date(2000, 1, 1)
 MAX_DAY = date(9998, 12, 31)
 DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -94,6 +97,13 @@ class Settlement:
 
 
 Progress = Callable[[int], None]
+
+
+def _csv_line(fields: list[str]) -> str:
+    """One CSV line (RFC 4180 quoting, only where a field needs it)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()
 
 
 def count_entries(session: Session, calendar: BusinessCalendar, day: date) -> int:
@@ -169,23 +179,23 @@ def compute(session: Session, calendar: BusinessCalendar, day: date, currency: s
     for key in sorted(groups):
         count, amount = groups[key]
         totals[key[0]] += amount
-        lines.append(",".join([day_iso, *key, str(count), str(amount), currency]))
-    csv = ("\n".join(lines) + "\n").encode()
+        lines.append(_csv_line([day_iso, *key, str(count), str(amount), currency]))
+    csv_bytes = ("\n".join(lines) + "\n").encode()
     manifest: dict[str, object] = {
         "settlement_date": day_iso,
         "currency": currency,
         "lines": len(lines) - 1,
         "totals": totals,
         "entries": entries,
-        "sha256": hashlib.sha256(csv).hexdigest(),
+        "sha256": hashlib.sha256(csv_bytes).hexdigest(),
         "previous_sha256": previous_sha256,
         "entries_sha256": root.hexdigest(),
-        "chain_sha256": chain_hash(previous_chain, day_iso, hashlib.sha256(csv).hexdigest(),
+        "chain_sha256": chain_hash(previous_chain, day_iso, hashlib.sha256(csv_bytes).hexdigest(),
                                    root.hexdigest(), entries),
         "business_day": {"from_ms": start, "to_ms": end},
         "status": "final" if final else "provisional",
     }
-    return Settlement(day, csv, manifest, final)
+    return Settlement(day, csv_bytes, manifest, final)
 
 
 class Settler:
@@ -228,12 +238,13 @@ class Settler:
         """The previous day's file hash and chain hash, settling closed days on the way."""
         first = self.first_day(session)
         if first is None or day <= first:
-            return None, None
+            # Every day before the first posting is empty: its file is the header alone.
+            return EMPTY_SHA256, None
         settled = {r.business_date: r for r in session.scalars(
             select(SettlementRecord).where(
                 SettlementRecord.business_date >= first.isoformat(),
                 SettlementRecord.business_date < day.isoformat()))}
-        sha: str | None = None
+        sha: str | None = EMPTY_SHA256
         chain: str | None = None
         current = first
         while current < day:

@@ -1,18 +1,21 @@
 """The deny list on the wire: signed snapshots and incremental changes, and how a
 validator applies them (shared by the gateway, which publishes, and the agent).
 
-Two retained messages under `{prefix}/net/denylist`:
+Two retained messages:
 
-- the **snapshot** (topic `.../net/denylist`): every denied card at version `base`;
-- the **changes** (topic `.../net/denylist/changes`): every change after `base`, up to
-  `version`, as `version,card,+|-` items separated by `;`.
+- the **snapshot** on `{prefix}/net/denylist` (the contract's topic): every denied card
+  now, at list version `version`, with the SHA-256 of the card list;
+- the **changes** on `{prefix}/net/denylist/changes`: every change after `base` (a
+  multiple of `SNAPSHOT_EVERY`) up to `version`, as `version,card,+|-` items joined by
+  `;`, so that its size stays bounded.
 
-A validator rebuilds its list from the snapshot at `base` and every change after it; a
-changes message whose `base` it has no snapshot for waits until that snapshot arrives.
-Both are retained, so a validator that reconnects catches up at once. `base` advances
-every `SNAPSHOT_EVERY` changes, which bounds the changes message. Each message is signed
-with the network's Ed25519 key (validators hold the public key), and the snapshot carries
-the SHA-256 of its card list.
+A validator takes a snapshot, then follows the changes message: it replays, over its
+snapshot, every change the message holds, in version order. Changes are absolute ("+"
+denied, "-" allowed), so replaying ones its snapshot already includes does no harm,
+and a change that committed late with a lower version still lands. A changes message
+whose `base` is newer than the validator's snapshot needs a newer snapshot first (the
+agent then subscribes to the snapshot topic again). Both messages are signed with the
+network's Ed25519 key; validators hold the public key.
 """
 
 from __future__ import annotations
@@ -131,21 +134,27 @@ class DenyList:
             out._changes(data["last_changes"])
         return out
 
+    @property
+    def needs_snapshot(self) -> bool:
+        """True when the last changes message builds on a newer snapshot than ours."""
+        return self.last_changes is not None and int(self.last_changes["base"]) > self.base
+
     def _snapshot(self, body: dict[str, Any]) -> None:
-        base = body.get("version")
+        version = body.get("version")
         raw = body.get("cards")
-        if isinstance(base, bool) or not isinstance(base, int) or not isinstance(raw, str):
+        if isinstance(version, bool) or not isinstance(version, int) or not isinstance(
+                raw, str):
             raise WireError("wrong_type", "snapshot needs integer version and string cards")
         cards = frozenset(raw.split(",")) if raw else frozenset()
         if not all(CARD_PATTERN.fullmatch(c) for c in cards):
             raise WireError("bad_value", "snapshot holds an invalid card token")
         if cards_digest(cards) != body.get("sha256"):
             raise WireError("bad_value", "snapshot checksum does not match its cards")
-        if base < self.base:
+        if version < self.base:
             return
-        self.base, self.base_cards = base, cards
-        self.version, self.cards = base, set(cards)
-        if self.last_changes is not None and self.last_changes.get("base") == base:
+        self.base, self.base_cards = version, cards
+        self.version, self.cards = version, set(cards)
+        if self.last_changes is not None:
             self._changes(self.last_changes)
 
     def _changes(self, body: dict[str, Any]) -> None:
@@ -159,11 +168,10 @@ class DenyList:
                     or not CARD_PATTERN.fullmatch(parts[1]):
                 raise WireError("bad_value", f"invalid change {item[:60]!r}")
             parsed.append((int(parts[0]), parts[1], parts[2]))
-        if base < self.base:
-            return  # older than our snapshot
-        self.last_changes = body
-        if base > self.base:
-            return  # the snapshot it builds on has not reached us yet
+        if self.last_changes is None or version >= int(self.last_changes["version"]):
+            self.last_changes = body
+        if base > self.base or version < self.version:
+            return  # builds on a snapshot we do not have yet, or older than what we hold
         cards = set(self.base_cards)
         for _v, card, op in sorted(parsed):
             if op == "+":

@@ -42,6 +42,7 @@ class AgentConfig:
     denylist_key: bytes | None = None
     trip_id: str | None = None
     cadence: Cadence = Cadence()
+    kind: str = "entry"  # "exit" for a validator at the exit door of a distance route
 
 
 class Agent:
@@ -66,6 +67,7 @@ class Agent:
         self._alarm = False
         self._offline_until = 0.0
         self._status_depth = -1
+        self._snapshot_subscribed = False
         self.client = make_client(config.mqtt, config.device_id)
         self.client.max_inflight_messages_set(INFLIGHT_WINDOW)
         self.client.max_queued_messages_set(INFLIGHT_WINDOW * 2)
@@ -113,14 +115,20 @@ class Agent:
                                   (time.monotonic() - seen_monotonic) * 1000)
             return decision
         with self._lock:
-            decision = decide(card, now_ms, card in self.denylist, self.recent.last(card),
-                              self.config.repeat_tap_seconds, self.spool.full)
+            if self.config.kind == "exit":
+                # Tapping out is never refused: the rider is leaving, and the exit only
+                # sets the fare of the entry (possibly a refund).
+                decision = decide(card, now_ms, False, None, 0, self.spool.full)
+            else:
+                decision = decide(card, now_ms, card in self.denylist,
+                                  self.recent.last(card), self.config.repeat_tap_seconds,
+                                  self.spool.full)
             seq = None
             fix = self.gps.latest() if self.gps else None
             try:
                 tap = self.spool.append(lambda s: Tap(
                     device_id=self.config.device_id, seq=s, vehicle_id=self.config.vehicle_id,
-                    route_id=self.config.route_id, card=card, kind="entry",
+                    route_id=self.config.route_id, card=card, kind=self.config.kind,
                     accepted=decision.accepted, ts=now_ms,
                     lat_e6=fix.lat_e6 if fix else 0, lon_e6=fix.lon_e6 if fix else 0,
                     trip_id=self.config.trip_id, reason=decision.reason,
@@ -129,7 +137,7 @@ class Agent:
             except SpoolFull:
                 self.taps_refused_spool_full += 1
                 decision = Decision(False, "spool_full")
-            if decision.accepted:
+            if decision.accepted and self.config.kind == "entry":
                 self.recent.remember(card, now_ms)
         self.feedback.decided(card, seq, decision, (time.monotonic() - seen_monotonic) * 1000)
         self._check_alarm()
@@ -143,8 +151,10 @@ class Agent:
             log.error("broker refused the connection: %s", reason_code)
             return
         t = self.config.topics
-        client.subscribe([(t.receipt(self.config.device_id), 1), (f"{t.denylist}/#", 1),
-                          (t.denylist, 1)])
+        # The whole list (retained) once per connection, then only its changes.
+        client.subscribe([(t.receipt(self.config.device_id), 1),
+                          (f"{t.denylist}/changes", 1), (t.denylist, 1)])
+        self._snapshot_subscribed = True
         self.spool.retry_all_now()
         self._connected.set()
         self._publish_status(online=True)
@@ -192,6 +202,14 @@ class Agent:
             return
         if changed:
             self.spool.save_state("denylist", self.denylist.to_json())
+        wants_snapshot = self.denylist.needs_snapshot or self.denylist.base < 0
+        if wants_snapshot != self._snapshot_subscribed:
+            topic = self.config.topics.denylist
+            if wants_snapshot:
+                self.client.subscribe(topic, 1)
+            else:
+                self.client.unsubscribe(topic)
+            self._snapshot_subscribed = wants_snapshot
 
     def _load_denylist(self) -> DenyList:
         saved = self.spool.load_state("denylist")

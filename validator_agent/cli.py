@@ -48,13 +48,15 @@ def _read_hex_file(path: str, what: str, size: int) -> bytes:
               type=click.Path(dir_okay=False), help="The durable tap spool (SQLite).")
 @click.option("--spool-capacity", default=100_000, show_default=True,
               type=click.IntRange(min=1), help="Most taps held while waiting for receipts.")
+@click.option("--exit", "exit_validator", is_flag=True,
+              help="An exit validator (distance-priced routes): taps are `exit` taps.")
 @click.option("--retry-seconds", default=10.0, show_default=True,
               type=click.FloatRange(min=0.1),
               help="First wait for a receipt before a tap is published again (doubles "
                    "each time, up to 5 minutes).")
 def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
           secret_file: str, denylist_key_file: str | None, reader: str, gps: str,
-          spool_path: str, spool_capacity: int, retry_seconds: float,
+          spool_path: str, spool_capacity: int, exit_validator: bool, retry_seconds: float,
           sim_time_scale: float) -> None:
     """Run the validator agent on a bus (the broker from TRANSIT_MQTT_URL)."""
     from fare_gateway.fares.policy import PolicyError, policy_from_setting
@@ -81,7 +83,8 @@ def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
                          secret=secret, mqtt=settings.mqtt,
                          topics=Topics(settings.topic_prefix),
                          repeat_tap_seconds=policy.repeat_tap_seconds,
-                         denylist_key=denylist_key, trip_id=trip_id)
+                         denylist_key=denylist_key, trip_id=trip_id,
+                         kind="exit" if exit_validator else "entry")
     spool = Spool(spool_path, spool_capacity, int(retry_seconds * 1000))
     the_agent = Agent(config, spool, ConsoleFeedback(), feed)
     stop = threading.Event()

@@ -32,7 +32,7 @@ class TapRecord(Base):
     card: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(8))
     accepted: Mapped[bool] = mapped_column(Boolean)
-    reason: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))
     ts: Mapped[int] = mapped_column(BigInteger)
     vehicle_id: Mapped[str] = mapped_column(String(64))
     route_id: Mapped[str] = mapped_column(String(64))

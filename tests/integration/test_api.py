@@ -383,11 +383,11 @@ def test_topups_validation_idempotency_and_limits(system: System) -> None:
     expect(api.post(url, {"amount": 1000, "reference": ok_ref}, admin), 201, "64-char ref")
     assert balance_of(api, admin, CARD) == 26_000
 
-    # A body over 64 KiB: 413, nothing credited (also when the JSON itself is valid).
+    # A body over 64 KiB: 400, nothing credited (also when the JSON itself is valid).
     big = {"amount": 1000, "reference": "big-body", "note": "x" * (64 * 1024)}
-    expect(api.post(url, big, admin), 413, "64 KiB+ body")
+    expect(api.post(url, big, admin), 400, "64 KiB+ body")
     expect(api.post("/api/v1/cards", {"card": OTHER, "category": "regular",
-                                      "pad": "y" * 70_000}, admin), 413, "64 KiB+ issue")
+                                      "pad": "y" * 70_000}, admin), 400, "64 KiB+ issue")
     expect(api.get(f"/api/v1/cards/{OTHER}", admin), 404, "oversized issue created nothing")
     assert balance_of(api, admin, CARD) == 26_000
     # Just under the limit is fine.

@@ -111,6 +111,10 @@ def at(day: str, hh: int, mm: int = 0, ss: int = 0, ms: int = 0) -> int:
     return int(datetime(y, m, d, hh, mm, ss, tzinfo=WIB).timestamp() * 1000) + ms
 
 
+HEADER_ONLY = (b"settlement_date,line_type,service_date,operator_id,route_id,category,count,"
+               b"amount,currency\n")
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -279,7 +283,7 @@ def test_day_with_fares_transfers_corrections_and_topups_settles_to_expected_lin
     assert csv.decode() == EXPECTED_D
     assert csv == EXPECTED_D.encode()
     check_manifest(manifest, csv, D, EXPECTED_D_LINES, EXPECTED_D_TOTALS, EXPECTED_D_ENTRIES,
-                   None)  # the first business day with anything posted starts the chain
+                   sha(HEADER_ONLY))  # the day before had nothing: a header-only file
     assert manifest["sha256"] == sha(EXPECTED_D.encode())
     # the control totals agree with the lines they sum
     rows = [line.split(",") for line in EXPECTED_D.splitlines()[1:]]
@@ -345,7 +349,8 @@ def test_empty_day_gets_header_only_file_and_the_chain_has_no_gap(
     d_csv, d, _ = settle(env, D, out)
     assert d_csv == (HEADER + "2025-11-27,fare,2025-11-27,SBY,R1,regular,1,5000,IDR\n"
                      "2025-11-27,topup,2025-11-27,,,,1,20000,IDR\n").encode()
-    check_manifest(d, d_csv, D, 2, {"fare": 5000, "correction": 0, "topup": 20000}, 2, None)
+    check_manifest(d, d_csv, D, 2, {"fare": 5000, "correction": 0, "topup": 20000}, 2,
+                   sha(HEADER_ONLY))
     assert empty_csv == HEADER.encode()
     check_manifest(empty, empty_csv, D1, 0, {"fare": 0, "correction": 0, "topup": 0}, 0,
                    sha(d_csv))

@@ -389,11 +389,18 @@ def test_bad_sig_format(sig: str) -> None:
     assert "sig" in err.detail
 
 
-@pytest.mark.parametrize("reason", ["Denylisted", "not authentic", "x" * 33, ""])
+@pytest.mark.parametrize("reason", ["not authentic", "x" * 65, "", "deny/listed", "é"])
 def test_bad_reason(reason: str) -> None:
     err = reason_of(raw(dict(contract_tap_body(), accepted=False, reason=reason)))
     assert err.reason == "bad_value"
     assert "reason" in err.detail
+
+
+@pytest.mark.parametrize("reason", ["denylisted", "not_authentic", "Expired-2024", "x" * 64])
+def test_reasons_are_an_open_list(reason: str) -> None:
+    """The contract lists reasons with an ellipsis: new ones must not be quarantined."""
+    body = dict(contract_tap_body(), accepted=False, reason=reason, sig="0" * 64)
+    assert Tap.from_dict(body).reason == reason
 
 
 @pytest.mark.parametrize("name,value,why", [
