@@ -71,7 +71,7 @@ class VirtualCard:
         return thread
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def recv_exact(sock: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
         chunk = sock.recv(n - len(data))
@@ -93,12 +93,12 @@ def serve(sock: socket.socket, card: VirtualCard, until: float) -> None:
             return
         sock.settimeout(remaining)
         try:
-            header = _recv_exact(sock, 2)
+            header = recv_exact(sock, 2)
         except TimeoutError:
             return
         sock.settimeout(5.0)
         (length,) = struct.unpack(">H", header)
-        message = _recv_exact(sock, length)
+        message = recv_exact(sock, length)
         if length == 1:
             if message[0] == 4:
                 sock.sendall(struct.pack(">H", len(card.atr)) + card.atr)

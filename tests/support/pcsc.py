@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hardware_sim.vpcd import VPCD_PORT, VirtualCard, serve
+from hardware_sim.vpcd import VPCD_PORT, VirtualCard, recv_exact, serve
 from tests.support.services import free_port
 
 READER_PREFIX = "Virtual PCD"
@@ -130,9 +130,9 @@ class _Taps:
                 while time.monotonic() < deadline:
                     sock.settimeout(max(0.01, deadline - time.monotonic()))
                     try:
-                        header = _recv_exact(sock, 2)
+                        header = recv_exact(sock, 2)
                         (length,) = struct.unpack(">H", header)
-                        message = _recv_exact(sock, length)
+                        message = recv_exact(sock, length)
                     except (TimeoutError, ConnectionError):
                         break
                     if length == 1:
@@ -145,16 +145,6 @@ class _Taps:
                 sock.close()
                 self._last_tap_end = time.monotonic()
         return pulled
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("vpcd closed the connection")
-        data += chunk
-    return data
 
 
 class SystemPcscd(_Taps):
