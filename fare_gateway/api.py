@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
@@ -65,6 +66,7 @@ class ApiDeps:
     tracking: Any = None  # a TrackingStore: adds the vehicles, validators and map endpoints
     tile_url: str = ""
     stopping: threading.Event = field(default_factory=threading.Event)  # ends open streams
+    auth_failures: AuthFailures | None = None
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -91,6 +93,37 @@ def _card_token(card: str) -> str:
     return card
 
 
+class AuthFailures:
+    """Too many failed authentications from one address: refuse it for a while (429)."""
+
+    def __init__(self, limit: int = 20, window_s: float = 60.0, block_s: float = 300.0
+                 ) -> None:
+        self.limit, self.window_s, self.block_s = limit, window_s, block_s
+        self._failures: dict[str, list[float]] = {}
+        self._blocked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, who: str) -> bool:
+        with self._lock:
+            until = self._blocked.get(who)
+            if until is not None and until > time.monotonic():
+                return True
+            self._blocked.pop(who, None)
+            return False
+
+    def failed(self, who: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(who, []) if now - t < self.window_s]
+            recent.append(now)
+            self._failures[who] = recent
+            if len(recent) >= self.limit:
+                self._blocked[who] = now + self.block_s
+                self._failures.pop(who, None)
+            if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
+                self._failures.clear()
+
+
 def create_app(deps: ApiDeps) -> Flask:
     """Build the Flask application around already-wired services."""
     app = Flask(__name__)
@@ -114,10 +147,16 @@ def create_app(deps: ApiDeps) -> Flask:
         app.logger.exception("unhandled error")
         return _error(500, "internal", "internal error; it has been logged")
 
+    failures = deps.auth_failures or AuthFailures()
+
     def require(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
             @wraps(view)
             def inner(*args: Any, **kwargs: Any) -> Any:
+                who = request.remote_addr or "?"
+                if failures.blocked(who):
+                    raise ApiError(429, "too_many_failures",
+                                   "too many failed sign-ins from this address; wait")
                 header = request.headers.get("Authorization", "")
                 scheme, _, token = header.partition(" ")
                 if scheme.lower() != "bearer" or not token.strip():
@@ -125,6 +164,7 @@ def create_app(deps: ApiDeps) -> Flask:
                 with deps.sessions() as session:
                     principal = authenticate(session, token.strip())
                 if principal is None:
+                    failures.failed(who)
                     raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
                 if not principal.may(*roles):
                     raise ApiError(403, "forbidden",

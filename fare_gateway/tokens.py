@@ -51,6 +51,16 @@ def create_token(session: Session, role: str, label: str = "",
     return token
 
 
+def revoke_token(session: Session, token_id: str) -> bool:
+    """Revoke a token by its id (the part after `tt_`); False if there is no such token."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        return False
+    if row.revoked_ms is None:
+        row.revoked_ms = int(time.time() * 1000)
+    return True
+
+
 def authenticate(session: Session, token: str) -> Principal | None:
     """The principal a presented token stands for, or None if unknown, expired or revoked."""
     if not token or len(token) > 200:

@@ -54,7 +54,7 @@ def run_gateway(settings: Settings) -> None:
     from waitress.server import create_server
 
     from fare_gateway.adapters.consumer import TapConsumer
-    from fare_gateway.api import ApiDeps, create_app
+    from fare_gateway.api import ApiDeps, AuthFailures, create_app
     from fare_gateway.denylist import DenyListPublisher
     from fare_gateway.taps import TapService
     from tracking.adapters.consumer import PositionConsumer
@@ -72,9 +72,11 @@ def run_gateway(settings: Settings) -> None:
     positions = PositionConsumer(settings, PositionIngest(
         store, DeviceDirectory(core.sessions), Network(core.sessions), topics,
         core.metrics.registry))
+    limit, _, window = settings.extra.get("auth_failures", "20/60").partition("/")
     deps = ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
                    broker_ok=lambda: consumer.connected, tracking=store,
-                   tile_url=settings.extra.get("map_tiles", ""))
+                   tile_url=settings.extra.get("map_tiles", ""),
+                   auth_failures=AuthFailures(int(limit), float(window or 60)))
     app = create_app(deps)
     host, port = settings.http_bind
     # Each open vehicle stream holds a thread; leave room for the API beside them.

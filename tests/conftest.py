@@ -53,7 +53,9 @@ def base_env(db_url: str, broker: Broker) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
     env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
                TRANSIT_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}/v1",
-               TRANSIT_GATEWAY_ID=f"gw-{uuid.uuid4().hex[:8]}")
+               TRANSIT_GATEWAY_ID=f"gw-{uuid.uuid4().hex[:8]}",
+               # The role tests send many bad tokens on purpose; the limit has its own test.
+               TRANSIT_AUTH_FAILURES="100000/60")
     return env
 
 

@@ -125,13 +125,17 @@ class Settings:
             batch_size=_positive_int(env, "TRANSIT_BATCH_SIZE"),
             batch_wait_ms=_positive_int(env, "TRANSIT_BATCH_WAIT_MS"),
             receive_maximum=min(_positive_int(env, "TRANSIT_RECEIVE_MAXIMUM"), 65535),
-            extra={"map_tiles": env.get("TRANSIT_MAP_TILES", "")},
+            extra={"map_tiles": env.get("TRANSIT_MAP_TILES", ""),
+                   "auth_failures": env.get("TRANSIT_AUTH_FAILURES") or "20/60"},
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
         """Fail early, with the variable's name, on a value that cannot work."""
+        limit, _, window = str(self.extra.get("auth_failures", "20/60")).partition("/")
+        if not limit.isdigit() or int(limit) < 1 or not (window or "60").isdigit():
+            raise SettingsError("TRANSIT_AUTH_FAILURES: expected FAILURES/SECONDS, e.g. 20/60")
         MqttEndpoint.parse(self.mqtt_url, self.mqtt_protocol)
         _http_bind(self.http)
 
