@@ -64,7 +64,7 @@ class Stack:
         with sessions.begin() as s:
             for i in range(n_devices):
                 row, _ = add_device(s, f"BENCH-{i:04d}", f"BUS-{i:04d}")
-                devices[row.device_id] = bytes.fromhex(row.secret_hex)
+                devices[row.device_id] = row.plain_secret
         engine.dispose()
         cards = [f"04C0{i:08X}" for i in range(n_cards)]
         fund_cards(db_url, cards, 10_000_000)

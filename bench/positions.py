@@ -316,7 +316,7 @@ def main() -> None:
         with session_factory(engine).begin() as s:
             for i in range(args.vehicles):
                 row, _ = add_device(s, f"BUS-{i:05d}-A", f"BUS-{i:05d}")
-                devices.append((row.device_id, row.vehicle_id, bytes.fromhex(row.secret_hex)))
+                devices.append((row.device_id, row.vehicle_id, row.plain_secret))
         engine.dispose()
         imported = transit("gtfs", "import", str(feed), env=env).stdout.strip()
         routes = drives(feed, per_vehicle)

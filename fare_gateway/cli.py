@@ -102,11 +102,76 @@ def devices_add(device_id: str, vehicle: str, secret: str | None) -> None:
     core = _core()
     with core.sessions.begin() as session:
         row, generated = add_device(session, device_id, vehicle, secret)
-        secret_hex = row.secret_hex
+        secret_hex = row.plain_secret.hex()
     if generated:
         click.echo(secret_hex)
     else:
         click.echo(f"device {device_id} registered", err=True)
+
+
+@devices.command("rotate")
+@click.argument("device_id")
+@click.option("--secret", default=None, help="The new secret as 64 hex digits (else generated).")
+@click.option("--grace-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
+              help="How long the old secret keeps verifying.")
+@_friendly
+def devices_rotate(device_id: str, secret: str | None, grace_hours: float) -> None:
+    """Give a validator a new secret; prints it when one is generated."""
+    from fare_gateway.devices import rotate_device
+
+    core = _core()
+    with core.sessions.begin() as session:
+        new, generated = rotate_device(session, device_id, secret, grace_hours)
+    if generated:
+        click.echo(new.hex())
+    else:
+        click.echo(f"device {device_id} rotated", err=True)
+    click.echo(f"the previous secret keeps verifying for {grace_hours:g} h", err=True)
+
+
+@devices.command("revoke")
+@click.argument("device_id")
+@_friendly
+def devices_revoke(device_id: str) -> None:
+    """Revoke a validator: its taps and positions are refused from now on."""
+    from fare_gateway.devices import revoke_device
+
+    core = _core()
+    with core.sessions.begin() as session:
+        revoke_device(session, device_id)
+    click.echo(f"device {device_id} revoked", err=True)
+
+
+@devices.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@_friendly
+def devices_list(as_json: bool) -> None:
+    """Registered validators (never their secrets)."""
+    from datetime import UTC, datetime
+
+    from fare_gateway.devices import list_devices
+
+    def when(ms: int | None) -> str:
+        if ms is None:
+            return "-"
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    core = _core()
+    with core.sessions() as session:
+        rows = list_devices(session)
+    if as_json:
+        for d in rows:
+            click.echo(json.dumps({
+                "device_id": d.device_id, "vehicle_id": d.vehicle_id, "status": d.status,
+                "key_created": when(d.key_created_ms), "previous_in_grace": d.previous_in_grace,
+                "previous_valid_until": when(d.previous_valid_until_ms),
+                "encrypted": d.encrypted}))
+        return
+    click.echo(f"{'DEVICE':<24} {'VEHICLE':<16} {'STATUS':<8} {'KEY CREATED':<20} GRACE")
+    for d in rows:
+        grace = f"until {when(d.previous_valid_until_ms)}" if d.previous_in_grace else "no"
+        click.echo(f"{d.device_id:<24} {d.vehicle_id:<16} {d.status:<8} "
+                   f"{when(d.key_created_ms):<20} {grace}")
 
 
 @click.group()
@@ -198,6 +263,39 @@ def tokens_create(role: str, label: str, days: int | None) -> None:
     with core.sessions.begin() as session:
         token = create_token(session, role, label, days)
     click.echo(token)
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@_friendly
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token by its id (the hex after `tt_`, as `tokens list` shows it)."""
+    from fare_gateway.tokens import revoke_token
+
+    core = _core()
+    with core.sessions.begin() as session:
+        if not revoke_token(session, token_id):
+            raise click.ClickException(f"no token {token_id}")
+    click.echo(f"token {token_id} revoked")
+
+
+@tokens.command("list")
+@_friendly
+def tokens_list() -> None:
+    """List tokens: id, role, label, created, expires, revoked (never the secret)."""
+    import time as _time
+
+    from sqlalchemy import select
+
+    from fare_gateway.adapters.models import ApiToken
+
+    def when(ms: int | None) -> str:
+        return "-" if ms is None else _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(ms / 1000))
+
+    with _core().sessions() as session:
+        for t in session.scalars(select(ApiToken).order_by(ApiToken.created_ms)):
+            click.echo(f"{t.id}\t{t.role}\t{t.label or '-'}\tcreated {when(t.created_ms)}\t"
+                       f"expires {when(t.expires_ms)}\trevoked {when(t.revoked_ms)}")
 
 
 @click.group()

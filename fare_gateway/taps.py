@@ -102,7 +102,8 @@ class TapService:
         if not device.active:
             return _Reject(index, msg, "inactive_device", f"device {tap.device_id} is revoked",
                            tap.device_id, tap.tap_id)
-        if not tap.verify(device.secret):
+        # The current key, or the previous one while a rotation's grace period lasts.
+        if not any(tap.verify(key) for key in device.keys()):
             return _Reject(index, msg, "bad_signature", "signature does not match the device key",
                            tap.device_id, tap.tap_id)
         return tap, device
@@ -160,6 +161,8 @@ class TapService:
 
     def _receipt(self, tap: Tap, device: KnownDevice, status: str, fare: int,
                  balance: int) -> Receipt:
+        # Always signed with the device's CURRENT key, even for a tap signed with the
+        # previous key during a rotation's grace period.
         return Receipt(device_id=tap.device_id, seq=tap.seq, status=status, fare=fare,
                        balance=balance, currency=self.policy.currency).signed(device.secret)
 

@@ -170,7 +170,7 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
     from fare_gateway.adapters.models import Device, Route
     from fare_gateway.cards import issue_card, set_card_status, topup_card
     from fare_gateway.denylist import network_key
-    from fare_gateway.devices import add_device
+    from fare_gateway.devices import add_device, master_key, unseal
     from fare_gateway.tokens import create_token
     from fare_gateway.wiring import Core
     from hardware_sim.surabaya import CORRIDORS, write_feed, write_shape_files
@@ -196,9 +196,11 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
                       folder / f"bus-{n:02d}.secret", folder / f"spool-{n:02d}.db")
             if bus.device_id not in known:
                 row, _ = add_device(s, bus.device_id, bus.vehicle_id)
-                secret = row.secret_hex
+                secret = row.plain_secret.hex()  # type: ignore[attr-defined]
             else:
-                secret = known[bus.device_id].secret_hex
+                # The stored secret may be sealed with TRANSIT_SECRET_KEY.
+                secret = unseal(known[bus.device_id].secret_hex, master_key(
+                    env.get("TRANSIT_SECRET_KEY")), bus.device_id).hex()
             bus.secret_file.write_text(secret)
             os.chmod(bus.secret_file, 0o600)
             fleet.append(bus)

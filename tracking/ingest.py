@@ -91,7 +91,7 @@ class PositionIngest:
         device = self.devices.get(pos.device_id)
         if device is None or not device.active:
             return "unknown_device"
-        if not pos.verify(device.secret):
+        if not any(pos.verify(key) for key in device.keys()):
             return "bad_signature"
         accepted.append(pos)
         return None

@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "settle": "fare_gateway.cli:settle",
     "gtfs": "tracking.cli:gtfs",
     "reconcile": "fare_gateway.cli:reconcile",
+    "broker": "fare_gateway.broker_config:broker",
 }
 
 

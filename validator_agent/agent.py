@@ -106,8 +106,12 @@ class Agent:
         self.client.disconnect()
 
     # -- the tap --------------------------------------------------------------
-    def card_presented(self, card: str | None, seen_monotonic: float) -> Decision:
-        """Decide, spool, and show the passenger the result; never touches the network."""
+    def card_presented(self, card: str | None, seen_monotonic: float,
+                       authentic: bool | None = None) -> Decision:
+        """Decide, spool, and show the passenger the result; never touches the network.
+
+        `authentic` is the reader's card-authentication verdict (secure card profile):
+        False refuses the card as `not_authentic`, even at an exit; None means unchecked."""
         now_ms = int(self.clock() * 1000)
         if card is None:
             decision = Decision(False, "unreadable")
@@ -115,7 +119,9 @@ class Agent:
                                   (time.monotonic() - seen_monotonic) * 1000)
             return decision
         with self._lock:
-            if self.config.kind == "exit":
+            if authentic is False:
+                decision = Decision(False, "not_authentic")
+            elif self.config.kind == "exit":
                 # Tapping out is never refused: the rider is leaving, and the exit only
                 # sets the fare of the entry (possibly a refund).
                 decision = decide(card, now_ms, False, None, 0, self.spool.full)

@@ -54,10 +54,19 @@ def _read_hex_file(path: str, what: str, size: int) -> bytes:
               type=click.FloatRange(min=0.1),
               help="First wait for a receipt before a tap is published again (doubles "
                    "each time, up to 5 minutes).")
+@click.option("--card-profile", type=click.Choice(["uid", "secure", "any"]), default="uid",
+              show_default=True,
+              help="uid: plain UID cards; secure: only cards that pass AES authentication "
+                   "(others refused as not_authentic); any: authenticate the cards that "
+                   "hold the secure application, accept plain UID cards.")
+@click.option("--master-key-file", type=click.Path(dir_okay=False), default=None,
+              help="Key store file holding the card master key (32 hex digits, AES-128), "
+                   "for --card-profile secure|any.")
 def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
           secret_file: str, denylist_key_file: str | None, reader: str, gps: str,
           spool_path: str, spool_capacity: int, exit_validator: bool, retry_seconds: float,
-          sim_time_scale: float) -> None:
+          sim_time_scale: float, card_profile: str = "uid",
+          master_key_file: str | None = None) -> None:
     """Run the validator agent on a bus (the broker from TRANSIT_MQTT_URL)."""
     from fare_gateway.fares.policy import PolicyError, policy_from_setting
     from transit.settings import Settings, SettingsError
@@ -78,6 +87,19 @@ def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
     secret = _read_hex_file(secret_file, "--secret-file", 32)
     denylist_key = (_read_hex_file(denylist_key_file, "--denylist-key-file", 32)
                     if denylist_key_file else None)
+    card_check = None
+    if card_profile != "uid":
+        from validator_agent.secure_card import SecureCardCheck, load_master_key
+
+        if reader != "pcsc":
+            raise click.ClickException(f"--card-profile {card_profile} needs --reader pcsc")
+        if not master_key_file:
+            raise click.ClickException(f"--card-profile {card_profile} needs "
+                                       "--master-key-file")
+        try:
+            card_check = SecureCardCheck(load_master_key(master_key_file), card_profile)
+        except ValueError as exc:
+            raise click.ClickException(f"--master-key-file: {exc}") from None
     feed = _gps_feed(gps, sim_time_scale)
     config = AgentConfig(device_id=device_id, vehicle_id=vehicle_id, route_id=route_id,
                          secret=secret, mqtt=settings.mqtt,
@@ -103,12 +125,17 @@ def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
     if reader == "pcsc":
         from validator_agent.adapters.pcsc import PcscCardSource
 
-        source = PcscCardSource(lambda uid, seen, _reader: the_agent.card_presented(uid, seen))
+        def _card(uid: str | None, seen: float, _reader: str,
+                  authentic: bool | None = None) -> None:
+            the_agent.card_presented(uid, seen, authentic)
+
+        source = PcscCardSource(_card, check=card_check)
         source.start()
     else:
         threading.Thread(target=_stdin_cards, args=(the_agent, stop), daemon=True).start()
-    log.info("agent %s on %s (route %s): reader %s, gps %s, spool %s (%d waiting)",
-             device_id, vehicle_id, route_id, reader, gps, spool_path, spool.depth)
+    log.info("agent %s on %s (route %s): reader %s, cards %s, gps %s, spool %s "
+             "(%d waiting)", device_id, vehicle_id, route_id, reader, card_profile, gps,
+             spool_path, spool.depth)
     while not stop.wait(0.5):
         pass
     if source is not None:

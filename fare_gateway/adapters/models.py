@@ -16,6 +16,11 @@ class Device(Base):
     secret_hex: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # secret_hex holds the current secret: "v1:nonce:ciphertext" (AES-256-GCM, key from
+    # TRANSIT_SECRET_KEY) or, without that key, plain hex. previous_secret likewise.
+    previous_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_valid_until_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    key_created_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class TapRecord(Base):

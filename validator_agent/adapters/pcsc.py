@@ -24,6 +24,10 @@ LOST_SERVICE = {scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED,
 
 # (uid hex or None when unreadable, monotonic time the card was seen, reader name)
 CardHandler = Callable[[str | None, float, str], None]
+# Run on the open connection after the UID is read (validator_agent.secure_card):
+# (card handle, protocol, uid) -> True authentic, False not authentic, None unchecked.
+# When set, `on_card` gets the verdict as a fourth argument.
+CardCheck = Callable[[int, int, str], "bool | None"]
 
 
 class CardReadError(Exception):
@@ -32,6 +36,12 @@ class CardReadError(Exception):
 
 def read_uid(context: int, reader: str) -> str:
     """Connect to the card on `reader` and read its UID; raises CardReadError."""
+    return read_card(context, reader)[0]
+
+
+def read_card(context: int, reader: str,
+              check: CardCheck | None = None) -> tuple[str, bool | None]:
+    """The UID, and the verdict of `check` run on the same connection (None without)."""
     hresult, card, protocol = scard.SCardConnect(
         context, reader, scard.SCARD_SHARE_SHARED,
         scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
@@ -46,7 +56,8 @@ def read_uid(context: int, reader: str) -> str:
         uid = bytes(response[:-2])
         if not 4 <= len(uid) <= 16:
             raise CardReadError(f"UID of {len(uid)} bytes")
-        return uid.hex().upper()
+        uid_hex = uid.hex().upper()
+        return uid_hex, (check(card, protocol, uid_hex) if check is not None else None)
     finally:
         scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
 
@@ -54,8 +65,10 @@ def read_uid(context: int, reader: str) -> str:
 class PcscCardSource:
     """Watches every PC/SC reader and calls `on_card` once per card arrival."""
 
-    def __init__(self, on_card: CardHandler, poll_ms: int = 250) -> None:
+    def __init__(self, on_card: CardHandler, poll_ms: int = 250,
+                 check: CardCheck | None = None) -> None:
         self.on_card = on_card
+        self.check = check
         self.poll_ms = poll_ms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pcsc", daemon=True)
@@ -132,9 +145,12 @@ class PcscCardSource:
     def _arrived(self, context: int, reader: str) -> None:
         seen = time.monotonic()
         try:
-            uid = read_uid(context, reader)
+            uid, verdict = read_card(context, reader, self.check)
         except CardReadError as exc:
             log.info("card on %s could not be read: %s", reader, exc)
             self.on_card(None, seen, reader)
             return
-        self.on_card(uid, seen, reader)
+        if self.check is None:
+            self.on_card(uid, seen, reader)
+        else:
+            self.on_card(uid, seen, reader, verdict)  # type: ignore[call-arg]
