@@ -125,11 +125,6 @@ class Spool:
                 self._depth -= 1
             return bool(cur.rowcount)
 
-    def oldest_age_ms(self, now_ms: int) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT min(created_ms) FROM taps").fetchone()
-        return 0 if row[0] is None else now_ms - int(row[0])
-
     # -- small state kept beside the taps (deny list, counters) ---------------------
     def load_state(self, key: str) -> Any:
         with self._lock:
