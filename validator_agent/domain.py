@@ -11,7 +11,7 @@ class Decision:
     """What the passenger is shown at once."""
 
     accepted: bool
-    reason: str | None = None  # denylisted | repeat | spool_full | unreadable
+    reason: str | None = None  # denylisted | repeat | spool_full | unreadable | not_authentic
 
 
 class RecentEntries:
