@@ -107,8 +107,8 @@ def price_day(policy: FarePolicy, category: str, taps: Iterable[PricedTap]) -> D
             roles[tap.tap_id] = "exit"
             leg = open_leg.pop(tap.vehicle_id, None)
             if leg is not None:
-                entry, rule = leg
-                full[entry.tap_id] = distance_fare(policy, rule, category,
+                entry, leg_rule = leg
+                full[entry.tap_id] = distance_fare(policy, leg_rule, category,
                                                    distance_km(entry, tap))
             continue
         if (last_real is not None and last_real.vehicle_id == tap.vehicle_id
