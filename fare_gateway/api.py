@@ -298,6 +298,7 @@ def create_app(deps: ApiDeps) -> Flask:
 
         app.register_blueprint(tracking_blueprint(TrackingDeps(
             deps.sessions, deps.tracking, require, tile_url=deps.tile_url,
+            service_date=lambda ms: deps.policy.service_date(ms).isoformat(),
             stopping=deps.stopping)))
 
     settler = Settler(BusinessCalendar(deps.policy.timezone, deps.policy.service_day_start_min),

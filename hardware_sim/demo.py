@@ -227,11 +227,11 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
     return fleet, card_ids, tokens, key_file
 
 
-def _status(env: dict[str, str], base: str, tokens: dict[str, str], fleet: list[Bus]) -> str:
+def _status(engine: Any, base: str, tokens: dict[str, str], fleet: list[Bus]) -> str:
     from sqlalchemy import func, select
 
     from fare_gateway.adapters.models import TapRecord
-    from ledger.adapters.db import make_engine, session_factory
+    from ledger.adapters.db import session_factory
     from ledger.adapters.models import Entry
 
     try:
@@ -239,15 +239,11 @@ def _status(env: dict[str, str], base: str, tokens: dict[str, str], fleet: list[
         validators = _get_json(f"{base}/api/v1/validators", tokens["ops"])["validators"]
     except (OSError, ValueError):
         return "status: gateway not answering"
-    engine = make_engine(env["TRANSIT_DATABASE_URL"])
-    try:
-        with session_factory(engine)() as s:
-            charged = s.scalar(select(func.count()).select_from(TapRecord).where(
-                TapRecord.status == "charged", TapRecord.accepted.is_(True))) or 0
-            revenue = s.scalar(select(func.coalesce(func.sum(Entry.amount), 0)).where(
-                Entry.kind.in_(("fare", "correction")))) or 0
-    finally:
-        engine.dispose()
+    with session_factory(engine)() as s:
+        charged = s.scalar(select(func.count()).select_from(TapRecord).where(
+            TapRecord.status == "charged", TapRecord.accepted.is_(True))) or 0
+        revenue = s.scalar(select(func.coalesce(func.sum(Entry.amount), 0)).where(
+            Entry.kind.in_(("fare", "correction")))) or 0
     live = sum(1 for v in vehicles if v["state"] == "live")
     spooled = sum(v.get("spool_depth") or 0 for v in validators)
     receipts = sum(b.receipts for b in fleet)
@@ -369,6 +365,18 @@ def _ride(fleet: list[Bus], card_ids: list[str], env: dict[str, str], base: str,
           tokens: dict[str, str], time_scale: float, duration: float,
           stopping: threading.Event) -> None:
     """Riders tap at random on every bus; now and then a bus drives into a tunnel."""
+    from ledger.adapters.db import make_engine
+
+    engine = make_engine(env["TRANSIT_DATABASE_URL"])  # for the status line
+    try:
+        _riders(fleet, card_ids, engine, base, tokens, time_scale, duration, stopping)
+    finally:
+        engine.dispose()
+
+
+def _riders(fleet: list[Bus], card_ids: list[str], engine: Any, base: str,
+            tokens: dict[str, str], time_scale: float, duration: float,
+            stopping: threading.Event) -> None:
     rng = random.Random()
     started = time.monotonic()
     next_tap = {bus.number: started + rng.uniform(0.5, 3) for bus in fleet}
@@ -401,7 +409,7 @@ def _ride(fleet: list[Bus], card_ids: list[str], env: dict[str, str], base: str,
                 bus.proc.send_signal(signal.SIGUSR1)
             next_tunnel = now + 120 / time_scale
         if now >= next_status:
-            click.echo(_status(env, base, tokens, fleet))
+            click.echo(_status(engine, base, tokens, fleet))
             sys.stdout.flush()
             next_status = now + 5
         stopping.wait(0.1)

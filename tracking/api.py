@@ -43,6 +43,9 @@ class TrackingDeps:
     store: TrackingStore
     require: Callable[..., Callable[..., Any]]
     tile_url: str = ""
+    # The service day an event time falls in (the fare policy's local day).
+    service_date: Callable[[int], str] = lambda ms: time.strftime(
+        "%Y-%m-%d", time.gmtime(ms / 1000))
     stopping: threading.Event = field(default_factory=threading.Event)
     stale_after_s: float = 90
     offline_after_s: float = 600
@@ -78,15 +81,15 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
             abort(404, f"no vehicle {vehicle_id}")
         now = int(time.time() * 1000)
         out = vehicle_json(found, now, deps)
-        today = time.strftime("%Y-%m-%d", time.localtime(now / 1000))
+        today = deps.service_date(now)
         with deps.sessions() as session:
             out["taps_today"] = int(session.scalar(
                 select(func.count()).select_from(TapRecord).where(
                     TapRecord.vehicle_id == vehicle_id,
-                    TapRecord.received_ms >= now - 86_400_000)) or 0)
+                    TapRecord.service_date == today)) or 0)
         out["trail"] = [{"ts": ts, "lat": lat / 1e6, "lon": lon / 1e6}
                         for ts, lat, lon in deps.store.trail(vehicle_id)]
-        out["date"] = today
+        out["service_date"] = today
         return jsonify(out)
 
     @bp.get("/api/v1/vehicles/stream")

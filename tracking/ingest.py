@@ -49,7 +49,7 @@ class PositionIngest:
         accepted: list[Position] = []
         for msg in batch:
             if msg.topic.endswith("/status"):
-                self._status(msg, now, count)
+                self._status(msg, now)
                 continue
             outcome = self._verify(msg, accepted)
             if outcome:
@@ -96,7 +96,7 @@ class PositionIngest:
         accepted.append(pos)
         return None
 
-    def _status(self, msg: Message, now: int, count: object) -> None:
+    def _status(self, msg: Message, now: int) -> None:
         device_id = self.topics.device_of(msg.topic)
         try:
             status = json.loads(msg.payload) if len(msg.payload) <= 4096 else None
