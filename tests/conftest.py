@@ -115,3 +115,21 @@ def system(base_env: dict[str, str], broker: Broker, tmp_path: Path) -> Iterator
     print((tmp_path / "gateway.log").read_text()[-6000:])  # shown by pytest when a test fails
     assert not (tmp_path / "gateway.log").read_text().count("Traceback (most recent call last)"), \
         (tmp_path / "gateway.log").read_text()[-4000:]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report, at the end of the run, what each fault test counted (issue: faults)."""
+    lines = sorted(str(value) for outcome in ("passed", "failed")
+                   for report in terminalreporter.stats.get(outcome, [])
+                   if getattr(report, "when", "") == "call"
+                   for key, value in getattr(report, "user_properties", [])
+                   if key == "fault_summary")
+    if lines:
+        terminalreporter.section("faults under a steady stream of taps")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first, so that parallel workers do not end waiting on one of them."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)

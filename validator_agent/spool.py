@@ -9,6 +9,7 @@ transaction as the tap it numbers, so a `seq` is never reused.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -32,6 +33,10 @@ CREATE TABLE IF NOT EXISTS taps (
 
 FIRST_RETRY_MS = 10_000
 MAX_RETRY_MS = 300_000
+# Each wait is spread by up to this fraction either way, so that validators (and the taps
+# of one validator) that went quiet together do not come back in lockstep, and so that a
+# re-published tap does not keep meeting the same turn of a broker's round robin.
+RETRY_JITTER = 0.2
 
 
 class SpoolFull(Exception):
@@ -42,10 +47,12 @@ class Spool:
     """Taps waiting for their receipts, in `seq` order, plus small pieces of agent state."""
 
     def __init__(self, path: str | Path, capacity: int = 100_000,
-                 first_retry_ms: int = FIRST_RETRY_MS) -> None:
+                 first_retry_ms: int = FIRST_RETRY_MS, jitter: float = RETRY_JITTER) -> None:
         self.path = str(path)
         self.capacity = capacity
         self.first_retry_ms = first_retry_ms
+        self.jitter = jitter
+        self._random = random.Random()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=30)
@@ -106,10 +113,11 @@ class Spool:
         with self._lock:
             self._db.execute("BEGIN")
             for seq in seqs:
+                spread = 1.0 + self.jitter * (2.0 * self._random.random() - 1.0)
                 self._db.execute(
-                    "UPDATE taps SET attempts = attempts + 1, next_ms = ? + min(?, ? * "
-                    "(1 << min(attempts, 10))) WHERE seq = ?",
-                    (now_ms, MAX_RETRY_MS, self.first_retry_ms, seq))
+                    "UPDATE taps SET attempts = attempts + 1, next_ms = ? + CAST(min(?, ? * "
+                    "(1 << min(attempts, 10))) * ? AS INTEGER) WHERE seq = ?",
+                    (now_ms, MAX_RETRY_MS, self.first_retry_ms, spread, seq))
             self._db.execute("COMMIT")
 
     def retry_all_now(self) -> None:

@@ -50,7 +50,7 @@ def test_spool_numbers_taps_and_never_reuses_a_seq(tmp_path: Path) -> None:
 
 
 def test_spool_backs_off_and_retries_everything_after_a_reconnect(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "s.db", first_retry_ms=1000)
+    spool = Spool(tmp_path / "s.db", first_retry_ms=1000, jitter=0.0)
     spool.append(tap)
     spool.sent([1], now_ms=0)
     assert spool.due(999, 10) == [] and len(spool.due(1000, 10)) == 1
@@ -59,6 +59,17 @@ def test_spool_backs_off_and_retries_everything_after_a_reconnect(tmp_path: Path
     spool.sent([1], now_ms=3000)
     spool.retry_all_now()
     assert len(spool.due(3000, 10)) == 1
+
+
+def test_spool_spreads_its_retries(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", first_retry_ms=1000, jitter=0.2)
+    for _ in range(200):
+        spool.append(tap)
+    spool.sent(list(range(1, 201)), now_ms=0)
+    waits = [int(r[0]) for r in spool._db.execute("SELECT next_ms FROM taps")]
+    assert min(waits) >= 800 and max(waits) <= 1200
+    assert len(set(waits)) > 50, "retries not spread"
+    assert len(spool.due(799, 500)) == 0 and len(spool.due(1200, 500)) == 200
 
 
 def _append_forever(path: str, ready: mp.synchronize.Event) -> None:

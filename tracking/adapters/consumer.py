@@ -14,6 +14,8 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import redis.exceptions
+import sqlalchemy.exc
 
 from tracking.ingest import Message, PositionIngest
 from transit.mqtt import connect_async, make_client
@@ -21,6 +23,11 @@ from transit.settings import Settings
 from transit.topics import Topics
 
 log = logging.getLogger(__name__)
+
+# Failures of a service the ingest depends on, as opposed to faults in the code.
+OUTAGES: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError,
+                                            redis.exceptions.TimeoutError,
+                                            sqlalchemy.exc.OperationalError)
 
 
 class PositionConsumer:
@@ -38,6 +45,8 @@ class PositionConsumer:
         self.client.on_message = self._on_message
         self._worker = threading.Thread(target=self._work, name="positions", daemon=True)
         self.dropped = 0
+        self.lost_in_outage = 0  # positions dropped while Redis or the database was away
+        self._outage = False
 
     def start(self) -> None:
         connect_async(self.client, self.settings.mqtt, persistent=False)
@@ -77,6 +86,21 @@ class PositionConsumer:
                     break
             try:
                 self.ingest.handle(batch)
-            except Exception:  # Redis away: these positions are lost, the next ones count
+            except OUTAGES as exc:  # Redis or the database away: these positions are
+                # lost, the next ones count; say so once per outage, not once per batch
+                self.lost_in_outage += len(batch)
+                if not self._outage:
+                    log.warning("positions not stored: %s unreachable (%s); dropping "
+                                "them until it is back", type(exc).__module__.split(".")[0],
+                                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self._outage = True
+                time.sleep(0.5)
+                continue
+            except Exception:
                 log.exception("position batch of %d not stored", len(batch))
                 time.sleep(0.5)
+                continue
+            if self._outage:
+                log.info("positions stored again (%d dropped in the outage)",
+                         self.lost_in_outage)
+                self._outage = False
