@@ -233,3 +233,53 @@ def config(out_dir: Path, gateway_password_file: Path | None, tls_cert: Path | N
     (out / "mosquitto.conf").write_text(mosquitto_conf(out, port, tls, tls_port))
     click.echo(f"wrote {out}/mosquitto.conf for {len(devices)} device(s)"
                + (f", TLS on port {tls_port}" if tls else ""))
+
+
+@broker.command("retire-gateway")
+@click.argument("gateway_id")
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.5, 120),
+              help="Seconds to wait for the broker.")
+def retire_gateway(gateway_id: str, timeout: float) -> None:
+    """End the broker session of a gateway that will not come back.
+
+    A gateway's session is persistent, so that taps wait for it while it restarts; on a
+    shared subscription the broker keeps giving that session its turn. When a gateway
+    is gone for good (its host lost, or the pool made smaller), this ends the session:
+    the taps it held are dropped by the broker and re-published by their validators,
+    which keep every tap until a receipt comes, and the remaining gateways charge them.
+    Run against a live gateway it only costs a reconnect: that gateway starts a new
+    session and nothing is charged twice.
+    """
+    import threading
+
+    from transit.mqtt import connect_async, make_client
+    from transit.settings import Settings, SettingsError
+
+    try:
+        endpoint = Settings.from_env().mqtt
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    client = make_client(endpoint, gateway_id, persistent=False)
+    answered = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
+        if getattr(reason, "is_failure", False):
+            refused.append(str(reason))
+        answered.set()
+
+    client.on_connect = on_connect
+    # A clean start (MQTT 5: with no session expiry) under the gateway's client id: the
+    # broker discards the old session, its subscriptions and its queue.
+    connect_async(client, endpoint, persistent=False)
+    client.loop_start()
+    try:
+        if not answered.wait(timeout):
+            raise click.ClickException(
+                f"the broker at {endpoint.host}:{endpoint.port} did not answer in {timeout:g} s")
+        if refused:
+            raise click.ClickException(f"the broker refused the connection: {refused[0]}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    click.echo(f"session of gateway {gateway_id!r} ended at {endpoint.host}:{endpoint.port}")

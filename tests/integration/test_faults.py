@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.faults import Account, Fleet, PrivatePostgres, wait_until
-from tests.support.services import create_pg_database, drop_pg_database
+from tests.support.services import create_pg_database, drop_pg_database, free_port, transit
 
 RATE = 5.0  # taps a second at each validator
 CUT_S = float(os.environ.get("TRANSIT_FAULT_CUT_S", "180"))
@@ -100,6 +100,34 @@ def test_one_of_two_gateways_killed(fleet: Callable[..., Fleet],
     print(f"taps waiting for the killed gateway's session: {waiting}")
     f.gateways[0].start()
     finish(f, "one of two gateways killed (kill -9), restarted after 12 s", record_property)
+
+
+def test_one_of_two_gateways_killed_for_good(
+        fleet: Callable[..., Fleet], record_property: Callable[[str, object], None]) -> None:
+    f = fleet()
+    f.fund(600)
+    f.start_gateways(2)
+    for _ in range(3):
+        f.add_agent()
+    f.stream(RATE)
+    flowing(f, 40)
+    dead = f.gateways[0]
+    dead.stop(kill=True)  # kill -9, and its host is not coming back
+    time.sleep(3)
+    done = transit("broker", "retire-gateway", dead.env["TRANSIT_GATEWAY_ID"], env=f.env)
+    assert "ended" in done.stdout
+    time.sleep(10)
+    # What the dead session held was dropped by the broker and re-published by the
+    # validators; the survivor charged it.
+    finish(f, "one of two gateways killed (kill -9) for good, its session retired",
+           record_property, timeout=30)
+
+
+def test_retiring_a_gateway_needs_a_broker(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
+    env["TRANSIT_MQTT_URL"] = f"mqtt://127.0.0.1:{free_port()}"
+    done = transit("broker", "retire-gateway", "gw-1", "--timeout", "1", env=env, check=False)
+    assert done.returncode == 1 and "did not answer" in done.stderr, done.stderr
 
 
 def test_broker_restarted(fleet: Callable[..., Fleet],
