@@ -120,7 +120,7 @@ def test_one_of_two_gateways_killed_for_good(
     # What the dead session held was dropped by the broker and re-published by the
     # validators; the survivor charged it.
     finish(f, "one of two gateways killed (kill -9) for good, its session retired",
-           record_property, timeout=30)
+           record_property, timeout=45)
 
 
 def test_retiring_a_gateway_needs_a_broker(tmp_path: Path) -> None:
