@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.positions [--positions 50000] [--vehicles 2000]
                                         [--publishers 4] [--qos 0] [--db sqlite]
+                                        [--json FILE]
 
 Measures, in one run on one machine:
   1. raw Mosquitto publish -> subscribe for the same payloads, publishers and QoS;
@@ -40,6 +41,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import run_processes
+from bench.results import write_figures
 from tests.support.services import (
     REDIS_URL,
     Broker,
@@ -291,6 +293,7 @@ def main() -> None:
                     help="publish QoS (validators send positions at QoS 0)")
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--redis-requests", type=int, default=100_000)
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = ap.parse_args()
     per_vehicle = max(2, args.positions // args.vehicles)
     total = per_vehicle * args.vehicles
@@ -374,6 +377,18 @@ def main() -> None:
               f"{seen / elapsed / per_position(rates, '1 conn'):.1%} of Redis's rate for the "
               f"same commands on one connection; goal 20,000 positions/s: "
               f"{'met' if seen / elapsed >= 20_000 else 'not met'}")
+        write_figures(args.json, "positions", {
+            "vehicles": args.vehicles, "positions": total, "publishers": args.publishers,
+            "qos": args.qos, "db": args.db, "payload_bytes": size,
+            "raw_mqtt_msg_s": round(raw), "raw_mqtt_arrived": raw_n,
+            "redis_position_s_50_conns": round(per_position(rates, "50 conns")),
+            "redis_position_s_1_conn": round(per_position(rates, "1 conn")),
+            "ingested": int(seen), "seconds": round(elapsed, 3),
+            "end_to_end_positions_s": round(seen / elapsed),
+            "accepted_positions_s": round(accepted / elapsed),
+            "outcomes": {k: int(v) for k, v in sorted(counts.items())},
+            "api_vehicles": len(vehicles), "api_vehicles_at_last_position": current,
+            "goal_positions_s": 20_000})
     finally:
         if gateway is not None:
             gateway.stop()

@@ -1,6 +1,6 @@
 """Reader-to-feedback time through the real PC/SC stack (issue 3: at most 300 ms).
 
-    .venv/bin/python -m bench.reader_latency --taps 50
+    .venv/bin/python -m bench.reader_latency --taps 50 [--json FILE]
 
 A VirtualCard is presented on the vpcd reader of a real pcscd; `transit agent --reader
 pcsc` reads it through pyscard, decides, spools the tap and prints its "tap" event on
@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results import write_figures  # noqa: E402
 from tests.support.pcsc import (  # noqa: E402
     TAP_GAP_S,
     TAP_HOLD_S,
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=TAP_GAP_S,
                         help=f"seconds between a card leaving and the next (default {TAP_GAP_S})")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="transit-reader-bench-"))
@@ -113,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "within" if percentile(end_to_end, 99) <= LIMIT_MS else "OVER"
         print(f"limit {LIMIT_MS:.0f} ms: p99 {verdict} the limit; {over} of {len(end_to_end)} "
               f"taps over it (max {max(end_to_end):.1f} ms)")
+        write_figures(args.json, "reader_latency", {
+            "taps": len(end_to_end), "hold_s": args.hold, "gap_s": args.gap, "pcscd": mode,
+            "limit_ms": LIMIT_MS, "over_limit": over,
+            **{f"{key}_{stat}_ms": round(fn(values), 1)
+               for key, values in (("end_to_end", end_to_end), ("agent", in_agent),
+                                   ("pcscd", rest))
+               for stat, fn in (("p50", lambda v: percentile(v, 50)),
+                                ("p99", lambda v: percentile(v, 99)), ("max", max))}})
         return 0
     finally:
         if agent is not None:

@@ -1,6 +1,6 @@
 """Cost of re-pricing a card's service day, per new tap, beside the per-tap budget.
 
-    python bench/repricing.py
+    python bench/repricing.py [--json FILE]
 
 Every accepted tap re-prices its card's whole service day (fare_gateway/fares/engine.py).
 This measures that for days of 1, 20 and 50 taps, on flat-fare and distance routes, and
@@ -11,6 +11,7 @@ tap (work every tap costs anyway), and the 100 us a tap may take in all at the g
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 import tomllib
@@ -18,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.results import write_figures  # noqa: E402
 from fare_gateway.fares.engine import PricedTap, price_day  # noqa: E402
 from fare_gateway.fares.policy import builtin_policy, parse_policy  # noqa: E402
 from transit.wire import Tap  # noqa: E402
@@ -63,6 +65,9 @@ def per_call_us(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    args = ap.parse_args()
     secret = b"k" * 32
     payload = Tap(device_id="D", seq=1, vehicle_id="V", route_id="R1", card="04A1B2C3D4",
                   kind="entry", accepted=True, ts=T0, lat_e6=0, lon_e6=0).signed(secret).encode()
@@ -70,14 +75,18 @@ def main() -> None:
     print(f"parse + verify one signed tap: {floor:.1f} us (work every tap costs)")
     print("budget per tap at 10,000 taps/s on one core: 100.0 us")
     flat = builtin_policy()
-    for label, policy, distance in (("flat fares", flat, False),
-                                    ("distance route, entry/exit pairs", DISTANCE, True)):
+    figures: dict[str, float] = {"parse_verify_us": round(floor, 2), "budget_us": 100.0}
+    for label, key, policy, distance in (("flat fares", "flat", flat, False),
+                                         ("distance route, entry/exit pairs", "distance",
+                                          DISTANCE, True)):
         for n in (1, 20, 50):
             taps = day(n, distance)
             us = per_call_us(lambda p=policy, t=taps: price_day(p, "regular", t),
                              max(20, 2000 // n))
+            figures[f"{key}_{n}_taps_us"] = round(us, 2)
             print(f"re-price a day of {n:>2} taps ({label}): {us:8.1f} us per new tap "
                   f"= {us / floor:4.1f}x parse+verify, {us / 100:4.0%} of the budget")
+    write_figures(args.json, "repricing", figures)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Settling a business day of 1,000,000 taps: time and peak memory, beside the limits.
 
     .venv/bin/python -m bench.settlement [--taps 1000000] [--cards 20000] [--keep]
+                                         [--json FILE]
 
 In a fresh PostgreSQL database this loads, with PostgreSQL's own bulk path
 (`INSERT ... SELECT ... FROM generate_series`), two business days of the built-in
@@ -42,6 +43,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from bench.results import write_figures
 from ledger.adapters.db import make_engine
 from ledger.schema import upgrade
 from ledger.settlement import BusinessCalendar
@@ -274,6 +276,7 @@ def main() -> None:
                     help="fare entries on 2025-11-27 (the day before gets a tenth)")
     ap.add_argument("--cards", type=int, default=20_000)
     ap.add_argument("--keep", action="store_true", help="keep the database")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = ap.parse_args()
 
     exe = shutil.which("transit", path=str(Path(sys.executable).parent)) or "transit"
@@ -342,6 +345,19 @@ def main() -> None:
         print("  " + "\n  ".join(rec_out.strip().splitlines()))
         sha = hashlib.sha256(first_csv).hexdigest()
         print(f"\nsettlement-{DAY}.csv sha256 {sha}")
+        wall, rss, cpu, _ = runs[DAY]
+        write_figures(args.json, "settlement", {
+            "taps": args.taps, "cards": args.cards, "day": DAY.isoformat(), "entries": n,
+            "rows": rows, "load_s": round(load_s, 2),
+            "copy_s": round(best_copy, 3), "copy_entries_s": round(n / best_copy),
+            "cursor_s": round(fetch_s, 3), "cursor_entries_s": round(n / fetch_s),
+            "settle_s": round(wall, 3), "settle_entries_s": round(n / wall),
+            "settle_cpu_s": round(cpu, 2), "settle_peak_rss_kib": rss,
+            "settle_again_s": round(again[0], 3), "files_identical": identical,
+            "peak_rss_kib_by_day": {d.isoformat(): runs[d][1] for d in runs},
+            "entries_by_day": {d.isoformat(): total.get(d, 0) for d in runs},
+            "reconcile_s": round(rec_wall, 3), "reconcile_peak_rss_kib": rec_rss,
+            "reconcile_exit": rec_rc, "csv_sha256": sha})
     finally:
         if args.keep:
             print(f"kept {db_url} and {workdir}")
