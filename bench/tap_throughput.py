@@ -1,40 +1,42 @@
 """End-to-end tap throughput and tap-to-receipt latency, beside the limits they approach.
 
-    python bench/tap_throughput.py [--taps 20000] [--publishers 4] [--gateways 1]
+    python -m bench.tap_throughput [--taps 20000] [--gateways 1] [--rates 1000]
 
 Measures, in one run on one machine:
-  1. raw Mosquitto QoS 1 publish->subscribe rate (same publishers, same payload size);
+  1. raw Mosquitto QoS 1 publish->subscribe rate (same publishers, same payloads);
   2. PostgreSQL's rate for the same rows a tap writes, inserted in batches of 500;
   3. signed taps -> Mosquitto -> gateway(s) -> PostgreSQL -> receipts: taps/s sustained;
-  4. tap-to-receipt latency p50/p99 at a steady 1,000 taps/s.
+  4. tap-to-receipt latency p50/p99 at steady rates (default 1,000 taps/s).
+
+The load generator costs almost nothing, so that the figures are the gateway's: every
+tap is signed before the clock starts, one C `mosquitto_pub -l` per device publishes the
+lines written to its stdin (one line, one QoS 1 message), and one C `mosquitto_sub`
+prints each message with its arrival time. Python only writes bytes into pipes and
+counts lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
 import threading
 import time
 import uuid
+from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from bench.common import Stack, now, percentile, run_processes, summary
+from bench.common import Stack, now, percentile, summary
+from bench.results import write_figures
 from transit.wire import Tap
 
 TS0 = 1764313202123
+PROBE = b"probe"
 
 
-def client(port: int, name: str) -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}",
-                    protocol=mqtt.MQTTv5)
-    c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
-    c.connect("127.0.0.1", port)
-    return c
-
-
-def make_payloads(stack: Stack, n: int, start_seq: int = 1) -> list[tuple[str, bytes]]:
+def make_payloads(stack: Stack, n: int, start_seq: int = 1, ts0: int = TS0
+                  ) -> list[tuple[str, bytes]]:
+    """`n` signed taps as (device_id, payload), devices and cards taken in turn."""
     devices = list(stack.devices.items())
     out = []
     for i in range(n):
@@ -43,60 +45,128 @@ def make_payloads(stack: Stack, n: int, start_seq: int = 1) -> list[tuple[str, b
         card = stack.cards[i % len(stack.cards)]
         tap = Tap(device_id=device_id, seq=seq, vehicle_id=f"BUS-{device_id[-4:]}",
                   route_id="R1", card=card, kind="entry", accepted=True,
-                  ts=TS0 + i, lat_e6=-7257500, lon_e6=112752100).signed(secret)
-        out.append((f"transit/v1/dev/{device_id}/tap", tap.encode()))
+                  ts=ts0 + i, lat_e6=-7257500, lon_e6=112752100).signed(secret)
+        out.append((device_id, tap.encode()))
     return out
 
 
-def publish_all(port: int, items: list[tuple[str, bytes]]) -> None:
-    c = client(port, "pub")
-    c.loop_start()
-    infos = [c.publish(t, p, qos=1) for t, p in items]
-    for info in infos:
-        info.wait_for_publish(timeout=600)
-    c.disconnect()
-    c.loop_stop()
+class Publishers:
+    """One `mosquitto_pub -l` per device: each line written to its stdin is one message."""
 
+    def __init__(self, port: int, topic_of: dict[str, str], nodelay: bool = False) -> None:
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        for device_id, topic in topic_of.items():
+            cmd = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+                   "-t", topic, "-l", "-M", "1000", "-i", f"pub-{uuid.uuid4().hex[:10]}"]
+            if nodelay:
+                cmd.append("--nodelay")
+            self.procs[device_id] = subprocess.Popen(cmd, stdin=subprocess.PIPE, bufsize=0)
+        time.sleep(1.0)  # let every publisher connect before the clock starts
 
-class Counter:
-    """Counts messages on a subscription and notes the time of the last."""
+    def send(self, device_id: str, line: bytes) -> None:
+        """Hand one payload to its device's publisher (it publishes on reading the line)."""
+        stdin = self.procs[device_id].stdin
+        assert stdin is not None
+        stdin.write(line + b"\n")
 
-    def __init__(self, port: int, topic: str, expected: int) -> None:
-        self.expected = expected
-        self.count = 0
-        self.last = 0.0
-        self.done = threading.Event()
-        self.ready = threading.Event()
-        self.client = client(port, "sub")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self.ready.set()
-        self.client.subscribe(topic, qos=1)
-        self.client.loop_start()
-        self.ready.wait(10)
+    def send_all(self, payloads: list[tuple[str, bytes]]) -> None:
+        """Write every device's payloads at once (a thread per pipe), then close the pipes."""
+        per_device: dict[str, list[bytes]] = {d: [] for d in self.procs}
+        for device_id, payload in payloads:
+            per_device[device_id].append(payload + b"\n")
 
-    def _on_message(self, *_a: object) -> None:
-        self.count += 1
-        if self.count >= self.expected:
-            self.last = now()
-            self.done.set()
+        def write(device_id: str) -> None:
+            stdin = self.procs[device_id].stdin
+            assert stdin is not None
+            stdin.write(b"".join(per_device[device_id]))
+
+        threads = [threading.Thread(target=write, args=(d,)) for d in self.procs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        """Close the pipes; each publisher exits once its broker has all its messages."""
+        for proc in self.procs.values():
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for proc in self.procs.values():
+            proc.wait(timeout=600)
 
 
-def split(items: list, k: int) -> list[list]:  # type: ignore[type-arg]
-    return [items[i::k] for i in range(k)]
+class Subscriber:
+    """`mosquitto_sub` (QoS 1) printing `arrival-time payload` per message; kept in memory."""
+
+    def __init__(self, port: int, topic: str, probe_topic: str) -> None:
+        self.lines: list[bytes] = []
+        self.probed = threading.Event()
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
+             "-F", "@s.@N %p", "-i", f"sub-{uuid.uuid4().hex[:10]}"],
+            stdout=subprocess.PIPE)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        # Subscribed once a probe published on the topic comes back.
+        deadline = time.monotonic() + 10
+        while not self.probed.is_set():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the subscriber never saw its probe message")
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+                            "-t", probe_topic, "-m", PROBE.decode()], check=True)
+            self.probed.wait(0.2)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.endswith(b" " + PROBE + b"\n"):
+                self.probed.set()
+                continue
+            self.lines.append(line)
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.lines) < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def arrival(self, index: int) -> float:
+        """Wall-clock arrival time of the index-th message."""
+        return float(self.lines[index].split(b" ", 1)[0])
+
+    def messages(self) -> list[tuple[float, dict[str, Any]]]:
+        out = []
+        for line in self.lines:
+            stamp, payload = line.split(b" ", 1)
+            out.append((float(stamp), json.loads(payload)))
+        return out
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
-def raw_mqtt_rate(stack: Stack, payloads: list[tuple[str, bytes]], publishers: int) -> float:
-    raw = [(t.replace("transit/v1/dev", "bench/raw"), p) for t, p in payloads]
-    counter = Counter(stack.broker.port, "bench/raw/+/tap", len(raw))
+def timed_burst(stack: Stack, payloads: list[tuple[str, bytes]], prefix: str,
+                answer: str) -> tuple[float, float]:
+    """Publish every payload at once on `{prefix}/{device}/tap`; count `answer` messages.
+
+    Returns (messages per second from the first write to the last arrival, seconds the
+    publishing took).
+    """
+    port = stack.broker.port
+    sub = Subscriber(port, f"{prefix}/+/{answer}", f"{prefix}/PROBE/{answer}")
+    pubs = Publishers(port, {d: f"{prefix}/{d}/tap" for d in stack.devices})
     t0 = now()
-    run_processes(publish_all, [(stack.broker.port, part) for part in split(raw, publishers)])
-    counter.done.wait(600)
-    counter.close()
-    return len(raw) / (counter.last - t0)
+    pubs.send_all(payloads)
+    pubs.close()
+    t_pub = now() - t0
+    ok = sub.wait_for(len(payloads), 1800)
+    sub.close()
+    if not ok:
+        raise RuntimeError(f"only {len(sub.lines)} of {len(payloads)} answers arrived")
+    return len(payloads) / (sub.arrival(len(payloads) - 1) - t0), t_pub
 
 
 def pg_insert_rate(stack: Stack, n: int) -> float:
@@ -139,100 +209,150 @@ def pg_insert_rate(stack: Stack, n: int) -> float:
     return rate
 
 
-def end_to_end(stack: Stack, payloads: list[tuple[str, bytes]], publishers: int) -> float:
-    counter = Counter(stack.broker.port, "transit/v1/dev/+/receipt", len(payloads))
-    t0 = now()
-    run_processes(publish_all, [(stack.broker.port, part)
-                                for part in split(payloads, publishers)])
-    t_pub = now()
-    counter.done.wait(1800)
-    counter.close()
-    print(f"    (publishing took {t_pub - t0:.1f}s)")
-    return len(payloads) / (counter.last - t0)
+def pg_unnest_rate(stack: Stack, n: int) -> float:
+    """The same rows through the gateway's own write path: the inbox rows in one
+    `unnest` statement, entries, postings and balances in one more, 500 taps a
+    transaction (no reads, no pricing)."""
+    from sqlalchemy import text
 
+    from fare_gateway.adapters.models import TapRecord
+    from ledger.adapters.bulk import bulk_insert, insert_entries_pg
+    from ledger.adapters.db import make_engine, session_factory
+    from ledger.adapters.models import Card, Entry, Posting
 
-def latency_at(stack: Stack, rate: int, seconds: int, start_seq: int) -> list[float]:
-    """Publish signed taps at a steady rate; time each until its receipt."""
-    sent: dict[tuple[str, int], float] = {}
-    lat: list[float] = []
-    lock = threading.Lock()
-    sub = client(stack.broker.port, "lat")
-    ready = threading.Event()
-
-    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        t = time.perf_counter()
-        import json
-        body = json.loads(msg.payload)
-        with lock:
-            s = sent.pop((body["device_id"], body["seq"]), None)
-        if s is not None:
-            lat.append((t - s) * 1000)
-
-    sub.on_message = on_message
-    sub.on_subscribe = lambda *a: ready.set()
-    sub.subscribe("transit/v1/dev/+/receipt", qos=1)
-    sub.loop_start()
-    ready.wait(10)
-    pub = client(stack.broker.port, "latpub")
-    pub.loop_start()
-    devices = list(stack.devices.items())
-    total = rate * seconds
+    engine = make_engine(stack.db_url)
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        acct = s.execute(text("SELECT min(id) FROM accounts")).scalar()
     t0 = time.perf_counter()
-    for i in range(total):
-        target = t0 + i / rate
-        delay = target - time.perf_counter()
-        if delay > 0:
+    for b in range(0, n, 500):
+        with sessions.begin() as s:
+            taps = [{"tap_id": f"raw2:{i}", "device_id": "RAW", "seq": i, "digest": "0" * 64,
+                     "card": "04FFFFFFFF", "kind": "entry", "accepted": True, "reason": None,
+                     "ts": TS0, "vehicle_id": "V", "route_id": "R1", "trip_id": None,
+                     "lat_e6": 0, "lon_e6": 0, "service_date": "2025-11-28",
+                     "status": "charged", "fare": 5000, "received_ms": TS0}
+                    for i in range(b, min(n, b + 500))]
+            bulk_insert(s, TapRecord.__table__, taps)
+            entries = [{"idem_key": f"raw2:{t['seq']}", "kind": "fare", "digest": "0" * 64,
+                        "amount": 5000, "posted_ms": TS0, "currency": "IDR", "card": None,
+                        "tap_id": t["tap_id"], "reference": None,
+                        "service_date": "2025-11-28", "operator_id": "x", "route_id": "R1",
+                        "category": "regular"} for t in taps]
+            insert_entries_pg(s, Entry.__table__, Posting.__table__, Card.__table__, entries,
+                              [(e["idem_key"], acct, a) for e in entries
+                               for a in (-5000, 5000)], {})
+    rate = n / (time.perf_counter() - t0)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM postings WHERE entry_id IN "
+                          "(SELECT id FROM entries WHERE idem_key LIKE 'raw2:%')"))
+        conn.execute(text("DELETE FROM entries WHERE idem_key LIKE 'raw2:%'"))
+        conn.execute(text("DELETE FROM taps WHERE tap_id LIKE 'raw2:%'"))
+    engine.dispose()
+    return rate
+
+
+def latency_at(stack: Stack, rate: int, seconds: int, start_seq: int,
+               prefix: str = "transit/v1/dev", answer: str = "receipt"
+               ) -> tuple[list[float], int]:
+    """Publish signed taps at a steady rate on `{prefix}/{device}/tap`; time each from its
+    write until its answer (the receipt; with `answer="tap"` the tap itself, unprocessed).
+
+    Returns the latencies in ms and how many answers never came."""
+    total = rate * seconds
+    payloads = make_payloads(stack, total, start_seq, ts0=TS0 + 10_000_000)
+    port = stack.broker.port
+    sub = Subscriber(port, f"{prefix}/+/{answer}", f"{prefix}/PROBE/{answer}")
+    pubs = Publishers(port, {d: f"{prefix}/{d}/tap" for d in stack.devices}, nodelay=True)
+    n_devices = len(stack.devices)
+    sent: list[float] = [0.0] * total
+    t0 = time.perf_counter()
+    for i, (device_id, payload) in enumerate(payloads):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0.0005:
             time.sleep(delay)
-        device_id, secret = devices[i % len(devices)]
-        seq = start_seq + i // len(devices)
-        tap = Tap(device_id=device_id, seq=seq, vehicle_id="BUS", route_id="R1",
-                  card=stack.cards[i % len(stack.cards)], kind="entry", accepted=True,
-                  ts=TS0 + 10_000_000 + i, lat_e6=-7257500, lon_e6=112752100).signed(secret)
-        with lock:
-            sent[(device_id, seq)] = time.perf_counter()
-        pub.publish(f"transit/v1/dev/{device_id}/tap", tap.encode(), qos=1)
-    deadline = time.perf_counter() + 60
-    while len(lat) < total and time.perf_counter() < deadline:
-        time.sleep(0.1)
-    pub.disconnect()
-    pub.loop_stop()
-    sub.disconnect()
-    sub.loop_stop()
-    if len(lat) < total:
-        print(f"    WARNING: {total - len(lat)} receipts missing")
-    return lat
+        sent[i] = now()
+        pubs.send(device_id, payload)
+    sub.wait_for(total, 60)
+    pubs.close()
+    sub.close()
+    index = {d: k for k, d in enumerate(stack.devices)}
+    lat = []
+    for arrived, body in sub.messages():
+        i = (body["seq"] - start_seq) * n_devices + index[body["device_id"]]
+        if 0 <= i < total:
+            lat.append((arrived - sent[i]) * 1000)
+    missing = total - len(lat)
+    if missing:
+        what = "receipts" if answer == "receipt" else "messages"
+        print(f"    WARNING: {missing} {what} missing")
+    return lat, missing
+
+
+def _latency_figures(rate: int, seconds: int, lat: list[float], missing: int
+                     ) -> dict[str, Any]:
+    return {"rate_taps_s": rate, "seconds": seconds,
+            "p50_ms": round(percentile(lat, 50), 1), "p99_ms": round(percentile(lat, 99), 1),
+            "max_ms": round(max(lat), 1) if lat else None,
+            "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
+            "receipts_missing": missing}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--taps", type=int, default=20_000)
-    ap.add_argument("--publishers", type=int, default=4)
     ap.add_argument("--gateways", type=int, default=1)
+    ap.add_argument("--rates", default="1000", help="steady rates for latency, e.g. 100,500,1000")
     ap.add_argument("--latency-seconds", type=int, default=10)
     ap.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
+    ap.add_argument("--json", metavar="FILE", help="also write the key figures to FILE")
     args = ap.parse_args()
+    figures: dict[str, Any] = {"gateways": args.gateways, "taps": args.taps,
+                               "raw_latency": [], "latency": []}
 
     stack = Stack.create(args.db)
     try:
         payloads = make_payloads(stack, args.taps)
         print(f"tap payload: {len(payloads[0][1])} bytes; {len(stack.devices)} devices, "
-              f"{len(stack.cards)} cards; database {args.db}")
-        raw = raw_mqtt_rate(stack, payloads, args.publishers)
-        print(f"1. raw Mosquitto QoS 1 publish->subscribe: {raw:,.0f} msg/s "
-              f"({args.publishers} paho publishers, 1 paho subscriber)")
+              f"{len(stack.cards)} cards; database {args.db}; publishers: one mosquitto_pub "
+              f"per device; subscriber: mosquitto_sub")
+        raw, _ = timed_burst(stack, payloads, "bench/raw", "tap")
+        figures["raw_mqtt_msg_s"] = round(raw)
+        print(f"1. raw Mosquitto QoS 1 publish->subscribe: {raw:,.0f} msg/s")
+        rates = [int(r) for r in args.rates.split(",")]
+        start_seq = 10_000_000
+        for rate in rates:
+            lat, _ = latency_at(stack, rate, min(args.latency_seconds, 5), start_seq,
+                                "bench/raw", "tap")
+            figures["raw_latency"].append(_latency_figures(rate, min(args.latency_seconds, 5),
+                                                           lat, 0))
+            print(f"   raw Mosquitto publish->subscribe at {rate:,} msg/s: {summary(lat)}")
         rows = pg_insert_rate(stack, args.taps) if args.db == "postgresql" else float("nan")
+        figures["db_insert_taps_s"] = None if rows != rows else round(rows)
         print(f"2. database, a tap's rows inserted 500 taps per transaction: {rows:,.0f} taps/s")
+        if args.db == "postgresql":
+            unnest = pg_unnest_rate(stack, args.taps)
+            figures["db_unnest_taps_s"] = round(unnest)
+            print(f"   the same rows through the gateway's unnest statements: "
+                  f"{unnest:,.0f} taps/s")
         gateways = [stack.gateway(f"gw{i}") for i in range(args.gateways)]
-        e2e = end_to_end(stack, payloads, args.publishers)
+        e2e, t_pub = timed_burst(stack, payloads, "transit/v1/dev", "receipt")
+        figures.update(end_to_end_taps_s=round(e2e), publish_s=round(t_pub, 2))
+        print(f"    (publishing took {t_pub:.1f}s)")
         print(f"3. end to end, {args.gateways} gateway(s): {e2e:,.0f} taps/s "
               f"({args.taps} taps, all receipted)")
-        lat = latency_at(stack, 1000, args.latency_seconds, start_seq=10_000_000)
-        print(f"4. tap-to-receipt at 1,000 taps/s for {args.latency_seconds}s: {summary(lat)}")
+        for rate in rates:
+            lat, missing = latency_at(stack, rate, args.latency_seconds, start_seq)
+            figures["latency"].append(_latency_figures(rate, args.latency_seconds, lat,
+                                                       missing))
+            start_seq += rate * args.latency_seconds
+            print(f"4. tap-to-receipt at {rate:,} taps/s for {args.latency_seconds}s: "
+                  f"{summary(lat)}")
         for g in gateways:
             g.stop()
         print(f"   limits: end to end is {e2e / raw:.0%} of raw MQTT and "
               f"{e2e / rows:.0%} of the database's insert rate")
-        _ = percentile
+        write_figures(args.json, "tap_throughput", figures)
     finally:
         stack.close()
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import DenyChange, DenyEntry, SigningKey
 from fare_gateway.fares.policy import FarePolicy
 from ledger.adapters.models import Card
-from ledger.adapters.sql import chunks, insert_ignore
+from ledger.adapters.sql import insert_ignore, one_of, parts
 from transit import denylist as wire
 from transit.topics import Topics
 
@@ -36,23 +37,32 @@ def deny_reason(policy: FarePolicy, category: str, status: str, balance: int) ->
     return None
 
 
-def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str]) -> int:
+def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str],
+                     state: Mapping[str, tuple[str, str, int]] | None = None) -> int:
     """Bring these cards' deny-list state in line with their status and balance.
 
     Call it inside the transaction that changed them (their rows are locked there).
-    Returns the number of changes recorded.
+    `state` may give each card's (category, status, balance) as that transaction left
+    them, sparing a read. Returns the number of changes recorded.
     """
     wanted = sorted(set(cards))
     if not wanted:
         return 0
     now = int(time.time() * 1000)
     changes = 0
-    for part in chunks(wanted):
-        state = session.execute(select(Card.card, Card.category, Card.status, Card.balance)
-                                .where(Card.card.in_(part))).all()
-        listed = dict(session.execute(select(DenyEntry.card, DenyEntry.reason)
-                                      .where(DenyEntry.card.in_(part))).all())
-        for card, category, status, balance in state:
+    session.flush()  # the reads below go past the ORM: let them see its pending changes
+    conn = session.connection()
+    c = Card.__table__.c
+    d = DenyEntry.__table__.c
+    for part in parts(conn, wanted):
+        if state is None:
+            rows = conn.execute(select(c.card, c.category, c.status, c.balance)
+                                .where(one_of(conn, c.card, part))).all()
+        else:
+            rows = [(card, *state[card]) for card in part if card in state]
+        listed = dict(conn.execute(select(d.card, d.reason)
+                                   .where(one_of(conn, d.card, part))).all())
+        for card, category, status, balance in rows:
             reason = deny_reason(policy, category, status, balance)
             if (reason is None) == (card not in listed) and (
                     reason is None or listed.get(card) == reason):
@@ -131,11 +141,23 @@ class DenyListPublisher:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        failing = False
+        while not self._stop.wait(self.interval_s if not failing else 1.0):
             try:
                 self.publish_once()
-            except Exception:  # the database or broker is away: try again next tick
-                log.warning("deny list not published this time", exc_info=True)
+            except OperationalError as exc:  # the database is away: say so once, retry
+                if not failing:
+                    log.warning("deny list not published: database unreachable (%s); "
+                                "retrying every second", str(exc.orig).splitlines()[0])
+                failing = True
+                continue
+            except Exception:  # anything else is a fault worth its traceback
+                log.exception("deny list not published this time")
+                failing = True
+                continue
+            if failing:
+                log.info("deny list publishing again")
+            failing = False
 
     def publish_once(self) -> None:
         """Publish what changed since last time (both messages are retained).

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import QuarantineRecord, TapRecord
@@ -19,7 +21,7 @@ from fare_gateway.metrics import Metrics
 from fare_gateway.routes import RouteDirectory
 from ledger.adapters.bulk import bulk_insert, bulk_update
 from ledger.adapters.models import Card, Entry
-from ledger.adapters.sql import chunks
+from ledger.adapters.sql import one_of, parts
 from ledger.domain import EntryDraft, fare_entry
 from ledger.services import Ledger
 from transit.topics import Topics
@@ -137,14 +139,15 @@ class TapService:
                     "reason": r.reason, "detail": r.detail[:2000], "device_id": r.device_id,
                     "tap_id": r.tap_id, "size": len(r.inbound.payload),
                     "payload": r.inbound.payload[:QUARANTINE_KEEP_BYTES]} for r in rejects])
+        for reason, count in Counter(r.reason for r in rejects).items():
+            self.metrics.quarantined.labels(reason).inc(count)
         for r in rejects:
-            self.metrics.quarantined.labels(r.reason).inc()
             if outcomes[r.index] is None:
                 outcomes[r.index] = Outcome("rejected", None, r.reason)
         done = [o or Outcome("rejected", None, "internal") for o in outcomes]
         # No money in the metrics: Prometheus values are floats, money never is.
-        for o in done:
-            self.metrics.taps.labels(o.status).inc()
+        for status, count in Counter(o.status for o in done).items():
+            self.metrics.taps.labels(status).inc(count)
         self.metrics.batches.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return done
@@ -166,11 +169,14 @@ class TapService:
         return Receipt(device_id=tap.device_id, seq=tap.seq, status=status, fare=fare,
                        balance=balance, currency=self.policy.currency).signed(device.secret)
 
-    def _existing(self, session: Session, tap_ids: list[str]) -> dict[str, TapRecord]:
-        found: dict[str, TapRecord] = {}
-        for part in chunks(tap_ids):
-            for row in session.execute(select(TapRecord).where(TapRecord.tap_id.in_(part))
-                                       ).scalars():
+    def _existing(self, session: Session, tap_ids: list[str]) -> dict[str, Row[Any]]:
+        """Inbox rows already holding these tap ids: (tap_id, digest, fare, card)."""
+        t = TapRecord.__table__.c
+        conn = session.connection()
+        found: dict[str, Row[Any]] = {}
+        for part in parts(conn, tap_ids):
+            for row in conn.execute(select(t.tap_id, t.digest, t.fare, t.card)
+                                    .where(one_of(conn, t.tap_id, part))):
                 found[row.tap_id] = row
         return found
 
@@ -228,7 +234,10 @@ class TapService:
                     "not_charged" if role == "repeat" else "charged",
                     price.amount(tap.tap_id) if tap.kind == "entry" else change)
         self.ledger.post(session, drafts, {c: s.account_id for c, s in cards.items()})
-        refresh_denylist(session, self.policy, {card for card, _ in days})
+        touched = {card for card, _ in days}
+        # The cards are locked and their balances are known here: no need to read them.
+        refresh_denylist(session, self.policy, touched, {
+            c: (cards[c].category, cards[c].status, balances[c]) for c in touched})
         return receipt_fares
 
     def _load_days(self, session: Session, days: set[tuple[str, str]], exclude: set[str]
@@ -242,28 +251,36 @@ class TapService:
         charged_to: dict[str, str] = {}  # tap -> operator its fare was credited to
         cards = sorted({c for c, _ in days})
         dates = sorted({d for _, d in days})
-        t = TapRecord
-        for part in chunks(cards):
-            rows = session.execute(select(
+        t = TapRecord.__table__.c
+        e = Entry.__table__.c
+        # Core statements, not ORM ones: these rows are only read, and the ORM's row
+        # handling cost more than the queries. (One statement joining the two reads was
+        # tried: PostgreSQL planned it badly for large batches, 300 ms for 500 cards.)
+        conn = session.connection()
+        for part in parts(conn, cards):
+            rows = conn.execute(select(
                 t.tap_id, t.device_id, t.seq, t.ts, t.vehicle_id, t.route_id, t.kind,
                 t.lat_e6, t.lon_e6, t.card, t.service_date).where(
-                t.card.in_(part), t.service_date.in_(dates), t.status == "charged")).all()
+                one_of(conn, t.card, part), one_of(conn, t.service_date, dates),
+                # Written into the statement, not bound: PostgreSQL's generic plan for a
+                # bound status scanned the whole table (1 ms instead of 0.1 for 13 cards).
+                t.status == literal("charged", literal_execute=True))).all()
             for row in rows:
-                key = (row.card, row.service_date)
-                if key in known and row.tap_id not in exclude:
-                    known[key][row.tap_id] = PricedTap(*row[:9])
-                    routes[row.tap_id] = row.route_id
-            for tap_id, operator in session.execute(
-                    select(Entry.tap_id, Entry.operator_id).where(
-                        Entry.card.in_(part), Entry.service_date.in_(dates),
-                        Entry.kind == "fare")).all():
-                charged_to[tap_id] = operator
-            sums = session.execute(
-                select(Entry.tap_id, Entry.card, Entry.service_date, func.sum(Entry.amount))
-                .where(Entry.card.in_(part), Entry.service_date.in_(dates),
-                       Entry.tap_id.is_not(None))
-                .group_by(Entry.tap_id, Entry.card, Entry.service_date)).all()
-            for tap_id, card, service_date, amount in sums:
+                key = (row[9], row[10])
+                if key in known and row[0] not in exclude:
+                    known[key][row[0]] = PricedTap(*row[:9])
+                    routes[row[0]] = row[5]
+            # One pass over the entries: each tap's net amount, and the operator its
+            # fare went to (at most one fare entry per tap: its idempotency key is unique).
+            fare_operator = func.max(case((e.kind == "fare", e.operator_id)))
+            sums = conn.execute(
+                select(e.tap_id, e.card, e.service_date, func.sum(e.amount), fare_operator)
+                .where(one_of(conn, e.card, part), one_of(conn, e.service_date, dates),
+                       e.tap_id.is_not(None))
+                .group_by(e.tap_id, e.card, e.service_date)).all()
+            for tap_id, card, service_date, amount, operator in sums:
+                if operator is not None:
+                    charged_to[tap_id] = operator
                 if (card, service_date) in known:
                     ledger_now[tap_id] = int(amount)
         return known, ledger_now, routes, charged_to
@@ -271,10 +288,12 @@ class TapService:
     def _lock_cards(self, session: Session, cards: set[str]) -> dict[str, _CardState]:
         """Lock the batch's cards in sorted order, so concurrent gateways cannot deadlock."""
         out: dict[str, _CardState] = {}
-        for part in chunks(sorted(cards)):
-            stmt = (select(Card.card, Card.category, Card.status, Card.balance, Card.account_id)
-                    .where(Card.card.in_(part)).order_by(Card.card).with_for_update())
-            for row in session.execute(stmt):
+        c = Card.__table__.c
+        conn = session.connection()
+        for part in parts(conn, sorted(cards)):
+            stmt = (select(c.card, c.category, c.status, c.balance, c.account_id)
+                    .where(one_of(conn, c.card, part)).order_by(c.card).with_for_update())
+            for row in conn.execute(stmt):
                 out[row[0]] = _CardState(*row)
         return out
 
@@ -284,21 +303,23 @@ class TapService:
                  operators: dict[str, str]) -> None:
         if not verified:
             return
-        existing = self._existing(session, sorted({t.tap_id for _, t, _ in verified}))
         fresh: dict[str, tuple[int, Tap, KnownDevice]] = {}
         repeats: list[tuple[int, Tap, KnownDevice]] = []
         for item in verified:
             tap_id = item[1].tap_id
-            if tap_id in existing or tap_id in fresh:
+            if tap_id in fresh:
                 repeats.append(item)
             else:
                 fresh[tap_id] = item
-        cards = self._lock_cards(session, {t.card for _, t, _ in verified}
-                                 | {r.card for r in existing.values()})
+        # Only the batch's own cards: a repeat's receipt names the card of its own body
+        # (the same card as the first one's, or a conflict, answered with its own card).
+        cards = self._lock_cards(session, {t.card for _, t, _ in verified})
         balances = {c: s.balance for c, s in cards.items()}
 
-        # The inbox rows go in first, in tap_id order: a tap another gateway is inserting
-        # at this moment makes us wait for its commit and then skip it here.
+        # The inbox rows go in first, in tap_id order. A tap_id already in the inbox is
+        # skipped by the insert itself (no look-up first: repeats are rare), and one that
+        # another gateway is inserting at this moment makes us wait for its commit and
+        # then skip it here.
         rows = []
         planned: dict[str, tuple[str, int]] = {}
         for tap_id in sorted(fresh):
@@ -321,11 +342,10 @@ class TapService:
                 "status": status, "fare": fare, "received_ms": int(time.time() * 1000)})
         inserted = {row[0] for row in bulk_insert(
             session, TapRecord.__table__, rows, ignore_conflicts=True, returning=("tap_id",))}
-        raced = sorted(set(fresh) - inserted)
-        if raced:  # committed meanwhile by another gateway: now a repeat like any other
-            existing.update(self._existing(session, raced))
-            for tap_id in raced:
-                repeats.append(fresh.pop(tap_id))
+        known = sorted(set(fresh) - inserted)
+        existing = self._existing(session, known) if known else {}
+        for tap_id in known:  # processed before (or just now by another gateway): a repeat
+            repeats.append(fresh.pop(tap_id))
         priced = self._reprice(session, [fresh[t][1] for t in sorted(fresh)
                                         if planned[t][0] == "charged"], cards, operators,
                               balances)

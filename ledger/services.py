@@ -14,9 +14,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger.adapters.bulk import bulk_insert, bulk_update
+from ledger.adapters.bulk import bulk_insert, bulk_update, insert_entries_pg
 from ledger.adapters.models import Account, Card, Entry, Posting
-from ledger.adapters.sql import chunks, insert_ignore
+from ledger.adapters.sql import chunks, dialect_of, insert_ignore
 from ledger.domain import CARD, AccountKey, EntryDraft, LedgerError, topup_entry
 
 T = TypeVar("T")
@@ -134,23 +134,27 @@ class Ledger:
             "reference": d.reference, "service_date": d.service_date,
             "operator_id": d.operator_id, "route_id": d.route_id, "category": d.category,
         } for d in drafts]
-        keyed = {key: entry_id for entry_id, key in bulk_insert(
-            session, Entry.__table__, entry_rows, returning=("id", "idem_key"))}
-        ids = [keyed[d.idem_key] for d in drafts]
-        postings = []
+        postings: list[tuple[str, int, int]] = []  # (idem_key, account, amount)
         deltas: dict[str, int] = defaultdict(int)
-        for entry_id, draft in zip(ids, drafts, strict=True):
+        for draft in drafts:
             for p in draft.postings:
                 if p.account.kind == CARD:
                     account_id = card_accounts[p.account.ref]
                     deltas[p.account.ref] += p.amount
                 else:
                     account_id = others[p.account]
-                postings.append({"entry_id": entry_id, "account_id": account_id,
-                                 "amount": p.amount})
-        bulk_insert(session, Posting.__table__, postings)
+                postings.append((draft.idem_key, account_id, p.amount))
+        if dialect_of(session) == "postgresql":
+            keyed = insert_entries_pg(session, Entry.__table__, Posting.__table__,
+                                      Card.__table__, entry_rows, postings, deltas)
+            return [keyed[d.idem_key] for d in drafts]
+        keyed = {key: entry_id for entry_id, key in bulk_insert(
+            session, Entry.__table__, entry_rows, returning=("id", "idem_key"))}
+        bulk_insert(session, Posting.__table__, [
+            {"entry_id": keyed[key], "account_id": account_id, "amount": amount}
+            for key, account_id, amount in postings])
         bulk_update(session, Card.__table__, "card", "balance", deltas, add=True)
-        return ids
+        return [keyed[d.idem_key] for d in drafts]
 
     def _card_accounts(self, session: Session, cards: set[str]) -> dict[str, int]:
         found: dict[str, int] = {}

@@ -29,6 +29,9 @@ RECEIPT_STATUSES = ("charged", "duplicate", "not_charged", "unknown_card", "conf
 
 Scalar = str | int | bool
 
+# The canonical JSON encoder, made once (json.dumps with options builds one per call).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
 
 class WireError(ValueError):
     """A message that is not a valid Tap, Position or Receipt; `reason` is short and stable."""
@@ -42,7 +45,7 @@ class WireError(ValueError):
 def canonical(msg: Mapping[str, Any]) -> bytes:
     """Canonical form: UTF-8 JSON, keys sorted, no whitespace, `sig` left out."""
     body = {k: v for k, v in msg.items() if k != "sig"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return _ENCODER.encode(body).encode()
 
 
 def signature(msg: Mapping[str, Any], secret: bytes) -> str:
@@ -158,7 +161,8 @@ class Message:
         """A copy carrying the signature made with `secret`."""
         body = self.to_dict()
         body.pop("sig", None)
-        return _replace_sig(self, signature(body, secret))
+        canon = _ENCODER.encode(body).encode()
+        return _with_sig(self, hmac.new(secret, canon, hashlib.sha256).hexdigest(), canon)
 
     def verify(self, secret: bytes) -> bool:
         """True when the message's signature was made with `secret`."""
@@ -173,7 +177,7 @@ class Message:
 
     def encode(self) -> bytes:
         """Canonical bytes to publish (the canonical form with `sig` included)."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return _ENCODER.encode(self.to_dict()).encode()
 
     @cached_property
     def digest(self) -> str:
@@ -201,10 +205,15 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _replace_sig(msg: M, sig: str) -> M:
-    from dataclasses import replace
-
-    return replace(msg, sig=sig)  # type: ignore[call-arg]
+def _with_sig(msg: M, sig: str, canon: bytes) -> M:
+    """A copy of `msg` with `sig` set; its canonical form (which leaves `sig` out) is
+    the one just computed. Copied field by field: `dataclasses.replace` re-validates
+    nothing here and cost more than the signature itself."""
+    copy = object.__new__(type(msg))
+    copy.__dict__.update(msg.__dict__)
+    copy.__dict__["sig"] = sig
+    copy.__dict__["canonical"] = canon  # what the cached property would compute
+    return copy
 
 
 def _version(f: _Fields) -> None:

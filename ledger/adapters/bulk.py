@@ -2,7 +2,10 @@
 
 On PostgreSQL rows travel as one array per column through `unnest`, so the statement
 text stays the same for every batch (parsed and planned once) and one round trip carries
-a whole batch. SQLite, in-process, takes SQLAlchemy's multi-row inserts.
+a whole batch. Each array is sent as one string in PostgreSQL's array syntax
+(`pg_array`) and cast on the server: psycopg's own adaptation of a Python list costs
+about 25 microseconds per parameter plus 0.3 per element, the most expensive part of a
+small batch. SQLite, in-process, takes SQLAlchemy's multi-row inserts.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from ledger.adapters.sql import dialect_of, insert_ignore
+from ledger.adapters.sql import dialect_of, insert_ignore, pg_array
 
 
 def _pg_type(column: Any) -> str:
@@ -59,7 +62,7 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
         sql += " ON CONFLICT DO NOTHING"
     if returning:
         sql += " RETURNING " + ", ".join(returning)
-    params = {c: [r[c] for r in rows] for c in columns}
+    params = {c: pg_array([r[c] for r in rows]) for c in columns}
     result = session.execute(text(sql), params)
     return list(result.all()) if returning else []
 
@@ -79,9 +82,44 @@ def bulk_update(session: Session, table: Table, key: str, column: str,
             f"UPDATE {table.name} AS t SET {column} = {new} "
             f"FROM unnest(CAST(:keys AS text[]), CAST(:vals AS bigint[])) AS d(k, v) "
             f"WHERE t.{key} = d.k"),
-            {"keys": [k for k, _ in items], "vals": [v for _, v in items]})
+            {"keys": pg_array([k for k, _ in items]), "vals": pg_array([v for _, v in items])})
         return
     value = table.c[column] + bindparam("v") if add else bindparam("v")
     session.connection().execute(
         table.update().where(table.c[key] == bindparam("k")).values({column: value}),
         [{"k": k, "v": v} for k, v in items])
+
+
+def insert_entries_pg(session: Session, entries: Table, postings: Table, cards: Table,
+                      entry_rows: Sequence[dict[str, Any]],
+                      posting_rows: Sequence[tuple[str, int, int]],
+                      balance_deltas: dict[str, int]) -> dict[str, int]:
+    """PostgreSQL: entries, their postings and the card balances in one statement.
+
+    `posting_rows` are (entry idem_key, account id, amount), inserted in the order given;
+    `balance_deltas` is added to each card's balance. Data-modifying CTEs run as one
+    statement: one round trip instead of three, all or nothing like the transaction
+    around it. Returns each new entry's id by idem_key.
+    """
+    columns = list(entry_rows[0].keys())
+    arrays = ", ".join(f"CAST(:e_{c} AS {_pg_type(entries.c[c])}[])" for c in columns)
+    deltas = sorted((k, v) for k, v in balance_deltas.items() if v)
+    sql = (
+        f"WITH e AS (INSERT INTO {entries.name} ({', '.join(columns)}) "
+        f"SELECT * FROM unnest({arrays}) RETURNING id, idem_key), "
+        f"p AS (INSERT INTO {postings.name} (entry_id, account_id, amount) "
+        f"SELECT e.id, d.account_id, d.amount FROM unnest(CAST(:p_key AS text[]), "
+        f"CAST(:p_account AS bigint[]), CAST(:p_amount AS bigint[])) "
+        f"WITH ORDINALITY AS d(idem_key, account_id, amount, n) "
+        f"JOIN e ON e.idem_key = d.idem_key ORDER BY d.n), "
+        f"c AS (UPDATE {cards.name} AS t SET balance = t.balance + d.v "
+        f"FROM unnest(CAST(:c_keys AS text[]), CAST(:c_vals AS bigint[])) AS d(k, v) "
+        f"WHERE t.card = d.k) "
+        f"SELECT id, idem_key FROM e")
+    params: dict[str, Any] = {f"e_{c}": pg_array([r[c] for r in entry_rows])
+                              for c in columns}
+    params.update(p_key=pg_array([p[0] for p in posting_rows]),
+                  p_account=pg_array([p[1] for p in posting_rows]),
+                  p_amount=pg_array([p[2] for p in posting_rows]),
+                  c_keys=pg_array([k for k, _ in deltas]), c_vals=pg_array([v for _, v in deltas]))
+    return {key: entry_id for entry_id, key in session.execute(text(sql), params).all()}

@@ -57,6 +57,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
+    # psycopg prepares a statement on the server after a few runs, and PostgreSQL may
+    # then keep one generic plan for it. A generic plan made while a table was small
+    # (a new database, before autovacuum's first ANALYZE) goes on scanning the whole
+    # table until the next ANALYZE: 1.3 ms instead of 0.1 for a 13-card look-up in a
+    # 3,000-tap table. Planning with the values each time costs tens of microseconds.
+    connect_args = kwargs.setdefault("connect_args", {})
+    connect_args.setdefault("options", "-c plan_cache_mode=force_custom_plan")
     return create_engine(url, **kwargs)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Table, any_, bindparam, cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 
 def dialect_of(bind: Session | Connection) -> str:
@@ -23,3 +25,60 @@ def insert_ignore(bind: Session | Connection, table: Table) -> Any:
 def chunks(items: list[Any], size: int = 900) -> list[list[Any]]:
     """Split long IN lists (SQLite allows at most 32,766 parameters per statement)."""
     return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+
+
+def _element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return '"\\\\x' + bytes(value).hex() + '"'  # bytea hex input, its backslash escaped
+    text_value = str(value)
+    if "\\" in text_value or '"' in text_value:
+        text_value = text_value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text_value + '"'
+
+
+def pg_array(values: Sequence[Any]) -> str:
+    """A PostgreSQL array literal (`{"a","b",NULL}`) for strings, integers, booleans,
+    bytes and None; cast it on the server, e.g. `CAST(:p AS text[])`.
+
+    Every string is double-quoted with `\\` and `"` escaped, so any text (quotes, commas,
+    braces, the word NULL) arrives unchanged.
+    """
+    if not values:
+        return "{}"
+    kinds = {type(v) for v in values}
+    if kinds == {int}:
+        return "{" + ",".join(map(str, values)) + "}"
+    if kinds == {str} and not any('"' in v or "\\" in v for v in values):
+        return '{"' + '","'.join(values) + '"}'
+    return "{" + ",".join([_element(v) for v in values]) + "}"
+
+
+def one_of(bind: Session | Connection, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN values`.
+
+    On PostgreSQL the values travel as one array (`column = ANY(:array)`), so the
+    statement's text is the same whatever their number: it is compiled once by
+    SQLAlchemy and prepared once by the server. SQLite gets an expanding IN; callers
+    split long lists with `parts`.
+    """
+    if dialect_of(bind) == "postgresql":
+        # An untyped parameter, so that PostgreSQL reads it as the array type itself:
+        # a constant in the plan (a text parameter cast to an array is re-parsed for
+        # every row a sequential scan meets).
+        array = bindparam(None, pg_array(list(values)), type_=NullType())
+        return column == any_(cast(array, postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def parts(bind: Session | Connection, items: list[Any]) -> list[list[Any]]:
+    """`items` split for `one_of`: one part on PostgreSQL (an array has no parameter
+    limit), `chunks` on SQLite."""
+    return [items] if dialect_of(bind) == "postgresql" else chunks(items)

@@ -216,11 +216,13 @@ class Account:
     duplicated: int  # fare entries beyond the first for one tap
     unconfirmed: int  # in the ledger, but the reader's feedback never came out (kill -9)
     not_receipted: int  # still in a validator's spool at the end
+    examples: dict[str, list[str]] = field(default_factory=dict)  # a few tap ids of each fault
 
     def line(self, name: str) -> str:
         return (f"{name}: sent {self.sent}, charged {self.charged}, lost {self.lost}, "
                 f"duplicated {self.duplicated}, unconfirmed {self.unconfirmed}, "
-                f"not receipted {self.not_receipted}")
+                f"not receipted {self.not_receipted}"
+                + (f" (examples: {self.examples})" if self.examples else ""))
 
 
 @dataclass
@@ -236,6 +238,7 @@ class Fleet:
     agents: list[AgentProcess] = field(default_factory=list)
     links: dict[str, RadioLink] = field(default_factory=dict)
     cards_used: int = 0
+    records: dict[str, tuple[str, bool, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Not under pytest's tmp_path (0700 for root), where a Mosquitto that drops to its
@@ -252,6 +255,7 @@ class Fleet:
         self._feeders: list[threading.Thread] = []
         self._streaming = threading.Event()
         self.presented = 0
+        self._written: dict[tuple[str, int], int] = {}  # (device, run) -> cards presented
 
     # -- parts -------------------------------------------------------------------------
     def start_gateways(self, n: int) -> list[Gateway]:
@@ -309,12 +313,15 @@ class Fleet:
             card = self._next_card()
             if card is None:
                 raise RuntimeError("the fleet ran out of funded cards; fund more")
+            run = len(agent.history)
             try:
                 agent.tap(card)
             except (OSError, ValueError, AssertionError):
                 continue  # the validator died just now: this passenger walks on
             with self._card_lock:
                 self.presented += 1
+                key = (agent.device_id, run)
+                self._written[key] = self._written.get(key, 0) + 1
 
     def stop_stream(self) -> None:
         self._streaming.clear()
@@ -343,8 +350,9 @@ class Fleet:
         engine = make_engine(self.db_url)
         try:
             with session_factory(engine)() as s:
-                taps = {r.tap_id: r.card for r in s.scalars(
+                self.records = {r.tap_id: (r.card, r.accepted, r.status) for r in s.scalars(
                     select(TapRecord).where(TapRecord.device_id.in_(devices)))}
+                taps = {tap_id: card for tap_id, (card, _a, _s) in self.records.items()}
                 fares: dict[str, int] = {}
                 for (tap_id,) in s.execute(select(Entry.tap_id).where(Entry.kind == "fare")):
                     fares[str(tap_id)] = fares.get(str(tap_id), 0) + 1
@@ -361,13 +369,24 @@ class Fleet:
         duplicated = sum(max(0, n - 1) for t, n in fares.items() if t in taps)
         unconfirmed = [t for t in taps if t not in accepted]
         waiting = sum(len(a.spool_seqs()) for a in self.agents)
+        examples = {
+            "lost": [f"{t} {accepted[t]}" for t in lost[:5]],
+            "unconfirmed": [f"{t} {self.records[t]}" for t in unconfirmed[:5]],
+            "duplicated": [t for t, n in fares.items() if t in taps and n > 1][:5],
+        }
         return Account(len(accepted), len(charged), len(lost), duplicated, len(unconfirmed),
-                       waiting)
+                       waiting, {k: v for k, v in examples.items() if v})
 
     def settle_up(self, timeout: float = 120.0) -> Account:
         """Wait until every tap a reader accepted is in the ledger and every validator has
         its receipts (or `timeout`), then account."""
         deadline = time.monotonic() + timeout
+        # First every living validator answers every card presented to it, so that no
+        # tap is in the ledger before its reader's decision has been read here.
+        for agent in self.agents:
+            if agent.alive():
+                written = self._written.get((agent.device_id, len(agent.history)), 0)
+                agent.wait_taps(written, timeout=max(1.0, deadline - time.monotonic()))
         while True:
             account = self.account()
             done = (account.lost == 0 and account.not_receipted == 0
