@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -79,9 +80,13 @@ class Stack:
         return Gateway(env, self.workdir / f"{name}.log").start()
 
     def close(self) -> None:
+        """Stop the broker, drop the database and remove the work folder (logs included:
+        set TRANSIT_BENCH_KEEP=1 to keep the folder for a look at the gateway's log)."""
         self.broker.stop()
         if self.db_url.startswith("postgresql"):
             drop_pg_database(self.db_url)
+        if not os.environ.get("TRANSIT_BENCH_KEEP"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def run_processes(target, args_list: list[tuple]) -> None:  # type: ignore[no-untyped-def]
