@@ -147,8 +147,9 @@ class DenyListPublisher:
                 self.publish_once()
             except OperationalError as exc:  # the database is away: say so once, retry
                 if not failing:
+                    why = (str(exc.orig).splitlines() or [type(exc.orig).__name__])[0]
                     log.warning("deny list not published: database unreachable (%s); "
-                                "retrying every second", str(exc.orig).splitlines()[0])
+                                "retrying every second", why)
                 failing = True
                 continue
             except Exception:  # anything else is a fault worth its traceback

@@ -62,9 +62,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # (a new database, before autovacuum's first ANALYZE) goes on scanning the whole
     # table until the next ANALYZE: 1.3 ms instead of 0.1 for a 13-card look-up in a
     # 3,000-tap table. Planning with the values each time costs tens of microseconds.
-    connect_args = kwargs.setdefault("connect_args", {})
-    connect_args.setdefault("options", "-c plan_cache_mode=force_custom_plan")
-    return create_engine(url, **kwargs)
+    # Set on each new connection rather than as a startup option, so that options the
+    # operator gives (in the URL or PGOPTIONS) are kept.
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _custom_plans(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_conn.commit()
+
+    return engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

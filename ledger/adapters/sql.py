@@ -61,6 +61,16 @@ def pg_array(values: Sequence[Any]) -> str:
     return "{" + ",".join([_element(v) for v in values]) + "}"
 
 
+def _unbounded(type_: Any) -> Any:
+    """The column's type without its length: a cast to `varchar(n)[]` would cut longer
+    values short and let them match a row they only begin like."""
+    if getattr(type_, "length", None) is None:
+        return type_
+    unbounded = type_.copy()
+    unbounded.length = None
+    return unbounded
+
+
 def one_of(bind: Session | Connection, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
     """`column IN values`.
 
@@ -74,7 +84,7 @@ def one_of(bind: Session | Connection, column: Any, values: Collection[Any]) -> 
         # a constant in the plan (a text parameter cast to an array is re-parsed for
         # every row a sequential scan meets).
         array = bindparam(None, pg_array(list(values)), type_=NullType())
-        return column == any_(cast(array, postgresql.ARRAY(column.type)))
+        return column == any_(cast(array, postgresql.ARRAY(_unbounded(column.type))))
     return column.in_(list(values))
 
 
