@@ -74,9 +74,10 @@ def distance_km(a: PricedTap, b: PricedTap) -> float:
     return _geodesic_km(a.lat_e6, a.lon_e6, b.lat_e6, b.lon_e6)
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=8192)
 def _geodesic_km(lat1_e6: int, lon1_e6: int, lat2_e6: int, lon2_e6: int) -> float:
-    # Cached: re-pricing a day measures the same legs again at every new tap.
+    # Cached: re-pricing a day measures the same legs again at every new tap (a day
+    # has a few dozen legs at most; the bound keeps a long run's memory flat).
     return float(geodesic((lat1_e6 / 1e6, lon1_e6 / 1e6), (lat2_e6 / 1e6, lon2_e6 / 1e6)).km)
 
 

@@ -6,6 +6,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -88,22 +89,21 @@ class FarePolicy:
         return (self.local_time(ts_ms) - timedelta(minutes=self.service_day_start_min)).date()
 
     def __post_init__(self) -> None:
-        # Re-pricing a day asks for the same (route, time) again at every new tap.
-        object.__setattr__(self, "_rule_cache", {})
+        # Re-pricing a day asks for the same (route, minute) again at every new tap. A
+        # rule depends only on the route and the local minute of the day, and time zone
+        # offsets are whole minutes, so the UTC minute is a sound key. The cache is
+        # bounded: a long-running gateway meets new minutes all day long.
+        object.__setattr__(self, "_rule_at", lru_cache(maxsize=8192)(self._rule_at_minute))
 
     def rule_for(self, route_id: str, ts_ms: int) -> FareRule | None:
         """The first rule matching the route at the event's local time."""
-        cache: dict[tuple[str, int], FareRule | None] = self._rule_cache  # type: ignore[attr-defined]
-        key = (route_id, ts_ms)
-        if key in cache:
-            return cache[key]
-        local = self.local_time(ts_ms)
-        minute = local.hour * 60 + local.minute
-        found = next((rule for rule in self.rules if rule.matches(route_id, minute)), None)
-        if len(cache) > 200_000:
-            cache.clear()
-        cache[key] = found
+        found: FareRule | None = self._rule_at(route_id, ts_ms // 60_000)  # type: ignore[attr-defined]
         return found
+
+    def _rule_at_minute(self, route_id: str, utc_minute: int) -> FareRule | None:
+        local = self.local_time(utc_minute * 60_000)
+        minute = local.hour * 60 + local.minute
+        return next((rule for rule in self.rules if rule.matches(route_id, minute)), None)
 
     def amount(self, table: dict[str, int], category: str) -> int:
         """A category's amount in a rule's table, falling back to the default category."""
