@@ -20,7 +20,8 @@ count. Receipts are counted by a subscriber: every tap must be receipted.
 Reported: RSS at the end of the warm-up (start) and at the end, the growth between them,
 the least-squares slope (KiB/min) over the steady part (after the warm-up) and over the
 second half of the run. Verdict: "no growth" when the second half's slope, carried over
-the whole run, stays under 1 % of the gateway's mean RSS (about the size of the steps in
+the whole run, stays under 1 % of the gateway's mean RSS, or when the last third of the
+run stays within that 1 % (a step, then level) (about the size of the steps in
 which a Python process's RSS moves on its own: allocator arenas, caches filling up);
 otherwise "grows". The threshold is meant for runs of ten minutes or more: in a run of
 two, one such step near the end is enough to read as growth.
@@ -355,13 +356,21 @@ def main() -> int:
         slope = slope_per_min(steady)
         slope2 = slope_per_min(second)
         threshold = NOISE_SHARE * mean_rss / args.minutes
-        verdict = "no growth" if slope2 <= threshold else "grows"
+        # A step (an allocator arena, a bounded cache filling) followed by a flat line is
+        # not growth: the last third of the run must then stay within the noise.
+        last = [r for t, r in steady if t >= seconds * 2 / 3 - 1e-6]
+        spread_last = max(last) - min(last)
+        levelled = spread_last <= NOISE_SHARE * mean_rss
+        verdict = ("no growth" if slope2 <= threshold else
+                   "no growth (a step, then level)" if levelled else "grows")
         print()
         print(f"gateway RSS after the {args.warmup:g} s warm-up: {mib(start_rss)}; at the end "
               f"({seconds:.0f} s): {mib(end_rss)}; growth {end_rss - start_rss:+,} KiB")
         print(f"slope (least squares), steady part ({len(steady)} samples): {slope:+.1f} KiB/min;"
               f" second half ({len(second)} samples): {slope2:+.1f} KiB/min "
               f"({slope2 * 60 / 1024:+.1f} MiB an hour if it went on)")
+        print(f"last third of the run: RSS within {spread_last:,} KiB "
+              f"({'level' if levelled else 'still moving'})")
         print(f"noise threshold: {NOISE_SHARE:.0%} of the mean RSS ({mib(mean_rss)}) over "
               f"{args.minutes:g} min = {threshold:.1f} KiB/min -> {verdict}")
         print(f"taps: {taps_sent:,} sent, {received:,} receipted ({by_status}; not_charged "
@@ -372,6 +381,7 @@ def main() -> int:
             print(f"(not counted: the broker's RSS at the end {mib(broker_rss)})")
         write_figures(args.json, "memory", {
             "minutes": args.minutes, "warmup_s": args.warmup, "interval_s": args.interval,
+            "last_third_spread_kib": spread_last,
             "taps_per_s": args.taps_per_s, "positions_per_s": args.positions_per_s,
             "devices": args.devices, "cards": args.cards, "network": network,
             "samples": [[round(t, 1), r] for t, r in samples],
