@@ -169,6 +169,31 @@ def timed_burst(stack: Stack, payloads: list[tuple[str, bytes]], prefix: str,
     return len(payloads) / (sub.arrival(len(payloads) - 1) - t0), t_pub
 
 
+def _raw_rows(tag: str, start: int, stop: int) -> tuple[list[dict], list[dict]]:  # type: ignore[type-arg]
+    """Inbox rows and fare entries of charged taps `tag:start` .. `tag:stop-1`."""
+    taps = [{"tap_id": f"{tag}:{i}", "device_id": "RAW", "seq": i, "digest": "0" * 64,
+             "card": "04FFFFFFFF", "kind": "entry", "accepted": True, "reason": None,
+             "ts": TS0, "vehicle_id": "V", "route_id": "R1", "trip_id": None,
+             "lat_e6": 0, "lon_e6": 0, "service_date": "2025-11-28",
+             "status": "charged", "fare": 5000, "received_ms": TS0}
+            for i in range(start, stop)]
+    entries = [{"idem_key": t["tap_id"], "kind": "fare", "digest": "0" * 64,
+                "amount": 5000, "posted_ms": TS0, "currency": "IDR", "card": None,
+                "tap_id": t["tap_id"], "reference": None, "service_date": "2025-11-28",
+                "operator_id": "x", "route_id": "R1", "category": "regular"} for t in taps]
+    return taps, entries
+
+
+def _drop_raw_rows(engine, tag: str) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM postings WHERE entry_id IN "
+                          f"(SELECT id FROM entries WHERE idem_key LIKE '{tag}:%')"))
+        conn.execute(text(f"DELETE FROM entries WHERE idem_key LIKE '{tag}:%'"))
+        conn.execute(text(f"DELETE FROM taps WHERE tap_id LIKE '{tag}:%'"))
+
+
 def pg_insert_rate(stack: Stack, n: int) -> float:
     """The rows a charged tap writes (inbox row, entry, two postings), 500 taps a transaction."""
     from sqlalchemy import insert, text
@@ -183,28 +208,15 @@ def pg_insert_rate(stack: Stack, n: int) -> float:
     t0 = time.perf_counter()
     for b in range(0, n, 500):
         with engine.begin() as conn:
-            taps = [{"tap_id": f"raw:{i}", "device_id": "RAW", "seq": i, "digest": "0" * 64,
-                     "card": "04FFFFFFFF", "kind": "entry", "accepted": True, "reason": None,
-                     "ts": TS0, "vehicle_id": "V", "route_id": "R1", "trip_id": None,
-                     "lat_e6": 0, "lon_e6": 0, "service_date": "2025-11-28",
-                     "status": "charged", "fare": 5000, "received_ms": TS0}
-                    for i in range(b, min(n, b + 500))]
+            taps, entries = _raw_rows("raw", b, min(n, b + 500))
             conn.execute(insert(TapRecord), taps)
-            ids = conn.execute(insert(Entry).returning(Entry.id, sort_by_parameter_order=True), [
-                {"idem_key": f"raw:{t['seq']}", "kind": "fare", "digest": "0" * 64,
-                 "amount": 5000, "posted_ms": TS0, "currency": "IDR", "card": None,
-                 "tap_id": t["tap_id"], "reference": None, "service_date": "2025-11-28",
-                 "operator_id": "x", "route_id": "R1", "category": "regular"}
-                for t in taps]).scalars().all()
+            ids = conn.execute(insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
+                               entries).scalars().all()
             conn.execute(insert(Posting), [
                 {"entry_id": i, "account_id": acct, "amount": a} for i in ids
                 for a in (-5000, 5000)])
     rate = n / (time.perf_counter() - t0)
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM postings WHERE entry_id IN "
-                          "(SELECT id FROM entries WHERE idem_key LIKE 'raw:%')"))
-        conn.execute(text("DELETE FROM entries WHERE idem_key LIKE 'raw:%'"))
-        conn.execute(text("DELETE FROM taps WHERE tap_id LIKE 'raw:%'"))
+    _drop_raw_rows(engine, "raw")
     engine.dispose()
     return rate
 
@@ -227,27 +239,13 @@ def pg_unnest_rate(stack: Stack, n: int) -> float:
     t0 = time.perf_counter()
     for b in range(0, n, 500):
         with sessions.begin() as s:
-            taps = [{"tap_id": f"raw2:{i}", "device_id": "RAW", "seq": i, "digest": "0" * 64,
-                     "card": "04FFFFFFFF", "kind": "entry", "accepted": True, "reason": None,
-                     "ts": TS0, "vehicle_id": "V", "route_id": "R1", "trip_id": None,
-                     "lat_e6": 0, "lon_e6": 0, "service_date": "2025-11-28",
-                     "status": "charged", "fare": 5000, "received_ms": TS0}
-                    for i in range(b, min(n, b + 500))]
+            taps, entries = _raw_rows("raw2", b, min(n, b + 500))
             bulk_insert(s, TapRecord.__table__, taps)
-            entries = [{"idem_key": f"raw2:{t['seq']}", "kind": "fare", "digest": "0" * 64,
-                        "amount": 5000, "posted_ms": TS0, "currency": "IDR", "card": None,
-                        "tap_id": t["tap_id"], "reference": None,
-                        "service_date": "2025-11-28", "operator_id": "x", "route_id": "R1",
-                        "category": "regular"} for t in taps]
             insert_entries_pg(s, Entry.__table__, Posting.__table__, Card.__table__, entries,
                               [(e["idem_key"], acct, a) for e in entries
                                for a in (-5000, 5000)], {})
     rate = n / (time.perf_counter() - t0)
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM postings WHERE entry_id IN "
-                          "(SELECT id FROM entries WHERE idem_key LIKE 'raw2:%')"))
-        conn.execute(text("DELETE FROM entries WHERE idem_key LIKE 'raw2:%'"))
-        conn.execute(text("DELETE FROM taps WHERE tap_id LIKE 'raw2:%'"))
+    _drop_raw_rows(engine, "raw2")
     engine.dispose()
     return rate
 

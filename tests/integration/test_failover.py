@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_faults import RATE, finish, flowing
+from tests.integration.test_faults import finish, under_way
 from tests.support.faults import Fleet
 from tests.support.standby import STANDBY_NAME, ReplicatedPostgres
 
@@ -55,12 +55,7 @@ def test_postgresql_fails_over_to_its_synchronous_standby(
         record_property: Callable[[str, object], None]) -> None:
     f, pg = replicated
     assert pg.replication() == [(STANDBY_NAME, "streaming", "sync")]
-    f.fund(600)
-    f.start_gateways(1)
-    for _ in range(3):
-        f.add_agent()
-    f.stream(RATE)
-    flowing(f, 40)
+    under_way(f, gateways=1)
     # Still synchronous when the crash comes: every commit so far is on the standby.
     assert pg.replication() == [(STANDBY_NAME, "streaming", "sync")]
     pg.primary.crash()  # immediate stop: the primary is gone, mid-stream

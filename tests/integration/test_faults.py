@@ -83,15 +83,21 @@ def flowing(fleet: Fleet, n: int, timeout: float = 30.0) -> None:
     wait_until(lambda: len(fleet.ledger()[0]) >= start + n, timeout, f"{n} taps charged")
 
 
-def test_one_of_two_gateways_killed(fleet: Callable[..., Fleet],
-                                    record_property: Callable[[str, object], None]) -> None:
-    f = fleet()
+def under_way(f: Fleet, gateways: int) -> None:
+    """Start `gateways` gateways and three validators tapped at RATE each, and return
+    once taps are being charged."""
     f.fund(600)
-    f.start_gateways(2)
+    f.start_gateways(gateways)
     for _ in range(3):
         f.add_agent()
     f.stream(RATE)
     flowing(f, 40)
+
+
+def test_one_of_two_gateways_killed(fleet: Callable[..., Fleet],
+                                    record_property: Callable[[str, object], None]) -> None:
+    f = fleet()
+    under_way(f, gateways=2)
     f.gateways[0].stop(kill=True)  # kill -9
     time.sleep(12)  # the survivor carries the stream alone
     # Mosquitto keeps a dead member's share of the subscription in its session: those
@@ -105,12 +111,7 @@ def test_one_of_two_gateways_killed(fleet: Callable[..., Fleet],
 def test_one_of_two_gateways_killed_for_good(
         fleet: Callable[..., Fleet], record_property: Callable[[str, object], None]) -> None:
     f = fleet()
-    f.fund(600)
-    f.start_gateways(2)
-    for _ in range(3):
-        f.add_agent()
-    f.stream(RATE)
-    flowing(f, 40)
+    under_way(f, gateways=2)
     dead = f.gateways[0]
     dead.stop(kill=True)  # kill -9, and its host is not coming back
     time.sleep(3)
@@ -133,12 +134,7 @@ def test_retiring_a_gateway_needs_a_broker(tmp_path: Path) -> None:
 def test_broker_restarted(fleet: Callable[..., Fleet],
                           record_property: Callable[[str, object], None]) -> None:
     f = fleet()
-    f.fund(600)
-    f.start_gateways(1)
-    for _ in range(3):
-        f.add_agent()
-    f.stream(RATE)
-    flowing(f, 40)
+    under_way(f, gateways=1)
     f.broker.stop(kill=True)  # kill -9: whatever it held in memory is gone
     time.sleep(4)
     f.broker.start()  # same port, same persistence file
@@ -150,12 +146,7 @@ def test_postgresql_restarted(fleet: Callable[..., Fleet],
                               record_property: Callable[[str, object], None]) -> None:
     f = fleet("private")
     assert f.cluster is not None
-    f.fund(600)
-    f.start_gateways(1)
-    for _ in range(3):
-        f.add_agent()
-    f.stream(RATE)
-    flowing(f, 40)
+    under_way(f, gateways=1)
     f.cluster.crash()  # immediate stop: no checkpoint, crash recovery on start
     time.sleep(5)  # readers keep accepting; the gateway retries
     f.cluster.start()
@@ -166,12 +157,7 @@ def test_postgresql_restarted(fleet: Callable[..., Fleet],
 def test_validator_agent_killed_and_restarted(
         fleet: Callable[..., Fleet], record_property: Callable[[str, object], None]) -> None:
     f = fleet()
-    f.fund(600)
-    f.start_gateways(1)
-    for _ in range(3):
-        f.add_agent()
-    f.stream(RATE)
-    flowing(f, 40)
+    under_way(f, gateways=1)
     victim = f.agents[0]
     for _ in range(2):
         victim.kill(signal.SIGKILL)
