@@ -237,7 +237,6 @@ class Fleet:
     gateways: list[Gateway] = field(default_factory=list)
     agents: list[AgentProcess] = field(default_factory=list)
     links: dict[str, RadioLink] = field(default_factory=dict)
-    cards_used: int = 0
     records: dict[str, tuple[str, bool, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
