@@ -237,7 +237,6 @@ class Fleet:
     gateways: list[Gateway] = field(default_factory=list)
     agents: list[AgentProcess] = field(default_factory=list)
     links: dict[str, RadioLink] = field(default_factory=dict)
-    records: dict[str, tuple[str, bool, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Not under pytest's tmp_path (0700 for root), where a Mosquitto that drops to its
@@ -338,9 +337,9 @@ class Fleet:
                     out[f"{agent.device_id}:{event['seq']}"] = event["card"]
         return out
 
-    def ledger(self) -> tuple[dict[str, str], dict[str, int]]:
-        """tap_id -> card of every tap the gateway recorded, and tap_id -> number of its
-        fare entries, for this fleet's devices."""
+    def ledger(self) -> tuple[dict[str, tuple[str, bool, str]], dict[str, int]]:
+        """tap_id -> (card, accepted, status) of every tap the gateway recorded, and
+        tap_id -> number of its fare entries, for this fleet's devices."""
         from fare_gateway.adapters.models import TapRecord
         from ledger.adapters.db import make_engine, session_factory
         from ledger.adapters.models import Entry
@@ -349,9 +348,8 @@ class Fleet:
         engine = make_engine(self.db_url)
         try:
             with session_factory(engine)() as s:
-                self.records = {r.tap_id: (r.card, r.accepted, r.status) for r in s.scalars(
+                taps = {r.tap_id: (r.card, r.accepted, r.status) for r in s.scalars(
                     select(TapRecord).where(TapRecord.device_id.in_(devices)))}
-                taps = {tap_id: card for tap_id, (card, _a, _s) in self.records.items()}
                 fares: dict[str, int] = {}
                 for (tap_id,) in s.execute(select(Entry.tap_id).where(Entry.kind == "fare")):
                     fares[str(tap_id)] = fares.get(str(tap_id), 0) + 1
@@ -361,7 +359,8 @@ class Fleet:
 
     def account(self) -> Account:
         accepted = self.accepted()
-        taps, fares = self.ledger()
+        records, fares = self.ledger()
+        taps = {tap_id: card for tap_id, (card, _accepted, _status) in records.items()}
         lost = [t for t in accepted if t not in taps]
         charged = [t for t in accepted if t in taps and fares.get(t) == 1
                    and taps[t] == accepted[t]]
@@ -370,7 +369,7 @@ class Fleet:
         waiting = sum(len(a.spool_seqs()) for a in self.agents)
         examples = {
             "lost": [f"{t} {accepted[t]}" for t in lost[:5]],
-            "unconfirmed": [f"{t} {self.records[t]}" for t in unconfirmed[:5]],
+            "unconfirmed": [f"{t} {records[t]}" for t in unconfirmed[:5]],
             "duplicated": [t for t, n in fares.items() if t in taps and n > 1][:5],
         }
         return Account(len(accepted), len(charged), len(lost), duplicated, len(unconfirmed),
