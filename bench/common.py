@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ledger.adapters.db import make_engine, session_factory  # noqa: E402
-from ledger.schema import upgrade  # noqa: E402
+from fare_gateway.schema import upgrade  # noqa: E402
 from tests.support.services import (  # noqa: E402
     Broker,
     Gateway,

@@ -310,7 +310,7 @@ def main() -> None:
     try:
         from fare_gateway.devices import add_device
         from ledger.adapters.db import make_engine, session_factory
-        from ledger.schema import upgrade
+        from fare_gateway.schema import upgrade
 
         feed = transjakarta_feed()
         engine = make_engine(db_url)

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from bench.results import write_figures
 from ledger.adapters.db import make_engine
-from ledger.schema import upgrade
+from fare_gateway.schema import upgrade
 from ledger.settlement import BusinessCalendar
 from tests.support.services import create_pg_database, drop_pg_database
 

@@ -77,7 +77,7 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Create or migrate the database schema."""
     from ledger.adapters.db import make_engine
-    from ledger.schema import upgrade
+    from fare_gateway.schema import upgrade
 
     engine = make_engine(_settings().database_url)
     upgrade(engine, revision)

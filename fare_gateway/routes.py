@@ -8,7 +8,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fare_gateway.adapters.models import Route
+from tracking.adapters.models import Route
 from ledger.domain import UNASSIGNED_OPERATOR
 
 

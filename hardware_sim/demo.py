@@ -167,7 +167,8 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
     """Schema, network, devices, cards and tokens (kept across runs unless --fresh)."""
     from sqlalchemy import select
 
-    from fare_gateway.adapters.models import Device, Route
+    from fare_gateway.adapters.models import Device
+    from tracking.adapters.models import Route
     from fare_gateway.cards import issue_card, set_card_status, topup_card
     from fare_gateway.denylist import network_key
     from fare_gateway.devices import add_device, master_key, unseal
@@ -175,7 +176,7 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
     from fare_gateway.wiring import Core
     from hardware_sim.surabaya import CORRIDORS, write_feed, write_shape_files
     from ledger.adapters.models import Card
-    from ledger.schema import upgrade
+    from fare_gateway.schema import upgrade
     from tracking.gtfs import import_feed
     from transit.settings import Settings
 

@@ -15,8 +15,8 @@ from flask import Blueprint, Response, abort, jsonify, request, send_from_direct
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fare_gateway.adapters.models import Device, Route, TapRecord
-from tracking.adapters.models import ShapePoint, Stop, Trip
+from fare_gateway.adapters.models import Device, TapRecord
+from tracking.adapters.models import Route, ShapePoint, Stop, Trip
 from tracking.domain import state
 from tracking.realtime import vehicle_feed
 from tracking.store import TrackingStore, VehicleRecord

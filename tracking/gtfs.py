@@ -18,9 +18,8 @@ from pathlib import Path
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from fare_gateway.adapters.models import Route
 from ledger.adapters.bulk import bulk_insert
-from tracking.adapters.models import Agency, ShapePoint, Stop, Trip, TripStop
+from tracking.adapters.models import Agency, Route, ShapePoint, Stop, Trip, TripStop
 
 REQUIRED = {
     "agency.txt": ("agency_name",),

@@ -1,4 +1,4 @@
-"""Gateway tables: devices, the tap inbox, quarantine, API tokens, routes."""
+"""Gateway tables: devices, the tap inbox, quarantine, API tokens, the deny list."""
 
 from __future__ import annotations
 
@@ -77,19 +77,6 @@ class ApiToken(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     expires_ms: Mapped[int | None] = mapped_column(BigInteger)
     revoked_ms: Mapped[int | None] = mapped_column(BigInteger)
-
-
-class Route(Base):
-    """A route and the operator (GTFS agency) whose revenue account its fares credit."""
-
-    __tablename__ = "routes"
-
-    route_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    agency_id: Mapped[str] = mapped_column(String(64))
-    short_name: Mapped[str] = mapped_column(String(100), default="")
-    long_name: Mapped[str] = mapped_column(String(300), default="")
-    color: Mapped[str] = mapped_column(String(6), default="")
-    text_color: Mapped[str] = mapped_column(String(6), default="")
 
 
 class DenyEntry(Base):

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import System
-from tests.integration.test_tracking import (
+from tests.integration.tracking.test_tracking import (
     ROUTE_1_SHAPE,
     ROUTE_1_TRIP,
     STEP_M,

@@ -1,4 +1,5 @@
-"""GTFS static tables (routes live in fare_gateway.adapters.models, shared with fares)."""
+"""GTFS static tables: agencies, routes (each with the operator its fares credit), stops,
+shapes, trips."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ class Agency(Base):
     name: Mapped[str] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(String(300), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Route(Base):
+    """A route and the operator (GTFS agency) whose revenue account its fares credit."""
+
+    __tablename__ = "routes"
+
+    route_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(String(64))
+    short_name: Mapped[str] = mapped_column(String(100), default="")
+    long_name: Mapped[str] = mapped_column(String(300), default="")
+    color: Mapped[str] = mapped_column(String(6), default="")
+    text_color: Mapped[str] = mapped_column(String(6), default="")
 
 
 class Stop(Base):

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
-from fare_gateway.adapters.models import Route
+from tracking.adapters.models import Route
 from fare_gateway.cards import issue_card, topup_card
 from fare_gateway.devices import DeviceDirectory, add_device
 from fare_gateway.fares.policy import builtin_policy
@@ -39,7 +39,7 @@ from fare_gateway.routes import RouteDirectory
 from fare_gateway.taps import Inbound, TapService
 from ledger.adapters.db import make_engine, session_factory
 from ledger.adapters.models import Entry
-from ledger.schema import load_all_models, upgrade
+from fare_gateway.schema import load_all_models, upgrade
 from ledger.services import Ledger
 from ledger.settlement import BusinessCalendar, Settler
 from tests.conftest import System

@@ -18,7 +18,7 @@ from pathlib import Path
 from hardware_sim.desfire import clone_card, secure_card
 from hardware_sim.vpcd import VirtualCard, serve
 from tests.conftest import System
-from tests.integration.conftest import AgentFactory
+from tests.integration.validator_agent.conftest import AgentFactory
 from tests.support.clients import MqttPeer
 from tests.support.pcsc import TAP_HOLD_S, PrivatePcscd, SystemPcscd
 from transit.wire import Tap

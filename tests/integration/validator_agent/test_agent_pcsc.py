@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import System
-from tests.integration.conftest import AgentFactory
+from tests.integration.validator_agent.conftest import AgentFactory
 from tests.support.clients import MqttPeer
 from tests.support.pcsc import AgentProcess, PrivatePcscd, SystemPcscd
 from transit.denylist import DenyList

@@ -217,7 +217,7 @@ def _clean_redis(request: pytest.FixtureRequest) -> Iterator[None]:
 # -- GTFS import ----------------------------------------------------------------------------------
 
 def network_counts(env: dict[str, str]) -> dict[str, int]:
-    from fare_gateway.adapters.models import Route
+    from tracking.adapters.models import Route
     from ledger.adapters.db import make_engine
     from tracking.adapters.models import Agency, ShapePoint, Stop, Trip, TripStop
 
@@ -233,7 +233,7 @@ def network_counts(env: dict[str, str]) -> dict[str, int]:
 
 
 def route_row(env: dict[str, str], route_id: str) -> Any:
-    from fare_gateway.adapters.models import Route
+    from tracking.adapters.models import Route
     from ledger.adapters.db import make_engine
 
     engine = make_engine(env["TRANSIT_DATABASE_URL"])

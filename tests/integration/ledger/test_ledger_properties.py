@@ -35,7 +35,7 @@ from fare_gateway.routes import RouteDirectory
 from fare_gateway.taps import Inbound, Outcome, TapService
 from ledger.adapters.db import Base, make_engine, session_factory
 from ledger.adapters.models import Card, Entry
-from ledger.schema import load_all_models, upgrade
+from fare_gateway.schema import load_all_models, upgrade
 from ledger.services import CardNotFound, IdempotencyConflict, Ledger, check_invariants
 from tests.support.clients import make_tap
 from transit.topics import Topics

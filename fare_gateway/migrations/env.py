@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from ledger.adapters.db import Base, make_engine
-from ledger.schema import load_all_models
+from fare_gateway.schema import load_all_models
 
 load_all_models()
 config = context.config
