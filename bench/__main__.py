@@ -230,9 +230,9 @@ def _n(value: float | None) -> str:
 def reader_missing() -> str | None:
     """Why reader_latency cannot run on this machine (pcscd with vpcd), or None."""
     try:
-        from tests.support.pcsc import VPCD_DRIVER
+        from testbed.pcsc import VPCD_DRIVER
     except ImportError as exc:
-        return f"the PC/SC test support cannot be imported ({exc})"
+        return f"the PC/SC harness cannot be imported ({exc})"
     if not (shutil.which("pcscd") or Path("/usr/sbin/pcscd").exists()):
         return "pcscd is not installed (apt-get install pcscd)"
     if not VPCD_DRIVER.exists():

@@ -16,15 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ledger.adapters.db import make_engine, session_factory  # noqa: E402
 from fare_gateway.schema import upgrade  # noqa: E402
-from tests.support.services import (  # noqa: E402
-    Broker,
-    Gateway,
-    create_pg_database,
-    drop_pg_database,
-    fund_cards,
-)
+from ledger.adapters.db import make_engine, session_factory  # noqa: E402
+from testbed.broker import Broker  # noqa: E402
+from testbed.cards import fund_cards  # noqa: E402
+from testbed.gateway import Gateway  # noqa: E402
+from testbed.postgres import create_pg_database, drop_pg_database  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

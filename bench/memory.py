@@ -47,7 +47,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import Stack
 from bench.results import write_figures
-from tests.support.services import REDIS_URL, transit, transjakarta_feed
+from testbed.environment import REDIS_URL, transjakarta_feed
+from testbed.gateway import transit
 from transit.wire import Position, Tap
 
 if TYPE_CHECKING:

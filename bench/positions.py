@@ -42,15 +42,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import run_processes
 from bench.results import write_figures
-from tests.support.services import (
-    REDIS_URL,
-    Broker,
-    Gateway,
-    create_pg_database,
-    drop_pg_database,
-    transit,
-    transjakarta_feed,
-)
+from testbed.broker import Broker
+from testbed.environment import REDIS_URL, transjakarta_feed
+from testbed.gateway import Gateway, transit
+from testbed.postgres import create_pg_database, drop_pg_database
 from transit.wire import Position
 
 STEP_M = 100.0
@@ -309,8 +304,8 @@ def main() -> None:
     gateway = None
     try:
         from fare_gateway.devices import add_device
-        from ledger.adapters.db import make_engine, session_factory
         from fare_gateway.schema import upgrade
+        from ledger.adapters.db import make_engine, session_factory
 
         feed = transjakarta_feed()
         engine = make_engine(db_url)

@@ -15,7 +15,7 @@ stdout. For each tap this measures, on one clock (this process's monotonic clock
 
 The agent runs against a private Mosquitto (no gateway: nothing on the decision path
 touches the network), with a pcscd of the benchmark's own where possible (root), else
-the machine's (see tests/support/pcsc.py).
+the machine's (see testbed/pcsc.py).
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.results import write_figures  # noqa: E402
-from tests.support.pcsc import (  # noqa: E402
+from testbed.broker import Broker  # noqa: E402
+from testbed.pcsc import (  # noqa: E402
     TAP_GAP_S,
     TAP_HOLD_S,
     PrivatePcscd,
     pcscd_for_tests,
     start_agent,
 )
-from tests.support.services import Broker  # noqa: E402
 
 LIMIT_MS = 300.0
 

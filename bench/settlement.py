@@ -44,10 +44,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from bench.results import write_figures
-from ledger.adapters.db import make_engine
 from fare_gateway.schema import upgrade
+from ledger.adapters.db import make_engine
 from ledger.settlement import BusinessCalendar
-from tests.support.services import create_pg_database, drop_pg_database
+from testbed.postgres import create_pg_database, drop_pg_database
 
 DAY = date(2025, 11, 27)
 SMALL_DAY = DAY - timedelta(days=1)

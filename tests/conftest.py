@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from testbed.broker import Broker
+from testbed.gateway import Gateway, transit
+from testbed.postgres import create_pg_database, drop_pg_database
 from tests.support.clients import Http, MqttPeer
-from tests.support.services import (
-    Broker,
-    Gateway,
-    create_pg_database,
-    drop_pg_database,
-    transit,
-)
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,17 @@ file beside the spool.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from testbed.gateway import transit_exe
+from testbed.logs import read_from
 
 Event = dict[str, Any]
 
@@ -53,11 +54,13 @@ class AgentProcess:
         self.noise: list[str] = []  # stdout lines that are not JSON events
         self._cv = threading.Condition()
         self._reader: threading.Thread | None = None
+        self._log_start = 0
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> AgentProcess:
-        exe = shutil.which("transit", path=str(Path(sys.executable).parent)) or "transit"
+        exe = transit_exe()
         log = self.log_path.open("a")
+        self._log_start = log.tell()
         log.write(f"---- start {time.strftime('%H:%M:%S')} {' '.join(self.args)}\n")
         log.flush()
         self.proc = subprocess.Popen([exe, *self.args], env=self.env, stdin=subprocess.PIPE,
@@ -164,6 +167,15 @@ class AgentProcess:
         """Every event of every run, in order."""
         with self._cv:
             return [e for run in [*self.history, self.events] for e in run]
+
+    def wait_log(self, text: str, timeout: float = 20.0) -> None:
+        """Until this run's log holds `text` (the agent logs what it noticed and did)."""
+        deadline = time.monotonic() + timeout
+        while text not in read_from(self.log_path, self._log_start):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"agent: {text!r} not logged in {timeout}s; log: "
+                                   f"{self.log_tail()}")
+            time.sleep(0.05)
 
     def log_tail(self, n: int = 3000) -> str:
         try:

@@ -13,9 +13,7 @@ stops it, and a TCP relay that goes silent like a radio link in a tunnel.
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -30,8 +28,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from testbed.broker import Broker
+from testbed.cards import fund_cards
+from testbed.gateway import Gateway, transit
+from testbed.ports import free_port, retry_on_taken_port
 from tests.support.agent import AgentProcess
-from tests.support.services import Broker, Gateway, free_port, fund_cards, transit, wait_port
+from tests.support.postgres import PrivatePostgres
 
 FUNDS = 1_000_000
 
@@ -55,9 +57,19 @@ class RadioLink:
         self._lock = threading.Lock()
         self._silenced: list[socket.socket] = []
         self._open: set[socket.socket] = set()
-        self._server = socket.create_server(("127.0.0.1", self.port))
         self._closed = False
+
+    def start(self) -> RadioLink:
+        """Listen (on another free port if this one turns out taken) and relay."""
+        retry_on_taken_port(self._listen, self._move)
         threading.Thread(target=self._accept, daemon=True, name="link-accept").start()
+        return self
+
+    def _listen(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+
+    def _move(self) -> None:
+        self.port = free_port()
 
     @property
     def url(self) -> str:
@@ -142,68 +154,6 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-# -- a PostgreSQL cluster of the test's own ---------------------------------------------------
-
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
-    if not found:
-        raise RuntimeError(f"{name} not found: install PostgreSQL's server package")
-    return found
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of its own on a free port, so that restarting it (or crashing
-    it) disturbs no other test. Runs as the `postgres` user when started by root."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="transit-pg-"))
-        self.data = self.dir / "data"
-        self.log = self.dir / "postgres.log"
-        self._user = "postgres" if os.geteuid() == 0 else None
-        if self._user:
-            pw = pwd.getpwnam(self._user)
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str) -> None:
-        cmd = [*args]
-        if self._user:
-            cmd = ["runuser", "-u", self._user, "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)}: {done.stdout}{done.stderr}"
-                               f"{self.log.read_text()[-2000:] if self.log.exists() else ''}")
-
-    def start(self) -> PrivatePostgres:
-        if not self.data.exists():
-            self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
-                      "--auth=trust", "-E", "UTF8", "--no-sync")
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                   "-c max_connections=60 -c shared_buffers=32MB")
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
-                  "-w", "-t", "60", "start")
-        wait_port(self.port, 30)
-        return self
-
-    def crash(self) -> None:
-        """Stop at once, without a checkpoint, as a power cut or an OOM kill would."""
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-    def close(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            try:
-                self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
-                          "stop")
-            except RuntimeError:
-                pass
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 # -- the fleet ----------------------------------------------------------------------------------
 
 @dataclass
@@ -278,7 +228,7 @@ class Fleet:
                          env=self.env).stdout.strip()
         env = dict(self.env)
         if via_link:
-            link = RadioLink(self.broker.port)
+            link = RadioLink(self.broker.port).start()
             self.links[device_id] = link
             env["TRANSIT_MQTT_URL"] = link.url
         agent = AgentProcess(env, device_id, bytes.fromhex(secret), self.workdir / "agents",

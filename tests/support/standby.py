@@ -1,6 +1,6 @@
 """A PostgreSQL primary and its streaming standby, of the test's own, for failover.
 
-`ReplicatedPostgres` starts a private primary (`tests.support.faults.PrivatePostgres`)
+`ReplicatedPostgres` starts a private primary (`tests.support.postgres.PrivatePostgres`)
 set up for streaming replication, makes a standby from it with `pg_basebackup -R` on a
 port of its own, and turns replication synchronous once the standby streams. Its `url`
 names both servers, so that a client reaches whichever one accepts writes: the primary
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.support.faults import PrivatePostgres, _pg_bin
+from tests.support.postgres import PrivatePostgres, pg_bin
 
 STANDBY_NAME = "transit_standby"  # the standby's application_name, as the primary sees it
 
@@ -41,7 +41,7 @@ class Primary(PrivatePostgres):
 
     def start(self) -> Primary:
         if not self.data.exists():
-            self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
+            self._run(pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
                       "--auth=trust", "-E", "UTF8", "--no-sync")
             with (self.data / "postgresql.conf").open("a") as conf:
                 conf.write(PRIMARY_SETTINGS)
@@ -71,7 +71,7 @@ class Standby(PrivatePostgres):
 
     def start(self) -> Standby:
         if not self.data.exists():
-            self._run(_pg_bin("pg_basebackup"), "-D", str(self.data), "-h", "127.0.0.1",
+            self._run(pg_bin("pg_basebackup"), "-D", str(self.data), "-h", "127.0.0.1",
                       "-p", str(self.primary.port), "-U", "postgres", "-X", "stream", "-R",
                       "--checkpoint=fast", "--no-sync")
             with (self.data / "postgresql.auto.conf").open("a") as conf:
@@ -85,7 +85,7 @@ class Standby(PrivatePostgres):
 
     def promote(self) -> None:
         """End recovery and accept writes (what a failover manager would do)."""
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "promote")
+        self._run(pg_bin("pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "promote")
 
     def in_recovery(self) -> bool:
         return bool(_sql(self.port, "SELECT pg_is_in_recovery()")[0][0])

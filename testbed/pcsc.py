@@ -1,6 +1,7 @@
-"""The PC/SC side of the agent tests: a pcscd with the vsmartcard `vpcd` reader driver,
-virtual cards tapped on it, and `transit agent` running as a subprocess whose stdout
-events (one JSON object per line) are collected as they arrive.
+"""The PC/SC side of the agent tests and the reader benchmark: a pcscd with the
+vsmartcard `vpcd` reader driver, virtual cards tapped on it, and `transit agent` running
+as a subprocess whose stdout events (one JSON object per line) are collected as they
+arrive.
 
 Two ways to have pcscd:
 
@@ -8,9 +9,10 @@ Two ways to have pcscd:
   finds none), its vpcd reader on 127.0.0.1:35963 from /etc/reader.conf.d/vpcd.
 - `PrivatePcscd`: a pcscd of the test run's own, in a private mount namespace
   (`unshare --mount`) with /run/pcscd bind-mounted from a scratch folder and a vpcd
-  reader on a free port. Clients reach it through `PCSCLITE_CSOCK_NAME`. The tests can
-  then stop and restart *their* pcscd, by its process id, and never see cards that
-  another program presents on the machine's reader at the same time. Needs root.
+  reader on a free pair of ports (`testbed.ports`; another pair if vpcd finds one
+  taken). Clients reach it through `PCSCLITE_CSOCK_NAME`. The tests can then stop and
+  restart *their* pcscd, by its process id, and never see cards that another program
+  presents on the machine's reader at the same time. Needs root.
 
 `pcscd_for_tests()` picks the private one where it can (`TRANSIT_TEST_PCSCD=system`
 forces the machine's one). Nothing here skips: a pcscd that does not come up with a
@@ -34,7 +36,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from hardware_sim.vpcd import VPCD_PORT, VirtualCard, recv_exact, serve
-from tests.support.services import free_port
+from testbed.gateway import transit_exe
+from testbed.logs import read_from
+from testbed.ports import PortInUse, free_port, retry_on_taken_port, says_port_in_use
 
 READER_PREFIX = "Virtual PCD"
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
@@ -210,7 +214,8 @@ class PrivatePcscd(_Taps):
         self.workdir = Path(workdir)
         self.rundir = self.workdir / "run"
         self.confdir = self.workdir / "reader.conf.d"
-        self.vpcd_port = _free_port_pair()
+        self.vpcd_port = free_port(2)  # vpcd listens on one port per slot
+        self._may_move = True  # until it has run: then its clients know the port
         self.proc: subprocess.Popen[bytes] | None = None
         self.readers: list[str] = []
         self._log: BinaryIO | None = None
@@ -235,9 +240,19 @@ class PrivatePcscd(_Taps):
         return dict(base if base is not None else os.environ, **self.env())
 
     def start(self, timeout: float = 15.0) -> PrivatePcscd:
+        """Start pcscd and wait for its vpcd reader; a taken port is traded for a free pair."""
         if not VPCD_DRIVER.exists():
             raise RuntimeError(f"the vpcd reader driver is not installed ({VPCD_DRIVER}); "
                                "apt-get install vsmartcard-vpcd")
+        retry_on_taken_port(lambda: self._start_once(timeout),
+                            self._move if self._may_move else None)
+        self._may_move = False
+        return self
+
+    def _move(self) -> None:
+        self.vpcd_port = free_port(2)
+
+    def _start_once(self, timeout: float) -> None:
         self.rundir.mkdir(parents=True, exist_ok=True)
         self.confdir.mkdir(parents=True, exist_ok=True)
         for stale in self.rundir.iterdir():  # left by a pcscd that was killed
@@ -249,19 +264,31 @@ class PrivatePcscd(_Taps):
             f"CHANNELID    0x{self.vpcd_port:04X}\n")
         script = 'mkdir -p /run/pcscd && mount --bind "$1" /run/pcscd && exec pcscd ' \
                  '--foreground --info -c "$2"'
-        self._log = (self.workdir / "pcscd.log").open("ab")
+        log_path = self.workdir / "pcscd.log"
+        self._log = log_path.open("ab")
+        log_start = self._log.tell()
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
              str(self.rundir), str(self.confdir)],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # pcscd brings up the configured readers before it says it is ready, so by then
+        # the log tells whether vpcd could listen on its port.
+        deadline = time.monotonic() + timeout
+        while "daemon ready" not in (log := read_from(log_path, log_start)):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if says_port_in_use(log):
+            self.stop()
+            raise PortInUse(f"vpcd: port {self.vpcd_port} is taken")
         try:
-            self.readers = _wait_for_vpcd_reader(self.client_env(), timeout,
-                                                 f"private pcscd (log {self.workdir}/pcscd.log)")
+            self.readers = _wait_for_vpcd_reader(self.client_env(),
+                                                 max(1.0, deadline - time.monotonic()),
+                                                 f"private pcscd (log {log_path})")
         except RuntimeError as exc:
-            tail = (self.workdir / "pcscd.log").read_text(errors="replace")[-2000:]
+            tail = read_from(log_path, log_start)[-2000:]
             self.stop()
             raise RuntimeError(f"{exc}\n{tail}") from None
-        return self
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -281,21 +308,6 @@ class PrivatePcscd(_Taps):
         self.start(timeout)
 
 
-def _free_port_pair() -> int:
-    """A free port p with p+1 free as well (vpcd listens on one port per slot)."""
-    for _ in range(50):
-        port = free_port()
-        if port >= 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two free consecutive TCP ports")
-
-
 def pcscd_for_tests(workdir: Path) -> PrivatePcscd | SystemPcscd:
     """A started pcscd with a vpcd reader: the run's own where possible, else the machine's."""
     choice = os.environ.get("TRANSIT_TEST_PCSCD", "").lower()
@@ -312,10 +324,6 @@ def pcscd_for_tests(workdir: Path) -> PrivatePcscd | SystemPcscd:
 
 
 # -- `transit agent` as a subprocess ---------------------------------------------------
-
-def transit_exe() -> str:
-    return shutil.which("transit", path=str(Path(sys.executable).parent)) or "transit"
-
 
 class AgentProcess:
     """`transit agent` in a subprocess. Its stdout events are parsed as they arrive (each
