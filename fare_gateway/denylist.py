@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import DenyChange, DenyEntry, SigningKey
 from fare_gateway.fares.policy import FarePolicy
-from ledger.adapters.models import Card
 from ledger.adapters.sql import insert_ignore, one_of, parts
+from ledger.services import card_states
 from transit import denylist as wire
 from transit.topics import Topics
 
@@ -52,12 +52,11 @@ def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str],
     changes = 0
     session.flush()  # the reads below go past the ORM: let them see its pending changes
     conn = session.connection()
-    c = Card.__table__.c
     d = DenyEntry.__table__.c
     for part in parts(conn, wanted):
         if state is None:
-            rows = conn.execute(select(c.card, c.category, c.status, c.balance)
-                                .where(one_of(conn, c.card, part))).all()
+            rows = [(s.card, s.category, s.status, s.balance)
+                    for s in card_states(session, part).values()]
         else:
             rows = [(card, *state[card]) for card in part if card in state]
         listed = dict(conn.execute(select(d.card, d.reason)
@@ -152,8 +151,16 @@ class DenyListPublisher:
                                 "retrying every second", why)
                 failing = True
                 continue
-            except Exception:  # anything else is a fault worth its traceback
-                log.exception("deny list not published this time")
+            except Exception:
+                if not self.client.is_connected():  # type: ignore[attr-defined]
+                    # The broker is away (the gateway's consumer says so and reconnects):
+                    # say so once per outage, and publish when it is back.
+                    if not failing:
+                        log.warning("deny list not published: no connection to the broker; "
+                                    "retrying every second")
+                    failing = True
+                    continue
+                log.exception("deny list not published this time")  # a fault: its traceback
                 failing = True
                 continue
             if failing:

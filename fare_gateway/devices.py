@@ -15,16 +15,18 @@ validator learns its new key at rotation, and the grace period only covers taps 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import Device
+from transit.settings import Settings, SettingsError, hex_key
 from transit.topics import ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -70,21 +72,58 @@ class KnownDevice:
         return keys
 
 
+# -- signatures ----------------------------------------------------------------------------------
+
+class SignedMessage(Protocol):
+    """A wire message signed with its device's key (a tap, a position)."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    def verify(self, secret: bytes) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a signed message cannot be trusted: a stable reason code, which the quarantine
+    and the metrics use, and a line for people."""
+
+    reason: str  # topic_mismatch | unknown_device | inactive_device | bad_signature
+    detail: str
+
+
+def verify_signed(message: SignedMessage, topic_device: str | None,
+                  lookup: Callable[[str], KnownDevice | None]) -> KnownDevice | Refusal:
+    """The device that signed `message`, or why the message cannot be trusted.
+
+    The topic must name the device the message says it comes from (checked first, so a
+    message on another device's topic costs no look-up); that device must be known and
+    active, and the signature must match one of its keys.
+    """
+    if topic_device != message.device_id:
+        return Refusal("topic_mismatch", f"a message of {message.device_id} published on "
+                                         f"the topic of {topic_device}")
+    device = lookup(message.device_id)
+    if device is None:
+        return Refusal("unknown_device", f"no device {message.device_id}")
+    if not device.active:
+        return Refusal("inactive_device", f"device {message.device_id} is revoked")
+    # The current key, or the previous one while a rotation's grace period lasts.
+    if not any(message.verify(key) for key in device.keys()):
+        return Refusal("bad_signature", "signature does not match the device key")
+    return device
+
+
 # -- encryption at rest --------------------------------------------------------------------------
 
 def master_key(value: str | None = None) -> bytes | None:
-    """The at-rest key from ``TRANSIT_SECRET_KEY`` (or `value`), or None when it is unset."""
-    raw = os.environ.get(KEY_ENV, "") if value is None else value
-    raw = raw.strip()
-    if not raw:
-        return None
+    """The at-rest key `value` (hex), else the settings' ``TRANSIT_SECRET_KEY``; None if unset."""
+    if value is None:
+        return Settings.from_env().secret_key
     try:
-        key = bytes.fromhex(raw)
-    except ValueError:
-        raise SecretKeyError(f"{KEY_ENV} must be 64 hex digits") from None
-    if len(key) != 32:
-        raise SecretKeyError(f"{KEY_ENV} must be 64 hex digits (32 bytes), not {len(raw)}")
-    return key
+        return hex_key(value, KEY_ENV)
+    except SettingsError as exc:
+        raise SecretKeyError(str(exc)) from None
 
 
 def seal(secret: bytes, key: bytes | None, device_id: str) -> str:
@@ -270,7 +309,23 @@ class DeviceDirectory:
         self._cache: dict[str, tuple[float, KnownDevice | None]] = {}
         self._lock = threading.Lock()
 
+    def verify(self, message: SignedMessage, topic_device: str | None
+               ) -> KnownDevice | Refusal:
+        """The device that signed a message received on `topic_device`'s topic, or why
+        the message cannot be trusted (`verify_signed`)."""
+        return verify_signed(message, topic_device, self.get)
+
+    def refusal(self, message: SignedMessage, topic_device: str | None) -> str | None:
+        """The reason code for refusing a signed message, or None when it is trusted."""
+        verdict = self.verify(message, topic_device)
+        return verdict.reason if isinstance(verdict, Refusal) else None
+
+    def is_known(self, device_id: str) -> bool:
+        """Whether a device of this id is registered (active or revoked)."""
+        return self.get(device_id) is not None
+
     def get(self, device_id: str) -> KnownDevice | None:
+        """The device of this id, from the cache while it is fresh."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(device_id)

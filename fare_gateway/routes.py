@@ -8,8 +8,8 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tracking.adapters.models import Route
 from ledger.domain import UNASSIGNED_OPERATOR
+from tracking.adapters.models import Route
 
 
 class RouteDirectory:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 CARD = "card"
@@ -60,11 +62,52 @@ class EntryDraft:
                 raise LedgerError(f"{self.idem_key}: amounts are whole numbers")
 
 
+@dataclass(frozen=True)
+class CardState:
+    """A card as a transaction that locked it found it."""
+
+    card: str
+    category: str
+    status: str  # active | blocked
+    balance: int
+    account_id: int
+
+
+@dataclass(frozen=True)
+class TapAmount:
+    """What the ledger holds for one tap now: the net of its entries, and the operator
+    its fare went to (None when it has no fare entry, only corrections)."""
+
+    net: int
+    operator_id: str | None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What a posting did: the new entries' ids, in the order of the drafts, and the new
+    balance of every card whose balance they changed."""
+
+    entry_ids: tuple[int, ...] = ()
+    balances: Mapping[str, int] = field(default_factory=dict)
+
+
+def card_deltas(drafts: Iterable[EntryDraft]) -> dict[str, int]:
+    """How much each card's balance moves when these entries are posted."""
+    deltas: dict[str, int] = defaultdict(int)
+    for draft in drafts:
+        for p in draft.postings:
+            if p.account.kind == CARD:
+                deltas[p.account.ref] += p.amount
+    return dict(deltas)
+
+
 def card_account(card: str) -> AccountKey:
+    """The stored-value account of a card."""
     return AccountKey(CARD, card)
 
 
 def revenue_account(operator_id: str) -> AccountKey:
+    """The revenue account of an operator; a route nobody runs credits `unassigned`."""
     return AccountKey(REVENUE, operator_id or UNASSIGNED_OPERATOR)
 
 
@@ -95,6 +138,7 @@ def fare_entry(*, tap_id: str, card: str, fare: int, digest: str, currency: str,
 
 
 def topup_digest(card: str, amount: int) -> str:
+    """What a top-up's reference stands for: this card, this amount."""
     return digest_of("topup", card, amount)
 
 

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import event, func, select
+from sqlalchemy import case, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ledger.adapters.bulk import bulk_insert, bulk_update, insert_entries_pg
 from ledger.adapters.models import Account, Card, Entry, Posting
-from ledger.adapters.sql import chunks, dialect_of, insert_ignore
-from ledger.domain import CARD, AccountKey, EntryDraft, LedgerError, topup_entry
+from ledger.adapters.sql import chunks, dialect_of, insert_ignore, one_of, parts
+from ledger.domain import (
+    CARD,
+    AccountKey,
+    CardState,
+    EntryDraft,
+    LedgerError,
+    Posted,
+    TapAmount,
+    card_deltas,
+    topup_entry,
+)
 
 T = TypeVar("T")
 
@@ -106,16 +115,48 @@ class Ledger:
         session.flush()
         return row
 
+    # -- reads for the tap path -------------------------------------------------
+    def lock_cards(self, session: Session, cards: Iterable[str]) -> dict[str, CardState]:
+        """Lock these cards in sorted order (so that concurrent gateways cannot deadlock)
+        and return their state; a token that is no card is left out."""
+        return card_states(session, cards, lock=True)
+
+    def tap_amounts(self, session: Session, card_days: Collection[tuple[str, str]]
+                    ) -> dict[str, TapAmount]:
+        """What the ledger holds now for each tap of these (card, service date) pairs."""
+        if not card_days:
+            return {}
+        wanted = set(card_days)
+        cards = sorted({c for c, _ in wanted})
+        dates = sorted({d for _, d in wanted})
+        e = Entry.__table__.c
+        conn = session.connection()
+        # One pass over the entries: each tap's net amount, and the operator its fare
+        # went to (at most one fare entry per tap: its idempotency key is unique).
+        fare_operator = func.max(case((e.kind == "fare", e.operator_id)))
+        found: dict[str, TapAmount] = {}
+        for part in parts(conn, cards):
+            sums = conn.execute(
+                select(e.tap_id, e.card, e.service_date, func.sum(e.amount), fare_operator)
+                .where(one_of(conn, e.card, part), one_of(conn, e.service_date, dates),
+                       e.tap_id.is_not(None))
+                .group_by(e.tap_id, e.card, e.service_date)).all()
+            for tap_id, card, service_date, amount, operator in sums:
+                if (card, service_date) in wanted:
+                    found[tap_id] = TapAmount(int(amount), operator)
+        return found
+
     # -- posting --------------------------------------------------------------
     def post(self, session: Session, drafts: Sequence[EntryDraft],
-             card_accounts: dict[str, int] | None = None) -> list[int]:
-        """Append entries and their postings; keep card balances in step. Returns entry ids.
+             card_accounts: dict[str, int] | None = None) -> Posted:
+        """Append entries and their postings; keep card balances in step. Returns the
+        entry ids and the new balance of each card whose balance moved.
 
         Idempotency keys are unique in the database, so a second effect under the same
         key fails the whole transaction instead of moving money twice.
         """
         if not drafts:
-            return []
+            return Posted()
         for draft in drafts:
             if draft.currency != self.currency:
                 raise LedgerError(f"{draft.idem_key}: currency {draft.currency} is not "
@@ -134,27 +175,23 @@ class Ledger:
             "reference": d.reference, "service_date": d.service_date,
             "operator_id": d.operator_id, "route_id": d.route_id, "category": d.category,
         } for d in drafts]
-        postings: list[tuple[str, int, int]] = []  # (idem_key, account, amount)
-        deltas: dict[str, int] = defaultdict(int)
-        for draft in drafts:
-            for p in draft.postings:
-                if p.account.kind == CARD:
-                    account_id = card_accounts[p.account.ref]
-                    deltas[p.account.ref] += p.amount
-                else:
-                    account_id = others[p.account]
-                postings.append((draft.idem_key, account_id, p.amount))
+        postings = [(d.idem_key, card_accounts[p.account.ref] if p.account.kind == CARD
+                     else others[p.account], p.amount)  # (idem_key, account, amount)
+                    for d in drafts for p in d.postings]
+        deltas = card_deltas(drafts)
         if dialect_of(session) == "postgresql":
-            keyed = insert_entries_pg(session, Entry.__table__, Posting.__table__,
-                                      Card.__table__, entry_rows, postings, deltas)
-            return [keyed[d.idem_key] for d in drafts]
+            keyed, balances = insert_entries_pg(session, Entry.__table__, Posting.__table__,
+                                                Card.__table__, entry_rows, postings, deltas)
+            return Posted(tuple(keyed[d.idem_key] for d in drafts), balances)
         keyed = {key: entry_id for entry_id, key in bulk_insert(
             session, Entry.__table__, entry_rows, returning=("id", "idem_key"))}
         bulk_insert(session, Posting.__table__, [
             {"entry_id": keyed[key], "account_id": account_id, "amount": amount}
             for key, account_id, amount in postings])
         bulk_update(session, Card.__table__, "card", "balance", deltas, add=True)
-        return [keyed[d.idem_key] for d in drafts]
+        moved = [card for card, delta in deltas.items() if delta]
+        balances = {s.card: s.balance for s in card_states(session, moved).values()}
+        return Posted(tuple(keyed[d.idem_key] for d in drafts), balances)
 
     def _card_accounts(self, session: Session, cards: set[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -183,9 +220,28 @@ class Ledger:
                 raise IdempotencyConflict(
                     f"reference {reference!r} was already used for another top-up")
             return TopupResult(card, row.balance, amount, reference, existing.id, False)
-        (entry_id,) = self.post(session, [draft], {card: row.account_id})
-        session.refresh(row)
-        return TopupResult(card, row.balance, amount, reference, entry_id, True)
+        posted = self.post(session, [draft], {card: row.account_id})
+        # The row in the session still holds the balance before the credit.
+        session.expire(row, ["balance"])
+        return TopupResult(card, posted.balances[card], amount, reference,
+                           posted.entry_ids[0], True)
+
+
+def card_states(session: Session, cards: Iterable[str], lock: bool = False
+                ) -> dict[str, CardState]:
+    """These cards' category, status and balance (locked in sorted order with `lock`)."""
+    wanted = sorted(set(cards))
+    if not wanted:
+        return {}
+    c = Card.__table__.c
+    conn = session.connection()
+    out: dict[str, CardState] = {}
+    for part in parts(conn, wanted):
+        stmt = (select(c.card, c.category, c.status, c.balance, c.account_id)
+                .where(one_of(conn, c.card, part)).order_by(c.card))
+        for row in conn.execute(stmt.with_for_update() if lock else stmt):
+            out[row[0]] = CardState(*row)
+    return out
 
 
 def retry_once_on_race(work: Callable[[], T]) -> T:

@@ -6,10 +6,10 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from fare_gateway.devices import DeviceDirectory
 from tracking.domain import Point, derived_motion, refusal
 from tracking.network import Network
 from tracking.store import TrackingStore, VehicleRecord
@@ -19,14 +19,44 @@ from transit.wire import Position, WireError
 
 @dataclass(frozen=True)
 class Message:
+    """A position or status message as it came off the broker."""
+
     topic: str
     payload: bytes
+
+
+class Signed(Protocol):
+    """A message signed with its device's key."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    def verify(self, secret: bytes) -> bool: ...
+
+
+class DeviceCheck(Protocol):
+    """What tracking needs to know of the validators; the wiring hands in the gateway's
+    device directory."""
+
+    def refusal(self, message: Signed, topic_device: str | None) -> str | None:
+        """Why a signed message received on `topic_device`'s topic cannot be trusted
+        (`topic_mismatch`, `unknown_device`, `inactive_device`, `bad_signature`), or None."""
+        ...
+
+    def is_known(self, device_id: str) -> bool:
+        """Whether a device of this id is registered."""
+        ...
+
+
+# A revoked device's positions are counted with those of devices nobody registered: to
+# the map both are strangers, and the metric's labels stay what dashboards know.
+POSITION_REASONS = {"inactive_device": "unknown_device"}
 
 
 class PositionIngest:
     """Turns batches of position and status messages into live vehicle state."""
 
-    def __init__(self, store: TrackingStore, devices: DeviceDirectory, network: Network,
+    def __init__(self, store: TrackingStore, devices: DeviceCheck, network: Network,
                  topics: Topics, registry: CollectorRegistry) -> None:
         self.store = store
         self.devices = devices
@@ -86,13 +116,9 @@ class PositionIngest:
             pos = Position.parse(msg.payload)
         except WireError as exc:
             return exc.reason
-        if self.topics.device_of(msg.topic) != pos.device_id:
-            return "topic_mismatch"
-        device = self.devices.get(pos.device_id)
-        if device is None or not device.active:
-            return "unknown_device"
-        if not any(pos.verify(key) for key in device.keys()):
-            return "bad_signature"
+        reason = self.devices.refusal(pos, self.topics.device_of(msg.topic))
+        if reason is not None:
+            return POSITION_REASONS.get(reason, reason)
         accepted.append(pos)
         return None
 
@@ -102,8 +128,8 @@ class PositionIngest:
             status = json.loads(msg.payload) if len(msg.payload) <= 4096 else None
         except (ValueError, RecursionError):
             status = None
-        if device_id is None or not isinstance(status, dict) or self.devices.get(
-                device_id) is None:
+        if device_id is None or not isinstance(status, dict) or not self.devices.is_known(
+                device_id):
             self.statuses.labels("refused").inc()
             return
         self.store.save_status(device_id, status, now)

@@ -93,13 +93,15 @@ def bulk_update(session: Session, table: Table, key: str, column: str,
 def insert_entries_pg(session: Session, entries: Table, postings: Table, cards: Table,
                       entry_rows: Sequence[dict[str, Any]],
                       posting_rows: Sequence[tuple[str, int, int]],
-                      balance_deltas: dict[str, int]) -> dict[str, int]:
+                      balance_deltas: dict[str, int]
+                      ) -> tuple[dict[str, int], dict[str, int]]:
     """PostgreSQL: entries, their postings and the card balances in one statement.
 
     `posting_rows` are (entry idem_key, account id, amount), inserted in the order given;
     `balance_deltas` is added to each card's balance. Data-modifying CTEs run as one
     statement: one round trip instead of three, all or nothing like the transaction
-    around it. Returns each new entry's id by idem_key.
+    around it. Returns each new entry's id by idem_key, and the new balance of each card
+    whose balance moved (the same round trip: no read of the cards afterwards).
     """
     columns = list(entry_rows[0].keys())
     arrays = ", ".join(f"CAST(:e_{c} AS {_pg_type(entries.c[c])}[])" for c in columns)
@@ -114,12 +116,19 @@ def insert_entries_pg(session: Session, entries: Table, postings: Table, cards: 
         f"JOIN e ON e.idem_key = d.idem_key ORDER BY d.n), "
         f"c AS (UPDATE {cards.name} AS t SET balance = t.balance + d.v "
         f"FROM unnest(CAST(:c_keys AS text[]), CAST(:c_vals AS bigint[])) AS d(k, v) "
-        f"WHERE t.card = d.k) "
-        f"SELECT id, idem_key FROM e")
+        f"WHERE t.card = d.k RETURNING t.card, t.balance) "
+        f"SELECT 'e', id, idem_key FROM e UNION ALL SELECT 'c', balance, card FROM c")
     params: dict[str, Any] = {f"e_{c}": pg_array([r[c] for r in entry_rows])
                               for c in columns}
     params.update(p_key=pg_array([p[0] for p in posting_rows]),
                   p_account=pg_array([p[1] for p in posting_rows]),
                   p_amount=pg_array([p[2] for p in posting_rows]),
                   c_keys=pg_array([k for k, _ in deltas]), c_vals=pg_array([v for _, v in deltas]))
-    return {key: entry_id for entry_id, key in session.execute(text(sql), params).all()}
+    ids: dict[str, int] = {}
+    balances: dict[str, int] = {}
+    for source, number, key in session.execute(text(sql), params).all():
+        if source == "e":
+            ids[key] = number
+        else:
+            balances[key] = number
+    return ids, balances

@@ -1,0 +1,231 @@
+"""Planning a batch of taps: what each one becomes, decided with no I/O.
+
+The service loads what a batch needs (the locked cards, what the inbox already holds,
+the card-days the new taps belong to and what the ledger holds for their taps), these
+functions decide, and the service writes what they decided. Two steps, because the
+inbox insert itself tells which tap ids are new: `admit` says what goes into the inbox,
+`plan` (once the insert has answered) says what is a duplicate or a conflict, what is
+charged, which earlier taps a late one re-prices, and what each receipt says.
+
+Per-tap records are named tuples, immutable like frozen dataclasses and built in less
+than half their time (0.34 µs against 0.82 for five fields): a batch makes several of
+them per tap.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from fare_gateway.fares.engine import PricedTap, price_day
+from fare_gateway.fares.policy import FarePolicy
+from ledger.domain import UNASSIGNED_OPERATOR, CardState, EntryDraft, TapAmount, fare_entry
+from transit.wire import Tap
+
+CardDay = tuple[str, str]
+"""A card and a service date (ISO): the unit a tap is priced in."""
+
+
+class Arrival(NamedTuple):
+    """A verified tap and its place in the batch."""
+
+    position: int
+    tap: Tap
+
+
+class Admitted(NamedTuple):
+    """A tap as it goes into the inbox: its service date and its first status."""
+
+    tap: Tap
+    service_date: str
+    status: str  # charged (priced with its day once it is in) | not_charged | unknown_card
+
+
+class InboxRow(NamedTuple):
+    """What the inbox holds for a tap id processed before."""
+
+    digest: str
+    fare: int
+    card: str
+
+
+class Decision(NamedTuple):
+    """What one verified message's receipt says; its balance is that of `card` after
+    the batch (0 for a card the ledger does not know)."""
+
+    position: int
+    tap: Tap
+    status: str  # charged | duplicate | not_charged | unknown_card | conflict
+    fare: int
+    card: str
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The batch's first copy of each tap id, as inbox rows, and the copies after it."""
+
+    first: Mapping[str, Arrival]
+    again: tuple[Arrival, ...]  # later copies of a tap id within the same batch
+    rows: tuple[Admitted, ...]  # the first copies, in tap_id order (the insert's order)
+
+    def to_price(self, inserted: Collection[str]) -> list[Admitted]:
+        """The new taps to charge: accepted taps of known cards that the insert took."""
+        return [r for r in self.rows if r.status == "charged" and r.tap.tap_id in inserted]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a batch writes and answers, decided before anything is written."""
+
+    drafts: tuple[EntryDraft, ...]  # charges and corrections, in posting order
+    fares: Mapping[str, int]  # the receipt fare of each new tap priced, for its inbox row
+    decisions: tuple[Decision, ...]  # one per verified message
+    conflicts: tuple[Arrival, ...]  # same tap_id, another body: kept for inspection
+    touched: tuple[str, ...]  # cards whose days were priced, sorted
+
+
+def admit(arrivals: Iterable[Arrival], cards: Mapping[str, CardState],
+          policy: FarePolicy) -> Admission:
+    """Split a batch into first copies and repeats, and give each first copy its row."""
+    first: dict[str, Arrival] = {}
+    again: list[Arrival] = []
+    for arrival in arrivals:
+        if arrival.tap.tap_id in first:
+            again.append(arrival)
+        else:
+            first[arrival.tap.tap_id] = arrival
+    rows = []
+    for tap_id in sorted(first):
+        tap = first[tap_id].tap
+        if tap.card not in cards:
+            status = "unknown_card"
+        elif not tap.accepted:
+            status = "not_charged"
+        else:
+            status = "charged"
+        rows.append(Admitted(tap, policy.service_date(tap.ts).isoformat(), status))
+    return Admission(first, tuple(again), tuple(rows))
+
+
+def card_days(new: Iterable[Admitted]) -> set[CardDay]:
+    """The card-days that new taps re-price."""
+    return {(r.tap.card, r.service_date) for r in new}
+
+
+def routes_of(new: Iterable[Admitted], history: Mapping[CardDay, Mapping[str, PricedTap]]
+              ) -> set[str]:
+    """Every route a plan may credit: those of the new taps and of their days."""
+    routes = {r.tap.route_id for r in new}
+    for day in history.values():
+        routes.update(t.route_id for t in day.values())
+    return routes
+
+
+def priced_tap(tap: Tap) -> PricedTap:
+    """The facts of a tap that its price depends on."""
+    return PricedTap(tap.tap_id, tap.device_id, tap.seq, tap.ts, tap.vehicle_id,
+                     tap.route_id, tap.kind, tap.lat_e6, tap.lon_e6)
+
+
+def plan(admission: Admission, inserted: Collection[str], inbox: Mapping[str, InboxRow],
+         cards: Mapping[str, CardState],
+         history: Mapping[CardDay, Mapping[str, PricedTap]],
+         amounts: Mapping[str, TapAmount], operators: Mapping[str, str],
+         policy: FarePolicy) -> Plan:
+    """Decide a batch once the inbox insert has said which tap ids it took.
+
+    `inbox` holds the rows of the tap ids it did not take; `history` the accepted taps
+    already charged in the new taps' card-days; `amounts` what the ledger holds for
+    those taps; `operators` the operator of every route involved (`routes_of`).
+    """
+    to_price = admission.to_price(inserted)
+    drafts, priced = _price(to_price, cards, history, amounts, operators, policy)
+    statuses = {r.tap.tap_id: r.status for r in admission.rows}
+    decisions: list[Decision] = []
+    final: dict[str, int] = {}
+    for tap_id in sorted(admission.first):
+        if tap_id not in inserted:
+            continue
+        position, tap = admission.first[tap_id]
+        status, fare = priced.get(tap_id, (statuses[tap_id], 0))
+        final[tap_id] = fare
+        decisions.append(Decision(position, tap, status, fare, tap.card))
+    # Processed before (or just now by another gateway): a repeat like a later copy.
+    repeats = [*admission.again,
+               *(admission.first[t] for t in sorted(admission.first) if t not in inserted)]
+    conflicts: list[Arrival] = []
+    for arrival in repeats:
+        tap = arrival.tap
+        prior = inbox.get(tap.tap_id)
+        digest = prior.digest if prior is not None else admission.first[tap.tap_id].tap.digest
+        if digest == tap.digest:
+            fare = prior.fare if prior is not None else final.get(tap.tap_id, 0)
+            card = prior.card if prior is not None else tap.card
+            decisions.append(Decision(arrival.position, tap, "duplicate", fare, card))
+        else:
+            conflicts.append(arrival)
+            decisions.append(Decision(arrival.position, tap, "conflict", 0, tap.card))
+    return Plan(tuple(drafts), {t: fare for t, (_, fare) in priced.items()},
+                tuple(decisions), tuple(conflicts),
+                tuple(sorted({r.tap.card for r in to_price})))
+
+
+def _price(new: list[Admitted], cards: Mapping[str, CardState],
+           history: Mapping[CardDay, Mapping[str, PricedTap]],
+           amounts: Mapping[str, TapAmount], operators: Mapping[str, str],
+           policy: FarePolicy) -> tuple[list[EntryDraft], dict[str, tuple[str, int]]]:
+    """Re-price each new tap's card-day: its charge and corrections of earlier taps.
+
+    Returns the drafts and each new tap's receipt status and fare: an entry's own charge
+    (`not_charged` for a repeat tap), or for an exit the change it made to the day
+    (usually a refund on its entry).
+    """
+    days: dict[CardDay, list[Tap]] = defaultdict(list)
+    for row in new:
+        days[(row.tap.card, row.service_date)].append(row.tap)
+    held = {tap_id: a.net for tap_id, a in amounts.items()}  # follows the drafts below
+    drafts: list[EntryDraft] = []
+    receipts: dict[str, tuple[str, int]] = {}
+    for (card, service_date), taps in sorted(days.items()):
+        category = cards[card].category
+        day = dict(history.get((card, service_date), {}))
+        for tap in sorted(taps, key=lambda t: (t.ts, t.device_id, t.seq)):
+            day[tap.tap_id] = priced_tap(tap)
+            price = price_day(policy, category, day.values())
+            change = 0
+            for tap_id, charge in sorted(price.charges.items()):
+                before = held.get(tap_id, 0)
+                if tap_id == tap.tap_id:
+                    if tap.kind != "entry" or charge.role == "repeat":
+                        continue  # costs nothing now; a later tap may change that
+                    kind, key = "fare", None
+                elif before != charge.amount:
+                    kind, key = "correction", f"corr:{tap_id}:{tap.tap_id}"
+                else:
+                    continue
+                delta = charge.amount - before
+                route_id = day[tap_id].route_id
+                charged = amounts.get(tap_id)
+                drafts.append(fare_entry(
+                    tap_id=tap_id, card=card, fare=delta, digest=tap.digest,
+                    currency=policy.currency, kind=kind, idem_key=key,
+                    # A correction goes to whoever the fare went to, even if the
+                    # route has changed hands in the GTFS data since.
+                    operator_id=(charged.operator_id if charged and charged.operator_id
+                                 else operators.get(route_id, UNASSIGNED_OPERATOR)),
+                    route_id=route_id, category=category, service_date=service_date))
+                held[tap_id] = charge.amount
+                change += delta
+            role = price.charges[tap.tap_id].role
+            receipts[tap.tap_id] = ("not_charged" if role == "repeat" else "charged",
+                                    price.amount(tap.tap_id) if tap.kind == "entry" else change)
+    return drafts, receipts
+
+
+def balances_after(cards: Mapping[str, CardState], posted: Mapping[str, int]
+                   ) -> dict[str, int]:
+    """Each locked card's balance once the batch is posted: what the ledger returned for
+    the cards it moved, the locked balance for the others."""
+    return {card: posted.get(card, state.balance) for card, state in cards.items()}

@@ -1,0 +1,105 @@
+"""Position and status ingest with hand-written stand-ins for the device check, the live
+store and the network: which messages are trusted, and the reason codes of the others."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry
+
+from tracking.ingest import Message, PositionIngest, Signed
+from tracking.store import VehicleRecord
+from transit.topics import Topics
+from transit.wire import Position
+
+KEY = bytes(range(32))
+
+
+class Devices:
+    """A device check that knows one device, revoked or not, and its key."""
+
+    def __init__(self, device_id: str, active: bool = True) -> None:
+        self.device_id = device_id
+        self.active = active
+        self.asked: list[tuple[str, str | None]] = []
+
+    def refusal(self, message: Signed, topic_device: str | None) -> str | None:
+        self.asked.append((message.device_id, topic_device))
+        if topic_device != message.device_id:
+            return "topic_mismatch"
+        if message.device_id != self.device_id:
+            return "unknown_device"
+        if not self.active:
+            return "inactive_device"
+        return None if message.verify(KEY) else "bad_signature"
+
+    def is_known(self, device_id: str) -> bool:
+        return device_id == self.device_id
+
+
+class Store:
+    def __init__(self) -> None:
+        self.saved: list[VehicleRecord] = []
+        self.statuses: list[tuple[str, dict[str, object]]] = []
+
+    def last(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
+        list(vehicle_ids)
+        return {}
+
+    def save(self, records: list[VehicleRecord]) -> None:
+        self.saved.extend(records)
+
+    def save_status(self, device_id: str, status: dict[str, object], now: int) -> None:
+        self.statuses.append((device_id, status))
+
+
+class Network:
+    def next_stop(self, *_args: object) -> None:
+        return None
+
+
+def position(device_id: str = "SBY-0042-A", key: bytes = KEY) -> bytes:
+    return Position(device_id=device_id, vehicle_id="SBY-0042", route_id="R1",
+                    ts=int(time.time() * 1000) - 1000, lat_e6=-7_257_500,
+                    lon_e6=112_752_100, speed_cms=500, bearing_deg=90).signed(key).encode()
+
+
+def ingest(devices: Devices) -> tuple[PositionIngest, Store]:
+    store = Store()
+    return PositionIngest(store, devices, Network(), Topics(),  # type: ignore[arg-type]
+                          CollectorRegistry()), store
+
+
+def test_a_signed_position_from_its_own_topic_is_kept() -> None:
+    devices = Devices("SBY-0042-A")
+    service, store = ingest(devices)
+    assert service.handle([Message("transit/v1/dev/SBY-0042-A/pos", position())]) == {
+        "accepted": 1}
+    assert [r.vehicle_id for r in store.saved] == ["SBY-0042"]
+    assert devices.asked == [("SBY-0042-A", "SBY-0042-A")]
+
+
+def test_untrusted_positions_get_the_position_reason_codes() -> None:
+    service, store = ingest(Devices("SBY-0042-A"))
+    batch = [Message("transit/v1/dev/SBY-0077-B/pos", position()),          # other topic
+             Message("transit/v1/dev/SBY-0042-A/pos", position(key=b"x" * 32)),
+             Message("transit/v1/dev/SBY-9999-X/pos", position("SBY-9999-X")),
+             Message("transit/v1/dev/SBY-0042-A/pos", b"{")]
+    assert service.handle(batch) == {"topic_mismatch": 1, "bad_signature": 1,
+                                     "unknown_device": 1, "malformed": 1}
+    assert store.saved == []
+
+
+def test_a_revoked_devices_positions_count_as_from_an_unknown_device() -> None:
+    service, store = ingest(Devices("SBY-0042-A", active=False))
+    assert service.handle([Message("transit/v1/dev/SBY-0042-A/pos", position())]) == {
+        "unknown_device": 1}
+    assert store.saved == []
+
+
+def test_status_is_kept_only_for_a_registered_device() -> None:
+    service, store = ingest(Devices("SBY-0042-A"))
+    service.handle([Message("transit/v1/dev/SBY-0042-A/status", b'{"online": true}'),
+                    Message("transit/v1/dev/SBY-9999-X/status", b'{"online": true}')])
+    assert store.statuses == [("SBY-0042-A", {"online": True})]
