@@ -1,16 +1,28 @@
-"""Card use cases shared by the HTTP API and the command line: issue, top up, block.
+"""Card use cases shared by the HTTP API and the command line: issue, top up, block,
+show a card and list its taps.
 
-Each runs in one transaction that also brings the deny list in step.
+Each change runs in the caller's transaction and brings the deny list in step. The
+checks of a card token and of a top-up live here too, so that every way in refuses the
+same input with the same words.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fare_gateway.adapters.models import TapRecord
 from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.policy import FarePolicy
-from ledger.adapters.models import Card
+from ledger.adapters.models import Card, Entry
 from ledger.services import CardNotFound, Ledger, TopupResult
+from transit.wire import CARD_PATTERN
+
+REFERENCE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
+MAX_TOPUP = 10_000_000  # one top-up; a registered e-money account in Indonesia holds at most this
 
 
 class CardError(ValueError):
@@ -19,6 +31,56 @@ class CardError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    """A card as the back office shows it."""
+
+    card: str
+    category: str
+    status: str  # active | blocked
+    balance: int
+
+    @classmethod
+    def of(cls, row: Card) -> CardInfo:
+        """A snapshot of a card row, safe to use after its session has closed."""
+        return cls(row.card, row.category, row.status, row.balance)
+
+
+@dataclass(frozen=True)
+class CardTap:
+    """One tap of a card, with what it costs now (after any later correction)."""
+
+    tap_id: str
+    ts: int
+    device_id: str
+    vehicle_id: str
+    route_id: str
+    kind: str
+    accepted: bool
+    fare: int
+    status: str
+    service_date: str
+
+
+def parse_card(value: object) -> str:
+    """A card token (8-32 upper-case hex digits); raises CardError("bad_card") otherwise."""
+    if not isinstance(value, str) or not CARD_PATTERN.fullmatch(value):
+        raise CardError("bad_card", "card must be 8-32 upper-case hex digits")
+    return value
+
+
+def parse_topup(amount: object, reference: object) -> tuple[int, str]:
+    """A top-up's amount and reference, checked; raises CardError saying what is wrong."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise CardError("bad_amount", "amount must be a whole number of rupiah")
+    if not 0 < amount <= MAX_TOPUP:
+        raise CardError("bad_amount", f"amount must be between 1 and {MAX_TOPUP}")
+    if not isinstance(reference, str) or not REFERENCE.fullmatch(reference):
+        raise CardError("bad_reference",
+                        "reference must be 1-64 characters of A-Z a-z 0-9 . _ : / -")
+    return amount, reference
 
 
 def issue_card(session: Session, ledger: Ledger, policy: FarePolicy, card: str,
@@ -51,3 +113,27 @@ def set_card_status(session: Session, policy: FarePolicy, card: str, status: str
     session.flush()
     refresh_denylist(session, policy, [card])
     return row
+
+
+def show_card(session: Session, card: str) -> CardInfo:
+    """The card with this token; raises CardNotFound."""
+    row = session.get(Card, card)
+    if row is None:
+        raise CardNotFound(f"no card {card}")
+    return CardInfo.of(row)
+
+
+def card_taps(session: Session, card: str) -> list[CardTap]:
+    """Every tap of a card in event order, each with the net of its ledger entries."""
+    if session.get(Card, card) is None:
+        raise CardNotFound(f"no card {card}")
+    charged = (select(Entry.tap_id, func.sum(Entry.amount).label("fare"))
+               .where(Entry.card == card, Entry.tap_id.is_not(None))
+               .group_by(Entry.tap_id).subquery())
+    rows = session.execute(
+        select(TapRecord, func.coalesce(charged.c.fare, 0))
+        .outerjoin(charged, charged.c.tap_id == TapRecord.tap_id)
+        .where(TapRecord.card == card)
+        .order_by(TapRecord.ts, TapRecord.device_id, TapRecord.seq)).all()
+    return [CardTap(t.tap_id, t.ts, t.device_id, t.vehicle_id, t.route_id, t.kind,
+                    t.accepted, int(fare), t.status, t.service_date) for t, fare in rows]

@@ -1,0 +1,31 @@
+"""The gateway's records of the fleet, as tracking asks for them: the registered
+validators (`tracking.services.DeviceRoster`) and the taps made on a vehicle
+(`tracking.services.VehicleTaps`)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fare_gateway.adapters.models import TapRecord
+from fare_gateway.devices import DeviceInfo, list_devices
+
+
+class FleetRecords:
+    """Reads of the device registry and the tap inbox, one short session each."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def registered(self) -> list[DeviceInfo]:
+        """Every registered validator, in device order, without secrets."""
+        with self.sessions() as session:
+            return list_devices(session)
+
+    def count(self, vehicle_id: str, service_date: str) -> int:
+        """Taps received from a vehicle for a service day (charged or not)."""
+        with self.sessions() as session:
+            return int(session.scalar(
+                select(func.count()).select_from(TapRecord).where(
+                    TapRecord.vehicle_id == vehicle_id,
+                    TapRecord.service_date == service_date)) or 0)

@@ -1,0 +1,74 @@
+"""The gateway's Flask application: wires each feature's blueprint, the one error
+format, the protective headers and the API description. No view lives here."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask
+from sqlalchemy.orm import Session, sessionmaker
+
+from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.fleet import FleetRecords
+from fare_gateway.http.auth import Authenticator, AuthFailures, install, require
+from fare_gateway.http.cards import cards_blueprint
+from fare_gateway.http.errors import register_error_handlers
+from fare_gateway.http.headers import protective_headers
+from fare_gateway.http.health import health_blueprint
+from fare_gateway.http.openapi import openapi_blueprint
+from fare_gateway.http.operations import operation
+from fare_gateway.http.settlements import settlements_blueprint
+from fare_gateway.http.taps import taps_blueprint
+from fare_gateway.metrics import Metrics
+from ledger.services import Ledger
+from ledger.settlement import BusinessCalendar, Settler
+from tracking.store import TrackingStore
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass
+class ApiDeps:
+    """What the API needs, built once by the entry point."""
+
+    sessions: sessionmaker[Session]
+    ledger: Ledger
+    policy: FarePolicy
+    metrics: Metrics
+    broker_ok: Callable[[], bool]
+    tracking: TrackingStore | None = None  # adds the vehicles, validators and map endpoints
+    tile_url: str = ""
+    stopping: threading.Event = field(default_factory=threading.Event)  # ends open streams
+    auth_failures: AuthFailures | None = None
+
+
+def create_app(deps: ApiDeps) -> Flask:
+    """Build the Flask application around already-wired services."""
+    # No static folder of Flask's own: the map's files are tracking's, under /static/map.
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    register_error_handlers(app, MAX_BODY_BYTES)
+    app.after_request(protective_headers)
+    install(app, Authenticator(deps.sessions, deps.auth_failures or AuthFailures()))
+
+    policy = deps.policy
+    settler = Settler(BusinessCalendar(policy.timezone, policy.service_day_start_min),
+                      policy.currency)
+    app.register_blueprint(health_blueprint(deps.sessions, deps.broker_ok, deps.metrics))
+    app.register_blueprint(cards_blueprint(deps.sessions, deps.ledger, policy))
+    app.register_blueprint(taps_blueprint(deps.sessions))
+    app.register_blueprint(settlements_blueprint(deps.sessions, settler))
+    if deps.tracking is not None:
+        from tracking.http import TrackingDeps, tracking_blueprint
+
+        fleet = FleetRecords(deps.sessions)
+        app.register_blueprint(tracking_blueprint(TrackingDeps(
+            deps.sessions, deps.tracking, roster=fleet, taps=fleet, require=require,
+            operation=operation, tile_url=deps.tile_url,
+            service_date=lambda ms: policy.service_date(ms).isoformat(),
+            stopping=deps.stopping)))
+    app.register_blueprint(openapi_blueprint())
+    return app

@@ -1,0 +1,186 @@
+"""Cards: issue, show, top up, block and unblock (contract section 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fare_gateway.cards import (
+    MAX_TOPUP,
+    CardError,
+    CardInfo,
+    issue_card,
+    parse_card,
+    parse_topup,
+    set_card_status,
+    show_card,
+    topup_card,
+)
+from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.http.auth import require
+from fare_gateway.http.errors import ApiError
+from fare_gateway.http.inputs import card_in_path, json_object, known_card
+from fare_gateway.http.operations import (
+    CARD_TOKEN,
+    MONEY,
+    Schema,
+    json_content,
+    operation,
+)
+from ledger.services import (
+    CardExists,
+    IdempotencyConflict,
+    Ledger,
+    TopupResult,
+    retry_once_on_race,
+)
+
+CURRENCY: Schema = {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["IDR"]}
+CARD: Schema = {
+    "title": "Card",
+    "type": "object",
+    "required": ["card", "category", "status", "balance", "currency"],
+    "properties": {"card": CARD_TOKEN, "category": {"type": "string"},
+                   "status": {"enum": ["active", "blocked"]},
+                   "balance": MONEY, "currency": CURRENCY},
+}
+TOPUP_REQUEST: Schema = {
+    "title": "TopupRequest",
+    "type": "object",
+    "required": ["amount", "reference"],
+    "properties": {
+        "amount": {"type": "integer", "minimum": 1, "maximum": MAX_TOPUP,
+                   "description": "whole rupiah to credit"},
+        "reference": {"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,64}$",
+                      "description": "the payment's idempotency key: the same reference "
+                                     "again credits nothing more"}},
+}
+TOPUP: Schema = {
+    "title": "Topup",
+    "type": "object",
+    "required": ["card", "balance", "currency", "amount", "reference", "entry_id"],
+    "properties": {"card": CARD_TOKEN, "balance": MONEY, "currency": CURRENCY,
+                   "amount": MONEY, "reference": {"type": "string"},
+                   "entry_id": {"type": "integer",
+                                "description": "the ledger entry that credited it"}},
+}
+
+
+def card_json(info: CardInfo, currency: str) -> dict[str, Any]:
+    """A card as the API shows it."""
+    return {"card": info.card, "category": info.category, "status": info.status,
+            "balance": info.balance, "currency": currency}
+
+
+def cards_blueprint(sessions: sessionmaker[Session], ledger: Ledger,
+                    policy: FarePolicy) -> Blueprint:
+    """The card endpoints, over these services."""
+    bp = Blueprint("cards", __name__)
+    currency = policy.currency
+    new_card: Schema = {
+        "title": "NewCard",
+        "type": "object",
+        "required": ["card"],
+        "properties": {"card": CARD_TOKEN,
+                       "category": {"enum": list(policy.categories),
+                                    "description": "the fare category; absent: "
+                                                   f"{policy.default_category}"}},
+    }
+    card_param = {"card": CARD_TOKEN}
+    # What a new card's answer feeds: every operation on that card.
+    card_links = {name: {"operationId": operation_id,
+                         "parameters": {"card": "$response.body#/card"}}
+                  for name, operation_id in (("ShowCard", "cards.show"),
+                                             ("TopUp", "cards.topup"),
+                                             ("Block", "cards.block"),
+                                             ("Unblock", "cards.unblock"),
+                                             ("ListTaps", "taps.of_card"))}
+
+    @bp.post("/api/v1/cards")
+    @operation("Issue a card", tag="cards", body=new_card,
+               responses={201: json_content(CARD)}, errors=(409, 422), links={201: card_links},
+               description="The card starts with a zero balance, so on the deny list. "
+                           "A card that exists already is a 409.")
+    @require("admin")
+    def issue() -> tuple[Response, int]:
+        body = json_object()
+        category = body.get("category", policy.default_category)
+        try:
+            card = parse_card(body.get("card"))
+            if not isinstance(category, str):
+                raise CardError("bad_category", "category must be a string")
+            with sessions.begin() as session:
+                info = CardInfo.of(issue_card(session, ledger, policy, card, category))
+        except CardError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+        except (CardExists, IntegrityError):  # IntegrityError: issued at this very moment
+            raise ApiError(409, "card_exists", f"card {card} already exists") from None
+        return jsonify(card_json(info, currency)), 201
+
+    @bp.get("/api/v1/cards/<card>")
+    @operation("Show a card", tag="cards", path=card_param,
+               responses={200: json_content(CARD)}, errors=(400, 404))
+    @require("finance")
+    def show(card: str) -> Response:
+        card = card_in_path(card)
+        with known_card(card), sessions() as session:
+            info = show_card(session, card)
+        return jsonify(card_json(info, currency))
+
+    @bp.post("/api/v1/cards/<card>/topups")
+    @operation("Top up a card", tag="cards", path=card_param, body=TOPUP_REQUEST,
+               responses={200: json_content(TOPUP), 201: json_content(TOPUP)},
+               errors=(404, 409, 422),
+               description="201 when credited; the same reference again is a 200 with the "
+                           "first answer and no second credit; the same reference with "
+                           "another amount is a 409.")
+    @require("admin")
+    def topup(card: str) -> tuple[Response, int]:
+        card = card_in_path(card)
+        body = json_object()
+        try:
+            amount, reference = parse_topup(body.get("amount"), body.get("reference"))
+        except CardError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+
+        def credit() -> TopupResult:
+            with sessions.begin() as session:
+                return topup_card(session, ledger, policy, card, amount, reference)
+
+        try:
+            with known_card(card):
+                result = retry_once_on_race(credit)
+        except IdempotencyConflict as exc:
+            raise ApiError(409, "reference_conflict", str(exc)) from None
+        return jsonify({"card": card, "balance": result.balance, "currency": currency,
+                        "amount": result.amount, "reference": result.reference,
+                        "entry_id": result.entry_id}), 201 if result.created else 200
+
+    def set_status(card: str, status: str) -> Response:
+        card = card_in_path(card)
+        with known_card(card), sessions.begin() as session:
+            info = CardInfo.of(set_card_status(session, policy, card, status))
+        return jsonify(card_json(info, currency))
+
+    @bp.post("/api/v1/cards/<card>/block")
+    @operation("Block a card", tag="cards", path=card_param,
+               responses={200: json_content(CARD)}, errors=(400, 404),
+               description="The card goes on the deny list; blocking it again changes "
+                           "nothing. No body is needed.")
+    @require("admin")
+    def block(card: str) -> Response:
+        return set_status(card, "blocked")
+
+    @bp.post("/api/v1/cards/<card>/unblock")
+    @operation("Unblock a card", tag="cards", path=card_param,
+               responses={200: json_content(CARD)}, errors=(400, 404),
+               description="The card leaves the deny list unless its balance is below the "
+                           "lowest fare. No body is needed.")
+    @require("admin")
+    def unblock(card: str) -> Response:
+        return set_status(card, "active")
+
+    return bp

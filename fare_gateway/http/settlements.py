@@ -1,0 +1,86 @@
+"""Settlements for finance: a business day's manifest and its CSV (contract section 6)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+from sqlalchemy.orm import Session, sessionmaker
+
+from fare_gateway.http.auth import require
+from fare_gateway.http.errors import ApiError
+from fare_gateway.http.operations import MONEY, Schema, json_content, operation
+from ledger.services import retry_once_on_race
+from ledger.settlement import Settlement, SettlementError, Settler, parse_day
+
+SHA256: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+# The years the business calendar covers, 2000 to 9998 (ledger.settlement.MIN_DAY, MAX_DAY):
+# a date outside them is refused with a 400, so the description does not admit it.
+YEARS = "(?:[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+DAY: Schema = {"type": "string", "format": "date", "pattern": f"^{YEARS}-[0-9]{{2}}-[0-9]{{2}}$",
+               "description": "the business date, YYYY-MM-DD, from 2000-01-01 to 9998-12-31"}
+MANIFEST: Schema = {
+    "title": "SettlementManifest",
+    "type": "object",
+    "required": ["settlement_date", "currency", "lines", "totals", "entries", "sha256",
+                 "previous_sha256", "entries_sha256", "chain_sha256", "business_day",
+                 "status"],
+    "properties": {
+        "settlement_date": {"type": "string", "format": "date"},
+        "currency": {"type": "string"},
+        "lines": {"type": "integer", "minimum": 0},
+        "totals": {"type": "object", "additionalProperties": MONEY,
+                   "description": "sum of `amount` per line type"},
+        "entries": {"type": "integer", "minimum": 0},
+        "sha256": {**SHA256, "description": "of the CSV file"},
+        "previous_sha256": {"type": ["string", "null"]},
+        "entries_sha256": {**SHA256, "description": "over every entry and posting"},
+        "chain_sha256": {**SHA256, "description": "links this day to every day before"},
+        "business_day": {"type": "object", "required": ["from_ms", "to_ms"],
+                         "properties": {"from_ms": {"type": "integer"},
+                                        "to_ms": {"type": "integer"}}},
+        "status": {"enum": ["final", "provisional"],
+                   "description": "provisional while the day is still open"}},
+}
+CSV_LINES: Schema = {"type": "string", "description":
+                     "settlement_date,line_type,service_date,operator_id,route_id,category,"
+                     "count,amount,currency"}
+
+
+def settlements_blueprint(sessions: sessionmaker[Session], settler: Settler) -> Blueprint:
+    """The settlement endpoints; a closed day is recorded in the chain when first asked."""
+    bp = Blueprint("settlements", __name__)
+
+    def settlement(day: str) -> Settlement:
+        try:
+            business_day = parse_day(day)
+        except SettlementError as exc:
+            raise ApiError(400, "bad_date", str(exc)) from None
+
+        def settle() -> Settlement:
+            with sessions.begin() as session:
+                return settler.settle(session, business_day)
+
+        try:
+            # Two requests may record the same closed day at once: the loser reads it.
+            return retry_once_on_race(settle)
+        except SettlementError as exc:
+            raise ApiError(409, "not_settleable", str(exc)) from None
+
+    @bp.get("/api/v1/settlements/<day>")
+    @operation("A business day's settlement manifest", tag="settlements",
+               path={"day": DAY}, responses={200: json_content(MANIFEST)}, errors=(400, 409),
+               description="409 for a day that has not begun or whose entries no longer "
+                           "match its recorded settlement.")
+    @require("finance")
+    def manifest(day: str) -> Response:
+        return Response(settlement(day).manifest_bytes, mimetype="application/json")
+
+    @bp.get("/api/v1/settlements/<day>/lines.csv")
+    @operation("A business day's settlement lines", tag="settlements", path={"day": DAY},
+               responses={200: {"text/csv": CSV_LINES}}, errors=(400, 409))
+    @require("finance")
+    def lines(day: str) -> Response:
+        result = settlement(day)
+        return Response(result.csv, mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="settlement-{day}.csv"'})
+
+    return bp

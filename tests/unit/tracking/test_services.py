@@ -1,0 +1,46 @@
+"""The validators' state as tracking derives it from the roster and their status
+messages (pure: a hand-written roster, no Redis, no database)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracking.services import validator_states
+
+NOW = 1_764_313_202_123
+
+
+@dataclass(frozen=True)
+class Registered:
+    device_id: str
+    vehicle_id: str
+    status: str
+
+
+def test_a_validator_is_online_only_if_it_said_so_lately() -> None:
+    roster = [Registered("A", "BUS-1", "active"), Registered("B", "BUS-2", "active"),
+              Registered("C", "BUS-3", "revoked"), Registered("D", "BUS-4", "active")]
+    statuses = {"A": ({"online": True, "spool_depth": 3, "software": "agent 0.1"},
+                      NOW - 5_000),
+                "B": ({"online": True, "spool_depth": 0}, NOW - 700_000),  # long silent
+                "C": ({"online": False, "spool_depth": 7}, NOW - 1_000),
+                "GHOST": ({"online": True}, NOW)}  # reported, but not registered
+    states = {s.device_id: s for s in validator_states(roster, statuses, NOW, 600)}
+
+    assert list(states) == ["A", "B", "C", "D"]
+    a = states["A"]
+    assert (a.vehicle_id, a.registration, a.online, a.spool_depth, a.software) == (
+        "BUS-1", "active", True, 3, "agent 0.1")
+    assert (a.last_seen_ms, a.last_seen_s, a.spool_full) == (NOW - 5_000, 5.0, False)
+    assert states["B"].online is False and states["B"].last_seen_s == 700.0
+    assert states["C"].online is False and states["C"].registration == "revoked"
+    d = states["D"]  # registered, never heard from
+    assert (d.online, d.last_seen_ms, d.last_seen_s, d.spool_depth) == (False, None, None,
+                                                                        None)
+
+
+def test_online_ends_at_the_offline_threshold() -> None:
+    roster = [Registered("A", "BUS-1", "active")]
+    for age_ms, online in ((599_999, True), (600_000, False)):
+        (state,) = validator_states(roster, {"A": ({"online": True}, NOW - age_ms)}, NOW, 600)
+        assert state.online is online, age_ms

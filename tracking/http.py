@@ -1,0 +1,313 @@
+"""Tracking's HTTP endpoints (contract section 3): the vehicles and their stream, the
+validators, the GTFS-Realtime feed, the network for the map, and the map page itself.
+
+The blueprint is built by the wiring, which hands it the token check (`require`) and
+the operation declaration (`operation`) of the gateway's HTTP app, and the gateway's
+records behind tracking's own Protocols: tracking imports nothing of the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, abort, jsonify, request, send_from_directory
+from sqlalchemy.orm import Session, sessionmaker
+
+from tracking.domain import state
+from tracking.realtime import vehicle_feed
+from tracking.services import DeviceRoster, VehicleTaps, map_network, validator_states
+from tracking.store import TrackingStore, VehicleRecord
+
+STATIC = Path(__file__).with_name("static")
+NPM_LEAFLET = Path(__file__).with_name("web") / "node_modules" / "leaflet" / "dist"
+FEED_FORMATS = ("protobuf", "json")
+
+View = TypeVar("View", bound=Callable[..., Any])
+Decorator = Callable[[View], View]
+
+JSON = "application/json"
+NUMBER_OR_NULL = {"type": ["number", "null"]}
+STRING_OR_NULL = {"type": ["string", "null"]}
+TEXT = {"type": "string"}
+BINARY: dict[str, Any] = {}  # bytes: no JSON Schema applies
+EVENTS: dict[str, Any] = {}  # a stream of events, described in words below
+ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+VEHICLE = {
+    "title": "Vehicle",
+    "type": "object",
+    "required": ["vehicle_id", "route_id", "trip_id", "lat", "lon", "bearing", "speed_mps",
+                 "ts", "age_s", "state", "device_id", "next_stop_id", "next_stop_name"],
+    "properties": {
+        "vehicle_id": {"type": "string"}, "route_id": {"type": "string"},
+        "trip_id": STRING_OR_NULL, "lat": {"type": "number"}, "lon": {"type": "number"},
+        "bearing": {"type": ["integer", "null"],
+                    "description": "degrees clockwise from true north"},
+        "speed_mps": NUMBER_OR_NULL,
+        "ts": {"type": "integer", "description": "of the last position, ms since the epoch"},
+        "age_s": {"type": "number", "description": "seconds since that position"},
+        "state": {"enum": ["live", "stale", "offline"]},
+        "device_id": {"type": "string"}, "next_stop_id": STRING_OR_NULL,
+        "next_stop_name": STRING_OR_NULL},
+}
+VEHICLES = {"title": "Vehicles", "type": "object", "required": ["vehicles"],
+            "properties": {"vehicles": {"type": "array", "items": VEHICLE}}}
+VEHICLE_DETAIL = {
+    "title": "VehicleDetail",
+    "allOf": [VEHICLE, {
+        "type": "object",
+        "required": ["taps_today", "trail", "service_date"],
+        "properties": {
+            "taps_today": {"type": "integer", "minimum": 0,
+                           "description": "taps on this vehicle in today's service day"},
+            "trail": {"type": "array", "description": "its last positions, newest first",
+                      "items": {"type": "object", "required": ["ts", "lat", "lon"],
+                                "properties": {"ts": {"type": "integer"},
+                                               "lat": {"type": "number"},
+                                               "lon": {"type": "number"}}}},
+            "service_date": {"type": "string", "format": "date"}}}],
+}
+VALIDATOR = {
+    "title": "Validator",
+    "type": "object",
+    "required": ["device_id", "vehicle_id", "registration", "online", "last_seen_ms",
+                 "last_seen_s", "spool_depth", "spool_full", "denylist_version", "software",
+                 "route_id"],
+    "properties": {
+        "device_id": {"type": "string"}, "vehicle_id": {"type": "string"},
+        "registration": {"type": "string", "description": "`active` or `revoked`"},
+        "online": {"type": "boolean",
+                   "description": "it said so in a status received lately"},
+        "last_seen_ms": {"type": ["integer", "null"]}, "last_seen_s": NUMBER_OR_NULL,
+        "spool_depth": {"description": "taps it holds without a receipt, as it reported"},
+        "spool_full": {"description": "whether its spool is full, as it reported"},
+        "denylist_version": {"description": "the deny list it enforces, as it reported"},
+        "software": {"description": "its software, as it reported"},
+        "route_id": {"description": "the route it serves, as it reported"}},
+}
+VALIDATORS = {"title": "Validators", "type": "object", "required": ["validators"],
+              "properties": {"validators": {"type": "array", "items": VALIDATOR}}}
+LAT_LON = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+NETWORK = {
+    "title": "Network",
+    "type": "object",
+    "required": ["tile_url", "routes", "stops"],
+    "properties": {
+        "tile_url": {"type": "string",
+                     "description": "the map tile URL template; empty: no tiles"},
+        "routes": {"type": "array", "items": {
+            "type": "object",
+            "required": ["route_id", "agency_id", "short_name", "long_name", "color",
+                         "shapes"],
+            "properties": {
+                "route_id": {"type": "string"}, "agency_id": {"type": "string"},
+                "short_name": {"type": "string"}, "long_name": {"type": "string"},
+                "color": {"type": "string", "description": "RRGGBB"},
+                "shapes": {"type": "array", "items": {"type": "array", "items": LAT_LON},
+                           "description": "polylines of [lat, lon]"}}}},
+        "stops": {"type": "array", "items": {
+            "type": "object", "required": ["id", "name", "lat", "lon"],
+            "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                           "lat": {"type": "number"}, "lon": {"type": "number"}}}}},
+}
+FEED_JSON = {"title": "FeedMessage", "type": "object", "required": ["header"],
+             "description": "the GTFS-Realtime FeedMessage in protobuf's JSON mapping"}
+STATIC_FILES = {"text/css": TEXT, "text/javascript": TEXT, "text/html": TEXT,
+                "image/png": BINARY, "application/octet-stream": BINARY}
+
+
+def leaflet_dir() -> Path | None:
+    """Leaflet from npm (tracking/web), else from the XStatic-Leaflet package."""
+    if (NPM_LEAFLET / "leaflet.js").exists():
+        return NPM_LEAFLET
+    try:
+        import xstatic.pkg.leaflet as xs
+
+        return Path(xs.BASE_DIR)
+    except ImportError:
+        return None
+
+
+@dataclass
+class TrackingDeps:
+    """What tracking's endpoints need, handed in by the wiring."""
+
+    sessions: sessionmaker[Session]  # the GTFS network's tables
+    store: TrackingStore
+    roster: DeviceRoster
+    taps: VehicleTaps
+    require: Callable[..., Decorator[Any]]  # the gateway's token check, `require(*roles)`
+    operation: Callable[..., Decorator[Any]]  # declares a view in the OpenAPI description
+    tile_url: str = ""
+    # The service day an event time falls in (the fare policy's local day).
+    service_date: Callable[[int], str] = lambda ms: time.strftime(
+        "%Y-%m-%d", time.gmtime(ms / 1000))
+    stopping: threading.Event = field(default_factory=threading.Event)
+    stale_after_s: float = 90
+    offline_after_s: float = 600
+
+
+def vehicle_json(r: VehicleRecord, now_ms: int, deps: TrackingDeps) -> dict[str, Any]:
+    """A vehicle as the API shows it, its state judged from its last position's age."""
+    age = max(0.0, (now_ms - r.ts) / 1000)
+    return {"vehicle_id": r.vehicle_id, "route_id": r.route_id, "trip_id": r.trip_id,
+            "lat": r.lat_e6 / 1e6, "lon": r.lon_e6 / 1e6, "bearing": r.bearing_deg,
+            "speed_mps": None if r.speed_cms is None else r.speed_cms / 100,
+            "ts": r.ts, "age_s": round(age, 1),
+            "state": state(age, deps.stale_after_s, deps.offline_after_s),
+            "device_id": r.device_id, "next_stop_id": r.next_stop_id,
+            "next_stop_name": r.next_stop_name}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
+    """Tracking's endpoints over its store and network, guarded by the gateway's roles."""
+    bp = Blueprint("tracking", __name__)
+    require, operation = deps.require, deps.operation
+
+    @bp.get("/api/v1/vehicles")
+    @operation("The fleet's last positions", tag="tracking",
+               responses={200: {JSON: VEHICLES}},
+               links={200: {"FirstVehicle": {
+                   "operationId": "tracking.vehicle",
+                   "parameters": {"vehicle_id": "$response.body#/vehicles/0/vehicle_id"}}}},
+               description="`state`: `live`, `stale` after 90 s without a position, "
+                           "`offline` after 10 minutes.")
+    @require("ops")
+    def vehicles() -> Response:
+        now = now_ms()
+        return jsonify({"vehicles": [vehicle_json(r, now, deps)
+                                     for r in deps.store.vehicles()]})
+
+    @bp.get("/api/v1/vehicles/<vehicle_id>")
+    @operation("One vehicle: its position, trail and taps today", tag="tracking",
+               path={"vehicle_id": {**ID, "description": "as the validators report it"}},
+               responses={200: {JSON: VEHICLE_DETAIL}},
+               errors=(404,))
+    @require("ops")
+    def vehicle(vehicle_id: str) -> Response:
+        found = deps.store.last([vehicle_id]).get(vehicle_id)
+        if found is None:
+            abort(404, f"no vehicle {vehicle_id}")
+        now = now_ms()
+        out = vehicle_json(found, now, deps)
+        today = deps.service_date(now)
+        out["taps_today"] = deps.taps.count(vehicle_id, today)
+        out["trail"] = [{"ts": ts, "lat": lat / 1e6, "lon": lon / 1e6}
+                        for ts, lat, lon in deps.store.trail(vehicle_id)]
+        out["service_date"] = today
+        return jsonify(out)
+
+    @bp.get("/api/v1/vehicles/stream")
+    @operation("Position changes as Server-Sent Events", tag="tracking",
+               responses={200: {"text/event-stream": EVENTS}},
+               description="First an `event: snapshot` with every vehicle (as in "
+                           "`/api/v1/vehicles`), then an `event: position` per change, and "
+                           "a `: keep-alive` comment after 15 quiet seconds. The stream "
+                           "stays open until the client or the gateway closes it.")
+    @require("ops")
+    def stream() -> Response:
+        def events() -> Iterator[str]:
+            now = now_ms()
+            snapshot = [vehicle_json(r, now, deps) for r in deps.store.vehicles()]
+            yield f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n"
+            for batch in deps.store.events(deps.stopping):
+                if batch is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                now = now_ms()
+                for raw in batch:
+                    record = VehicleRecord(**raw)
+                    yield (f"event: position\nid: {record.vehicle_id}:{record.ts}\n"
+                           f"data: {json.dumps(vehicle_json(record, now, deps))}\n\n")
+
+        return Response(events(), mimetype="text/event-stream",
+                        headers={"X-Accel-Buffering": "no"})
+
+    @bp.get("/api/v1/validators")
+    @operation("Every registered validator: online, last seen, spool depth", tag="tracking",
+               responses={200: {JSON: VALIDATORS}},
+               description="From each validator's retained status message; a validator "
+                           "never heard from is listed offline.")
+    @require("ops")
+    def validators() -> Response:
+        states = validator_states(deps.roster.registered(), deps.store.statuses(), now_ms(),
+                                  deps.offline_after_s)
+        return jsonify({"validators": [asdict(s) for s in states]})
+
+    @bp.get("/gtfs-rt/vehicle-positions")
+    @operation("GTFS-Realtime vehicle positions", tag="tracking",
+               query={"format": {"enum": list(FEED_FORMATS),
+                                 "description": "`json` for people; protobuf by default"}},
+               responses={200: {"application/x-protobuf": BINARY, JSON: FEED_JSON}},
+               errors=(400,),
+               description="A GTFS-Realtime 2.0 FeedMessage of every vehicle heard from in "
+                           "the last 10 minutes.")
+    def gtfs_rt() -> Response:
+        wanted = request.args.get("format", "protobuf")
+        if wanted not in FEED_FORMATS:
+            abort(400, f"format must be one of {', '.join(FEED_FORMATS)}")
+        feed = vehicle_feed(deps.store.vehicles(), max_age_s=deps.offline_after_s)
+        if wanted == "json":
+            from google.protobuf.json_format import MessageToDict
+
+            return jsonify(MessageToDict(feed))
+        return Response(feed.SerializeToString(), mimetype="application/x-protobuf")
+
+    @bp.get("/api/v1/network")
+    @operation("Routes with their colours and shapes, and stops: what the map draws",
+               tag="tracking", responses={200: {JSON: NETWORK}})
+    @require("ops")
+    def network() -> Response:
+        with deps.sessions() as session:
+            drawn = map_network(session)
+        return jsonify({"tile_url": deps.tile_url, **drawn})
+
+    @bp.get("/")
+    @operation("The operations map", tag="map", responses={200: {"text/html": TEXT}},
+               description="Sign in with an `ops` token typed into the page; it is kept "
+                           "in session storage and sent only in the Authorization header.")
+    def map_page() -> Response:
+        resp = send_from_directory(STATIC, "map.html")
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data: " + (_origin(deps.tile_url) or "")
+            + "; style-src 'self'; script-src 'self'; connect-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        return resp
+
+    @bp.get("/static/map/<path:name>")
+    @operation("The map page's own files", tag="map",
+               path={"name": {**TEXT, "description": "`map.js`, `map.css`"}},
+               responses={200: STATIC_FILES}, errors=(404,))
+    def map_static(name: str) -> Response:
+        return send_from_directory(STATIC, name)
+
+    @bp.get("/static/leaflet/<path:name>")
+    @operation("Leaflet, served by the gateway (nothing from a CDN)", tag="map",
+               path={"name": {**TEXT, "description": "`leaflet.js`, `leaflet.css`, "
+                                                     "`images/...`"}},
+               responses={200: STATIC_FILES}, errors=(404,))
+    def leaflet_static(name: str) -> Response:
+        folder = leaflet_dir()
+        if folder is None:
+            abort(404, "Leaflet is not installed: run npm ci --prefix tracking/web")
+        return send_from_directory(folder, name)
+
+    return bp
+
+
+def _origin(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        return ""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host.replace('{s}', '*')}"

@@ -1,0 +1,105 @@
+"""Tracking's reads for the back office: the validators' state and the network the map
+draws.
+
+What tracking needs from the gateway's records (the device roster, the taps on a
+vehicle) it is handed through the small Protocols below, by the wiring: tracking sits
+below the gateway and imports nothing of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracking.adapters.models import Route, ShapePoint, Stop, Trip
+
+DEFAULT_ROUTE_COLOR = "3366CC"  # a route the feed gives no colour
+
+
+class RegisteredDevice(Protocol):
+    """A validator as the device registry knows it."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def vehicle_id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...  # active | revoked
+
+
+class DeviceRoster(Protocol):
+    """Every registered validator."""
+
+    def registered(self) -> Sequence[RegisteredDevice]: ...
+
+
+class VehicleTaps(Protocol):
+    """How many taps were made on a vehicle."""
+
+    def count(self, vehicle_id: str, service_date: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class ValidatorState:
+    """A registered validator and what its last status message said."""
+
+    device_id: str
+    vehicle_id: str
+    registration: str
+    online: bool
+    last_seen_ms: int | None
+    last_seen_s: float | None
+    spool_depth: Any
+    spool_full: Any
+    denylist_version: Any
+    software: Any
+    route_id: Any
+
+
+def validator_states(devices: Sequence[RegisteredDevice],
+                     statuses: Mapping[str, tuple[dict[str, Any], int]], now_ms: int,
+                     offline_after_s: float) -> list[ValidatorState]:
+    """Each registered device with its reported state; online only if it said so lately."""
+    out = []
+    for device in devices:
+        reported, received = statuses.get(device.device_id, ({}, None))
+        online = bool(reported.get("online")) and received is not None and (
+            now_ms - received) / 1000 < offline_after_s
+        out.append(ValidatorState(
+            device.device_id, device.vehicle_id, device.status, online, received,
+            None if received is None else round((now_ms - received) / 1000, 1),
+            reported.get("spool_depth"), reported.get("spool_full", False),
+            reported.get("denylist_version"), reported.get("software"),
+            reported.get("route_id")))
+    return out
+
+
+def map_network(session: Session) -> dict[str, list[dict[str, Any]]]:
+    """Routes with their colours and shapes, and the stops: what the map draws."""
+    routes = session.scalars(select(Route).order_by(Route.route_id)).all()
+    shape_of: dict[str, set[str]] = {}
+    for route_id, shape_id in session.execute(
+            select(Trip.route_id, Trip.shape_id).where(Trip.shape_id.is_not(None))
+            .distinct()).all():
+        if shape_id is not None:  # filtered above; the column's type does not know it
+            shape_of.setdefault(route_id, set()).add(shape_id)
+    points: dict[str, list[list[float]]] = {}
+    for shape_id, lat, lon in session.execute(
+            select(ShapePoint.shape_id, ShapePoint.lat_e6, ShapePoint.lon_e6)
+            .order_by(ShapePoint.shape_id, ShapePoint.seq)).all():
+        points.setdefault(shape_id, []).append([lat / 1e6, lon / 1e6])
+    stops = [{"id": s.stop_id, "name": s.name, "lat": s.lat_e6 / 1e6, "lon": s.lon_e6 / 1e6}
+             for s in session.scalars(select(Stop))]
+    return {
+        "routes": [{"route_id": r.route_id, "agency_id": r.agency_id,
+                    "short_name": r.short_name, "long_name": r.long_name,
+                    "color": r.color or DEFAULT_ROUTE_COLOR,
+                    "shapes": [points[s] for s in sorted(shape_of.get(r.route_id, ()))
+                               if s in points]} for r in routes],
+        "stops": stops}
