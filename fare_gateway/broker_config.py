@@ -1,7 +1,8 @@
-"""`transit broker config`: a Mosquitto configuration generated from the registered devices.
+"""A Mosquitto configuration generated from the registered devices.
 
-Writes into one folder a password file, an ACL and a `mosquitto.conf` that includes the
-project's delivery policy (`deploy/mosquitto/transit-broker.conf`):
+`transit broker config` (fare_gateway/cli/broker.py) writes into one folder a password
+file, an ACL and a `mosquitto.conf` that includes the project's delivery policy
+(`deploy/mosquitto/transit-broker.conf`):
 
 - every active validator has an account named after its device id; its password is
   derived from its device secret, so the validator computes it without a second secret:
@@ -26,12 +27,11 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-import click
-
 GATEWAY_USER = "gateway"
 PASSWORD_ITERATIONS = 101  # Mosquitto 2.0's default for `$7$` (PBKDF2-SHA512) hashes
 SALT_BYTES = 12
-POLICY_FILE = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "transit-broker.conf"
+# Package data, so that an installed gateway has it; deploy/mosquitto/ links to it.
+POLICY_FILE = Path(__file__).resolve().parent / "transit-broker.conf"
 
 
 def device_mqtt_password(secret: bytes) -> str:
@@ -133,153 +133,14 @@ def generate_tls(out: Path) -> tuple[Path, Path, Path]:
     ca_path, cert_path, key_path = out / "ca.crt", out / "server.crt", out / "server.key"
     ca_path.write_bytes(ca_cert.public_bytes(pem))
     cert_path.write_bytes(cert.public_bytes(pem))
-    _write_private(key_path, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+    write_private(key_path, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
     return cert_path, key_path, ca_path
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner may read (mode 0600)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o600)
-
-
-def active_devices() -> list[tuple[str, bytes]]:
-    """(device_id, raw secret) of every active device in TRANSIT_DATABASE_URL."""
-    from sqlalchemy import select
-
-    from fare_gateway.adapters.models import Device
-    from fare_gateway.devices import DeviceDirectory
-    from fare_gateway.wiring import Core
-    from transit.settings import Settings
-
-    core = Core.build(Settings.from_env())
-    try:
-        with core.sessions() as session:
-            ids = list(session.execute(select(Device.device_id)
-                                       .where(Device.status == "active")
-                                       .order_by(Device.device_id)).scalars())
-        directory = DeviceDirectory(core.sessions)
-        out = []
-        for device_id in ids:
-            known = directory.get(device_id)
-            if known is not None:
-                out.append((device_id, known.secret))
-        return out
-    finally:
-        core.engine.dispose()
-
-
-@click.group()
-def broker() -> None:
-    """The MQTT broker's access control."""
-
-
-@broker.command("config")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write passwords, acl, mosquitto.conf (and TLS files) into.")
-@click.option("--gateway-password-file", type=click.Path(dir_okay=False, exists=True,
-                                                         path_type=Path),
-              help="Use this gateway password instead of generating one.")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="CA file for the TLS listener (optional with --tls-cert).")
-@click.option("--generate-tls", "generate", is_flag=True,
-              help="Make a private CA and a server certificate for 127.0.0.1/localhost.")
-@click.option("--port", default=1883, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--tls-port", default=8883, show_default=True, type=click.IntRange(1, 65535))
-def config(out_dir: Path, gateway_password_file: Path | None, tls_cert: Path | None,
-           tls_key: Path | None, tls_ca: Path | None, generate: bool, port: int,
-           tls_port: int) -> None:
-    """Write a Mosquitto configuration (passwords, ACL, listeners) for the registered devices."""
-    if (tls_cert is None) != (tls_key is None):
-        raise click.UsageError("--tls-cert and --tls-key go together")
-    if generate and tls_cert is not None:
-        raise click.UsageError("--generate-tls and --tls-cert exclude each other")
-    from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
-
-    from transit.settings import Settings, SettingsError
-    try:
-        prefix = Settings.from_env().topic_prefix
-        devices = active_devices()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    except (ArgumentError, OperationalError, ProgrammingError) as exc:
-        raise click.ClickException(
-            f"database error: {exc}. Is TRANSIT_DATABASE_URL right, and has "
-            "'transit db upgrade' been run?") from None
-    if any(d == GATEWAY_USER for d, _ in devices):
-        raise click.ClickException(f"a device is named {GATEWAY_USER!r}, the gateway's account")
-    out = out_dir.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    if gateway_password_file is not None:
-        gw_password = gateway_password_file.read_text().strip()
-        if not gw_password:
-            raise click.ClickException(f"{gateway_password_file} is empty")
-    else:
-        gw_password = secrets.token_urlsafe(32)
-    _write_private(out / "gateway.password", (gw_password + "\n").encode())
-    accounts = [(GATEWAY_USER, gw_password)] + [
-        (device_id, device_mqtt_password(secret)) for device_id, secret in devices]
-    _write_private(out / "passwords", password_file(accounts).encode())
-    (out / "acl").write_text(acl_file(prefix, [d for d, _ in devices]))
-    tls: tuple[Path, Path, Path | None] | None = None
-    if generate:
-        tls = generate_tls(out)
-    elif tls_cert is not None and tls_key is not None:
-        tls = (tls_cert.resolve(), tls_key.resolve(), tls_ca.resolve() if tls_ca else None)
-    (out / "mosquitto.conf").write_text(mosquitto_conf(out, port, tls, tls_port))
-    click.echo(f"wrote {out}/mosquitto.conf for {len(devices)} device(s)"
-               + (f", TLS on port {tls_port}" if tls else ""))
-
-
-@broker.command("retire-gateway")
-@click.argument("gateway_id")
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.5, 120),
-              help="Seconds to wait for the broker.")
-def retire_gateway(gateway_id: str, timeout: float) -> None:
-    """End the broker session of a gateway that will not come back.
-
-    A gateway's session is persistent, so that taps wait for it while it restarts; on a
-    shared subscription the broker keeps giving that session its turn. When a gateway
-    is gone for good (its host lost, or the pool made smaller), this ends the session:
-    the taps it held are dropped by the broker and re-published by their validators,
-    which keep every tap until a receipt comes, and the remaining gateways charge them.
-    Run against a live gateway it only costs a reconnect: that gateway starts a new
-    session and nothing is charged twice.
-    """
-    import threading
-
-    from transit.mqtt import connect_async, make_client
-    from transit.settings import Settings, SettingsError
-
-    try:
-        endpoint = Settings.from_env().mqtt
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    client = make_client(endpoint, gateway_id, persistent=False)
-    answered = threading.Event()
-    refused: list[str] = []
-
-    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
-        if getattr(reason, "is_failure", False):
-            refused.append(str(reason))
-        answered.set()
-
-    client.on_connect = on_connect
-    # A clean start (MQTT 5: with no session expiry) under the gateway's client id: the
-    # broker discards the old session, its subscriptions and its queue.
-    connect_async(client, endpoint, persistent=False)
-    client.loop_start()
-    try:
-        if not answered.wait(timeout):
-            raise click.ClickException(
-                f"the broker at {endpoint.host}:{endpoint.port} did not answer in {timeout:g} s")
-        if refused:
-            raise click.ClickException(f"the broker refused the connection: {refused[0]}")
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    click.echo(f"session of gateway {gateway_id!r} ended at {endpoint.host}:{endpoint.port}")

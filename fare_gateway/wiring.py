@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -17,6 +18,7 @@ from fare_gateway.metrics import Metrics
 from fare_gateway.routes import RouteDirectory
 from ledger.adapters.db import make_engine, session_factory
 from ledger.services import Ledger
+from transit.errors import TransitError, cannot_listen, why_unreachable
 from transit.settings import Settings
 from transit.topics import Topics
 
@@ -42,6 +44,32 @@ class Core:
                    Ledger(engine, policy.currency))
 
 
+def _wait_for_broker(settings: Settings, wait_connected: Callable[[float], bool]) -> None:
+    """Wait up to `TRANSIT_BROKER_WAIT_S` for the broker; fail in one line if it is away.
+
+    With a wait of 0 the gateway starts without the broker, says so once, and keeps
+    reconnecting in the background (docs/operations.md).
+    """
+    endpoint = settings.mqtt
+    if settings.broker_wait_s:
+        log.info("waiting up to %g s for the broker at %s", settings.broker_wait_s,
+                 endpoint.address)
+    if wait_connected(settings.broker_wait_s):
+        return
+    cause = why_unreachable(endpoint.host, endpoint.port)
+    if settings.broker_wait_s == 0:
+        if cause is not None:
+            log.warning("the broker at %s is not reachable (%s): serving HTTP, taps wait "
+                        "at the broker and the validators; reconnecting in the background",
+                        endpoint.address, cause)
+        return
+    why = cause or "it refused the MQTT connection: check the user, password and TLS files"
+    raise TransitError(
+        f"the broker at {endpoint.address} did not answer within {settings.broker_wait_s:g} s "
+        f"({why}): start it or set TRANSIT_MQTT_URL (TRANSIT_BROKER_WAIT_S=0 starts the "
+        "gateway without it)")
+
+
 class _Shutdown(SystemExit):
     """Raised in the main thread by SIGTERM/SIGINT to leave the HTTP server's loop.
 
@@ -55,17 +83,25 @@ def run_gateway(settings: Settings) -> None:
     from waitress.server import create_server
 
     from fare_gateway.adapters.consumer import TapConsumer
-    from fare_gateway.api import ApiDeps, AuthFailures, create_app
     from fare_gateway.denylist import DenyListPublisher
+    from fare_gateway.http import ApiDeps, AuthFailures, create_app
+    from fare_gateway.schema import schema_problem
     from fare_gateway.taps import TapService
+    from fare_gateway.taps.sql import sql_units
     from tracking.adapters.consumer import PositionConsumer
     from tracking.ingest import PositionIngest
     from tracking.network import Network
     from tracking.store import TrackingStore, redis_client
 
     core = Core.build(settings)
+    # Refuse a database without the current schema now, in one line, rather than with
+    # the first query's error (or every tap's).
+    problem = schema_problem(core.engine)
+    if problem is not None:
+        core.engine.dispose()
+        raise TransitError(problem)
     topics = Topics(settings.topic_prefix)
-    service = TapService(core.sessions, core.ledger, core.policy,
+    service = TapService(sql_units(core.sessions, core.ledger, core.policy), core.policy,
                          DeviceDirectory(core.sessions), RouteDirectory(core.sessions),
                          topics, core.metrics)
     consumer = TapConsumer(settings, service, core.metrics)
@@ -73,32 +109,46 @@ def run_gateway(settings: Settings) -> None:
     positions = PositionConsumer(settings, PositionIngest(
         store, DeviceDirectory(core.sessions), Network(core.sessions), topics,
         core.metrics.registry))
-    limit, _, window = settings.extra.get("auth_failures", "20/60").partition("/")
+    limit = settings.auth_failures
     deps = ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
                    broker_ok=lambda: consumer.connected, tracking=store,
-                   tile_url=settings.extra.get("map_tiles", ""),
-                   auth_failures=AuthFailures(int(limit), float(window or 60)))
+                   tile_url=settings.map_tiles,
+                   auth_failures=AuthFailures(limit.limit, float(limit.window_s)))
     app = create_app(deps)
     host, port = settings.http_bind
     # Each open vehicle stream holds a thread; leave room for the API beside them.
-    server = create_server(app, host=host, port=port, threads=24, ident="transit")
+    try:
+        server = create_server(app, host=host, port=port, threads=24, ident="transit")
+    except OSError as exc:
+        core.engine.dispose()
+        raise cannot_listen("TRANSIT_HTTP", host, port, exc) from None
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        raise _Shutdown(signum)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     # Everything built so far lives as long as the process: keep it out of the cyclic
     # garbage collector's full passes, which otherwise walk it all and stall the tap
     # path for tens of milliseconds.
     gc.collect()
     gc.freeze()
     consumer.start()
+    try:
+        _wait_for_broker(settings, consumer.wait_connected)
+    except TransitError:
+        consumer.stop()
+        server.close()
+        core.engine.dispose()
+        raise
+
+    # From here on a signal stops the gateway in order. Before, while it waits for the
+    # broker and has received nothing, Ctrl-C just ends the start-up (exit 130).
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        raise _Shutdown(signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     positions.start()
     denylist = DenyListPublisher(core.sessions, consumer.client, topics)
     denylist.start()
-    log.info("gateway %s: HTTP on http://%s:%d/, broker %s", settings.gateway_id, host, port,
-             settings.mqtt.host)
+    log.info("gateway %s: HTTP on http://%s:%d/, broker %s (%s)", settings.gateway_id, host,
+             port, settings.mqtt.address, "connected" if consumer.connected else "retrying")
     try:
         server.run()
     except _Shutdown as exc:

@@ -5,11 +5,17 @@ Started in one process tree, with no servers to install: an embedded MQTT broker
 and one real validator agent per bus (simulated reader and GPS) with simulated
 passengers tapping pre-issued cards. Each embedded service gives way to the real one
 when its TRANSIT_*_URL is set.
+
+Nothing is printed before every part is up and known to be this demo's: one demo at a
+time owns its data folder (a second one would share its database, Redis and spools),
+a TRANSIT_HTTP that is taken is refused before anything starts (else the map address
+printed would be another program's), and the embedded broker must answer on its port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -29,7 +35,11 @@ from typing import IO, Any
 
 import click
 
+from transit.context import CommandContext, pass_transit
+from transit.errors import TransitError, ensure_free, why_unreachable
+
 log = logging.getLogger("transit.demo")
+LOCK_FILE = "demo.lock"
 
 CATEGORIES = ["regular"] * 6 + ["student"] * 3 + ["senior"]
 
@@ -84,6 +94,7 @@ class EmbeddedServices:
 
 
 def _free_port(preferred: int | None = None) -> int:
+    """`preferred` if nothing listens there, else a port the system picks."""
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as s:
             try:
@@ -91,7 +102,45 @@ def _free_port(preferred: int | None = None) -> int:
             except OSError:
                 continue
             return int(s.getsockname()[1])
-    raise RuntimeError("no free port")
+    raise TransitError("no free TCP port on 127.0.0.1 for the demo")
+
+
+def _own_data_dir(folder: Path) -> IO[str]:
+    """Hold the data folder's lock for this run; refuse if another demo holds it.
+
+    Two demos on one folder would share its database, its Redis and the buses' spools,
+    and the one that stops first would stop the other's Redis.
+    """
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = (folder / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise TransitError(f"another transit demo (pid {holder}) is running in {folder}: "
+                           "stop it, or give this one its own --data-dir") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def _clear(folder: Path) -> None:
+    """`--fresh`: everything of the last run goes, but the lock this run holds."""
+    for entry in folder.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _start_broker(services: EmbeddedServices) -> str:
@@ -122,8 +171,27 @@ def _start_broker(services: EmbeddedServices) -> str:
     services.broker_thread.start()
     ready.wait(15)
     if failure or not ready.is_set():
-        raise click.ClickException(f"the embedded MQTT broker did not start: {failure}")
+        why = "; ".join(str(f) for f in failure) or "no answer within 15 s"
+        raise TransitError(f"the embedded MQTT broker did not start on 127.0.0.1:{port} "
+                           f"({why})")
+    cause = why_unreachable("127.0.0.1", port)
+    if cause is not None:
+        raise TransitError(f"the embedded MQTT broker does not answer on 127.0.0.1:{port} "
+                           f"({cause})")
     return f"mqtt://127.0.0.1:{port}"
+
+
+def _wait_healthy(gateway: subprocess.Popen[bytes], base: str, folder: Path) -> None:
+    """Wait until the gateway started here answers `/healthz`; fail saying why not."""
+    deadline = time.monotonic() + 30
+    # An answer while the gateway is not running would come from another program.
+    while not (_http_ok(f"{base}/healthz") and gateway.poll() is None):
+        if gateway.poll() is not None or time.monotonic() > deadline:
+            said = [line.removeprefix("Error: ") for line in (folder / "gateway.log")
+                    .read_text(errors="replace").splitlines() if line.startswith("Error: ")]
+            why = f" ({said[-1]})" if said and gateway.poll() is not None else ""
+            raise TransitError(f"the gateway did not start{why}: see {folder}/gateway.log")
+        time.sleep(0.2)
 
 
 def _start_redis(services: EmbeddedServices, folder: Path) -> str:
@@ -168,19 +236,20 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
     from sqlalchemy import select
 
     from fare_gateway.adapters.models import Device
-    from tracking.adapters.models import Route
     from fare_gateway.cards import issue_card, set_card_status, topup_card
     from fare_gateway.denylist import network_key
-    from fare_gateway.devices import add_device, master_key, unseal
+    from fare_gateway.devices import add_device, unseal
+    from fare_gateway.schema import upgrade
     from fare_gateway.tokens import create_token
     from fare_gateway.wiring import Core
     from hardware_sim.surabaya import CORRIDORS, write_feed, write_shape_files
     from ledger.adapters.models import Card
-    from fare_gateway.schema import upgrade
+    from tracking.adapters.models import Route
     from tracking.gtfs import import_feed
     from transit.settings import Settings
 
-    core = Core.build(Settings.from_env(env))
+    settings = Settings.from_env(env)
+    core = Core.build(settings)
     upgrade(core.engine)
     with core.sessions.begin() as s:
         if s.scalar(select(Route.route_id).limit(1)) is None:
@@ -200,8 +269,8 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
                 secret = row.plain_secret.hex()  # type: ignore[attr-defined]
             else:
                 # The stored secret may be sealed with TRANSIT_SECRET_KEY.
-                secret = unseal(known[bus.device_id].secret_hex, master_key(
-                    env.get("TRANSIT_SECRET_KEY")), bus.device_id).hex()
+                secret = unseal(known[bus.device_id].secret_hex, settings.secret_key,
+                                bus.device_id).hex()
             bus.secret_file.write_text(secret)
             os.chmod(bus.secret_file, 0o600)
             fleet.append(bus)
@@ -280,17 +349,21 @@ def _read_events(bus: Bus, stream: IO[bytes]) -> None:
               show_default=True,
               help="pcsc: the first bus reads virtual cards through pcscd's vpcd reader; "
                    "auto: that when pcscd with vpcd is running, else every bus simulated.")
-def demo(buses: int, time_scale: float, cards: int, data_dir: str, fresh: bool,
-         duration: float, reader: str) -> None:
+@pass_transit
+def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_dir: str,
+         fresh: bool, duration: float, reader: str) -> None:
     """Run the whole system on embedded defaults with a simulated fleet and riders."""
     logging.getLogger("amqtt").setLevel(logging.CRITICAL)
     # amqtt reports every client that hangs up mid-handshake as an asyncio error.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     logging.getLogger("transitions").setLevel(logging.ERROR)
+    settings = obj.settings
     folder = Path(data_dir).resolve()
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    lock = _own_data_dir(folder)
+    if fresh:
+        _clear(folder)
+    if not settings.is_default("TRANSIT_HTTP"):
+        ensure_free("TRANSIT_HTTP", *settings.http_bind)
     services = EmbeddedServices()
     stopping = threading.Event()
 
@@ -299,20 +372,21 @@ def demo(buses: int, time_scale: float, cards: int, data_dir: str, fresh: bool,
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    env = {k: v for k, v in os.environ.items()}
+    # The programs the demo starts read their settings from this environment.
+    env = dict(os.environ)
     env.setdefault("TRANSIT_DATABASE_URL", f"sqlite:///{folder}/transit.db")
-    if not os.environ.get("TRANSIT_MQTT_URL"):
-        env["TRANSIT_MQTT_URL"] = _start_broker(services)
-        env["TRANSIT_MQTT_PROTOCOL"] = "3.1.1"  # the embedded broker speaks 3.1.1
-    if not os.environ.get("TRANSIT_REDIS_URL"):
-        env["TRANSIT_REDIS_URL"] = _start_redis(services, folder)
-    if not os.environ.get("TRANSIT_HTTP"):
-        env["TRANSIT_HTTP"] = f"127.0.0.1:{_free_port(8080)}"
     env.setdefault("TRANSIT_GATEWAY_ID", "demo-gateway")
     env.setdefault("TRANSIT_LOG_LEVEL", "WARNING")
+    if settings.is_default("TRANSIT_HTTP"):
+        env["TRANSIT_HTTP"] = f"127.0.0.1:{_free_port(8080)}"
     procs: list[subprocess.Popen[bytes]] = []
     fleet: list[Bus] = []
     try:
+        if settings.is_default("TRANSIT_MQTT_URL"):
+            env["TRANSIT_MQTT_URL"] = _start_broker(services)
+            env["TRANSIT_MQTT_PROTOCOL"] = "3.1.1"  # the embedded broker speaks 3.1.1
+        if settings.is_default("TRANSIT_REDIS_URL"):
+            env["TRANSIT_REDIS_URL"] = _start_redis(services, folder)
         fleet, card_ids, tokens, key_file = _prepare(env, folder, buses, cards)
         if reader == "pcsc" or (reader == "auto" and _vpcd_available()):
             fleet[0].reader = "pcsc"
@@ -321,11 +395,7 @@ def demo(buses: int, time_scale: float, cards: int, data_dir: str, fresh: bool,
                                    stdout=gateway_log, stderr=subprocess.STDOUT)
         procs.append(gateway)
         base = f"http://{env['TRANSIT_HTTP']}"
-        deadline = time.monotonic() + 30
-        while not _http_ok(f"{base}/healthz"):
-            if gateway.poll() is not None or time.monotonic() > deadline:
-                raise click.ClickException(f"the gateway did not start; see {folder}/gateway.log")
-            time.sleep(0.2)
+        _wait_healthy(gateway, base, folder)
         for bus in fleet:
             bus.log_file = (folder / f"bus-{bus.number:02d}.log").open("ab")
             bus.proc = subprocess.Popen(
@@ -359,6 +429,7 @@ def demo(buses: int, time_scale: float, cards: int, data_dir: str, fresh: bool,
             except subprocess.TimeoutExpired:
                 proc.kill()
         services.stop()
+        lock.close()
     click.echo("demo stopped")
 
 

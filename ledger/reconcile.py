@@ -7,7 +7,9 @@ Checks, each naming what it found wrong:
   4. every settled business day still settles to the same file and the same root hash
      over its entries and postings (catches UPDATE or DELETE behind the application);
   5. the chain of settled days is unbroken;
-  6. settlement files in a folder, if given, are the ones the chain recorded.
+  6. settlement files in a folder, if given, are the ones the chain recorded; the
+     report says how many it compared (none is a failure) and names each provisional
+     file it left out.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Report:
 
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    files_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -40,6 +44,7 @@ class Report:
 
     def text(self) -> str:
         out = [f"ok       {c}" for c in self.checked]
+        out += [f"skipped  {s}" for s in self.skipped]
         out += [f"MISMATCH {p}" for p in self.problems]
         out.append("reconciled: no mismatch" if self.ok
                    else f"reconciliation FAILED: {len(self.problems)} mismatch(es)")
@@ -123,15 +128,23 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
             report.checked.append(f"business day {record.business_date}: "
                                   f"{record.entries} entries match their settlement")
         if files is not None:
-            report.problems += _check_files(files, record)
+            problems, compared = _check_files(files, record)
+            report.problems += problems
+            report.files_checked += compared
     if files is not None:
         recorded = {r.business_date for r in records}
         for path in sorted(files.glob("settlement-*.csv")):
             iso = path.stem.removeprefix("settlement-")
-            if iso not in recorded and (day is None or iso == day.isoformat()) and \
-                    not _provisional(path.with_suffix(".json")):
-                report.problems.append(f"{path.name}: no settled day {iso} in the chain "
-                                       "(its settlement record is missing)")
+            if iso in recorded or (day is not None and iso != day.isoformat()):
+                continue
+            if _provisional(path.with_suffix(".json")):
+                report.skipped.append(f"{path.name}: provisional (its day was still open "
+                                      "when settled), so not in the chain")
+                continue
+            report.files_checked += 1
+            report.problems.append(f"{path.name}: no settled day {iso} in the chain "
+                                   "(its settlement record is missing)")
+        _count_files(report, files)
     if chain_ok and records:
         report.checked.append(f"settlement chain of {len(records)} day(s) unbroken")
     if day is not None and not any(r.business_date == day.isoformat() for r in records):
@@ -147,23 +160,39 @@ def _provisional(manifest: Path) -> bool:
         return False
 
 
-def _check_files(folder: Path, record: SettlementRecord) -> list[str]:
+def _count_files(report: Report, folder: Path) -> None:
+    """Say how many files of `folder` were compared; none at all is a failure, since the
+    folder was given to be vouched for (docs/finance.md)."""
+    if report.files_checked:
+        report.checked.append(f"{report.files_checked} settlement file(s) in {folder} "
+                              "compared with the chain")
+    else:
+        report.problems.append(f"no settlement file in {folder} was checked: it holds no "
+                               "settlement-DATE.csv or .json of a settled day (is it the "
+                               "right folder?)")
+
+
+def _check_files(folder: Path, record: SettlementRecord) -> tuple[list[str], int]:
+    """Problems with the files of one settled day in `folder`, and how many were there."""
     problems = []
+    compared = 0
     csv_path = folder / f"settlement-{record.business_date}.csv"
     json_path = folder / f"settlement-{record.business_date}.json"
     if csv_path.exists():
+        compared += 1
         data = csv_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != record.sha256:
             problems.append(f"{csv_path.name}: sha256 differs from the settled file "
                             "(the file was edited)")
     if json_path.exists():
+        compared += 1
         try:
             manifest = json.loads(json_path.read_text())
         except ValueError:
-            return [*problems, f"{json_path.name}: not valid JSON"]
+            return [*problems, f"{json_path.name}: not valid JSON"], compared
         if (manifest.get("sha256"), manifest.get("previous_sha256"),
                 manifest.get("entries_sha256"), manifest.get("chain_sha256")) != (
                 record.sha256, record.previous_sha256, record.entries_sha256,
                 record.chain_sha256):
             problems.append(f"{json_path.name}: does not match the settlement chain")
-    return problems
+    return problems, compared

@@ -49,7 +49,8 @@ def parse_day(value: str) -> date:
     except ValueError:
         raise SettlementError(f"no such date: {value} (expected a real YYYY-MM-DD)") from None
     if not MIN_DAY <= day <= MAX_DAY:
-        raise SettlementError(f"business day {value} is out of range")
+        raise SettlementError(f"business day {value} is out of range ({MIN_DAY.isoformat()} "
+                              f"to {MAX_DAY.isoformat()})")
     return day
 
 

@@ -1,4 +1,5 @@
-"""Tracking subcommands of `transit`: `gtfs import`."""
+"""Tracking's subcommands of `transit` (`gtfs import`), and the translator of a feed's
+refusal into one line."""
 
 from __future__ import annotations
 
@@ -6,30 +7,35 @@ import time
 
 import click
 
+from ledger.adapters.db import session_factory
+from ledger.cli import engine
+from transit.cli import Group
+from transit.context import CommandContext, pass_transit
 
-@click.group()
+
+@click.group(cls=Group)
 def gtfs() -> None:
-    """GTFS network data."""
+    """GTFS network data: agencies, routes, stops, shapes, trips."""
 
 
 @gtfs.command("import")
 @click.argument("feed", type=click.Path(dir_okay=False))
-def gtfs_import(feed: str) -> None:
+@pass_transit
+def gtfs_import(obj: CommandContext, feed: str) -> None:
     """Load agencies, routes, stops, shapes and trips from FEED.zip (replaces the last)."""
-    from fare_gateway.cli import _core, _friendly
-    from tracking.gtfs import GtfsError, import_feed
+    from tracking.gtfs import import_feed
 
-    @_friendly
-    def run() -> None:
-        core = _core()
-        started = time.perf_counter()
-        try:
-            with core.sessions.begin() as session:
-                report = import_feed(session, feed)
-        except GtfsError as exc:
-            raise click.ClickException(str(exc)) from None
-        for warning in report.warnings:
-            click.echo(f"warning: {warning}", err=True)
-        click.echo(f"imported {report} in {time.perf_counter() - started:.1f}s")
+    sessions = session_factory(engine(obj))
+    started = time.perf_counter()
+    with sessions.begin() as session:
+        report = import_feed(session, feed)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"imported {report} in {time.perf_counter() - started:.1f}s")
 
-    run()
+
+def explain(exc: BaseException) -> str | None:
+    """One line for a feed that cannot be imported; None for other failures."""
+    from tracking.gtfs import GtfsError
+
+    return str(exc) if isinstance(exc, GtfsError) else None

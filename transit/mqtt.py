@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 from typing import Any
@@ -15,7 +14,7 @@ from transit.settings import MqttEndpoint
 
 def make_client(endpoint: MqttEndpoint, client_id: str, *, persistent: bool = True,
                 manual_ack: bool = False, **kwargs: Any) -> mqtt.Client:
-    """A paho 2.x client with protocol, credentials and TLS taken from the endpoint."""
+    """A paho 2.x client with protocol, credentials and TLS files taken from the endpoint."""
     v5 = endpoint.protocol == "5"
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -29,9 +28,9 @@ def make_client(endpoint: MqttEndpoint, client_id: str, *, persistent: bool = Tr
         client.username_pw_set(endpoint.username, endpoint.password)
     if endpoint.tls:
         client.tls_set(
-            ca_certs=os.environ.get("TRANSIT_MQTT_CA") or None,
-            certfile=os.environ.get("TRANSIT_MQTT_CERT") or None,
-            keyfile=os.environ.get("TRANSIT_MQTT_KEY") or None,
+            ca_certs=endpoint.ca_file,
+            certfile=endpoint.cert_file,
+            keyfile=endpoint.key_file,
             cert_reqs=ssl.CERT_REQUIRED,
         )
     client.reconnect_delay_set(min_delay=1, max_delay=30)

@@ -1,11 +1,19 @@
-"""One frozen settings object per program, read from the environment."""
+"""One frozen settings object per program, read from the environment.
+
+`Settings.from_env` is the only place that reads `TRANSIT_*` variables: every program
+builds the object once at start, and it is validated there, so that a value that cannot
+work stops the program with the variable's name in the message.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
+
+from transit.errors import TransitError
 
 DEFAULTS: dict[str, str] = {
     "TRANSIT_DATABASE_URL": "sqlite:///transit.db",
@@ -22,10 +30,17 @@ DEFAULTS: dict[str, str] = {
     # 5 ms gave p50 14 ms at 1,000 taps/s, 1 ms gave 8 ms (docs/benchmarks.md).
     "TRANSIT_BATCH_WAIT_MS": "1",
     "TRANSIT_RECEIVE_MAXIMUM": "2000",
+    "TRANSIT_MQTT_PROTOCOL": "5",
+    "TRANSIT_LOG_LEVEL": "INFO",
+    "TRANSIT_AUTH_FAILURES": "20/60",
+    # Long enough for a broker started beside the gateway (systemd, compose) to come up,
+    # short enough that a wrong TRANSIT_MQTT_URL is reported while someone is watching.
+    "TRANSIT_BROKER_WAIT_S": "10",
 }
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-class SettingsError(ValueError):
+class SettingsError(TransitError, ValueError):
     """A setting has a value that cannot be used."""
 
 
@@ -37,8 +52,11 @@ class MqttEndpoint:
     port: int
     tls: bool
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     protocol: str = "5"  # "5" or "3.1.1" (TRANSIT_MQTT_PROTOCOL)
+    ca_file: str | None = None    # TRANSIT_MQTT_CA: None trusts the system's CAs
+    cert_file: str | None = None  # TRANSIT_MQTT_CERT and _KEY: a client certificate
+    key_file: str | None = None
 
     @classmethod
     def parse(cls, url: str, protocol: str = "5") -> MqttEndpoint:
@@ -68,6 +86,19 @@ class MqttEndpoint:
             protocol=protocol,
         )
 
+    @property
+    def address(self) -> str:
+        """`host:port`, as messages about the broker name it."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class FailureLimit:
+    """How many failed API logins one address may make in a window (`TRANSIT_AUTH_FAILURES`)."""
+
+    limit: int = 20
+    window_s: int = 60
+
 
 def _http_bind(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
@@ -89,6 +120,56 @@ def _positive_int(env: Mapping[str, str], name: str) -> int:
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name) or DEFAULTS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 3600:
+        raise SettingsError(f"{name}: must be between 0 and 3600 seconds, got {raw!r}")
+    return value
+
+
+def _failure_limit(raw: str) -> FailureLimit:
+    limit, _, window = raw.partition("/")
+    window = window or "60"
+    if not (limit.isdigit() and window.isdigit()) or int(limit) < 1 or int(window) < 1:
+        raise SettingsError("TRANSIT_AUTH_FAILURES: expected FAILURES/SECONDS, e.g. 20/60, "
+                            f"got {raw!r}")
+    return FailureLimit(int(limit), int(window))
+
+
+def _log_level(raw: str) -> str:
+    name = raw.strip().upper()
+    name = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(name, name)
+    if name not in LOG_LEVELS:
+        raise SettingsError(f"TRANSIT_LOG_LEVEL: one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return name
+
+
+def hex_key(raw: str, name: str, size: int = 32) -> bytes | None:
+    """A key written as hex digits (`size` bytes), or None when `raw` is blank."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be {2 * size} hex digits") from None
+    if len(key) != size:
+        raise SettingsError(f"{name} must be {2 * size} hex digits ({size} bytes), "
+                            f"not {len(raw)}")
+    return key
+
+
+def _tls_file(env: Mapping[str, str], name: str) -> str | None:
+    path = env.get(name) or None
+    if path is not None and not os.path.isfile(path):
+        raise SettingsError(f"{name}: no file at {path}")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting a program needs; build it once with `Settings.from_env()`."""
@@ -105,7 +186,17 @@ class Settings:
     batch_size: int = 500
     batch_wait_ms: int = 1
     receive_maximum: int = 2000
-    extra: Mapping[str, str] = field(default_factory=dict)
+    mqtt_ca: str | None = None
+    mqtt_cert: str | None = None
+    mqtt_key: str | None = None
+    # TRANSIT_SECRET_KEY: seals device secrets and other secrets at rest; never shown.
+    secret_key: bytes | None = field(default=None, repr=False)
+    log_level: str = DEFAULTS["TRANSIT_LOG_LEVEL"]
+    map_tiles: str = ""
+    auth_failures: FailureLimit = FailureLimit()
+    broker_wait_s: float = 10.0
+    # The variables the environment set (not empty): what the defaults did not decide.
+    given: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,7 +209,7 @@ class Settings:
         settings = cls(
             database_url=get("TRANSIT_DATABASE_URL"),
             mqtt_url=get("TRANSIT_MQTT_URL"),
-            mqtt_protocol=env.get("TRANSIT_MQTT_PROTOCOL") or "5",
+            mqtt_protocol=get("TRANSIT_MQTT_PROTOCOL"),
             redis_url=get("TRANSIT_REDIS_URL"),
             http=get("TRANSIT_HTTP"),
             fares=env.get("TRANSIT_FARES", ""),
@@ -128,24 +219,41 @@ class Settings:
             batch_size=_positive_int(env, "TRANSIT_BATCH_SIZE"),
             batch_wait_ms=_positive_int(env, "TRANSIT_BATCH_WAIT_MS"),
             receive_maximum=min(_positive_int(env, "TRANSIT_RECEIVE_MAXIMUM"), 65535),
-            extra={"map_tiles": env.get("TRANSIT_MAP_TILES", ""),
-                   "auth_failures": env.get("TRANSIT_AUTH_FAILURES") or "20/60"},
+            mqtt_ca=_tls_file(env, "TRANSIT_MQTT_CA"),
+            mqtt_cert=_tls_file(env, "TRANSIT_MQTT_CERT"),
+            mqtt_key=_tls_file(env, "TRANSIT_MQTT_KEY"),
+            secret_key=hex_key(env.get("TRANSIT_SECRET_KEY", ""), "TRANSIT_SECRET_KEY"),
+            log_level=_log_level(get("TRANSIT_LOG_LEVEL")),
+            map_tiles=env.get("TRANSIT_MAP_TILES", ""),
+            auth_failures=_failure_limit(get("TRANSIT_AUTH_FAILURES")),
+            broker_wait_s=_seconds(env, "TRANSIT_BROKER_WAIT_S"),
+            given=frozenset(k for k, v in env.items() if k.startswith("TRANSIT_") and v),
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
         """Fail early, with the variable's name, on a value that cannot work."""
-        limit, _, window = str(self.extra.get("auth_failures", "20/60")).partition("/")
-        if not limit.isdigit() or int(limit) < 1 or not (window or "60").isdigit():
-            raise SettingsError("TRANSIT_AUTH_FAILURES: expected FAILURES/SECONDS, e.g. 20/60")
         MqttEndpoint.parse(self.mqtt_url, self.mqtt_protocol)
         _http_bind(self.http)
 
     @property
     def mqtt(self) -> MqttEndpoint:
-        return MqttEndpoint.parse(self.mqtt_url, self.mqtt_protocol)
+        """The broker endpoint, with the TLS files of `TRANSIT_MQTT_CA/CERT/KEY`."""
+        endpoint = MqttEndpoint.parse(self.mqtt_url, self.mqtt_protocol)
+        return MqttEndpoint(endpoint.host, endpoint.port, endpoint.tls, endpoint.username,
+                            endpoint.password, endpoint.protocol, self.mqtt_ca,
+                            self.mqtt_cert, self.mqtt_key)
 
     @property
     def http_bind(self) -> tuple[str, int]:
         return _http_bind(self.http)
+
+    @property
+    def log_level_number(self) -> int:
+        """`log_level` as the `logging` module's number."""
+        return int(getattr(logging, self.log_level))
+
+    def is_default(self, name: str) -> bool:
+        """Whether the variable `name` was left unset, so its default is in use."""
+        return name not in self.given

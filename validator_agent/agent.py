@@ -169,6 +169,7 @@ class Agent:
 
     def _on_disconnect(self, *_a: Any) -> None:
         self._connected.clear()
+        log.info("disconnected from the broker; %d taps wait in the spool", self.spool.depth)
         self._set_will()  # the next connection's will carries the spool as it is then
 
     def _set_will(self) -> None:

@@ -1,4 +1,5 @@
-"""`transit agent`: the on-bus validator. Needs only the `agent` extra."""
+"""`transit agent`: the on-bus validator. Needs only the `agent` extra: it imports
+nothing of the back office (the simulated reader and GPS are its own adapters)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
+
+from transit.context import CommandContext, pass_transit
+from transit.errors import TransitError
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +23,11 @@ def _read_hex_file(path: str, what: str, size: int) -> bytes:
     try:
         raw = bytes.fromhex(Path(path).read_text().strip())
     except OSError as exc:
-        raise click.ClickException(f"{what}: cannot read {path}: {exc.strerror}") from None
+        raise TransitError(f"{what}: cannot read {path}: {exc.strerror}") from None
     except ValueError:
-        raise click.ClickException(f"{what}: {path} does not hold hexadecimal") from None
+        raise TransitError(f"{what}: {path} does not hold hexadecimal") from None
     if len(raw) != size:
-        raise click.ClickException(f"{what}: expected {size} bytes, {path} holds {len(raw)}")
+        raise TransitError(f"{what}: expected {size} bytes, {path} holds {len(raw)}")
     return raw
 
 
@@ -62,15 +66,18 @@ def _read_hex_file(path: str, what: str, size: int) -> bytes:
 @click.option("--master-key-file", type=click.Path(dir_okay=False), default=None,
               help="Key store file holding the card master key (32 hex digits, AES-128), "
                    "for --card-profile secure|any.")
-def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
-          secret_file: str, denylist_key_file: str | None, reader: str, gps: str,
-          spool_path: str, spool_capacity: int, exit_validator: bool, retry_seconds: float,
-          sim_time_scale: float, card_profile: str = "uid",
-          master_key_file: str | None = None) -> None:
+@click.option("--repeat-tap-seconds", type=click.IntRange(0, 86_400), default=None,
+              help="An entry of the same card within this many seconds is a repeat tap "
+                   "(default: repeat_tap_seconds of the TRANSIT_FARES file, else 120).")
+@pass_transit
+def agent(obj: CommandContext, device_id: str, vehicle_id: str, route_id: str,
+          trip_id: str | None, secret_file: str, denylist_key_file: str | None, reader: str,
+          gps: str, spool_path: str, spool_capacity: int, exit_validator: bool,
+          retry_seconds: float, sim_time_scale: float, card_profile: str = "uid",
+          master_key_file: str | None = None, repeat_tap_seconds: int | None = None) -> None:
     """Run the validator agent on a bus (the broker from TRANSIT_MQTT_URL)."""
-    from fare_gateway.fares.policy import PolicyError, policy_from_setting
-    from transit.settings import Settings, SettingsError
     from transit.topics import ID_PATTERN, Topics
+    from validator_agent.adapters.fare_file import repeat_tap_seconds as policy_seconds
     from validator_agent.agent import Agent, AgentConfig
     from validator_agent.feedback import ConsoleFeedback
     from validator_agent.spool import Spool
@@ -78,33 +85,23 @@ def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
     for name, value in (("--device", device_id), ("--vehicle", vehicle_id),
                         ("--route", route_id)):
         if not ID_PATTERN.fullmatch(value):
-            raise click.ClickException(f"{name}: 1-64 characters of A-Z a-z 0-9 . _ -")
-    try:
-        settings = Settings.from_env()
-        policy = policy_from_setting(settings.fares)
-    except (SettingsError, PolicyError) as exc:
-        raise click.ClickException(str(exc)) from None
+            raise click.BadParameter("1-64 characters of A-Z a-z 0-9 . _ -",
+                                     param_hint=f"'{name}'")
+    settings = obj.settings
+    if repeat_tap_seconds is None:
+        repeat_tap_seconds = policy_seconds(settings.fares)
     secret = _read_hex_file(secret_file, "--secret-file", 32)
     denylist_key = (_read_hex_file(denylist_key_file, "--denylist-key-file", 32)
                     if denylist_key_file else None)
-    card_check = None
-    if card_profile != "uid":
-        from validator_agent.secure_card import SecureCardCheck, load_master_key
-
-        if reader != "pcsc":
-            raise click.ClickException(f"--card-profile {card_profile} needs --reader pcsc")
-        if not master_key_file:
-            raise click.ClickException(f"--card-profile {card_profile} needs "
-                                       "--master-key-file")
-        try:
-            card_check = SecureCardCheck(load_master_key(master_key_file), card_profile)
-        except ValueError as exc:
-            raise click.ClickException(f"--master-key-file: {exc}") from None
+    card_check = _card_check(card_profile, reader, master_key_file)
+    # Everything that can refuse to start is checked before anything starts: a reader
+    # whose package is missing fails here, not after the broker connection is up.
+    source_class = _card_source_class(reader)
     feed = _gps_feed(gps, sim_time_scale)
     config = AgentConfig(device_id=device_id, vehicle_id=vehicle_id, route_id=route_id,
                          secret=secret, mqtt=settings.mqtt,
                          topics=Topics(settings.topic_prefix),
-                         repeat_tap_seconds=policy.repeat_tap_seconds,
+                         repeat_tap_seconds=repeat_tap_seconds,
                          denylist_key=denylist_key, trip_id=trip_id,
                          kind="exit" if exit_validator else "entry")
     spool = Spool(spool_path, spool_capacity, int(retry_seconds * 1000))
@@ -121,41 +118,52 @@ def agent(device_id: str, vehicle_id: str, route_id: str, trip_id: str | None,
     if feed is not None:
         feed.start()
     the_agent.start()
-    source = None
     if reader == "pcsc":
-        from validator_agent.adapters.pcsc import PcscCardSource
-
         def _card(uid: str | None, seen: float, _reader: str,
                   authentic: bool | None = None) -> None:
             the_agent.card_presented(uid, seen, authentic)
 
-        source = PcscCardSource(_card, check=card_check)
-        source.start()
+        source = source_class(_card, check=card_check)
     else:
-        threading.Thread(target=_stdin_cards, args=(the_agent, stop), daemon=True).start()
+        source = source_class(sys.stdin, the_agent.card_presented)
+    source.start()
     log.info("agent %s on %s (route %s): reader %s, cards %s, gps %s, spool %s "
-             "(%d waiting)", device_id, vehicle_id, route_id, reader, card_profile, gps,
-             spool_path, spool.depth)
+             "(%d waiting), repeat taps within %d s", device_id, vehicle_id, route_id, reader,
+             card_profile, gps, spool_path, spool.depth, repeat_tap_seconds)
     while not stop.wait(0.5):
         pass
-    if source is not None:
-        source.stop()
+    source.stop()
     the_agent.stop()
     if feed is not None:
         feed.stop()
     spool.close()
 
 
-def _stdin_cards(the_agent, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
-    """`--reader sim`: one card UID per line on standard input."""
-    from transit.wire import CARD_PATTERN
+def _card_check(card_profile: str, reader: str, master_key_file: str | None) -> Any:
+    """The card-authentication check of `--card-profile`, or None for plain UID cards."""
+    if card_profile == "uid":
+        return None
+    if reader != "pcsc":
+        raise TransitError(f"--card-profile {card_profile} needs --reader pcsc")
+    if not master_key_file:
+        raise TransitError(f"--card-profile {card_profile} needs --master-key-file")
+    from validator_agent.secure_card import SecureCardCheck, load_master_key
 
-    for line in sys.stdin:
-        uid = line.strip().upper()
-        if not uid:
-            continue
-        the_agent.card_presented(uid if CARD_PATTERN.fullmatch(uid) else None, time.monotonic())
-    stop.wait()
+    try:
+        return SecureCardCheck(load_master_key(master_key_file), card_profile)
+    except ValueError as exc:
+        raise TransitError(f"--master-key-file: {exc}") from None
+
+
+def _card_source_class(reader: str) -> Any:
+    """The card source of `--reader` (importing pyscard for pcsc, so a missing one shows)."""
+    if reader == "pcsc":
+        from validator_agent.adapters.pcsc import PcscCardSource
+
+        return PcscCardSource
+    from validator_agent.adapters.sim_reader import LineCardSource
+
+    return LineCardSource
 
 
 def _gps_feed(spec: str, time_scale: float = 1.0):  # type: ignore[no-untyped-def]
@@ -166,29 +174,34 @@ def _gps_feed(spec: str, time_scale: float = 1.0):  # type: ignore[no-untyped-de
         return None
     if kind == "gpsd":
         host, _, port = (arg or "127.0.0.1:2947").partition(":")
+        if port and not port.isdigit():
+            raise TransitError(f"--gps gpsd:HOST:PORT needs a port number, got {port!r}")
         return FixFeed(lambda: gpsd_fixes(host or "127.0.0.1", int(port or 2947)))
     if kind == "nmea":
         if not arg:
-            raise click.ClickException("--gps nmea:DEVICE needs a device path")
+            raise TransitError("--gps nmea:DEVICE needs a device path")
         return FixFeed(lambda: nmea_fixes(arg))
     if kind == "sim" and arg.endswith(".json"):
         import json
 
-        from hardware_sim.gps import drive
+        from validator_agent.adapters.sim_gps import drive
 
         try:
             shape = [tuple(p) for p in json.loads(Path(arg).read_text())]
-        except (OSError, ValueError) as exc:
-            raise click.ClickException(f"--gps sim:{arg}: not a JSON list of [lat, lon]: "
-                                       f"{exc}") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise TransitError(f"--gps sim:{arg}: not a JSON list of [lat, lon]: "
+                               f"{exc}") from None
+        if len(shape) < 2:
+            raise TransitError(f"--gps sim:{arg}: a shape needs at least two points")
         return FixFeed(lambda: drive(shape, time_scale=time_scale), max_age_s=30)
     if kind == "sim":
-        from hardware_sim.gps import standing
+        from validator_agent.adapters.sim_gps import standing
 
         lat, _, lon = (arg or "-7.2575,112.7521").partition(",")
         try:
             point = (float(lat), float(lon))
         except ValueError:
-            raise click.ClickException("--gps sim:LAT,LON needs two numbers") from None
+            raise TransitError("--gps sim:LAT,LON needs two numbers") from None
         return FixFeed(lambda: standing(*point))
-    raise click.ClickException(f"--gps: unknown source {spec!r}")
+    raise TransitError(f"--gps: unknown source {spec!r} (gpsd[:HOST:PORT], nmea:DEVICE, "
+                       "sim[:LAT,LON], sim:SHAPE.json or none)")

@@ -1,9 +1,9 @@
 """Positions: what a fix is, where fixes come from, and when to publish one.
 
 Sources: gpsd (its JSON protocol on TCP 2947), an NMEA 0183 serial device (RMC
-sentences), the simulator (hardware_sim.gps), or none. A position is published every
-`moving_s` seconds while the bus moves and every `standing_s` while it stands, and never
-without a fix.
+sentences), the simulator (validator_agent.adapters.sim_gps), or none. A position is
+published every `moving_s` seconds while the bus moves and every `standing_s` while it
+stands, and never without a fix.
 """
 
 from __future__ import annotations

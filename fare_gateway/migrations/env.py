@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from ledger.adapters.db import Base, make_engine
 from fare_gateway.schema import load_all_models
+from ledger.adapters.db import Base, make_engine
 
 load_all_models()
 config = context.config

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from testbed.environment import REDIS_URL, ROOT
 from tests.conftest import System
 from tests.integration.tracking.test_tracking import (
     ROUTE_1_SHAPE,
@@ -32,7 +32,6 @@ from tests.integration.tracking.test_tracking import (
     vehicles,
     wait_until,
 )
-from tests.support.services import REDIS_URL, ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -68,6 +67,17 @@ def _clean_redis(base_env: dict[str, str]) -> Iterator[None]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+def subscribers(channel: str) -> int:
+    """How many clients Redis counts as subscribed to `channel`."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(dict(client.pubsub_numsub(channel)).get(channel.encode(), 0))
+    finally:
+        client.close()
 
 
 def route_pixels(page: Any, rgb: tuple[int, int, int], tolerance: int = 40) -> int:
@@ -169,7 +179,10 @@ def test_operations_map_in_headless_chromium(system: System, browser: Any,
 
         # buses appear after positions are published
         wait_until("the map's vehicle stream", lambda: streams, timeout=15)
-        time.sleep(0.5)  # the stream's subscription follows its first event
+        # The stream subscribes to position events once its snapshot is out: until Redis
+        # counts it as a subscriber, a position published now could pass it by.
+        wait_until("the stream's subscription to position events",
+                   lambda: subscribers(f"transit:{system.prefix}:events") >= 1, timeout=15)
         assert page.locator("div.bus").count() == 0
         # timestamps in the past, so that the whole drive fits before "now": 100 m every
         # 5 s, then every 4 s (25 m/s) for the move

@@ -17,6 +17,9 @@ the tap, and nobody is left to send it again: a lost tap. With synchronous repli
 = on`) a commit returns only once the standby has its commit record on disk, so
 whatever was acknowledged survives the promotion; a commit cut short by the crash was
 never acknowledged, its tap is sent again and the inbox keeps it from being charged twice.
+
+As in test_faults.py, the sleeps are the length of the outage and of the stream after
+it, passengers tapping throughout; `finish` then waits for the outcome.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ and `transit reconcile` must hold, and the test prints (and reports at the end o
 run) taps sent, charged, lost and duplicated.
 
 The validator cut off for minutes takes `TRANSIT_FAULT_CUT_S` seconds (180 by default).
+
+The `time.sleep` calls here are the length of a fault, or of the stream after it, with
+passengers tapping throughout: they pace the scenario and wait for nothing. Every test
+then waits for its outcome (`finish`: every accepted tap in the ledger and receipted).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faults import Account, Fleet, PrivatePostgres, wait_until
-from tests.support.services import create_pg_database, drop_pg_database, free_port, transit
+from testbed.gateway import transit
+from testbed.ports import free_port
+from testbed.postgres import create_pg_database, drop_pg_database
+from tests.support.faults import Account, Fleet, wait_until
+from tests.support.postgres import PrivatePostgres
 
 RATE = 5.0  # taps a second at each validator
 CUT_S = float(os.environ.get("TRANSIT_FAULT_CUT_S", "180"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ["transit.wire", "transit.settings", "transit.topics", "ledger.domain",
-        "fare_gateway.fares.engine", "fare_gateway.fares.policy", "validator_agent.domain",
-        "tracking.domain"]
+        "fare_gateway.fares.engine", "fare_gateway.fares.policy", "fare_gateway.taps.planning",
+        "validator_agent.domain", "tracking.domain"]
 
 
 def test_the_pure_core_is_strictly_typed(tmp_path: Path) -> None:

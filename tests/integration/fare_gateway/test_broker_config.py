@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import ssl
-import subprocess
 import threading
 import time
 import uuid
@@ -21,8 +20,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fare_gateway.broker_config import device_mqtt_password
+from testbed.broker import run_mosquitto
+from testbed.gateway import Gateway, transit
+from testbed.ports import free_port, retry_on_taken_port
 from tests.support.clients import make_tap
-from tests.support.services import Gateway, free_port, transit, wait_port
 from transit.wire import Receipt
 
 CARD = "04A1B2C3D4E5F6"
@@ -63,24 +64,29 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     secrets = {d: bytes.fromhex(transit("devices", "add", d, "--vehicle", d[:8],
                                         env=env).stdout.strip())
                for d in (DEV_A, DEV_B)}
-    out, port, tls_port = tmp / "broker", free_port(), free_port()
-    transit("broker", "config", "--out", str(out), "--generate-tls", "--port", str(port),
-            "--tls-port", str(tls_port), env=env)
-    for name in ("passwords", "acl", "mosquitto.conf", "gateway.password", "ca.crt",
-                 "server.crt", "server.key"):
-        assert (out / name).exists(), name
-    conf = (out / "mosquitto.conf").read_text()
-    assert "allow_anonymous false" in conf and "max_queued_messages 0" in conf
-    run_conf = tmp / "run.conf"
-    extra = [f"log_dest file {tmp}/mosquitto.log"]
-    if os.geteuid() == 0:
-        extra.append("user root")  # stay root: the workdir is under a root-only tmp folder
-    run_conf.write_text(conf + "\n".join(extra) + "\n")
-    proc = subprocess.Popen(["mosquitto", "-c", str(run_conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = tmp / "broker"
+    started: dict[str, Any] = {}
+
+    def configure_and_start() -> None:  # on fresh ports each time, should one be taken
+        port, tls_port = free_port(), free_port()
+        transit("broker", "config", "--out", str(out), "--generate-tls", "--port", str(port),
+                "--tls-port", str(tls_port), env=env)
+        for name in ("passwords", "acl", "mosquitto.conf", "gateway.password", "ca.crt",
+                     "server.crt", "server.key"):
+            assert (out / name).exists(), name
+        conf = (out / "mosquitto.conf").read_text()
+        assert "allow_anonymous false" in conf and "max_queued_messages 0" in conf
+        run_conf = tmp / "run.conf"
+        extra = [f"log_dest file {tmp}/mosquitto.log"]
+        if os.geteuid() == 0:
+            extra.append("user root")  # stay root: the workdir is under a root-only tmp folder
+        run_conf.write_text(conf + "\n".join(extra) + "\n")
+        started.update(port=port, tls_port=tls_port,
+                       proc=run_mosquitto(run_conf, tmp / "mosquitto.log", [port, tls_port]))
+
+    retry_on_taken_port(configure_and_start, move=lambda: None)
+    proc, port, tls_port = started["proc"], started["port"], started["tls_port"]
     try:
-        wait_port(port)
-        wait_port(tls_port)
         yield Setup(env, out, port, tls_port, secrets,
                     (out / "gateway.password").read_text().strip(), tmp)
     finally:
@@ -204,7 +210,9 @@ def test_a_device_publishes_only_on_its_own_topics(setup: Setup, v5: bool) -> No
                 gw.wait_for(setup.topic(DEV_A, leaf), b"own " + marker)
         finally:
             a.close()
-        time.sleep(0.3)
+        # Every forgery was handled (answered or its connection dropped) before A's own
+        # messages were sent, and the broker delivers to the gateway in the order it
+        # handles messages: a forgery let through would have arrived before them.
         with gw._cv:
             assert not [(t, p) for t, p in gw.messages if p.startswith(b"forged")], gw.messages
     finally:
@@ -232,7 +240,10 @@ def test_a_device_reads_only_its_own_receipts_and_the_deny_list(setup: Setup) ->
         a.wait_for(f"{setup.prefix}/net/denylist/changes", b"changes " + marker)
         # B's own status (retained) is not readable by A either.
         b.publish(setup.topic(DEV_B, "status"), b"B online", retain=True)
-        time.sleep(0.3)
+        # The broker handled B's status before this later receipt for A, and delivers to A
+        # in that order: once it is in, B's status would have been too.
+        gw.publish(setup.topic(DEV_A, "receipt"), b"after B's status " + marker)
+        a.wait_for(setup.topic(DEV_A, "receipt"), b"after B's status " + marker)
         assert a.topics() <= {setup.topic(DEV_A, "receipt"), f"{setup.prefix}/net/denylist",
                               f"{setup.prefix}/net/denylist/changes"}, a.topics()
         # A fresh subscriber for A gets the retained deny list, not B's retained status.
@@ -240,7 +251,10 @@ def test_a_device_reads_only_its_own_receipts_and_the_deny_list(setup: Setup) ->
         try:
             a2.subscribe(f"{setup.prefix}/#")
             a2.wait_for(f"{setup.prefix}/net/denylist", b"list " + marker)
-            time.sleep(0.3)
+            # The retained messages go out when the subscription is made, before anything
+            # published after it.
+            gw.publish(setup.topic(DEV_A, "receipt"), b"after the retained " + marker)
+            a2.wait_for(setup.topic(DEV_A, "receipt"), b"after the retained " + marker)
             assert setup.topic(DEV_B, "status") not in a2.topics()
         finally:
             a2.close()

@@ -10,9 +10,9 @@ from fare_gateway.adapters.models import TapRecord
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
 from ledger.services import check_invariants
+from testbed.cards import fund_cards
 from tests.conftest import System
 from tests.support.clients import make_tap
-from tests.support.services import fund_cards
 
 TAPS = 20_000
 CARDS = 400

@@ -5,46 +5,31 @@ settings in the environment, on PostgreSQL and on SQLite. A failure must be one 
 from __future__ import annotations
 
 import json
-import os
 import re
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from testbed.broker import Broker
+from testbed.environment import PG_ADMIN_URL, REDIS_URL
+from testbed.gateway import transit, transit_exe
+from testbed.ports import free_port
 from tests.conftest import System
+from tests.integration.commands import Result, clean_env, failed, ok
 from tests.support.clients import make_tap
-from tests.support.services import PG_ADMIN_URL, transit
 from transit.wire import Receipt
 
 CARD = "04A1B2C3D4E5F6"
 STUDENT = "04B1B2C3D4E5F6"
 UNKNOWN = "0400000000DEAD"
 HEX64 = re.compile(r"[0-9a-f]{64}")
-
-Result = subprocess.CompletedProcess[str]
-
-
-def ok(result: Result) -> Result:
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, f"{result.args}: exit {result.returncode}\n{out[-2000:]}"
-    assert "Traceback" not in out, out
-    return result
-
-
-def failed(result: Result, *words: str) -> str:
-    """A clean failure: non-zero exit, exactly one `Error:` line (returned), no traceback,
-    and the line names what was wrong (each of `words`, case-insensitive)."""
-    out = result.stdout + result.stderr
-    args = " ".join(result.args[1:])
-    assert result.returncode != 0, f"transit {args}: exit 0\n{out[-2000:]}"
-    assert "Traceback" not in out, f"transit {args}: traceback\n{out[-3000:]}"
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, f"transit {args}: want one 'Error:' line on stderr\n{out[-2000:]}"
-    for word in words:
-        assert word.lower() in errors[0].lower(), f"transit {args}: {errors[0]!r} lacks {word!r}"
-    return errors[0]
 
 
 def run_all(env: dict[str, str], commands: Sequence[Sequence[str]]) -> list[Result]:
@@ -57,12 +42,6 @@ def card_json(result: Result) -> dict[str, object]:
     data = json.loads(ok(result).stdout.strip().splitlines()[-1])
     assert isinstance(data, dict)
     return data
-
-
-def clean_env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
-    env.update(settings)
-    return env
 
 
 # -- no database needed ---------------------------------------------------------------
@@ -317,3 +296,125 @@ def test_tokens_and_given_secrets_work_against_the_gateway(system: System) -> No
     assert got[0].status == "charged", got[0]
     assert got[0].verify(secret)
     assert got[0].balance == 21_000 - got[0].fare
+
+
+# -- what a new user meets: each failure one line, no traceback ----------------------------
+
+
+def migrated(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """Settings of a migrated SQLite database in `tmp_path` (and the shared Redis)."""
+    env = clean_env(TRANSIT_DATABASE_URL=f"sqlite:///{tmp_path}/transit.db",
+                    TRANSIT_REDIS_URL=REDIS_URL, TRANSIT_HTTP=f"127.0.0.1:{free_port()}",
+                    TRANSIT_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}/v1",
+                    TRANSIT_GATEWAY_ID=f"gw-{uuid.uuid4().hex[:8]}", **settings)
+    ok(transit("db", "upgrade", env=env))
+    return env
+
+
+def test_db_upgrade_to_a_revision_that_does_not_exist(tmp_path: Path) -> None:
+    env = clean_env(TRANSIT_DATABASE_URL=f"sqlite:///{tmp_path}/transit.db")
+    result = transit("db", "upgrade", "--revision", "nope", env=env, check=False)
+    assert result.returncode == 2
+    failed(result, "'nope'", "--revision", "head", "0001")
+    assert not (tmp_path / "transit.db").exists()
+
+
+def test_the_gateway_on_a_database_without_the_schema(pg_url: str, tmp_path: Path) -> None:
+    env = clean_env(TRANSIT_DATABASE_URL=pg_url, TRANSIT_REDIS_URL=REDIS_URL,
+                    TRANSIT_HTTP=f"127.0.0.1:{free_port()}")
+    result = transit("gateway", env=env, check=False)
+    assert result.returncode == 1
+    failed(result, "has no schema", "run transit db upgrade")
+    # On SQLite, a file that is not there is not made: the same advice, and no empty file.
+    env["TRANSIT_DATABASE_URL"] = f"sqlite:///{tmp_path}/transit.db"
+    failed(transit("gateway", env=env, check=False), f"no database at {tmp_path}/transit.db",
+           "run transit db upgrade")
+    assert not (tmp_path / "transit.db").exists()
+
+
+def test_the_gateway_on_a_port_in_use(tmp_path: Path) -> None:
+    env = migrated(tmp_path)
+    host, _, port = env["TRANSIT_HTTP"].partition(":")
+    with socket.socket() as taken:
+        taken.bind((host, int(port)))
+        taken.listen()
+        result = transit("gateway", env=env, check=False)
+    assert result.returncode == 1
+    failed(result, f"TRANSIT_HTTP {host}:{port} is already in use", "set TRANSIT_HTTP")
+
+
+def test_the_gateway_with_no_broker(tmp_path: Path) -> None:
+    nobody = free_port()  # nothing listens there
+    env = migrated(tmp_path, TRANSIT_MQTT_URL=f"mqtt://127.0.0.1:{nobody}",
+                   TRANSIT_BROKER_WAIT_S="1")
+    result = transit("gateway", env=env, check=False)
+    assert result.returncode == 1
+    failed(result, f"the broker at 127.0.0.1:{nobody} did not answer within 1 s",
+           "connection refused", "TRANSIT_MQTT_URL")
+
+
+def test_a_gateway_told_not_to_wait_for_its_broker_says_so_once(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "mosquitto")  # its port is chosen; it is not started yet
+    env = migrated(tmp_path, TRANSIT_MQTT_URL=broker.url, TRANSIT_BROKER_WAIT_S="0")
+    base = f"http://{env['TRANSIT_HTTP']}"
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([transit_exe(), "gateway"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        warned = wait_for(lambda: "deny list not published" in log_path.read_text(), 30,
+                          proc, log_path)
+        # The outage lasts several of the publisher's one-second retries, the gateway
+        # serving meanwhile and saying the broker is down.
+        assert wait_for(lambda: time.monotonic() - warned > 3.5 and health(base) == 503, 30,
+                        proc, log_path)
+        broker.start()
+        wait_for(lambda: health(base) == 200
+                 and "deny list publishing again" in log_path.read_text(), 60, proc, log_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        broker.stop()
+    text = log_path.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert text.count("deny list not published") == 1, text[-3000:]
+    assert f"the broker at 127.0.0.1:{broker.port} is not reachable (connection refused)" \
+        in text, text[-3000:]
+    assert f"broker 127.0.0.1:{broker.port} (retrying)" in text, text[-3000:]
+
+
+def health(base: str) -> int | None:
+    """The status `/healthz` answers with, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes],
+             log_path: Path) -> float:
+    """Poll `condition` until it holds (the time it did) while the gateway runs."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+        time.sleep(0.1)
+    return time.monotonic()
+
+
+def test_card_tokens_and_amounts_are_refused_in_the_api_s_words(tmp_path: Path) -> None:
+    env = migrated(tmp_path)
+    ok(transit("cards", "issue", CARD, env=env))
+    for result, words in zip(run_all(env, [
+            ("cards", "show", CARD.lower()),
+            ("cards", "topup", CARD, "-500", "--reference", "neg-1"),
+            ("cards", "topup", CARD, "0", "--reference", "zero-1")]), [
+            ("card must be 8-32 upper-case hex digits",),
+            ("amount must be between 1 and 10000000", "-500"),
+            ("amount must be between 1 and 10000000",)], strict=True):
+        failed(result, *words)
+        assert "no such option" not in result.stderr.lower()
+    assert card_json(transit("cards", "show", CARD, env=env))["balance"] == 0

@@ -11,9 +11,10 @@ from fare_gateway.adapters.models import TapRecord
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
 from ledger.services import check_invariants
+from testbed.cards import fund_cards
+from testbed.gateway import Gateway
 from tests.conftest import System
 from tests.support.clients import MqttPeer, make_tap
-from tests.support.services import Gateway, fund_cards
 from transit.wire import Receipt
 
 CARD = "04D1D2D3D4"

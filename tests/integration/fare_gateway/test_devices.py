@@ -14,14 +14,17 @@ from sqlalchemy import func, select, text
 from fare_gateway.adapters.models import QuarantineRecord
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
+from testbed.gateway import transit
 from tests.conftest import System
 from tests.support.clients import TS_BASE, make_tap
-from tests.support.services import transit
 from transit.wire import Receipt
 
 CARD = "04A1B2C3D4E5F6"
 AT_REST_KEY = "5e" * 32
-CACHE_S = 5.0  # DeviceDirectory's time to live
+# DeviceDirectory's time to live. The tests below sleep it out: not to wait for the
+# gateway to process something (they then wait for the tap's quarantine record), but
+# because the rule under test is a span of wall-clock time.
+CACHE_S = 5.0
 
 
 @pytest.fixture

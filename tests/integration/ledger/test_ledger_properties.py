@@ -32,10 +32,11 @@ from fare_gateway.devices import DeviceDirectory, add_device
 from fare_gateway.fares.policy import builtin_policy
 from fare_gateway.metrics import Metrics
 from fare_gateway.routes import RouteDirectory
+from fare_gateway.schema import load_all_models, upgrade
 from fare_gateway.taps import Inbound, Outcome, TapService
+from fare_gateway.taps.sql import sql_units
 from ledger.adapters.db import Base, make_engine, session_factory
 from ledger.adapters.models import Card, Entry
-from fare_gateway.schema import load_all_models, upgrade
 from ledger.services import CardNotFound, IdempotencyConflict, Ledger, check_invariants
 from tests.support.clients import make_tap
 from transit.topics import Topics
@@ -115,8 +116,9 @@ def build_machine(engine: Engine) -> type[RuleBasedStateMachine]:
                     add_device(s, dev.device_id, dev.vehicle_id, dev.secret.hex())
                 for card, category in CARDS.items():
                     self.ledger.open_card(s, card, category)
-            self.service = TapService(sessions, self.ledger, policy, DeviceDirectory(sessions),
-                                      RouteDirectory(sessions), Topics(), Metrics())
+            self.service = TapService(sql_units(sessions, self.ledger, policy), policy,
+                                      DeviceDirectory(sessions), RouteDirectory(sessions),
+                                      Topics(), Metrics())
             self.topups: dict[str, tuple[str, int]] = {}  # reference -> (card, amount)
             self.recorded: dict[str, Recorded] = {}       # tap_id -> first processed body
             self.sent: list[Sent] = []

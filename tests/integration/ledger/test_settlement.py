@@ -30,21 +30,22 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
-from tracking.adapters.models import Route
 from fare_gateway.cards import issue_card, topup_card
 from fare_gateway.devices import DeviceDirectory, add_device
 from fare_gateway.fares.policy import builtin_policy
 from fare_gateway.metrics import Metrics
 from fare_gateway.routes import RouteDirectory
+from fare_gateway.schema import load_all_models, upgrade
 from fare_gateway.taps import Inbound, TapService
+from fare_gateway.taps.sql import sql_units
 from ledger.adapters.db import make_engine, session_factory
 from ledger.adapters.models import Entry
-from fare_gateway.schema import load_all_models, upgrade
 from ledger.services import Ledger
 from ledger.settlement import BusinessCalendar, Settler
+from testbed.gateway import transit
 from tests.conftest import System
 from tests.support.clients import make_tap
-from tests.support.services import transit
+from tracking.adapters.models import Route
 from transit.topics import Topics
 
 WIB = ZoneInfo("Asia/Jakarta")
@@ -133,8 +134,9 @@ class World:
         self.sessions = session_factory(self.engine)
         self.policy = builtin_policy()
         self.ledger = Ledger(self.engine, "IDR", clock=lambda: self.now_ms)
-        self.service = TapService(self.sessions, self.ledger, self.policy,
-                                  DeviceDirectory(self.sessions), RouteDirectory(self.sessions),
+        self.service = TapService(sql_units(self.sessions, self.ledger, self.policy),
+                                  self.policy, DeviceDirectory(self.sessions),
+                                  RouteDirectory(self.sessions),
                                   Topics(), Metrics())
 
     def topup(self, card: str, amount: int, reference: str, posted_ms: int) -> None:

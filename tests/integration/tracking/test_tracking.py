@@ -26,9 +26,10 @@ from google.transit import gtfs_realtime_pb2
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from testbed.environment import REDIS_URL, transjakarta_feed
+from testbed.gateway import transit
 from tests.conftest import System
 from tests.support.clients import MqttPeer
-from tests.support.services import REDIS_URL, transit, transjakarta_feed
 from transit.wire import Position
 
 FEED_ROUTES = 155
@@ -217,9 +218,8 @@ def _clean_redis(request: pytest.FixtureRequest) -> Iterator[None]:
 # -- GTFS import ----------------------------------------------------------------------------------
 
 def network_counts(env: dict[str, str]) -> dict[str, int]:
-    from tracking.adapters.models import Route
     from ledger.adapters.db import make_engine
-    from tracking.adapters.models import Agency, ShapePoint, Stop, Trip, TripStop
+    from tracking.adapters.models import Agency, Route, ShapePoint, Stop, Trip, TripStop
 
     engine = make_engine(env["TRANSIT_DATABASE_URL"])
     try:
@@ -233,8 +233,8 @@ def network_counts(env: dict[str, str]) -> dict[str, int]:
 
 
 def route_row(env: dict[str, str], route_id: str) -> Any:
-    from tracking.adapters.models import Route
     from ledger.adapters.db import make_engine
+    from tracking.adapters.models import Route
 
     engine = make_engine(env["TRANSIT_DATABASE_URL"])
     try:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import System
-from tests.support.pcsc import (
+from testbed.pcsc import (
     AgentProcess,
     PrivatePcscd,
     SystemPcscd,
     pcscd_for_tests,
     start_agent,
 )
+from tests.conftest import System
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from testbed.pcsc import AgentProcess, PrivatePcscd, SystemPcscd
 from tests.conftest import System
 from tests.integration.validator_agent.conftest import AgentFactory
 from tests.support.clients import MqttPeer
-from tests.support.pcsc import AgentProcess, PrivatePcscd, SystemPcscd
 from transit.denylist import DenyList
 from transit.wire import Tap
 
@@ -115,7 +115,11 @@ def test_a_card_pulled_away_mid_read_does_not_crash_the_agent(
 
     for _ in range(3):  # pulled away the instant the agent sends GET UID
         assert pcscd.pull_away_mid_read(), "the agent never sent its GET UID command"
-    time.sleep(1.0)
+    # The agent has dealt with each pulled card once it has shown it as unreadable.
+    since = mark
+    for _ in range(3):
+        since = 1 + agent.wait_index(lambda e: e.get("event") == "tap" and e.get("card") is None
+                                     and e.get("reason") == "unreadable", since=since)
     assert agent.alive(), agent.log_tail()
     # An unreadable card is no tap: it gets no seq and nothing is published for it.
     for event in agent.events[mark:]:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from hardware_sim.desfire import clone_card, secure_card
 from hardware_sim.vpcd import VirtualCard, serve
+from testbed.pcsc import TAP_HOLD_S, PrivatePcscd, SystemPcscd
 from tests.conftest import System
 from tests.integration.validator_agent.conftest import AgentFactory
 from tests.support.clients import MqttPeer
-from tests.support.pcsc import TAP_HOLD_S, PrivatePcscd, SystemPcscd
 from transit.wire import Tap
 
 MASTER = bytes.fromhex("8F3A5C1E9B7D20461A2B3C4D5E6F7081")

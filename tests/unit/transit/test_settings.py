@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
 from fare_gateway.fares.policy import builtin_policy, policy_from_setting
-from transit.settings import MqttEndpoint, Settings, SettingsError
+from transit.errors import TransitError
+from transit.settings import FailureLimit, MqttEndpoint, Settings, SettingsError
 from transit.topics import Topics
 
 # -- defaults (contract section 4 table) ---------------------------------------------
@@ -227,3 +231,83 @@ def test_device_of_with_a_custom_prefix() -> None:
     assert t.device_of("city/v1/dev/D1/tap") == "D1"
     assert t.device_of("transit/v1/dev/D1/tap") is None
     assert t.device_of(t.tap("D-9")) == "D-9"
+
+
+# -- every other variable, typed and checked once --------------------------------------
+
+
+def test_the_other_settings_have_working_defaults() -> None:
+    s = Settings.from_env({})
+    assert s.log_level == "INFO" and s.log_level_number == logging.INFO
+    assert s.map_tiles == ""
+    assert s.auth_failures == FailureLimit(20, 60)
+    assert s.broker_wait_s == 10.0
+    assert s.secret_key is None
+    assert (s.mqtt_ca, s.mqtt_cert, s.mqtt_key) == (None, None, None)
+    assert s.is_default("TRANSIT_DATABASE_URL")
+
+
+def test_the_other_settings_are_read_typed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ca, cert, key = (tmp_path / name for name in ("ca.crt", "client.crt", "client.key"))
+    for path in (ca, cert, key):
+        path.write_text("-----BEGIN-----\n")
+    s = Settings.from_env({
+        "TRANSIT_LOG_LEVEL": "debug", "TRANSIT_MAP_TILES": "https://t.example/{z}/{x}/{y}.png",
+        "TRANSIT_AUTH_FAILURES": "5/30", "TRANSIT_BROKER_WAIT_S": "2.5",
+        "TRANSIT_SECRET_KEY": "AB" * 32, "TRANSIT_MQTT_URL": "mqtts://broker.example",
+        "TRANSIT_MQTT_CA": str(ca), "TRANSIT_MQTT_CERT": str(cert),
+        "TRANSIT_MQTT_KEY": str(key), "TRANSIT_DATABASE_URL": "sqlite:///elsewhere.db"})
+    assert s.log_level == "DEBUG" and s.log_level_number == logging.DEBUG
+    assert s.map_tiles == "https://t.example/{z}/{x}/{y}.png"
+    assert s.auth_failures == FailureLimit(5, 30)
+    assert s.broker_wait_s == 2.5
+    assert s.secret_key == bytes.fromhex("ab" * 32)
+    # The TLS files travel with the endpoint that the MQTT clients are made from.
+    assert (s.mqtt.ca_file, s.mqtt.cert_file, s.mqtt.key_file) == (str(ca), str(cert), str(key))
+    assert not s.is_default("TRANSIT_DATABASE_URL")
+    assert Settings.from_env({"TRANSIT_AUTH_FAILURES": "7"}).auth_failures == FailureLimit(7, 60)
+    assert Settings.from_env({"TRANSIT_LOG_LEVEL": "warn"}).log_level == "WARNING"
+    assert Settings.from_env({"TRANSIT_BROKER_WAIT_S": "0"}).broker_wait_s == 0
+
+
+def test_secrets_are_never_shown() -> None:
+    s = Settings.from_env({"TRANSIT_SECRET_KEY": "cd" * 32,
+                           "TRANSIT_MQTT_URL": "mqtt://gw:hunter2@broker.example"})
+    assert "cd" * 32 not in repr(s)
+    assert "hunter2" not in repr(s.mqtt)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("TRANSIT_LOG_LEVEL", "LOUD"), ("TRANSIT_LOG_LEVEL", "10"),
+    ("TRANSIT_AUTH_FAILURES", "many"), ("TRANSIT_AUTH_FAILURES", "0/60"),
+    ("TRANSIT_AUTH_FAILURES", "20/0"), ("TRANSIT_AUTH_FAILURES", "20/x"),
+    ("TRANSIT_BROKER_WAIT_S", "soon"), ("TRANSIT_BROKER_WAIT_S", "-1"),
+    ("TRANSIT_BROKER_WAIT_S", "4000"),
+    ("TRANSIT_SECRET_KEY", "zz" * 32), ("TRANSIT_SECRET_KEY", "ab" * 16),
+    ("TRANSIT_MQTT_CA", "/no/such/ca.crt"), ("TRANSIT_MQTT_CERT", "/no/such/c.crt"),
+    ("TRANSIT_MQTT_KEY", "/no/such/c.key"), ("TRANSIT_MQTT_PROTOCOL", "4"),
+])
+def test_bad_other_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_settings_errors_are_the_kernel_s_expected_failures() -> None:
+    with pytest.raises(TransitError):
+        Settings.from_env({"TRANSIT_HTTP": "nowhere"})
+
+
+def test_only_the_settings_module_reads_the_environment() -> None:
+    """Every program takes its settings from `Settings.from_env` (the demo may copy the
+    environment for the programs it starts)."""
+    root = Path(__file__).resolve().parents[3]
+    readers = []
+    for package in ("transit", "ledger", "tracking", "fare_gateway", "validator_agent",
+                    "hardware_sim"):
+        for path in sorted((root / package).rglob("*.py")):
+            text = path.read_text()
+            for pattern in ("os.environ", "getenv("):
+                if pattern in text:
+                    readers.append((str(path.relative_to(root)), pattern))
+    assert sorted(set(readers)) == [("hardware_sim/demo.py", "os.environ"),
+                                    ("transit/settings.py", "os.environ")], readers

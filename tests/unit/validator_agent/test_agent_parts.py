@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,17 @@ def _append_forever(path: str, ready: mp.synchronize.Event) -> None:
         spool.append(tap)
 
 
+def _committed(path: str) -> int:
+    """Taps the spool holds as another process sees them (WAL: readers do not block it)."""
+    db = sqlite3.connect(path, timeout=5)
+    try:
+        return int(db.execute("SELECT count(*) FROM taps").fetchone()[0])
+    except sqlite3.OperationalError:  # the writer has not made its tables yet
+        return 0
+    finally:
+        db.close()
+
+
 def test_a_killed_writer_leaves_a_consistent_spool(tmp_path: Path) -> None:
     path = str(tmp_path / "s.db")
     ctx = mp.get_context("fork")
@@ -86,8 +99,11 @@ def test_a_killed_writer_leaves_a_consistent_spool(tmp_path: Path) -> None:
     proc = ctx.Process(target=_append_forever, args=(path, ready))
     proc.start()
     ready.wait(10)
-    import time
-    time.sleep(0.5)
+    # Killed mid-stream: once it has committed a few hundred taps, not at a fixed time.
+    deadline = time.monotonic() + 30
+    while _committed(path) < 300:
+        assert time.monotonic() < deadline and proc.is_alive(), "the writer is not writing"
+        time.sleep(0.01)
     os.kill(proc.pid or 0, signal.SIGKILL)
     proc.join()
     spool = Spool(path)

@@ -31,7 +31,7 @@ from geopy.distance import geodesic
 
 from fare_gateway.fares.engine import DayPrice, PricedTap, price_day
 from fare_gateway.fares.policy import FarePolicy, builtin_policy, parse_policy
-from tests.support.services import transjakarta_feed
+from testbed.environment import transjakarta_feed
 
 WIB = timezone(timedelta(hours=7))  # Asia/Jakarta: UTC+7, no DST
 

@@ -1,4 +1,5 @@
-"""A simulated GPS receiver that drives along a route shape at a bus's speed."""
+"""A simulated GPS receiver (`--gps sim`): one that stands still, or one that drives
+along a route shape at a bus's speed, for drills, the demo and tests without a receiver."""
 
 from __future__ import annotations
 

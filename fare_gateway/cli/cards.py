@@ -1,0 +1,80 @@
+"""`transit cards`: issue, top up and show cards."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from fare_gateway.cli.core import core
+from fare_gateway.cli.params import CARD
+from transit.cli import Group
+from transit.context import CommandContext, pass_transit
+from transit.errors import TransitError
+
+
+@click.group(cls=Group)
+def cards() -> None:
+    """Cards: issue, top up, show."""
+
+
+@cards.command("issue")
+@click.argument("card", type=CARD)
+@click.option("--category", default=None, help="Rider category (default: the policy's).")
+@pass_transit
+def cards_issue(obj: CommandContext, card: str, category: str | None) -> None:
+    """Issue a card."""
+    from fare_gateway.cards import issue_card
+
+    the_core = core(obj)
+    with the_core.sessions.begin() as session:
+        row = issue_card(session, the_core.ledger, the_core.policy, card, category)
+        category = row.category
+    click.echo(json.dumps({"card": card, "category": category, "status": "active",
+                           "balance": 0, "currency": the_core.policy.currency}))
+
+
+# A negative AMOUNT ("-500") is an argument to refuse with the allowed range, not an
+# unknown option "-5": unknown options are left to the arguments.
+@cards.command("topup", context_settings={"ignore_unknown_options": True})
+@click.argument("card", type=CARD)
+@click.argument("amount", type=int)
+@click.option("--reference", required=True,
+              help="Unique reference: the same one never credits twice.")
+@pass_transit
+def cards_topup(obj: CommandContext, card: str, amount: int, reference: str) -> None:
+    """Top up a card by AMOUNT (idempotent by reference)."""
+    from fare_gateway.cards import CardError, parse_topup, topup_card
+    from ledger.services import retry_once_on_race
+
+    try:
+        amount, reference = parse_topup(amount, reference)
+    except CardError as exc:
+        raise TransitError(f"{exc} (got {amount if exc.code == 'bad_amount' else reference!r})"
+                           ) from None
+    the_core = core(obj)
+
+    def work():  # type: ignore[no-untyped-def]
+        with the_core.sessions.begin() as session:
+            return topup_card(session, the_core.ledger, the_core.policy, card, amount,
+                              reference)
+
+    result = retry_once_on_race(work)
+    click.echo(json.dumps({"card": card, "balance": result.balance,
+                           "currency": the_core.policy.currency, "amount": amount,
+                           "reference": reference, "created": result.created}))
+
+
+@cards.command("show")
+@click.argument("card", type=CARD)
+@pass_transit
+def cards_show(obj: CommandContext, card: str) -> None:
+    """Show a card's category, status and balance."""
+    from fare_gateway.cards import show_card
+
+    the_core = core(obj)
+    with the_core.sessions() as session:
+        state = show_card(session, card)
+    click.echo(json.dumps({"card": state.card, "category": state.category,
+                           "status": state.status, "balance": state.balance,
+                           "currency": the_core.policy.currency}))

@@ -1,0 +1,100 @@
+"""`transit devices`: validators and their secrets."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+
+from fare_gateway.cli.core import core
+from transit.cli import Group
+from transit.context import CommandContext, pass_transit
+
+
+@click.group(cls=Group)
+def devices() -> None:
+    """Validators and their secrets (sealed at rest with TRANSIT_SECRET_KEY)."""
+
+
+@devices.command("add")
+@click.argument("device_id")
+@click.option("--vehicle", required=True, help="The vehicle the validator is mounted in.")
+@click.option("--secret", default=None, help="The device secret as 64 hex digits (else generated).")
+@pass_transit
+def devices_add(obj: CommandContext, device_id: str, vehicle: str, secret: str | None) -> None:
+    """Register a validator; prints its secret when one is generated."""
+    from fare_gateway.devices import add_device
+
+    the_core = core(obj)
+    with the_core.sessions.begin() as session:
+        row, generated = add_device(session, device_id, vehicle, secret,
+                                    key=obj.settings.secret_key)
+        secret_hex = row.plain_secret.hex()
+    if generated:
+        click.echo(secret_hex)
+    else:
+        click.echo(f"device {device_id} registered", err=True)
+
+
+@devices.command("rotate")
+@click.argument("device_id")
+@click.option("--secret", default=None, help="The new secret as 64 hex digits (else generated).")
+@click.option("--grace-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
+              help="How long the old secret keeps verifying.")
+@pass_transit
+def devices_rotate(obj: CommandContext, device_id: str, secret: str | None,
+                   grace_hours: float) -> None:
+    """Give a validator a new secret; prints it when one is generated."""
+    from fare_gateway.devices import rotate_device
+
+    with core(obj).sessions.begin() as session:
+        new, generated = rotate_device(session, device_id, secret, grace_hours,
+                                       key=obj.settings.secret_key)
+    if generated:
+        click.echo(new.hex())
+    else:
+        click.echo(f"device {device_id} rotated", err=True)
+    click.echo(f"the previous secret keeps verifying for {grace_hours:g} h", err=True)
+
+
+@devices.command("revoke")
+@click.argument("device_id")
+@pass_transit
+def devices_revoke(obj: CommandContext, device_id: str) -> None:
+    """Revoke a validator: its taps and positions are refused from now on."""
+    from fare_gateway.devices import revoke_device
+
+    with core(obj).sessions.begin() as session:
+        revoke_device(session, device_id)
+    click.echo(f"device {device_id} revoked", err=True)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@devices.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@pass_transit
+def devices_list(obj: CommandContext, as_json: bool) -> None:
+    """Registered validators (never their secrets)."""
+    from fare_gateway.devices import list_devices
+
+    with core(obj).sessions() as session:
+        rows = list_devices(session)
+    if as_json:
+        for d in rows:
+            click.echo(json.dumps({
+                "device_id": d.device_id, "vehicle_id": d.vehicle_id, "status": d.status,
+                "key_created": _when(d.key_created_ms), "previous_in_grace": d.previous_in_grace,
+                "previous_valid_until": _when(d.previous_valid_until_ms),
+                "encrypted": d.encrypted}))
+        return
+    click.echo(f"{'DEVICE':<24} {'VEHICLE':<16} {'STATUS':<8} {'KEY CREATED':<20} GRACE")
+    for d in rows:
+        grace = f"until {_when(d.previous_valid_until_ms)}" if d.previous_in_grace else "no"
+        click.echo(f"{d.device_id:<24} {d.vehicle_id:<16} {d.status:<8} "
+                   f"{_when(d.key_created_ms):<20} {grace}")
