@@ -61,7 +61,7 @@ class Stack:
         devices = {}
         with sessions.begin() as s:
             for i in range(n_devices):
-                row, _ = add_device(s, f"BENCH-{i:04d}", f"BUS-{i:04d}")
+                row, _ = add_device(s, f"BENCH-{i:04d}", f"BUS-{i:04d}", key=None)
                 devices[row.device_id] = row.plain_secret
         engine.dispose()
         cards = [f"04C0{i:08X}" for i in range(n_cards)]

@@ -313,7 +313,7 @@ def main() -> None:
         devices = []
         with session_factory(engine).begin() as s:
             for i in range(args.vehicles):
-                row, _ = add_device(s, f"BUS-{i:05d}-A", f"BUS-{i:05d}")
+                row, _ = add_device(s, f"BUS-{i:05d}-A", f"BUS-{i:05d}", key=None)
                 devices.append((row.device_id, row.vehicle_id, row.plain_secret))
         engine.dispose()
         imported = transit("gtfs", "import", str(feed), env=env).stdout.strip()

@@ -1,9 +1,11 @@
 """Card use cases shared by the HTTP API and the command line: issue, top up, block,
 show a card and list its taps.
 
-Each change runs in the caller's transaction and brings the deny list in step. The
-checks of a card token and of a top-up live here too, so that every way in refuses the
-same input with the same words.
+The functions run in the caller's transaction and bring the deny list in step; the
+`CardOffice` runs each use case in a transaction of its own, retries a lost race on a
+unique key and says what went wrong in the card's terms, so that the views and the
+commands only parse, call and show. The checks of a card token and of a top-up live
+here too, so that every way in refuses the same input with the same words.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from sqlalchemy.orm import Session
 from fare_gateway.adapters.models import TapRecord
 from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.policy import FarePolicy
+from ledger.adapters.db import Sessions
 from ledger.adapters.models import Card, Entry
-from ledger.services import CardNotFound, Ledger, TopupResult
+from ledger.services import CardNotFound, Ledger, TopupResult, retry_once_on_race
 from transit.wire import CARD_PATTERN
 
 REFERENCE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
@@ -137,3 +140,64 @@ def card_taps(session: Session, card: str) -> list[CardTap]:
         .order_by(TapRecord.ts, TapRecord.device_id, TapRecord.seq)).all()
     return [CardTap(t.tap_id, t.ts, t.device_id, t.vehicle_id, t.route_id, t.kind,
                     t.accepted, int(fare), t.status, t.service_date) for t, fare in rows]
+
+
+class CardOffice:
+    """The card use cases, each in one transaction of its own: what the API and the
+    commands call.
+
+    It raises `CardError` for bad input, `CardExists`, `CardNotFound` and
+    `IdempotencyConflict` (a reference used for another amount); a race lost on a
+    unique key is run again, never shown.
+    """
+
+    def __init__(self, sessions: Sessions, ledger: Ledger, policy: FarePolicy) -> None:
+        self.sessions = sessions
+        self.ledger = ledger
+        self.policy = policy
+
+    def issue(self, card: object, category: object = None) -> CardInfo:
+        """Issue a card (the policy's default category when `category` is None)."""
+        token = parse_card(card)
+        if category is not None and not isinstance(category, str):
+            raise CardError("bad_category", "category must be a string")
+
+        def issue() -> CardInfo:
+            with self.sessions.begin() as session:
+                return CardInfo.of(issue_card(session, self.ledger, self.policy, token,
+                                              category))
+
+        # Issued by someone else at this very moment: run again, it finds that card.
+        return retry_once_on_race(issue)
+
+    def topup(self, card: object, amount: object, reference: object) -> TopupResult:
+        """Credit a card once per reference; the same reference again credits nothing."""
+        token = parse_card(card)
+        checked_amount, checked_reference = parse_topup(amount, reference)
+
+        def credit() -> TopupResult:
+            with self.sessions.begin() as session:
+                return topup_card(session, self.ledger, self.policy, token, checked_amount,
+                                  checked_reference)
+
+        # Two top-ups with one reference may race to its unique key: the loser, run
+        # again, finds the winner's entry and answers as a replay (or a conflict).
+        return retry_once_on_race(credit)
+
+    def set_status(self, card: object, status: str) -> CardInfo:
+        """Block (`blocked`) or unblock (`active`) a card; doing it twice changes nothing."""
+        token = parse_card(card)
+        with self.sessions.begin() as session:
+            return CardInfo.of(set_card_status(session, self.policy, token, status))
+
+    def show(self, card: object) -> CardInfo:
+        """The card with this token."""
+        token = parse_card(card)
+        with self.sessions() as session:
+            return show_card(session, token)
+
+    def taps(self, card: object) -> list[CardTap]:
+        """Every tap of the card in event order, each with what it costs now."""
+        token = parse_card(card)
+        with self.sessions() as session:
+            return card_taps(session, token)

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import Device
-from transit.settings import Settings, SettingsError, hex_key
+from transit.settings import SettingsError, hex_key
 from transit.topics import ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -116,10 +116,8 @@ def verify_signed(message: SignedMessage, topic_device: str | None,
 
 # -- encryption at rest --------------------------------------------------------------------------
 
-def master_key(value: str | None = None) -> bytes | None:
-    """The at-rest key `value` (hex), else the settings' ``TRANSIT_SECRET_KEY``; None if unset."""
-    if value is None:
-        return Settings.from_env().secret_key
+def master_key(value: str) -> bytes | None:
+    """The at-rest key written as hex (as ``TRANSIT_SECRET_KEY`` holds it); None if blank."""
     try:
         return hex_key(value, KEY_ENV)
     except SettingsError as exc:
@@ -184,18 +182,16 @@ def _check_ids(**ids: str) -> None:
 
 
 def add_device(session: Session, device_id: str, vehicle_id: str,
-               secret_hex: str | None = None, key: bytes | None = None
+               secret_hex: str | None = None, *, key: bytes | None
                ) -> tuple[Device, bool]:
     """Register a validator; returns the row and whether its secret was generated here.
 
-    `key` is the at-rest key (default: from the environment). The plain secret is
-    available as ``row.plain_secret`` on the returned row (not a column).
+    `key` is the at-rest key (`Settings.secret_key`; None stores the secret in the clear).
+    The plain secret is available as ``row.plain_secret`` on the returned row (not a column).
     """
     _check_ids(device_id=device_id, vehicle_id=vehicle_id)
     generated = secret_hex is None
     secret = secrets.token_bytes(SECRET_BYTES) if generated else parse_secret(secret_hex or "")
-    if key is None:
-        key = master_key()
     if session.get(Device, device_id) is not None:
         raise DeviceError(f"device {device_id} is already registered")
     created = now_ms()
@@ -216,17 +212,16 @@ def _device(session: Session, device_id: str) -> Device:
 
 
 def rotate_device(session: Session, device_id: str, secret_hex: str | None = None,
-                  grace_hours: float = DEFAULT_GRACE_HOURS, key: bytes | None = None
+                  grace_hours: float = DEFAULT_GRACE_HOURS, *, key: bytes | None
                   ) -> tuple[bytes, bool]:
     """Give a device a new secret; the old one keeps verifying for `grace_hours`.
 
     Returns the new secret and whether it was generated here. The new and the previous
-    secret are both stored encrypted when there is a key (a plain row becomes encrypted).
+    secret are both stored encrypted when there is a `key` (the at-rest key, None for
+    none; a plain row becomes encrypted).
     """
     if grace_hours < 0:
         raise DeviceError("the grace period cannot be negative")
-    if key is None:
-        key = master_key()
     row = _device(session, device_id)
     if row.status != "active":
         raise DeviceError(f"device {device_id} is revoked")
@@ -297,13 +292,15 @@ class DeviceDirectory:
     """Read-through cache of devices for the tap path; unknown ids are re-checked after a while.
 
     An entry lives `ttl_s` seconds (5): a revocation or rotation takes effect within that.
+    `key` is the at-rest key the secrets are sealed with (`Settings.secret_key`; None when
+    they are stored in the clear).
     """
 
-    def __init__(self, sessions: sessionmaker[Session], ttl_s: float = 5.0,
-                 key: bytes | None = None) -> None:
+    def __init__(self, sessions: sessionmaker[Session], ttl_s: float = 5.0, *,
+                 key: bytes | None) -> None:
         self.sessions = sessions
         self.ttl_s = ttl_s
-        self.key = key if key is not None else master_key()
+        self.key = key
         if self.key is None:
             _warn_plaintext_once()
         self._cache: dict[str, tuple[float, KnownDevice | None]] = {}

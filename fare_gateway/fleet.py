@@ -5,16 +5,16 @@ validators (`tracking.services.DeviceRoster`) and the taps made on a vehicle
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import TapRecord
 from fare_gateway.devices import DeviceInfo, list_devices
+from ledger.adapters.db import Sessions
 
 
 class FleetRecords:
     """Reads of the device registry and the tap inbox, one short session each."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
 
     def registered(self) -> list[DeviceInfo]:

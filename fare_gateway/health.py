@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.adapters.db import Sessions
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Health:
         return self.database == "ok" and self.broker == "ok"
 
 
-def check_health(sessions: sessionmaker[Session], broker_ok: Callable[[], bool]) -> Health:
+def check_health(sessions: Sessions, broker_ok: Callable[[], bool]) -> Health:
     """Ask the database for a row and the consumer whether it is connected."""
     try:
         with sessions() as session:
@@ -30,3 +31,4 @@ def check_health(sessions: sessionmaker[Session], broker_ok: Callable[[], bool])
     except Exception as exc:  # any failure to reach the database is "unhealthy"
         database = f"unreachable: {exc.__class__.__name__}"
     return Health(database, "ok" if broker_ok() else "unreachable")
+

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fare_gateway.adapters.models import ApiToken
+from ledger.adapters.db import Sessions
 
 ROLES = ("admin", "ops", "finance")
 PREFIX = "tt"
@@ -71,3 +72,9 @@ def authenticate(session: Session, token: str) -> Principal | None:
     if row.expires_ms is not None and row.expires_ms <= int(time.time() * 1000):
         return None
     return Principal(row.id, row.role)
+
+
+def principal_for(sessions: Sessions, token: str) -> Principal | None:
+    """`authenticate` in a short session of its own, for a caller that holds none."""
+    with sessions() as session:
+        return authenticate(session, token)

@@ -102,17 +102,17 @@ def run_gateway(settings: Settings) -> None:
         raise TransitError(problem)
     topics = Topics(settings.topic_prefix)
     service = TapService(sql_units(core.sessions, core.ledger, core.policy), core.policy,
-                         DeviceDirectory(core.sessions), RouteDirectory(core.sessions),
-                         topics, core.metrics)
+                         DeviceDirectory(core.sessions, key=settings.secret_key),
+                         RouteDirectory(core.sessions), topics, core.metrics)
     consumer = TapConsumer(settings, service, core.metrics)
     store = TrackingStore(redis_client(settings.redis_url), settings.topic_prefix)
     positions = PositionConsumer(settings, PositionIngest(
-        store, DeviceDirectory(core.sessions), Network(core.sessions), topics,
-        core.metrics.registry))
+        store, DeviceDirectory(core.sessions, key=settings.secret_key),
+        Network(core.sessions), topics, core.metrics.registry))
     limit = settings.auth_failures
     deps = ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
                    broker_ok=lambda: consumer.connected, tracking=store,
-                   tile_url=settings.map_tiles,
+                   tile_url=settings.map_tiles, gateway_id=settings.gateway_id,
                    auth_failures=AuthFailures(limit.limit, float(limit.window_s)))
     app = create_app(deps)
     host, port = settings.http_bind
@@ -142,14 +142,20 @@ def run_gateway(settings: Settings) -> None:
     def _stop(signum: int, _frame: FrameType | None) -> None:
         raise _Shutdown(signum)
 
+    started: list[Callable[[], None]] = []  # the stops of what started, oldest first
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    positions.start()
-    denylist = DenyListPublisher(core.sessions, consumer.client, topics)
-    denylist.start()
-    log.info("gateway %s: HTTP on http://%s:%d/, broker %s (%s)", settings.gateway_id, host,
-             port, settings.mqtt.address, "connected" if consumer.connected else "retrying")
+    # The try opens at once: a signal that comes before the server runs must still stop
+    # what was started.
     try:
+        positions.start()
+        started.append(positions.stop)
+        denylist = DenyListPublisher(core.sessions, consumer.client, topics)
+        denylist.start()
+        started.append(denylist.stop)
+        log.info("gateway %s: HTTP on http://%s:%d/, broker %s (%s)", settings.gateway_id,
+                 host, port, settings.mqtt.address,
+                 "connected" if consumer.connected else "retrying")
         server.run()
     except _Shutdown as exc:
         log.info("signal %d: stopping", exc.args[0])
@@ -157,8 +163,8 @@ def run_gateway(settings: Settings) -> None:
         # Taps in hand are committed and acknowledged before the broker connection
         # closes; the rest stay queued in the persistent session.
         deps.stopping.set()  # open vehicle streams end within a second
-        denylist.stop()
-        positions.stop()
+        for stop in reversed(started):
+            stop()
         consumer.stop()
         server.task_dispatcher.shutdown(timeout=5)
         server.close()

@@ -9,7 +9,13 @@ when its TRANSIT_*_URL is set.
 Nothing is printed before every part is up and known to be this demo's: one demo at a
 time owns its data folder (a second one would share its database, Redis and spools),
 a TRANSIT_HTTP that is taken is refused before anything starts (else the map address
-printed would be another program's), and the embedded broker must answer on its port.
+printed would be another program's), the embedded broker must answer on its port, and
+the gateway counts as up only when `/healthz` answers with this run's own gateway id (a
+port chosen here can be taken by another program between the choice and the bind).
+
+The programs it starts get their settings from this run's `Settings` (`as_env`), never
+from a copy of its environment: an empty variable means the default here, and must
+mean this demo's default (its folder's database) to them too.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -28,7 +35,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -37,6 +44,7 @@ import click
 
 from transit.context import CommandContext, pass_transit
 from transit.errors import TransitError, ensure_free, why_unreachable
+from transit.settings import Settings
 
 log = logging.getLogger("transit.demo")
 LOCK_FILE = "demo.lock"
@@ -91,6 +99,20 @@ class EmbeddedServices:
                 self.redis.shutdown()
             except Exception:  # already gone
                 pass
+
+
+def _run_settings(settings: Settings, folder: Path) -> Settings:
+    """The settings of the programs this run starts: the user's, and the demo's defaults
+    (its folder's database, its own gateway id, quiet logs) for what the user left unset."""
+    run = settings
+    if settings.is_default("TRANSIT_DATABASE_URL"):
+        run = replace(run, database_url=f"sqlite:///{folder}/transit.db")
+    if settings.is_default("TRANSIT_GATEWAY_ID"):
+        # Each run its own: it is how the demo knows that /healthz answers for its gateway.
+        run = replace(run, gateway_id=f"demo-{secrets.token_hex(4)}")
+    if settings.is_default("TRANSIT_LOG_LEVEL"):
+        run = replace(run, log_level="WARNING")
+    return run
 
 
 def _free_port(preferred: int | None = None) -> int:
@@ -181,17 +203,75 @@ def _start_broker(services: EmbeddedServices) -> str:
     return f"mqtt://127.0.0.1:{port}"
 
 
-def _wait_healthy(gateway: subprocess.Popen[bytes], base: str, folder: Path) -> None:
-    """Wait until the gateway started here answers `/healthz`; fail saying why not."""
-    deadline = time.monotonic() + 30
-    # An answer while the gateway is not running would come from another program.
-    while not (_http_ok(f"{base}/healthz") and gateway.poll() is None):
+class PortTaken(TransitError):
+    """The gateway could not listen on the address it was given: another program has it."""
+
+
+def _wait_healthy(gateway: subprocess.Popen[bytes], base: str, gateway_id: str,
+                  log_file: Path, timeout: float = 30) -> None:
+    """Wait until the gateway started here answers `/healthz`; fail saying why not.
+
+    Only an answer naming `gateway_id` counts: another gateway (another demo's) may
+    answer on the same address while this one fails to bind it.
+    """
+    deadline = time.monotonic() + timeout
+    while not (_healthy(f"{base}/healthz", gateway_id) and gateway.poll() is None):
         if gateway.poll() is not None or time.monotonic() > deadline:
-            said = [line.removeprefix("Error: ") for line in (folder / "gateway.log")
-                    .read_text(errors="replace").splitlines() if line.startswith("Error: ")]
-            why = f" ({said[-1]})" if said and gateway.poll() is not None else ""
-            raise TransitError(f"the gateway did not start{why}: see {folder}/gateway.log")
+            said = [line.removeprefix("Error: ") for line in log_file.read_text(
+                errors="replace").splitlines() if line.startswith("Error: ")]
+            exited = gateway.poll() is not None
+            why = f" ({said[-1]})" if said and exited else ""
+            error = PortTaken if exited and said and "already in use" in said[-1] \
+                else TransitError
+            raise error(f"the gateway did not start{why}: see {log_file}")
         time.sleep(0.2)
+
+
+def _healthy(url: str, gateway_id: str) -> bool:
+    """Whether `url` answers 200 with a health report of the gateway `gateway_id`."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            report = json.loads(resp.read())
+            return bool(resp.status == 200 and isinstance(report, dict)
+                        and report.get("gateway") == gateway_id)
+    except (OSError, ValueError):
+        return False
+
+
+def _start_gateway(run: Settings, folder: Path, http_chosen: bool
+                   ) -> tuple[subprocess.Popen[bytes], Settings]:
+    """Start the gateway and wait until it is up; the settings it runs with.
+
+    When the demo chose the HTTP port itself and another program took it before the
+    gateway could bind it, the gateway is started again on another port (three tries).
+    """
+    log_file = folder / "gateway.log"
+    for attempt in range(3):
+        with log_file.open("ab") as log:
+            gateway = subprocess.Popen([sys.executable, "-m", "transit", "gateway"],
+                                       env=_child_env(run), stdout=log,
+                                       stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(gateway, f"http://{run.http}", run.gateway_id, log_file)
+            return gateway, run
+        except PortTaken:
+            if not http_chosen or attempt == 2:
+                raise
+            run = replace(run, http=f"127.0.0.1:{_free_port()}")
+        except BaseException:
+            if gateway.poll() is None:
+                gateway.kill()
+                gateway.wait()
+            raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _child_env(run: Settings) -> dict[str, str]:
+    """The environment of a program the demo starts: this one's, with every TRANSIT_*
+    variable replaced by the run's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
+    env.update(run.as_env())
+    return env
 
 
 def _start_redis(services: EmbeddedServices, folder: Path) -> str:
@@ -216,21 +296,13 @@ def _vpcd_available() -> bool:
         return False
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 def _get_json(url: str, token: str) -> Any:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
 
 
-def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple[
+def _prepare(settings: Settings, folder: Path, buses: int, cards: int) -> tuple[
         list[Bus], list[str], dict[str, str], Path]:
     """Schema, network, devices, cards and tokens (kept across runs unless --fresh)."""
     from sqlalchemy import select
@@ -246,9 +318,7 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
     from ledger.adapters.models import Card
     from tracking.adapters.models import Route
     from tracking.gtfs import import_feed
-    from transit.settings import Settings
 
-    settings = Settings.from_env(env)
     core = Core.build(settings)
     upgrade(core.engine)
     with core.sessions.begin() as s:
@@ -265,7 +335,8 @@ def _prepare(env: dict[str, str], folder: Path, buses: int, cards: int) -> tuple
             bus = Bus(n, route, shape_files[f"{route}-{direction}"],
                       folder / f"bus-{n:02d}.secret", folder / f"spool-{n:02d}.db")
             if bus.device_id not in known:
-                row, _ = add_device(s, bus.device_id, bus.vehicle_id)
+                row, _ = add_device(s, bus.device_id, bus.vehicle_id,
+                                    key=settings.secret_key)
                 secret = row.plain_secret.hex()  # type: ignore[attr-defined]
             else:
                 # The stored secret may be sealed with TRANSIT_SECRET_KEY.
@@ -372,30 +443,25 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    # The programs the demo starts read their settings from this environment.
-    env = dict(os.environ)
-    env.setdefault("TRANSIT_DATABASE_URL", f"sqlite:///{folder}/transit.db")
-    env.setdefault("TRANSIT_GATEWAY_ID", "demo-gateway")
-    env.setdefault("TRANSIT_LOG_LEVEL", "WARNING")
-    if settings.is_default("TRANSIT_HTTP"):
-        env["TRANSIT_HTTP"] = f"127.0.0.1:{_free_port(8080)}"
+    run = _run_settings(settings, folder)
+    http_chosen = settings.is_default("TRANSIT_HTTP")
+    if http_chosen:
+        run = replace(run, http=f"127.0.0.1:{_free_port(8080)}")
     procs: list[subprocess.Popen[bytes]] = []
     fleet: list[Bus] = []
     try:
         if settings.is_default("TRANSIT_MQTT_URL"):
-            env["TRANSIT_MQTT_URL"] = _start_broker(services)
-            env["TRANSIT_MQTT_PROTOCOL"] = "3.1.1"  # the embedded broker speaks 3.1.1
+            # The embedded broker speaks MQTT 3.1.1.
+            run = replace(run, mqtt_url=_start_broker(services), mqtt_protocol="3.1.1")
         if settings.is_default("TRANSIT_REDIS_URL"):
-            env["TRANSIT_REDIS_URL"] = _start_redis(services, folder)
-        fleet, card_ids, tokens, key_file = _prepare(env, folder, buses, cards)
+            run = replace(run, redis_url=_start_redis(services, folder))
+        fleet, card_ids, tokens, key_file = _prepare(run, folder, buses, cards)
         if reader == "pcsc" or (reader == "auto" and _vpcd_available()):
             fleet[0].reader = "pcsc"
-        gateway_log = (folder / "gateway.log").open("ab")
-        gateway = subprocess.Popen([sys.executable, "-m", "transit", "gateway"], env=env,
-                                   stdout=gateway_log, stderr=subprocess.STDOUT)
+        gateway, run = _start_gateway(run, folder, http_chosen)
         procs.append(gateway)
-        base = f"http://{env['TRANSIT_HTTP']}"
-        _wait_healthy(gateway, base, folder)
+        base = f"http://{run.http}"
+        env = _child_env(run)
         for bus in fleet:
             bus.log_file = (folder / f"bus-{bus.number:02d}.log").open("ab")
             bus.proc = subprocess.Popen(
@@ -415,7 +481,7 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
         click.echo(f"ops token: {tokens['ops']}")
         click.echo(f"finance token: {tokens['finance']}")
         sys.stdout.flush()
-        _ride(fleet, card_ids, env, base, tokens, time_scale, duration, stopping)
+        _ride(fleet, card_ids, run, base, tokens, time_scale, duration, stopping)
     finally:
         for bus in fleet:
             if bus.proc is not None and bus.proc.poll() is None:
@@ -433,13 +499,13 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
     click.echo("demo stopped")
 
 
-def _ride(fleet: list[Bus], card_ids: list[str], env: dict[str, str], base: str,
+def _ride(fleet: list[Bus], card_ids: list[str], run: Settings, base: str,
           tokens: dict[str, str], time_scale: float, duration: float,
           stopping: threading.Event) -> None:
     """Riders tap at random on every bus; now and then a bus drives into a tunnel."""
     from ledger.adapters.db import make_engine
 
-    engine = make_engine(env["TRANSIT_DATABASE_URL"])  # for the status line
+    engine = make_engine(run.database_url)  # for the status line
     try:
         _riders(fleet, card_ids, engine, base, tokens, time_scale, duration, stopping)
     finally:

@@ -2,13 +2,16 @@
 command opens, and the translator of database failures into one line.
 
 The currency and the business calendar come from the fare policy, which the ledger
-does not read: it asks the shared context for its `FareTerms`, which the gateway
-package provides.
+does not read: `settle_command` and `reconcile_command` build the commands around a
+function that gives them (`SettlementTerms`), and the composition root
+(`fare_gateway/cli/finance.py`) builds them with the fare policy's.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -110,52 +113,73 @@ class BusinessDate(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def settler(obj: CommandContext) -> Settler:
-    """The settler of the policy's currency and business calendar."""
-    terms = obj.fare_terms()
-    return Settler(BusinessCalendar(terms.timezone, terms.service_day_start_min),
-                   terms.currency)
+@dataclass(frozen=True)
+class SettlementTerms:
+    """What settlement takes from the fare policy: the business calendar and the currency."""
+
+    calendar: BusinessCalendar
+    currency: str
 
 
-@click.command()
-@click.argument("business_date", metavar="DATE", type=BusinessDate())
-@click.option("--out", "out_dir", default=".", show_default=True,
-              type=click.Path(file_okay=False), help="Folder for the CSV and manifest.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@pass_transit
-def settle(obj: CommandContext, business_date: date, out_dir: str, quiet: bool) -> None:
-    """Write the settlement of business day DATE (YYYY-MM-DD): settlement-DATE.csv/.json."""
-    from ledger.settlement import count_entries
+Terms = Callable[[CommandContext], SettlementTerms]
+"""The settlement terms of a run, from its context (given by the composition root)."""
 
-    day = business_date
-    the_settler = settler(obj)
-    sessions = session_factory(engine(obj))
-    with sessions.begin() as session:
-        total = count_entries(session, the_settler.calendar, day)
+
+def settle_command(terms: Terms) -> click.Command:
+    """`transit settle`, settling in the business calendar and currency of `terms`."""
+
+    @click.command("settle")
+    @click.argument("business_date", metavar="DATE", type=BusinessDate())
+    @click.option("--out", "out_dir", default=".", show_default=True,
+                  type=click.Path(file_okay=False), help="Folder for the CSV and manifest.")
+    @click.option("--quiet", is_flag=True, help="No progress bar.")
+    @pass_transit
+    def settle(obj: CommandContext, business_date: date, out_dir: str, quiet: bool) -> None:
+        """Write the settlement of business day DATE (YYYY-MM-DD): settlement-DATE.csv/.json."""
+        from ledger.settlement import count_entries, settle_day
+
+        day = business_date
+        the_settler = settler(terms(obj))
+        sessions = session_factory(engine(obj))
+        with sessions() as session:  # only the bar's length: settling reads the day itself
+            total = count_entries(session, the_settler.calendar, day)
         with click.progressbar(length=total, label=f"settling {day}", file=sys.stderr,
                                hidden=quiet or total == 0) as bar:
-            result = the_settler.settle(session, day, progress=bar.update)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"settlement-{day}.csv").write_bytes(result.csv)
-    (out / f"settlement-{day}.json").write_bytes(result.manifest_bytes)
-    m = result.manifest
-    click.echo(f"{out / f'settlement-{day}.csv'}: {m['lines']} lines, {m['entries']} entries, "
-               f"sha256 {m['sha256']} ({m['status']})")
+            result = settle_day(sessions, the_settler, day, progress=bar.update)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"settlement-{day}.csv").write_bytes(result.csv)
+        (out / f"settlement-{day}.json").write_bytes(result.manifest_bytes)
+        m = result.manifest
+        click.echo(f"{out / f'settlement-{day}.csv'}: {m['lines']} lines, {m['entries']} "
+                   f"entries, sha256 {m['sha256']} ({m['status']})")
+
+    return settle
 
 
-@click.command()
-@click.argument("business_date", metavar="[DATE]", required=False, type=BusinessDate())
-@click.option("--dir", "files", default=None, type=click.Path(file_okay=False, exists=True),
-              help="Also check the settlement files in this folder (exit 1 if none is).")
-@pass_transit
-def reconcile(obj: CommandContext, business_date: date | None, files: str | None) -> None:
-    """Check the ledger, its settlements and their chain; exit 1 on any mismatch."""
-    from ledger.reconcile import reconcile as run
+def reconcile_command(terms: Terms) -> click.Command:
+    """`transit reconcile`, in the business calendar and currency of `terms`."""
 
-    the_settler = settler(obj)
-    with session_factory(engine(obj))() as session:
-        report = run(session, the_settler, business_date, Path(files) if files else None)
-    click.echo(report.text())
-    if not report.ok:
-        sys.exit(1)
+    @click.command("reconcile")
+    @click.argument("business_date", metavar="[DATE]", required=False, type=BusinessDate())
+    @click.option("--dir", "files", default=None,
+                  type=click.Path(file_okay=False, exists=True),
+                  help="Also check the settlement files in this folder (exit 1 if none is).")
+    @pass_transit
+    def reconcile(obj: CommandContext, business_date: date | None, files: str | None) -> None:
+        """Check the ledger, its settlements and their chain; exit 1 on any mismatch."""
+        from ledger.reconcile import reconcile as run
+
+        the_settler = settler(terms(obj))
+        with session_factory(engine(obj))() as session:
+            report = run(session, the_settler, business_date, Path(files) if files else None)
+        click.echo(report.text())
+        if not report.ok:
+            sys.exit(1)
+
+    return reconcile
+
+
+def settler(terms: SettlementTerms) -> Settler:
+    """The settler of these terms."""
+    return Settler(terms.calendar, terms.currency)

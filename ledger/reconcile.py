@@ -8,8 +8,10 @@ Checks, each naming what it found wrong:
      over its entries and postings (catches UPDATE or DELETE behind the application);
   5. the chain of settled days is unbroken;
   6. settlement files in a folder, if given, are the ones the chain recorded; the
-     report says how many it compared (none is a failure) and names each provisional
-     file it left out.
+     report says how many it compared (none is a failure) and names each file it left
+     out: a provisional one, and the header-only file of a day before anything was
+     posted (such a day has no entries and is never recorded, so there is nothing to
+     compare it with). Only files compared with a record are counted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from sqlalchemy.orm import Session
 from ledger.adapters.models import Account, Entry, Posting, SettlementRecord
 from ledger.domain import CLEARING, REVENUE, TOPUP_CLEARING
 from ledger.services import check_invariants
-from ledger.settlement import SettlementError, Settler, chain_hash, compute
+from ledger.settlement import (
+    EMPTY_SHA256,
+    SettlementError,
+    Settler,
+    chain_hash,
+    compute,
+    parse_day,
+)
 
 
 @dataclass
@@ -137,19 +146,43 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
             iso = path.stem.removeprefix("settlement-")
             if iso in recorded or (day is not None and iso != day.isoformat()):
                 continue
-            if _provisional(path.with_suffix(".json")):
-                report.skipped.append(f"{path.name}: provisional (its day was still open "
-                                      "when settled), so not in the chain")
-                continue
-            report.files_checked += 1
-            report.problems.append(f"{path.name}: no settled day {iso} in the chain "
-                                   "(its settlement record is missing)")
+            skipped, problem = _unrecorded_file(session, settler, path, iso)
+            if skipped is not None:
+                report.skipped.append(skipped)
+            if problem is not None:
+                report.problems.append(problem)
         _count_files(report, files)
     if chain_ok and records:
         report.checked.append(f"settlement chain of {len(records)} day(s) unbroken")
     if day is not None and not any(r.business_date == day.isoformat() for r in records):
         report.checked.append(f"business day {day.isoformat()} is not settled yet")
     return report
+
+
+def _unrecorded_file(session: Session, settler: Settler, path: Path, iso: str
+                     ) -> tuple[str | None, str | None]:
+    """Why a file of a day the chain has no record of is left out (first), or what is
+    wrong with it (second). Neither counts as compared: there is no record to compare
+    it with."""
+    if _provisional(path.with_suffix(".json")):
+        return (f"{path.name}: provisional (its day was still open when settled), so not "
+                "in the chain"), None
+    try:
+        file_day = parse_day(iso)
+    except SettlementError as exc:
+        return None, f"{path.name}: not a settlement file name ({exc})"
+    first = settler.first_day(session)
+    if first is None or file_day < first:
+        # The chain starts on the first day anything was posted: a day before it has no
+        # entries and is never recorded (`transit settle` writes its file all the same).
+        # From that day on every settled day is recorded, empty or not.
+        if hashlib.sha256(path.read_bytes()).hexdigest() == EMPTY_SHA256:
+            return (f"{path.name}: business day {iso} has no entries, so it is not in the "
+                    "chain (its file holds only the header)"), None
+        return None, (f"{path.name}: has settlement lines, but the ledger has no entry in "
+                      f"business day {iso}")
+    return None, (f"{path.name}: no settled day {iso} in the chain (its settlement record "
+                  "is missing)")
 
 
 def _provisional(manifest: Path) -> bool:
@@ -166,6 +199,10 @@ def _count_files(report: Report, folder: Path) -> None:
     if report.files_checked:
         report.checked.append(f"{report.files_checked} settlement file(s) in {folder} "
                               "compared with the chain")
+    elif report.skipped:
+        report.problems.append(f"no settlement file in {folder} was checked: it holds none "
+                               f"of a settled day, only the {len(report.skipped)} skipped "
+                               "above")
     else:
         report.problems.append(f"no settlement file in {folder} was checked: it holds no "
                                "settlement-DATE.csv or .json of a settled day (is it the "

@@ -24,7 +24,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ledger.adapters.db import Sessions
 from ledger.adapters.models import Entry, Posting, SettlementRecord
+from ledger.services import retry_once_on_race
 
 HEADER = ("settlement_date,line_type,service_date,operator_id,route_id,category,count,"
           "amount,currency")
@@ -278,3 +280,18 @@ class Settler:
             entries=int(str(result.manifest["entries"])),
             manifest=result.manifest_bytes.decode(), created_ms=self.clock()))
         session.flush()
+
+
+def settle_day(sessions: Sessions, settler: Settler, day: date,
+               progress: Progress | None = None) -> Settlement:
+    """Settle `day` in a transaction of its own and commit what it recorded.
+
+    Two callers may record the same closed day at once (two finance clerks, or a clerk
+    and `transit settle`): the loser of the race on its record runs again and reads the
+    winner's, which settles to the same bytes.
+    """
+    def settle() -> Settlement:
+        with sessions.begin() as session:
+            return settler.settle(session, day, progress)
+
+    return retry_once_on_race(settle)

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, jsonify, request, send_from_directory
-from sqlalchemy.orm import Session, sessionmaker
 
 from tracking.domain import state
 from tracking.realtime import vehicle_feed
-from tracking.services import DeviceRoster, VehicleTaps, map_network, validator_states
+from tracking.services import DeviceRoster, Network, VehicleTaps, validator_states
 from tracking.store import TrackingStore, VehicleRecord
 
 STATIC = Path(__file__).with_name("static")
@@ -137,7 +136,7 @@ def leaflet_dir() -> Path | None:
 class TrackingDeps:
     """What tracking's endpoints need, handed in by the wiring."""
 
-    sessions: sessionmaker[Session]  # the GTFS network's tables
+    network: Callable[[], Network]  # what the map draws (`tracking.services.NetworkMap`)
     store: TrackingStore
     roster: DeviceRoster
     taps: VehicleTaps
@@ -267,9 +266,7 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
                tag="tracking", responses={200: {JSON: NETWORK}})
     @require("ops")
     def network() -> Response:
-        with deps.sessions() as session:
-            drawn = map_network(session)
-        return jsonify({"tile_url": deps.tile_url, **drawn})
+        return jsonify({"tile_url": deps.tile_url, **deps.network()})
 
     @bp.get("/")
     @operation("The operations map", tag="map", responses={200: {"text/html": TEXT}},

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ledger.adapters.db import Sessions
 from tracking.adapters.models import Route, ShapePoint, Stop, Trip
 
 DEFAULT_ROUTE_COLOR = "3366CC"  # a route the feed gives no colour
@@ -80,7 +81,10 @@ def validator_states(devices: Sequence[RegisteredDevice],
     return out
 
 
-def map_network(session: Session) -> dict[str, list[dict[str, Any]]]:
+Network = dict[str, list[dict[str, Any]]]
+
+
+def map_network(session: Session) -> Network:
     """Routes with their colours and shapes, and the stops: what the map draws."""
     routes = session.scalars(select(Route).order_by(Route.route_id)).all()
     shape_of: dict[str, set[str]] = {}
@@ -103,3 +107,14 @@ def map_network(session: Session) -> dict[str, list[dict[str, Any]]]:
                     "shapes": [points[s] for s in sorted(shape_of.get(r.route_id, ()))
                                if s in points]} for r in routes],
         "stops": stops}
+
+
+@dataclass(frozen=True)
+class NetworkMap:
+    """The network the map draws, read in a short session of its own."""
+
+    sessions: Sessions
+
+    def __call__(self) -> Network:
+        with self.sessions() as session:
+            return map_network(session)

@@ -1,75 +1,74 @@
 """The `transit` command: the root group, its shared context and its one error boundary.
 
-Subcommands live in their packages and load only when run, so the on-bus install
-(agent extra only) has a working `transit agent` without Flask or SQLAlchemy. The
-kernel names the packages above it only as strings here (the subcommands, what they
-provide to each other, and their error translators: see `transit.errors`); it never
-imports them.
+Subcommands live in their packages and are declared as entry points of the group
+`transit.commands` (pyproject.toml), each with the extra that installs what it needs in
+brackets (`NAME = "package.module:command [extra]"`). A command's module is imported only
+when that command runs or a listing shows it, so the on-bus install (agent extra only)
+has a working `transit agent` without Flask or SQLAlchemy. The translators of
+third-party failures are entry points too (`transit.errors`, see `transit.errors`). The
+kernel thus names no package above it, not even as a string.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import functools
 import inspect
 import logging
 import os
 import sys
 import traceback
-from dataclasses import dataclass
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import click
 
 from transit import __version__
 from transit.context import CommandContext
-from transit.errors import TransitError, explain, load_translators, missing_package, one_line
+from transit.errors import (
+    TransitError,
+    explain,
+    install_hint,
+    load_translators,
+    missing_package,
+    one_line,
+)
 from transit.settings import Settings
 
-
-@dataclass(frozen=True)
-class Subcommand:
-    """Where a subcommand's click command lives, and the extra that installs its needs."""
-
-    target: str  # "module:attribute"
-    extra: str
+COMMANDS = "transit.commands"
+TRANSLATORS = "transit.errors"
 
 
-SUBCOMMANDS = {
-    "demo": Subcommand("hardware_sim.demo:demo", "demo"),
-    "agent": Subcommand("validator_agent.cli:agent", "agent"),
-    "gateway": Subcommand("fare_gateway.cli.gateway:gateway", "gateway"),
-    "db": Subcommand("fare_gateway.cli.db:db", "gateway"),
-    "devices": Subcommand("fare_gateway.cli.devices:devices", "gateway"),
-    "cards": Subcommand("fare_gateway.cli.cards:cards", "gateway"),
-    "tokens": Subcommand("fare_gateway.cli.tokens:tokens", "gateway"),
-    "fares": Subcommand("fare_gateway.cli.fares:fares", "gateway"),
-    "denylist": Subcommand("fare_gateway.cli.denylist:denylist", "gateway"),
-    "broker": Subcommand("fare_gateway.cli.broker:broker", "gateway"),
-    "gtfs": Subcommand("tracking.cli:gtfs", "gateway"),
-    "settle": Subcommand("ledger.cli:settle", "gateway"),
-    "reconcile": Subcommand("ledger.cli:reconcile", "gateway"),
-}
+@functools.cache
+def subcommands() -> dict[str, EntryPoint]:
+    """The subcommands installed here, by name: the entry points of `transit.commands`."""
+    return {entry.name: entry for entry in entry_points(group=COMMANDS)}
 
-# What one package's commands ask the context for, and the package that makes it.
-PROVIDERS = {
-    "fare_terms": "fare_gateway.cli.core:fare_terms",
-}
 
-# Turn the third-party failures of each package's surroundings into one line; tried in
-# this order, skipped where the package (or the library it knows) is not installed.
-TRANSLATORS = (
-    "fare_gateway.cli.core:explain",
-    "tracking.cli:explain",
-    "ledger.cli:explain",
-)
+@functools.cache
+def translators() -> list[EntryPoint]:
+    """The declared translators of failures into one line, in the order of their names."""
+    return sorted(entry_points(group=TRANSLATORS), key=lambda entry: entry.name)
 
-OUR_PACKAGES = {"transit", "ledger", "tracking", "fare_gateway", "validator_agent",
-                "hardware_sim"}
+
+@functools.cache
+def our_packages() -> frozenset[str]:
+    """The top-level packages of this installation's commands: the kernel's own and those
+    its declared commands and translators live in."""
+    declared = [*entry_points(group=COMMANDS), *entry_points(group=TRANSLATORS)]
+    return frozenset({__name__.partition(".")[0]}
+                     | {entry.module.partition(".")[0] for entry in declared})
+
+
+def extra(entry: EntryPoint) -> str:
+    """The extra that installs what a declared command needs (its `[extra]`)."""
+    return ",".join(entry.extras)
 
 
 def ours(exc: ImportError) -> bool:
     """Whether the import that failed is of our own code (a fault, not a missing extra)."""
-    return (exc.name or "").partition(".")[0] in OUR_PACKAGES
+    return (exc.name or "").partition(".")[0] in our_packages()
 
 
 def describe(command: click.Command) -> str:
@@ -107,43 +106,79 @@ class Failure(click.ClickException):
     """A failure reported as the one `Error:` line (contract section 4)."""
 
 
+class UsageFailure(Failure):
+    """A command line click could not make sense of: one line, exit 2 as click's own."""
+
+    exit_code = 2
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """A usage error on one line, pointing to the help of the command it is about."""
+    message = one_line(exc.format_message()).rstrip(".")
+    if exc.ctx is None:
+        return message
+    return f"{message} (see '{exc.ctx.command_path} --help')"
+
+
 class RootGroup(Group):
-    """The `transit` group: lazy subcommands and the error boundary around them."""
+    """The `transit` group: declared subcommands, loaded lazily, and the error boundary
+    around parsing and running them."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS))
+        return sorted(set(super().list_commands(ctx)) | set(subcommands()))
+
+    def declared(self, name: str) -> EntryPoint | None:
+        """The entry point of the subcommand `name`, unless the group holds one itself."""
+        return None if name in self.commands else subcommands().get(name)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in SUBCOMMANDS:
+        entry = self.declared(name)
+        if entry is None:
             return super().get_command(ctx, name)
         try:
-            return self.load(name)
+            return self.load(entry)
         except ImportError as exc:
-            if not ours(exc):
-                raise TransitError(missing_package(exc, name, SUBCOMMANDS[name].extra)
-                                   ) from None
-            raise
+            if ours(exc):
+                raise
+            raise TransitError(missing_package(exc, name, extra(entry))) from None
 
-    def load(self, name: str) -> click.Command:
-        """Import the subcommand `name` from its package."""
-        module, _, attr = SUBCOMMANDS[name].target.partition(":")
-        command = getattr(importlib.import_module(module), attr)
-        assert isinstance(command, click.Command)
+    @staticmethod
+    def load(entry: EntryPoint) -> click.Command:
+        """Import a declared subcommand from its package."""
+        command = entry.load()
+        if not isinstance(command, click.Command):
+            raise TypeError(f"the entry point {entry.name} = {entry.value!r} of {COMMANDS} "
+                            "is not a click command")
         return command
 
     def listed_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in SUBCOMMANDS:
+        entry = self.declared(name)
+        if entry is None:
             return super().get_command(ctx, name)
         try:
-            return self.load(name)
-        except ImportError:
-            extra = SUBCOMMANDS[name].extra
-            return click.Command(name, short_help="(not installed here: pip install "
-                                                  f"'surabaya-transit[{extra}]')")
+            return self.load(entry)
+        except ImportError as exc:
+            if ours(exc):  # our own code is broken: say so, not "install an extra"
+                raise
+            return click.Command(name, short_help="(not installed here: "
+                                                  f"{install_hint(extra(entry))})")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Parsing runs `--help`, which loads every command to list it.
+        with self.boundary(ctx):
+            return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with self.boundary(ctx):
             return super().invoke(ctx)
+
+    @contextlib.contextmanager
+    def boundary(self, ctx: click.Context) -> Iterator[None]:
+        """Turn every failure inside into one line (click's exits and Ctrl-C pass)."""
+        try:
+            yield
+        except click.UsageError as exc:
+            raise UsageFailure(usage_line(exc)) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except Exception as exc:  # the boundary: every other failure becomes one line
@@ -154,24 +189,27 @@ class RootGroup(Group):
         obj = ctx.obj if isinstance(ctx.obj, CommandContext) else None
         debug = obj.debug if obj is not None else int(ctx.params.get("verbose") or 0) >= 2
         name = ctx.invoked_subcommand or ""
-        if isinstance(exc, ImportError) and name in SUBCOMMANDS and not ours(exc):
-            line = missing_package(exc, name, SUBCOMMANDS[name].extra)
+        entry = self.declared(name)
+        if isinstance(exc, ImportError) and entry is not None and not ours(exc):
+            line = missing_package(exc, name, extra(entry))
         else:
-            line = explain(exc, load_translators(TRANSLATORS))
+            line = explain(exc, load_translators(translators()))
         if debug:
             traceback.print_exception(exc, file=sys.stderr)
         return Failure(line)
 
 
-@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("transit", cls=RootGroup,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="transit")
-@click.option("-v", "--verbose", count=True,
+# Eager, so that `transit -vv --help` knows it must show a traceback while listing.
+@click.option("-v", "--verbose", count=True, is_eager=True,
               help="More log output: -v for INFO, -vv for DEBUG and tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
     """Cashless bus fares and live bus tracking."""
     settings = Settings.from_env()
-    obj = CommandContext(settings, verbose, PROVIDERS)
+    obj = CommandContext(settings, verbose)
     ctx.obj = obj
     ctx.call_on_close(obj.close)
     level = logging.INFO - 10 * (verbose - 1) if verbose else settings.log_level_number

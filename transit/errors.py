@@ -6,9 +6,10 @@ expected failures derive from `TransitError`. The failures of the surroundings c
 third-party exceptions (SQLAlchemy, Alembic, sockets, a missing optional package); the
 kernel cannot import the libraries that raise them (the on-bus install lacks them), so
 each package that uses such a library contributes a *translator*: a function from an
-exception to the one line, or None when it does not know the exception. The `transit`
-group names the translators lazily as "module:function" strings, like its subcommands,
-and tries them in order; one that cannot be imported is skipped.
+exception to the one line, or None when it does not know the exception. Packages
+declare their translators as entry points of the group `transit.errors`
+(pyproject.toml); the `transit` group loads them only when a failure needs explaining,
+tries them in the order of their names, and skips one that cannot be imported.
 
 What no translator knows is a fault of the program: it still gets one line, with the
 exception's type, and a pointer to `-vv`, which prints the traceback.
@@ -17,9 +18,9 @@ exception's type, and a pointer to `-vv`, which prints the traceback.
 from __future__ import annotations
 
 import errno
-import importlib
 import socket
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 Translator = Callable[[BaseException], str | None]
 PACKAGE = "surabaya-transit"
@@ -34,13 +35,18 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def load_translators(names: Iterable[str]) -> list[Translator]:
-    """The translators named "module:function" that can be imported here."""
+class Loadable(Protocol):
+    """Something that imports and returns an object when asked (an entry point)."""
+
+    def load(self) -> Any: ...
+
+
+def load_translators(declared: Iterable[Loadable]) -> list[Translator]:
+    """The declared translators that can be imported here."""
     found: list[Translator] = []
-    for name in names:
-        module, _, attr = name.partition(":")
+    for entry in declared:
         try:
-            found.append(getattr(importlib.import_module(module), attr))
+            found.append(entry.load())
         except ImportError:  # that package, or the library it translates, is not installed
             continue
     return found
@@ -50,7 +56,12 @@ def missing_package(exc: ImportError, command: str, extra: str) -> str:
     """The line for a command that reached for a package its extra did not install."""
     what = f"the package {exc.name!r}" if exc.name else f"a package ({one_line(exc)})"
     return (f"'transit {command}' needs {what}, which is not installed or cannot load: "
-            f"install it with pip install '{PACKAGE}[{extra}]'")
+            f"install it with {install_hint(extra)}")
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs the extra `extra` (or just the package, if none)."""
+    return f"pip install '{PACKAGE}[{extra}]'" if extra else f"pip install '{PACKAGE}'"
 
 
 def cannot_listen(setting: str, host: str, port: int, exc: OSError) -> TransitError:

@@ -109,6 +109,19 @@ def _http_bind(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(url: str) -> None:
+    # What the Redis client accepts; anything else would fail only at the first position.
+    # Only the scheme is shown: the rest of the URL may hold a password.
+    scheme, sep, _rest = url.partition("://")
+    if not sep or scheme not in REDIS_SCHEMES:
+        got = f"{scheme}://" if sep else "a URL without one"
+        raise SettingsError("TRANSIT_REDIS_URL: the scheme must be redis://, rediss:// or "
+                            f"unix://, not {got}")
+
+
 def _positive_int(env: Mapping[str, str], name: str) -> int:
     raw = env.get(name) or DEFAULTS[name]
     try:
@@ -236,6 +249,7 @@ class Settings:
         """Fail early, with the variable's name, on a value that cannot work."""
         MqttEndpoint.parse(self.mqtt_url, self.mqtt_protocol)
         _http_bind(self.http)
+        _redis_url(self.redis_url)
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -257,3 +271,31 @@ class Settings:
     def is_default(self, name: str) -> bool:
         """Whether the variable `name` was left unset, so its default is in use."""
         return name not in self.given
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as the `TRANSIT_*` variables `from_env` reads back into them,
+        for a program started with them (empty values left out: they mean the default)."""
+        key = self.secret_key
+        variables = {
+            "TRANSIT_DATABASE_URL": self.database_url,
+            "TRANSIT_MQTT_URL": self.mqtt_url,
+            "TRANSIT_MQTT_PROTOCOL": self.mqtt_protocol,
+            "TRANSIT_REDIS_URL": self.redis_url,
+            "TRANSIT_HTTP": self.http,
+            "TRANSIT_FARES": self.fares,
+            "TRANSIT_TOPIC_PREFIX": self.topic_prefix,
+            "TRANSIT_GATEWAY_ID": self.gateway_id,
+            "TRANSIT_SHARE_GROUP": self.share_group,
+            "TRANSIT_BATCH_SIZE": str(self.batch_size),
+            "TRANSIT_BATCH_WAIT_MS": str(self.batch_wait_ms),
+            "TRANSIT_RECEIVE_MAXIMUM": str(self.receive_maximum),
+            "TRANSIT_MQTT_CA": self.mqtt_ca or "",
+            "TRANSIT_MQTT_CERT": self.mqtt_cert or "",
+            "TRANSIT_MQTT_KEY": self.mqtt_key or "",
+            "TRANSIT_SECRET_KEY": key.hex() if key is not None else "",
+            "TRANSIT_LOG_LEVEL": self.log_level,
+            "TRANSIT_MAP_TILES": self.map_tiles,
+            "TRANSIT_AUTH_FAILURES": f"{self.auth_failures.limit}/{self.auth_failures.window_s}",
+            "TRANSIT_BROKER_WAIT_S": str(self.broker_wait_s),
+        }
+        return {name: value for name, value in variables.items() if value}

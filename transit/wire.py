@@ -48,15 +48,24 @@ def canonical(msg: Mapping[str, Any]) -> bytes:
     return _ENCODER.encode(body).encode()
 
 
-def signature(msg: Mapping[str, Any], secret: bytes) -> str:
-    """Lower-case hex HMAC-SHA256 of the canonical form, keyed with the device secret."""
-    return hmac.new(secret, canonical(msg), hashlib.sha256).hexdigest()
+def signature(msg: Mapping[str, Any] | bytes, secret: bytes) -> str:
+    """Lower-case hex HMAC-SHA256 of the canonical form, keyed with the device secret.
+
+    `msg` is a message, or its canonical form already made (a parsed message keeps
+    its own, so that verifying it does not encode it again).
+    """
+    canon = msg if isinstance(msg, bytes) else canonical(msg)
+    return hmac.new(secret, canon, hashlib.sha256).hexdigest()
+
+
+def _is_signature(sig: object, expected: str) -> bool:
+    """Whether `sig` is the expected signature, compared in constant time."""
+    return isinstance(sig, str) and hmac.compare_digest(sig, expected)
 
 
 def verify(msg: Mapping[str, Any], secret: bytes) -> bool:
     """True when `msg["sig"]` is the signature of the rest of the message."""
-    sig = msg.get("sig")
-    return isinstance(sig, str) and hmac.compare_digest(sig, signature(msg, secret))
+    return _is_signature(msg.get("sig"), signature(msg, secret))
 
 
 def body_digest(msg: Mapping[str, Any]) -> str:
@@ -159,16 +168,12 @@ class Message:
 
     def signed(self: M, secret: bytes) -> M:
         """A copy carrying the signature made with `secret`."""
-        body = self.to_dict()
-        body.pop("sig", None)
-        canon = _ENCODER.encode(body).encode()
-        return _with_sig(self, hmac.new(secret, canon, hashlib.sha256).hexdigest(), canon)
+        canon = self.canonical
+        return _with_sig(self, signature(canon, secret), canon)
 
     def verify(self, secret: bytes) -> bool:
         """True when the message's signature was made with `secret`."""
-        sig = getattr(self, "sig", None)
-        expected = hmac.new(secret, self.canonical, hashlib.sha256).hexdigest()
-        return isinstance(sig, str) and hmac.compare_digest(sig, expected)
+        return _is_signature(getattr(self, "sig", None), signature(self.canonical, secret))
 
     @cached_property
     def canonical(self) -> bytes:

@@ -80,7 +80,7 @@ def agent(obj: CommandContext, device_id: str, vehicle_id: str, route_id: str,
     from validator_agent.adapters.fare_file import repeat_tap_seconds as policy_seconds
     from validator_agent.agent import Agent, AgentConfig
     from validator_agent.feedback import ConsoleFeedback
-    from validator_agent.spool import Spool
+    from validator_agent.spool import Spool, SpoolUnusable
 
     for name, value in (("--device", device_id), ("--vehicle", vehicle_id),
                         ("--route", route_id)):
@@ -104,7 +104,10 @@ def agent(obj: CommandContext, device_id: str, vehicle_id: str, route_id: str,
                          repeat_tap_seconds=repeat_tap_seconds,
                          denylist_key=denylist_key, trip_id=trip_id,
                          kind="exit" if exit_validator else "entry")
-    spool = Spool(spool_path, spool_capacity, int(retry_seconds * 1000))
+    try:
+        spool = Spool(spool_path, spool_capacity, int(retry_seconds * 1000))
+    except SpoolUnusable as exc:
+        raise TransitError(f"--spool: {exc}") from None
     the_agent = Agent(config, spool, ConsoleFeedback(), feed)
     stop = threading.Event()
 

@@ -43,6 +43,10 @@ class SpoolFull(Exception):
     """The spool holds as many taps as it may; the oldest are kept, nothing is dropped."""
 
 
+class SpoolUnusable(Exception):
+    """The spool's file cannot be opened or used (no folder, no permission, not SQLite)."""
+
+
 class Spool:
     """Taps waiting for their receipts, in `seq` order, plus small pieces of agent state."""
 
@@ -54,12 +58,32 @@ class Spool:
         self.jitter = jitter
         self._random = random.Random()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = self._open()
         self._depth = self._count()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                 timeout=30)
+        except sqlite3.Error as exc:
+            raise SpoolUnusable(self._why(exc)) from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            db.execute("SELECT count(*) FROM taps").fetchone()
+        except sqlite3.Error as exc:
+            db.close()
+            raise SpoolUnusable(self._why(exc)) from None
+        return db
+
+    def _why(self, exc: sqlite3.Error) -> str:
+        """What is wrong with the spool's file, as a line for people."""
+        folder = Path(self.path).expanduser().resolve().parent
+        if not folder.is_dir():
+            return (f"cannot open the spool {self.path}: there is no folder {folder} "
+                    "(create it, or give another path)")
+        return f"cannot open the spool {self.path}: {exc}"
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,5 @@
 """The gateway's subcommands of `transit`, one module per command group.
 
-`transit.cli` names each command here lazily; `core` holds what they share.
+Each is declared as an entry point in pyproject.toml (`transit.commands`); `core` holds
+what they share.
 """

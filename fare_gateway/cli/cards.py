@@ -7,7 +7,7 @@ import json
 import click
 
 from fare_gateway.cli.core import core
-from fare_gateway.cli.params import CARD
+from fare_gateway.cli.params import CARD, TakesNegativeNumbers
 from transit.cli import Group
 from transit.context import CommandContext, pass_transit
 from transit.errors import TransitError
@@ -24,19 +24,18 @@ def cards() -> None:
 @pass_transit
 def cards_issue(obj: CommandContext, card: str, category: str | None) -> None:
     """Issue a card."""
-    from fare_gateway.cards import issue_card
+    from fare_gateway.cards import CardOffice
 
     the_core = core(obj)
-    with the_core.sessions.begin() as session:
-        row = issue_card(session, the_core.ledger, the_core.policy, card, category)
-        category = row.category
+    category = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).issue(
+        card, category).category
     click.echo(json.dumps({"card": card, "category": category, "status": "active",
                            "balance": 0, "currency": the_core.policy.currency}))
 
 
 # A negative AMOUNT ("-500") is an argument to refuse with the allowed range, not an
-# unknown option "-5": unknown options are left to the arguments.
-@cards.command("topup", context_settings={"ignore_unknown_options": True})
+# unknown option "-5"; a mistyped option is still refused.
+@cards.command("topup", cls=TakesNegativeNumbers)
 @click.argument("card", type=CARD)
 @click.argument("amount", type=int)
 @click.option("--reference", required=True,
@@ -44,8 +43,7 @@ def cards_issue(obj: CommandContext, card: str, category: str | None) -> None:
 @pass_transit
 def cards_topup(obj: CommandContext, card: str, amount: int, reference: str) -> None:
     """Top up a card by AMOUNT (idempotent by reference)."""
-    from fare_gateway.cards import CardError, parse_topup, topup_card
-    from ledger.services import retry_once_on_race
+    from fare_gateway.cards import CardError, CardOffice, parse_topup
 
     try:
         amount, reference = parse_topup(amount, reference)
@@ -53,13 +51,8 @@ def cards_topup(obj: CommandContext, card: str, amount: int, reference: str) -> 
         raise TransitError(f"{exc} (got {amount if exc.code == 'bad_amount' else reference!r})"
                            ) from None
     the_core = core(obj)
-
-    def work():  # type: ignore[no-untyped-def]
-        with the_core.sessions.begin() as session:
-            return topup_card(session, the_core.ledger, the_core.policy, card, amount,
-                              reference)
-
-    result = retry_once_on_race(work)
+    result = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).topup(
+        card, amount, reference)
     click.echo(json.dumps({"card": card, "balance": result.balance,
                            "currency": the_core.policy.currency, "amount": amount,
                            "reference": reference, "created": result.created}))
@@ -70,11 +63,10 @@ def cards_topup(obj: CommandContext, card: str, amount: int, reference: str) -> 
 @pass_transit
 def cards_show(obj: CommandContext, card: str) -> None:
     """Show a card's category, status and balance."""
-    from fare_gateway.cards import show_card
+    from fare_gateway.cards import CardOffice
 
     the_core = core(obj)
-    with the_core.sessions() as session:
-        state = show_card(session, card)
+    state = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).show(card)
     click.echo(json.dumps({"card": state.card, "category": state.category,
                            "status": state.status, "balance": state.balance,
                            "currency": the_core.policy.currency}))

@@ -1,6 +1,6 @@
-"""What the gateway's subcommands share: the `Core`, built once per run from the shared
-context; the fare terms the ledger's commands ask the context for; and the translator
-of the gateway's expected failures into one line."""
+"""What the gateway's subcommands share: the fare policy and the `Core`, built once per
+run from the shared context; and the translator of the gateway's expected failures into
+one line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fare_gateway.fares.policy import FarePolicy, PolicyError, policy_from_setti
 from fare_gateway.tokens import TokenError
 from fare_gateway.wiring import Core
 from ledger.cli import database_url
-from transit.context import CommandContext, FareTerms
+from transit.context import CommandContext
 from transit.errors import TransitError
 
 
@@ -31,12 +31,6 @@ def core(obj: CommandContext, *, create: bool = False) -> Core:
     database_url(obj, create=create)
     return obj.once("fare_gateway.core", lambda: Core.build(obj.settings),
                     close=lambda built: built.engine.dispose())
-
-
-def fare_terms(obj: CommandContext) -> FareTerms:
-    """The currency and business calendar of the policy in use (for the ledger's commands)."""
-    fares = policy(obj)
-    return FareTerms(fares.currency, fares.timezone, fares.service_day_start_min)
 
 
 def explain(exc: BaseException) -> str | None:

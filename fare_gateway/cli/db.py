@@ -37,5 +37,6 @@ def db_upgrade(obj: CommandContext, revision: str) -> None:
 
     _check_revision(revision)
     schema = engine(obj, create=True)
-    upgrade(schema, revision)
-    click.echo(f"database at {revision}: {schema.url.render_as_string(hide_password=True)}")
+    reached = upgrade(schema, revision)
+    click.echo(f"database at {reached or 'base (no schema)'}: "
+               f"{schema.url.render_as_string(hide_password=True)}")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from flask import Flask
-from sqlalchemy.orm import Session, sessionmaker
 
+from fare_gateway.cards import CardOffice
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.fleet import FleetRecords
+from fare_gateway.health import check_health
 from fare_gateway.http.auth import Authenticator, AuthFailures, install, require
 from fare_gateway.http.cards import cards_blueprint
 from fare_gateway.http.errors import register_error_handlers
@@ -22,8 +24,10 @@ from fare_gateway.http.operations import operation
 from fare_gateway.http.settlements import settlements_blueprint
 from fare_gateway.http.taps import taps_blueprint
 from fare_gateway.metrics import Metrics
+from fare_gateway.tokens import principal_for
+from ledger.adapters.db import Sessions
 from ledger.services import Ledger
-from ledger.settlement import BusinessCalendar, Settler
+from ledger.settlement import BusinessCalendar, Settler, settle_day
 from tracking.store import TrackingStore
 
 MAX_BODY_BYTES = 64 * 1024
@@ -33,7 +37,7 @@ MAX_BODY_BYTES = 64 * 1024
 class ApiDeps:
     """What the API needs, built once by the entry point."""
 
-    sessions: sessionmaker[Session]
+    sessions: Sessions  # handed to the services; no view opens one
     ledger: Ledger
     policy: FarePolicy
     metrics: Metrics
@@ -42,6 +46,7 @@ class ApiDeps:
     tile_url: str = ""
     stopping: threading.Event = field(default_factory=threading.Event)  # ends open streams
     auth_failures: AuthFailures | None = None
+    gateway_id: str = ""  # in /healthz, so a caller knows which gateway answered
 
 
 def create_app(deps: ApiDeps) -> Flask:
@@ -52,22 +57,27 @@ def create_app(deps: ApiDeps) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app, MAX_BODY_BYTES)
     app.after_request(protective_headers)
-    install(app, Authenticator(deps.sessions, deps.auth_failures or AuthFailures()))
+    install(app, Authenticator(partial(principal_for, deps.sessions),
+                               deps.auth_failures or AuthFailures()))
 
     policy = deps.policy
     settler = Settler(BusinessCalendar(policy.timezone, policy.service_day_start_min),
                       policy.currency)
-    app.register_blueprint(health_blueprint(deps.sessions, deps.broker_ok, deps.metrics))
-    app.register_blueprint(cards_blueprint(deps.sessions, deps.ledger, policy))
-    app.register_blueprint(taps_blueprint(deps.sessions))
-    app.register_blueprint(settlements_blueprint(deps.sessions, settler))
+    cards = CardOffice(deps.sessions, deps.ledger, policy)
+    app.register_blueprint(health_blueprint(partial(check_health, deps.sessions,
+                                                    deps.broker_ok), deps.metrics,
+                                            deps.gateway_id))
+    app.register_blueprint(cards_blueprint(cards))
+    app.register_blueprint(taps_blueprint(cards))
+    app.register_blueprint(settlements_blueprint(partial(settle_day, deps.sessions, settler)))
     if deps.tracking is not None:
         from tracking.http import TrackingDeps, tracking_blueprint
+        from tracking.services import NetworkMap
 
         fleet = FleetRecords(deps.sessions)
         app.register_blueprint(tracking_blueprint(TrackingDeps(
-            deps.sessions, deps.tracking, roster=fleet, taps=fleet, require=require,
-            operation=operation, tile_url=deps.tile_url,
+            network=NetworkMap(deps.sessions), store=deps.tracking, roster=fleet, taps=fleet,
+            require=require, operation=operation, tile_url=deps.tile_url,
             service_date=lambda ms: policy.service_date(ms).isoformat(),
             stopping=deps.stopping)))
     app.register_blueprint(openapi_blueprint())

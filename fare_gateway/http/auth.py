@@ -17,10 +17,9 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
-from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.http.errors import ApiError
-from fare_gateway.tokens import Principal, authenticate
+from fare_gateway.tokens import Principal
 
 EXTENSION = "transit.auth"
 ROLES_ATTRIBUTE = "required_roles"  # where a protected view keeps its roles (for the spec)
@@ -65,7 +64,7 @@ class AuthFailures:
 class Authenticator:
     """Checks the bearer token of the current request against the token store."""
 
-    sessions: sessionmaker[Session]
+    principal_for: Callable[[str], Principal | None]  # `fare_gateway.tokens.principal_for`
     failures: AuthFailures
 
     def principal(self, roles: tuple[str, ...]) -> Principal:
@@ -77,8 +76,7 @@ class Authenticator:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "a bearer token is required")
-        with self.sessions() as session:
-            principal = authenticate(session, token.strip())
+        principal = self.principal_for(token.strip())
         if principal is None:
             self.failures.failed(who)
             raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")

@@ -5,21 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
-from fare_gateway.cards import (
-    MAX_TOPUP,
-    CardError,
-    CardInfo,
-    issue_card,
-    parse_card,
-    parse_topup,
-    set_card_status,
-    show_card,
-    topup_card,
-)
-from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.cards import MAX_TOPUP, CardError, CardInfo, CardOffice
 from fare_gateway.http.auth import require
 from fare_gateway.http.errors import ApiError
 from fare_gateway.http.inputs import card_in_path, json_object, known_card
@@ -30,13 +17,7 @@ from fare_gateway.http.operations import (
     json_content,
     operation,
 )
-from ledger.services import (
-    CardExists,
-    IdempotencyConflict,
-    Ledger,
-    TopupResult,
-    retry_once_on_race,
-)
+from ledger.services import CardExists, IdempotencyConflict
 
 CURRENCY: Schema = {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["IDR"]}
 CARD: Schema = {
@@ -75,10 +56,10 @@ def card_json(info: CardInfo, currency: str) -> dict[str, Any]:
             "balance": info.balance, "currency": currency}
 
 
-def cards_blueprint(sessions: sessionmaker[Session], ledger: Ledger,
-                    policy: FarePolicy) -> Blueprint:
-    """The card endpoints, over these services."""
+def cards_blueprint(cards: CardOffice) -> Blueprint:
+    """The card endpoints, over the card office."""
     bp = Blueprint("cards", __name__)
+    policy = cards.policy
     currency = policy.currency
     new_card: Schema = {
         "title": "NewCard",
@@ -109,15 +90,13 @@ def cards_blueprint(sessions: sessionmaker[Session], ledger: Ledger,
         body = json_object()
         category = body.get("category", policy.default_category)
         try:
-            card = parse_card(body.get("card"))
-            if not isinstance(category, str):
+            if category is None:  # a JSON null is a category given wrong, not left out
                 raise CardError("bad_category", "category must be a string")
-            with sessions.begin() as session:
-                info = CardInfo.of(issue_card(session, ledger, policy, card, category))
+            info = cards.issue(body.get("card"), category)
         except CardError as exc:
             raise ApiError(422, exc.code, str(exc)) from None
-        except (CardExists, IntegrityError):  # IntegrityError: issued at this very moment
-            raise ApiError(409, "card_exists", f"card {card} already exists") from None
+        except CardExists as exc:
+            raise ApiError(409, "card_exists", str(exc)) from None
         return jsonify(card_json(info, currency)), 201
 
     @bp.get("/api/v1/cards/<card>")
@@ -126,8 +105,8 @@ def cards_blueprint(sessions: sessionmaker[Session], ledger: Ledger,
     @require("finance")
     def show(card: str) -> Response:
         card = card_in_path(card)
-        with known_card(card), sessions() as session:
-            info = show_card(session, card)
+        with known_card(card):
+            info = cards.show(card)
         return jsonify(card_json(info, currency))
 
     @bp.post("/api/v1/cards/<card>/topups")
@@ -142,17 +121,10 @@ def cards_blueprint(sessions: sessionmaker[Session], ledger: Ledger,
         card = card_in_path(card)
         body = json_object()
         try:
-            amount, reference = parse_topup(body.get("amount"), body.get("reference"))
+            with known_card(card):
+                result = cards.topup(card, body.get("amount"), body.get("reference"))
         except CardError as exc:
             raise ApiError(422, exc.code, str(exc)) from None
-
-        def credit() -> TopupResult:
-            with sessions.begin() as session:
-                return topup_card(session, ledger, policy, card, amount, reference)
-
-        try:
-            with known_card(card):
-                result = retry_once_on_race(credit)
         except IdempotencyConflict as exc:
             raise ApiError(409, "reference_conflict", str(exc)) from None
         return jsonify({"card": card, "balance": result.balance, "currency": currency,
@@ -161,8 +133,8 @@ def cards_blueprint(sessions: sessionmaker[Session], ledger: Ledger,
 
     def set_status(card: str, status: str) -> Response:
         card = card_in_path(card)
-        with known_card(card), sessions.begin() as session:
-            info = CardInfo.of(set_card_status(session, policy, card, status))
+        with known_card(card):
+            info = cards.set_status(card, status)
         return jsonify(card_json(info, currency))
 
     @bp.post("/api/v1/cards/<card>/block")

@@ -5,27 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy.orm import Session, sessionmaker
 
-from fare_gateway.health import check_health
+from fare_gateway.health import Health
 from fare_gateway.http.operations import Schema, json_content, operation
 from fare_gateway.metrics import Metrics
 
 HEALTH: Schema = {
     "title": "Health",
     "type": "object",
-    "required": ["status", "database", "broker"],
+    "required": ["status", "gateway", "database", "broker"],
     "properties": {
         "status": {"enum": ["ok", "unavailable"]},
+        "gateway": {"type": "string", "description": "the answering gateway's "
+                                                    "`TRANSIT_GATEWAY_ID`"},
         "database": {"type": "string", "description": "`ok`, or `unreachable: <cause>`"},
         "broker": {"enum": ["ok", "unreachable"]}},
 }
 PROMETHEUS_TEXT = "text/plain"
 
 
-def health_blueprint(sessions: sessionmaker[Session], broker_ok: Callable[[], bool],
-                     metrics: Metrics) -> Blueprint:
-    """`/healthz` and `/metrics`."""
+def health_blueprint(check: Callable[[], Health], metrics: Metrics,
+                     gateway_id: str = "") -> Blueprint:
+    """`/healthz` over `check` (`fare_gateway.health.check_health`), naming the gateway
+    `gateway_id`, and `/metrics`."""
     bp = Blueprint("health", __name__)
 
     @bp.get("/healthz")
@@ -34,9 +36,10 @@ def health_blueprint(sessions: sessionmaker[Session], broker_ok: Callable[[], bo
                description="200 when the database and the broker are reachable, else 503 "
                            "naming what is not.")
     def healthz() -> Response:
-        health = check_health(sessions, broker_ok)
+        health = check()
         resp = jsonify({"status": "ok" if health.ok else "unavailable",
-                        "database": health.database, "broker": health.broker})
+                        "gateway": gateway_id, "database": health.database,
+                        "broker": health.broker})
         resp.status_code = 200 if health.ok else 503
         return resp
 

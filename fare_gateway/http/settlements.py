@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date
+
 from flask import Blueprint, Response
-from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.http.auth import require
 from fare_gateway.http.errors import ApiError
 from fare_gateway.http.operations import MONEY, Schema, json_content, operation
-from ledger.services import retry_once_on_race
-from ledger.settlement import Settlement, SettlementError, Settler, parse_day
+from ledger.settlement import Settlement, SettlementError, parse_day
 
 SHA256: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 # The years the business calendar covers, 2000 to 9998 (ledger.settlement.MIN_DAY, MAX_DAY):
@@ -45,8 +46,9 @@ CSV_LINES: Schema = {"type": "string", "description":
                      "count,amount,currency"}
 
 
-def settlements_blueprint(sessions: sessionmaker[Session], settler: Settler) -> Blueprint:
-    """The settlement endpoints; a closed day is recorded in the chain when first asked."""
+def settlements_blueprint(settle: Callable[[date], Settlement]) -> Blueprint:
+    """The settlement endpoints over `settle` (`ledger.settlement.settle_day`); a closed
+    day is recorded in the chain when first asked."""
     bp = Blueprint("settlements", __name__)
 
     def settlement(day: str) -> Settlement:
@@ -54,14 +56,8 @@ def settlements_blueprint(sessions: sessionmaker[Session], settler: Settler) -> 
             business_day = parse_day(day)
         except SettlementError as exc:
             raise ApiError(400, "bad_date", str(exc)) from None
-
-        def settle() -> Settlement:
-            with sessions.begin() as session:
-                return settler.settle(session, business_day)
-
         try:
-            # Two requests may record the same closed day at once: the loser reads it.
-            return retry_once_on_race(settle)
+            return settle(business_day)
         except SettlementError as exc:
             raise ApiError(409, "not_settleable", str(exc)) from None
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy.orm import Session, sessionmaker
 
-from fare_gateway.cards import card_taps
+from fare_gateway.cards import CardOffice
 from fare_gateway.http.auth import require
 from fare_gateway.http.inputs import card_in_path, known_card
 from fare_gateway.http.operations import (
@@ -44,8 +43,8 @@ CARD_TAPS: Schema = {
 }
 
 
-def taps_blueprint(sessions: sessionmaker[Session]) -> Blueprint:
-    """The tap endpoints, over the gateway's database."""
+def taps_blueprint(cards: CardOffice) -> Blueprint:
+    """The tap endpoints, over the card office."""
     bp = Blueprint("taps", __name__)
 
     @bp.get("/api/v1/cards/<card>/taps")
@@ -56,8 +55,8 @@ def taps_blueprint(sessions: sessionmaker[Session]) -> Blueprint:
     @require("finance")
     def of_card(card: str) -> Response:
         card = card_in_path(card)
-        with known_card(card), sessions() as session:
-            taps = card_taps(session, card)
+        with known_card(card):
+            taps = cards.taps(card)
         return jsonify({"card": card, "taps": [asdict(t) for t in taps]})
 
     return bp

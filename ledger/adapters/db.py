@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
@@ -75,6 +75,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+# What services open their transactions with; the HTTP views and the commands hand it on
+# without touching SQLAlchemy themselves.
+Sessions: TypeAlias = sessionmaker[Session]
+
+
+def session_factory(engine: Engine) -> Sessions:
     """Sessions that keep loaded objects usable after commit."""
     return sessionmaker(engine, expire_on_commit=False)

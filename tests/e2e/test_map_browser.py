@@ -16,7 +16,7 @@ import pytest
 
 from testbed.environment import REDIS_URL, ROOT
 from tests.conftest import System
-from tests.integration.tracking.test_tracking import (
+from tests.integration.tracking.test_positions import (
     ROUTE_1_SHAPE,
     ROUTE_1_TRIP,
     STEP_M,

@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fare_gateway.schema import revisions
 from testbed.broker import Broker
 from testbed.environment import PG_ADMIN_URL, REDIS_URL
 from testbed.gateway import transit, transit_exe
@@ -317,6 +319,73 @@ def test_db_upgrade_to_a_revision_that_does_not_exist(tmp_path: Path) -> None:
     assert result.returncode == 2
     failed(result, "'nope'", "--revision", "head", "0001")
     assert not (tmp_path / "transit.db").exists()
+
+
+def test_db_upgrade_says_the_revision_it_reached_and_never_goes_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/transit.db"
+    env = clean_env(TRANSIT_DATABASE_URL=url)
+    assert ok(transit("db", "upgrade", "--revision", "0003", env=env)).stdout == \
+        f"database at 0003: {url}\n"
+    head = revisions()[0]
+    assert ok(transit("db", "upgrade", env=env)).stdout == f"database at {head}: {url}\n"
+    for target in ("0003", "base"):
+        result = transit("db", "upgrade", "--revision", target, env=env, check=False)
+        assert result.returncode == 1
+        failed(result, f"the database {url} is at revision {head}, past {target}",
+               "only migrates forward")
+        assert result.stdout == ""
+    assert revision_of(tmp_path / "transit.db") == head  # nothing was changed
+    # Asked for the revision it is at: nothing to do, and it says where it is.
+    assert ok(transit("db", "upgrade", "--revision", head, env=env)).stdout == \
+        f"database at {head}: {url}\n"
+
+
+def test_a_database_newer_than_this_version(tmp_path: Path) -> None:
+    env = migrated(tmp_path)
+    with sqlite3.connect(tmp_path / "transit.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0099'")
+    gateway = transit("gateway", env=env, check=False)
+    said = failed(gateway, "is at revision 0099, newer than this version knows")
+    for args in (("db", "upgrade"), ("db", "upgrade", "--revision", "0003")):
+        result = transit(*args, env=env, check=False)
+        assert result.returncode == 1
+        assert failed(result) == said  # the gateway's own words
+        assert "Can't locate revision" not in result.stderr
+    assert revision_of(tmp_path / "transit.db") == "0099"
+
+
+def revision_of(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        return str(db.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+
+
+def test_a_redis_url_that_is_not_one(tmp_path: Path) -> None:
+    env = dict(migrated(tmp_path), TRANSIT_REDIS_URL="notredis://x")
+    result = transit("gateway", env=env, check=False)
+    assert result.returncode == 1
+    failed(result, "TRANSIT_REDIS_URL", "redis://, rediss:// or unix://", "not notredis://")
+
+
+def test_usage_errors_are_one_line_and_typos_are_not_swallowed(tmp_path: Path) -> None:
+    env = migrated(tmp_path)
+    ok(transit("cards", "issue", CARD, env=env))
+    for args, line in (
+            (("cards", "topup", CARD, "1000"),
+             "Error: Missing option '--reference' (see 'transit cards topup --help')"),
+            (("cards", "topup", CARD, "1000", "--refrence", "r1"),
+             "Error: No such option '--refrence'. Did you mean '--reference'? (see 'transit "
+             "cards topup --help')"),
+            (("cards", "topup", CARD, "-500", "--refrence", "r1"),
+             "Error: No such option '--refrence'. Did you mean '--reference'? (see 'transit "
+             "cards topup --help')"),
+            (("db", "upgrade", "--revision"),
+             "Error: Option '--revision' requires an argument"),  # click names no command
+    ):
+        result = transit(*args, env=env, check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == line + "\n"
+        assert result.stdout == ""
+    assert card_json(transit("cards", "show", CARD, env=env))["balance"] == 0
 
 
 def test_the_gateway_on_a_database_without_the_schema(pg_url: str, tmp_path: Path) -> None:

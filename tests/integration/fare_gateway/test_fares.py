@@ -1,11 +1,15 @@
 """Fares in event time, through Mosquitto, the gateway and the database: late taps,
-corrections, exits on distance routes, and the deny list reaching validators."""
+corrections, exits on distance routes, and the deny list reaching validators; and
+`transit fares check` on policy files, as the installed command."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from fare_gateway.adapters.models import TapRecord
@@ -16,6 +20,7 @@ from ledger.adapters.models import Entry
 from ledger.services import check_invariants
 from tests.conftest import System
 from tests.support.clients import make_tap
+from tests.unit.fare_gateway.fares.test_policy import BROKEN, CONTRACT_EXAMPLE, DISTANCE_RULE
 from transit.denylist import DenyList
 from transit.wire import Receipt
 
@@ -182,3 +187,46 @@ def test_the_deny_list_follows_balances_and_blocks(system: System) -> None:
         assert s.scalar(select(func.count()).select_from(TapRecord)) == 2
     for p in (watcher, peer, newcomer):
         p.close()
+
+
+# -- `transit fares check` ------------------------------------------------------------
+
+TRANSIT = Path(sys.executable).parent / "transit"
+
+
+def fares_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(TRANSIT), "fares", "check", str(path)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_fares_check_accepts_a_good_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(CONTRACT_EXAMPLE.replace("[transfers]", DISTANCE_RULE + "\n[transfers]"))
+    result = fares_check(good)
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case", ["amount_float", "bad_toml", "unknown_timezone",
+                                  "max_below_base"])
+def test_fares_check_refuses_a_bad_file_in_one_line(case: str, tmp_path: Path) -> None:
+    text, field = BROKEN[case]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    result = fares_check(bad)
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    assert field in lines[0]
+    assert str(bad) in lines[0]
+
+
+def test_fares_check_on_a_missing_file(tmp_path: Path) -> None:
+    result = fares_check(tmp_path / "missing.toml")
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out
+    assert len([line for line in out.splitlines() if line.strip()]) == 1, out

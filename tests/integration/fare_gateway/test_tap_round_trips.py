@@ -102,14 +102,14 @@ def rig(pg_url: str) -> Iterator[Rig]:
     ledger = Ledger(engine, policy.currency)
     with sessions.begin() as s:
         for device_id, (vehicle_id, secret) in BUSES.items():
-            add_device(s, device_id, vehicle_id, secret.hex())
+            add_device(s, device_id, vehicle_id, secret.hex(), key=None)
         s.add(Route(route_id="R1", agency_id="SBY", short_name="R1"))
         for card in CARDS:
             issue_card(s, ledger, policy, card, "regular")
     with sessions.begin() as s:
         for card in CARDS:
             topup_card(s, ledger, policy, card, FUNDS, f"fund-{card}")
-    devices = DeviceDirectory(sessions, ttl_s=3600)
+    devices = DeviceDirectory(sessions, ttl_s=3600, key=None)
     service = TapService(sql_units(sessions, ledger, policy), policy, devices,
                          RouteDirectory(sessions, ttl_s=3600), Topics(), Metrics())
     counted = Counted()

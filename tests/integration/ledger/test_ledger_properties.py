@@ -113,11 +113,11 @@ def build_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             self.ledger = Ledger(engine, "IDR")
             with sessions.begin() as s:
                 for dev in DEVICES:
-                    add_device(s, dev.device_id, dev.vehicle_id, dev.secret.hex())
+                    add_device(s, dev.device_id, dev.vehicle_id, dev.secret.hex(), key=None)
                 for card, category in CARDS.items():
                     self.ledger.open_card(s, card, category)
             self.service = TapService(sql_units(sessions, self.ledger, policy), policy,
-                                      DeviceDirectory(sessions), RouteDirectory(sessions),
+                                      DeviceDirectory(sessions, key=None), RouteDirectory(sessions),
                                       Topics(), Metrics())
             self.topups: dict[str, tuple[str, int]] = {}  # reference -> (card, amount)
             self.recorded: dict[str, Recorded] = {}       # tap_id -> first processed body

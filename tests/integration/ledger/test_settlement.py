@@ -135,7 +135,7 @@ class World:
         self.policy = builtin_policy()
         self.ledger = Ledger(self.engine, "IDR", clock=lambda: self.now_ms)
         self.service = TapService(sql_units(self.sessions, self.ledger, self.policy),
-                                  self.policy, DeviceDirectory(self.sessions),
+                                  self.policy, DeviceDirectory(self.sessions, key=None),
                                   RouteDirectory(self.sessions),
                                   Topics(), Metrics())
 
@@ -171,7 +171,7 @@ def new_world(url: str) -> World:
     world = World(engine)
     with world.sessions.begin() as s:
         for bus in (BUS1, BUS2, BUS3):
-            add_device(s, bus.device_id, bus.vehicle_id, bus.secret.hex())
+            add_device(s, bus.device_id, bus.vehicle_id, bus.secret.hex(), key=None)
         for route_id, agency in ROUTES.items():
             s.add(Route(route_id=route_id, agency_id=agency, short_name=route_id))
         for card, category in ((A, "regular"), (S, "student"), (C, "regular")):
@@ -363,6 +363,50 @@ def test_empty_day_gets_header_only_file_and_the_chain_has_no_gap(
         f"settlement-{day}.{ext}" for day in (D, D1, D2) for ext in ("csv", "json")]
     out_text = assert_clean(env, "--dir", str(out))
     assert "chain of 3 day(s) unbroken" in out_text, out_text
+
+
+def test_a_day_before_anything_was_posted_is_skipped_by_name_not_a_mismatch(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    """The day before the first posting settles to a final header-only file that the
+    chain never records: `reconcile --dir` names it as skipped and counts only the files
+    it compared with a record."""
+    world.topup(A, 20000, "pos-A-d", at(D, 9))
+    env = env_for(pg_url)
+    out = tmp_path / "out"
+    before_csv, before, _ = settle(env, "2025-11-26", out)
+    assert before_csv == HEADER_ONLY and before["status"] == "final"
+    settle(env, D, out)
+    text = assert_clean(env, "--dir", str(out))
+    lines = text.splitlines()
+    assert ("skipped  settlement-2025-11-26.csv: business day 2025-11-26 has no entries, so "
+            "it is not in the chain (its file holds only the header)") in lines, text
+    # D's CSV and manifest; the skipped file is not among them
+    assert f"ok       2 settlement file(s) in {out} compared with the chain" in lines, text
+    assert "record is missing" not in text, text
+
+
+def test_a_ledger_with_nothing_posted_reconciles_its_files_as_skipped(
+        world: World, pg_url: str, tmp_path: Path) -> None:
+    """`transit settle D` on a ledger with no entry records nothing (by design): its
+    file is skipped by name; with nothing else in the folder, nothing was compared."""
+    env = env_for(pg_url)
+    out = tmp_path / "out"
+    csv, manifest, _ = settle(env, D, out)
+    assert csv == HEADER_ONLY and manifest["status"] == "final"
+    code, text = reconcile(env, "--dir", str(out))
+    lines = text.splitlines()
+    assert (f"skipped  settlement-{D}.csv: business day {D} has no entries, so it is not "
+            "in the chain (its file holds only the header)") in lines, text
+    assert "record is missing" not in text, text
+    mismatches = [line for line in lines if line.startswith("MISMATCH")]
+    assert mismatches == [f"MISMATCH no settlement file in {out} was checked: it holds none "
+                          "of a settled day, only the 1 skipped above"], text
+    assert code == 1, text
+    # A file with lines for a day in which the ledger holds nothing is not skipped.
+    (out / f"settlement-{D}.csv").write_bytes(
+        HEADER_ONLY + b"2025-11-27,topup,2025-11-27,,,,1,5000,IDR\n")
+    assert_caught(env, f"MISMATCH settlement-{D}.csv: has settlement lines, but the ledger "
+                       f"has no entry in business day {D}", args=("--dir", str(out)))
 
 
 # -- 4. tampering behind the application's back -----------------------------------------

@@ -1,6 +1,7 @@
-"""`transit agent` on a bus whose install lacks pyscard: the real command, run with a
-`smartcard` package that cannot be imported ahead on its path, says which extra to
-install (the agent's own), in one line, before it starts anything."""
+"""`transit agent` refusing to start, as on a bus: an install that lacks pyscard (the
+real command, run with a `smartcard` package that cannot be imported ahead on its path)
+says which extra to install (the agent's own), and a spool that cannot be opened is
+named, each in one line, before it starts anything."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def test_a_reader_without_pyscard_names_the_agent_extra(tmp_path: Path) -> None:
                   "pip install 'surabaya-transit[agent]'")
     assert "[gateway]" not in line
     assert not (tmp_path / "spool.db").exists()  # refused before anything started
+
+
+def test_a_spool_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
+    (tmp_path / "device.secret").write_text(SECRET + "\n")
+    result = transit("agent", "--device", "SBY-0001-A", "--vehicle", "SBY-0001",
+                     "--route", "R1", "--secret-file", str(tmp_path / "device.secret"),
+                     "--reader", "sim", "--spool", "/nonexistent/spool.db",
+                     env=clean_env(), check=False)
+    assert result.returncode == 1
+    failed(result, "--spool", "cannot open the spool /nonexistent/spool.db",
+           "there is no folder /nonexistent")

@@ -109,3 +109,26 @@ def test_a_fare_policy_that_cannot_be_used_is_named(runner: CliRunner, tmp_path:
     line = one_error(runner.invoke(cli, ["cards", "show", CARD],
                                    env={"TRANSIT_FARES": str(tmp_path / "missing.toml")}))
     assert line.startswith("Error: TRANSIT_FARES:"), line
+
+
+@pytest.mark.parametrize("args", [
+    ["cards", "topup", CARD, "100", "--refrence", "r1"],
+    ["cards", "topup", CARD, "-500", "--refrence", "r1"],
+    ["cards", "topup", "--refrence", "r1", CARD, "100"],
+])
+def test_a_mistyped_option_is_refused_not_swallowed(runner: CliRunner, tmp_path: Path,
+                                                    args: list[str]) -> None:
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: No such option '--refrence'. Did you mean '--reference'? "
+                             "(see 'transit cards topup --help')\n")
+    assert not (tmp_path / "transit.db").exists()
+
+
+def test_only_a_negative_whole_number_is_taken_for_an_argument(runner: CliRunner) -> None:
+    # "-5x" is no number: an option click does not know, as any other.
+    assert "No such option '-5'" in one_error(
+        runner.invoke(cli, ["cards", "topup", CARD, "-5x", "--reference", "r1"]))
+    # A reference that looks like a negative number stays the option's value.
+    line = one_error(runner.invoke(cli, ["cards", "topup", CARD, "-5", "--reference", "-7"]))
+    assert "amount must be between 1 and" in line and "(got -5)" in line, line

@@ -4,8 +4,10 @@ and which keys verify during a rotation's grace period."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.orm import sessionmaker
 
 from fare_gateway.devices import (
+    DeviceDirectory,
     KnownDevice,
     SecretKeyError,
     is_sealed,
@@ -13,6 +15,7 @@ from fare_gateway.devices import (
     seal,
     unseal,
 )
+from transit.settings import Settings
 
 KEY = bytes(range(32))
 SECRET = bytes.fromhex("ab" * 32)
@@ -60,10 +63,14 @@ def test_master_key_setting() -> None:
 
 
 def test_master_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The settings read it; the registry is handed it by the wiring and reads nothing.
     monkeypatch.delenv("TRANSIT_SECRET_KEY", raising=False)
-    assert master_key() is None
+    assert Settings.from_env().secret_key is None
     monkeypatch.setenv("TRANSIT_SECRET_KEY", KEY.hex())
-    assert master_key() == KEY
+    assert Settings.from_env().secret_key == KEY
+    assert DeviceDirectory(sessionmaker(), key=None).key is None
+    with pytest.raises(TypeError):
+        DeviceDirectory(sessionmaker())  # type: ignore[call-arg]  # the key must be given
 
 
 def test_previous_key_verifies_only_within_grace() -> None:

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
-from ledger.cli import explain, sqlite_file
+from ledger.cli import (
+    SettlementTerms,
+    explain,
+    reconcile_command,
+    settle_command,
+    sqlite_file,
+)
 from ledger.reconcile import Report
 from ledger.services import IdempotencyConflict
-from ledger.settlement import MAX_DAY, MIN_DAY, SettlementError
+from ledger.settlement import MAX_DAY, MIN_DAY, BusinessCalendar, SettlementError
 from tests.unit.commands import clean_runner, one_error
-from transit.cli import cli
+from transit.cli import RootGroup, cli
+from transit.context import CommandContext
+from transit.errors import TransitError
+from transit.settings import Settings
 
 
 @pytest.fixture
@@ -74,3 +85,43 @@ def test_the_report_says_what_files_it_checked_and_skipped() -> None:
         "ok       2 settlement file(s) in out compared with the chain",
         "skipped  settlement-2025-11-28.csv: provisional",
         "reconciled: no mismatch"]
+
+
+def ledger_commands(terms, database: Path) -> click.Group:  # type: ignore[no-untyped-def]
+    """The ledger's commands as a composition root builds them, around `terms`."""
+    @click.group(cls=RootGroup)
+    @click.pass_context
+    def root(ctx: click.Context) -> None:
+        """A root group."""
+        ctx.obj = CommandContext(Settings(database_url=f"sqlite:///{database}"))
+
+    root.add_command(settle_command(terms))
+    root.add_command(reconcile_command(terms))
+    return root
+
+
+def test_settle_and_reconcile_take_their_terms_from_whoever_builds_them(
+        runner: CliRunner, tmp_path: Path) -> None:
+    asked: list[CommandContext] = []
+
+    def refused(obj: CommandContext) -> SettlementTerms:
+        asked.append(obj)
+        raise TransitError("no fare policy here")
+
+    group = ledger_commands(refused, tmp_path / "transit.db")
+    for args in (["settle", "2025-11-27"], ["reconcile"]):
+        assert one_error(runner.invoke(group, args)) == "Error: no fare policy here"
+    assert len(asked) == 2 and all(isinstance(obj, CommandContext) for obj in asked)
+
+    from fare_gateway.schema import upgrade  # the composition root's schema
+    from ledger.adapters.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'transit.db'}")
+    upgrade(engine)
+    engine.dispose()
+    terms = SettlementTerms(BusinessCalendar("UTC", 0), "XTS")
+    group = ledger_commands(lambda _obj: terms, tmp_path / "transit.db")
+    result = runner.invoke(group, ["settle", "2020-01-01", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "settlement-2020-01-01.json").read_text())
+    assert manifest["currency"] == "XTS"

@@ -1,10 +1,14 @@
 """The `transit` group in-process (click's CliRunner, no installed command needed): the
-listing, the one error boundary, and settings named when they cannot work."""
+subcommands it finds declared, the listing, the one error boundary, and settings named
+when they cannot work."""
 
 from __future__ import annotations
 
 import errno
 import re
+import tomllib
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 import click
 import pytest
@@ -12,9 +16,12 @@ from click.testing import CliRunner, Result
 
 from tests.unit.commands import clean_runner, one_error
 from transit import cli as transit_cli
-from transit.cli import SUBCOMMANDS, RootGroup, Subcommand, cli, describe, run
-from transit.context import CommandContext, FareTerms, pass_transit
+from transit.cli import COMMANDS, TRANSLATORS, RootGroup, cli, describe, run, subcommands
+from transit.context import CommandContext, pass_transit
 from transit.errors import TransitError
+
+ROOT = Path(__file__).resolve().parents[3]
+OUR_PACKAGES = ("ledger", "tracking", "fare_gateway", "validator_agent", "hardware_sim")
 
 
 class Untranslated(Exception):
@@ -63,9 +70,9 @@ def test_the_listing_gives_every_description_whole_on_one_line(runner: CliRunner
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0, result.output
     listed = dict(re.findall(r"^  ([a-z][a-z-]*) +(.+)$", result.stdout, re.MULTILINE))
-    assert set(SUBCOMMANDS) <= set(listed), result.stdout
+    assert set(subcommands()) <= set(listed), result.stdout
     with click.Context(cli) as ctx:
-        for name in SUBCOMMANDS:
+        for name in subcommands():
             command = cli.get_command(ctx, name)
             assert command is not None
             assert listed[name] == describe(command), name
@@ -97,7 +104,8 @@ def test_describe_takes_the_first_paragraph_whole() -> None:
 
 def test_a_command_whose_package_is_missing_names_its_own_extra(
         runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SUBCOMMANDS, "ghost", Subcommand("no_such_package.cli:ghost", "ghosts"))
+    monkeypatch.setitem(subcommands(), "ghost",
+                        EntryPoint("ghost", "no_such_package.cli:ghost [ghosts]", COMMANDS))
     listing = runner.invoke(cli, ["--help"])
     assert listing.exit_code == 0, listing.output
     assert re.search(r"^  ghost +\(not installed here: pip install "
@@ -146,8 +154,9 @@ def test_packages_translate_their_failures_through_names(
     assert "unexpected Untranslated" in one_error(runner.invoke(group, ["fail"]))
     # A translator that cannot be imported (its package or library is not installed) is
     # skipped; the next one is asked.
-    monkeypatch.setattr(transit_cli, "TRANSLATORS", (
-        "no_such_package.cli:explain", f"{__name__}:translate"))
+    monkeypatch.setattr(transit_cli, "translators", lambda: [
+        EntryPoint("a", "no_such_package.cli:explain", TRANSLATORS),
+        EntryPoint("b", f"{__name__}:translate", TRANSLATORS)])
     assert one_error(runner.invoke(group, ["fail"])) == "Error: translated: the third-party way"
 
 
@@ -198,19 +207,19 @@ def test_commands_share_one_context_and_what_it_built(
         again = obj.once("thing", lambda: "another")
         assert first == again == "thing"
         click.echo(obj.settings.topic_prefix)
-        click.echo(obj.fare_terms().currency)
+        click.echo(currency(obj))
 
     monkeypatch.setitem(cli.commands, "use", use)
-    monkeypatch.setitem(transit_cli.PROVIDERS, "fare_terms", f"{__name__}:terms")
     result = runner.invoke(cli, ["use"], env={"TRANSIT_TOPIC_PREFIX": "city/v2"})
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["city/v2", "XTS"]
     assert recorded == ["built", "closed"]
 
 
-def terms(obj: CommandContext) -> FareTerms:
-    """A provider, named lazily like the gateway's."""
-    return FareTerms("XTS", "UTC", 0)
+def currency(obj: CommandContext) -> str:
+    """What a higher package hands the command it builds (as the gateway hands the
+    ledger's `settle` the fare policy's terms), built once per run in the context."""
+    return obj.once("terms", lambda: "XTS")
 
 
 def test_a_setting_that_cannot_work_is_named(runner: CliRunner) -> None:
@@ -223,3 +232,73 @@ def test_a_setting_that_cannot_work_is_named(runner: CliRunner) -> None:
 def test_help_needs_no_valid_settings(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["--help"], env={"TRANSIT_MQTT_URL": "http://nowhere"})
     assert result.exit_code == 0, result.output
+
+
+# -- the subcommands are declared, not named by the kernel -----------------------------
+
+
+def test_the_subcommands_are_the_entry_points_the_project_declares() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["entry-points"]
+    # The installed metadata is the project's (a stale install would list others).
+    for group in (COMMANDS, TRANSLATORS):
+        installed = {e.name: e.value for e in entry_points(group=group)}
+        assert installed == declared[group], (group, "run pip install -e . again")
+    # Every command of contract section 4, each naming the extra that installs it.
+    contract = {"demo", "gateway", "agent", "db", "devices", "cards", "tokens", "gtfs",
+                "settle", "reconcile"}
+    assert contract <= set(subcommands())
+    assert all(entry.extras for entry in subcommands().values()), subcommands()
+    assert subcommands()["agent"].extras == ["agent"]
+    assert subcommands()["settle"].extras == ["gateway"]
+
+
+def test_the_kernel_names_no_package_of_ours() -> None:
+    """Not even as a string: what it runs, it finds declared."""
+    names = "|".join(OUR_PACKAGES)
+    # A module path ("ledger.cli", "ledger:x") or a quoted name; "the ledger" is a word.
+    word = re.compile(rf"\b({names})(?=\.[a-z_]|:[a-z_])|['\"]({names})['\"]")
+    named = [(path.name, match.group(0))
+             for path in sorted((ROOT / "transit").rglob("*.py"))
+             for match in word.finditer(path.read_text())]
+    assert named == []
+
+
+def test_only_the_root_group_reads_the_settings_from_the_environment() -> None:
+    """Everything below is handed the settings (or what it needs of them)."""
+    readers = sorted(str(path.relative_to(ROOT))
+                     for package in ("transit", *OUR_PACKAGES)
+                     for path in (ROOT / package).rglob("*.py")
+                     if "from_env(" in path.read_text())
+    assert readers == ["transit/cli.py", "transit/settings.py"]
+
+
+def test_a_broken_import_of_our_own_is_a_fault_not_a_missing_extra(
+        runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(subcommands(), "broken",
+                        EntryPoint("broken", "transit.no_such_module:broken [gateway]",
+                                   COMMANDS))
+    for args in (["--help"], ["broken"]):
+        result = runner.invoke(cli, args)
+        line = one_error(result)
+        assert line.startswith("Error: unexpected ModuleNotFoundError: No module named "
+                               "'transit.no_such_module'"), (args, line)
+        assert "a fault in transit" in line and "-vv" in line
+        assert "not installed" not in result.output and "pip install" not in result.output
+    debug = runner.invoke(cli, ["-vv", "--help"])
+    assert debug.exit_code == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+
+
+# -- usage errors ---------------------------------------------------------------------
+
+
+def test_a_usage_error_is_one_line_naming_the_help(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["cards", "topup", "04A1B2C3D4E5F6", "100"])
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: Missing option '--reference' (see 'transit cards topup "
+                             "--help')\n")
+    unknown = runner.invoke(cli, ["no-such-command"])
+    assert unknown.exit_code == 2
+    assert unknown.stderr == "Error: No such command 'no-such-command' (see 'transit --help')\n"
+    assert run(cli, ["--no-such-option"]) == 2

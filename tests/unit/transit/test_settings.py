@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -290,6 +291,46 @@ def test_secrets_are_never_shown() -> None:
 def test_bad_other_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.example:6380/1",
+                                 "unix:///run/redis/redis.sock?db=2"])
+def test_redis_urls(url: str) -> None:
+    assert Settings.from_env({"TRANSIT_REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize("url,shown", [("notredis://x", "notredis://"),
+                                       ("http://:hunter2@cache:6379", "http://"),
+                                       ("localhost:6379", "a URL without one"),
+                                       ("cache", "a URL without one")])
+def test_bad_redis_urls_name_the_variable_not_the_password(url: str, shown: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"TRANSIT_REDIS_URL": url})
+    assert str(refused.value) == ("TRANSIT_REDIS_URL: the scheme must be redis://, rediss:// "
+                                  f"or unix://, not {shown}")
+
+
+def test_settings_travel_to_a_started_program_as_they_are(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN-----\n")
+    given = {
+        "TRANSIT_DATABASE_URL": "postgresql://u:p@db/transit", "TRANSIT_MQTT_URL":
+        "mqtts://gw:pw@broker.example:8883", "TRANSIT_MQTT_PROTOCOL": "3.1.1",
+        "TRANSIT_REDIS_URL": "unix:///run/redis.sock", "TRANSIT_HTTP": "0.0.0.0:9000",
+        "TRANSIT_FARES": str(tmp_path / "fares.toml"), "TRANSIT_TOPIC_PREFIX": "city/v2",
+        "TRANSIT_GATEWAY_ID": "gw-7", "TRANSIT_SHARE_GROUP": "pool", "TRANSIT_BATCH_SIZE": "50",
+        "TRANSIT_BATCH_WAIT_MS": "3", "TRANSIT_RECEIVE_MAXIMUM": "100", "TRANSIT_MQTT_CA": str(ca),
+        "TRANSIT_SECRET_KEY": "ab" * 32, "TRANSIT_LOG_LEVEL": "ERROR",
+        "TRANSIT_MAP_TILES": "https://t.example/{z}/{x}/{y}.png",
+        "TRANSIT_AUTH_FAILURES": "5/30", "TRANSIT_BROKER_WAIT_S": "2.5"}
+    for environment in (given, {}, {"TRANSIT_DATABASE_URL": "", "TRANSIT_BROKER_WAIT_S": "0"}):
+        settings = Settings.from_env(environment)
+        again = Settings.from_env(settings.as_env())
+        assert replace(again, given=frozenset()) == replace(settings, given=frozenset())
+    # An empty variable means the default: it is not handed on as an empty one.
+    assert "TRANSIT_FARES" not in Settings.from_env({}).as_env()
+    assert Settings.from_env({"TRANSIT_DATABASE_URL": ""}).as_env()[
+        "TRANSIT_DATABASE_URL"] == "sqlite:///transit.db"
 
 
 def test_settings_errors_are_the_kernel_s_expected_failures() -> None:

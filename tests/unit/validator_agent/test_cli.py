@@ -50,6 +50,16 @@ def test_bad_arguments_stop_the_agent_before_it_starts(runner: CliRunner, tmp_pa
     assert not (tmp_path / "spool.db").exists()  # nothing was started
 
 
+def test_a_spool_that_cannot_be_opened_is_named(runner: CliRunner, tmp_path: Path) -> None:
+    line = one_error(agent(runner, "--spool", "no-folder/spool.db"))
+    assert line == ("Error: --spool: cannot open the spool no-folder/spool.db: there is no "
+                    f"folder {tmp_path / 'no-folder'} (create it, or give another path)"), line
+    (tmp_path / "notes.txt").write_text("not a database, and long enough to show it" * 4)
+    line = one_error(agent(runner, "--spool", "notes.txt"))
+    assert line == ("Error: --spool: cannot open the spool notes.txt: file is not a "
+                    "database"), line
+
+
 def test_a_repeat_tap_window_from_the_fare_file(tmp_path: Path) -> None:
     assert repeat_tap_seconds("") == DEFAULT_SECONDS
     policy = tmp_path / "fares.toml"

@@ -1,10 +1,9 @@
 """Fare policy files (contract section 5): the built-in policy, service days, rule matching,
-validation with errors that name the field, and `transit fares check`."""
+and validation with errors that name the field (`transit fares check` runs in
+tests/integration/fare_gateway/test_fares.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -388,46 +387,3 @@ def test_missing_file_and_non_utf8(tmp_path: Path) -> None:
 def test_policy_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_policy({"fares": []})
-
-
-# -- `transit fares check` ------------------------------------------------------------
-
-TRANSIT = Path(sys.executable).parent / "transit"
-
-
-def fares_check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(TRANSIT), "fares", "check", str(path)], capture_output=True,
-                          text=True, timeout=60)
-
-
-def test_fares_check_accepts_a_good_file(tmp_path: Path) -> None:
-    good = tmp_path / "good.toml"
-    good.write_text(CONTRACT_EXAMPLE.replace("[transfers]", DISTANCE_RULE + "\n[transfers]"))
-    result = fares_check(good)
-    assert result.returncode == 0, result.stderr
-    assert "ok" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
-
-
-@pytest.mark.parametrize("case", ["amount_float", "bad_toml", "unknown_timezone",
-                                  "max_below_base"])
-def test_fares_check_refuses_a_bad_file_in_one_line(case: str, tmp_path: Path) -> None:
-    text, field = BROKEN[case]
-    bad = tmp_path / "bad.toml"
-    bad.write_text(text)
-    result = fares_check(bad)
-    assert result.returncode == 1
-    out = result.stdout + result.stderr
-    assert "Traceback" not in out
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert len(lines) == 1, out
-    assert field in lines[0]
-    assert str(bad) in lines[0]
-
-
-def test_fares_check_on_a_missing_file(tmp_path: Path) -> None:
-    result = fares_check(tmp_path / "missing.toml")
-    assert result.returncode == 1
-    out = result.stdout + result.stderr
-    assert "Traceback" not in out
-    assert len([line for line in out.splitlines() if line.strip()]) == 1, out

@@ -1,5 +1,5 @@
 """The application's one error format and its protective headers, in process (the
-live gateway is exercised by tests/integration/fare_gateway/test_http.py)."""
+live gateway is exercised by tests/integration/fare_gateway/http/test_openapi.py)."""
 
 from __future__ import annotations
 

@@ -1,220 +1,26 @@
-"""The HTTP API of contract section 3, from outside: real HTTP against `transit gateway`
-running on PostgreSQL and on SQLite. Every response is checked for "never a 500", and
-every 4xx for the `{"error": {"code", "message"}}` shape."""
+"""Cards over HTTP (contract section 3), from outside: real HTTP against `transit
+gateway` running on PostgreSQL and on SQLite: issue, show, block, top up, bad input and
+races. Every response is checked for "never a 500", and every 4xx for the
+`{"error": {"code", "message"}}` shape."""
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from tests.conftest import System
-from tests.support.clients import TS_BASE, Http, make_tap
-from transit.wire import Receipt
+from tests.integration.fare_gateway.http.client import (
+    CARD_FIELDS,
+    Api,
+    assert_card,
+    balance_of,
+    expect,
+)
 
 CARD = "04A1B2C3D4E5F6"
 OTHER = "04FFEEDDCCBBAA"
 UNKNOWN = "0400000000DEAD"  # well-formed, never issued
-CARD_FIELDS = {"card", "category", "status", "balance", "currency"}
-ROLES = ("admin", "ops", "finance")
-
-
-class Api:
-    """`Http` that asserts what holds for every response: no 5xx (the gateway is healthy
-    throughout), and every 4xx carries the contract's error object."""
-
-    def __init__(self, http: Http) -> None:
-        self.http = http
-
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None,
-                raw: bytes | None = None, headers: dict[str, str] | None = None
-                ) -> tuple[int, Any]:
-        status, payload = self.http.request(method, path, body=body, token=token, raw=raw,
-                                            headers=headers)
-        where = f"{method} {path} body={body!r:.200} raw={raw!r:.80} -> {status} {payload!r:.300}"
-        assert status < 500, f"server error: {where}"
-        if status >= 400:
-            assert_error_shape(payload, where)
-        return status, payload
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
-        return self.request("GET", path, token=token)
-
-    def post(self, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-        return self.request("POST", path, body={} if body is None else body, token=token)
-
-
-def assert_error_shape(payload: Any, where: str = "") -> None:
-    assert isinstance(payload, dict), f"error body is not a JSON object: {where}"
-    assert set(payload) == {"error"}, f"error body has other keys: {where}"
-    err = payload["error"]
-    assert isinstance(err, dict), where
-    assert isinstance(err.get("code"), str) and err["code"], where
-    assert isinstance(err.get("message"), str) and err["message"], where
-
-
-def expect(result: tuple[int, Any], status: int, what: str = "") -> Any:
-    got, payload = result
-    assert got == status, f"{what}: expected {status}, got {got} {payload!r:.300}"
-    return payload
-
-
-def assert_card(payload: Any, card: str, *, category: str = "regular", status: str = "active",
-                balance: int | None = None) -> None:
-    assert isinstance(payload, dict)
-    assert CARD_FIELDS <= set(payload), payload
-    assert payload["card"] == card
-    assert payload["category"] == category
-    assert payload["status"] == status
-    assert payload["currency"] == "IDR"
-    assert isinstance(payload["balance"], int) and not isinstance(payload["balance"], bool)
-    if balance is not None:
-        assert payload["balance"] == balance, payload
-
-
-def balance_of(api: Api, token: str, card: str) -> int:
-    return int(expect(api.get(f"/api/v1/cards/{card}", token), 200, "balance")["balance"])
-
-
-# -- authentication and roles --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str
-    allowed: frozenset[str]       # roles the contract lets through
-    ok: int                       # status of an allowed call
-    body: Callable[[], Any] | None = None  # a fresh valid body per call
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.path}"
-
-
-def fresh_card() -> str:
-    return "04" + uuid.uuid4().hex[:12].upper()
-
-
-def fresh_topup() -> dict[str, Any]:
-    return {"amount": 1000, "reference": f"ref-{uuid.uuid4().hex[:16]}"}
-
-
-ADMIN = frozenset({"admin"})
-ADMIN_FINANCE = frozenset({"admin", "finance"})
-
-ENDPOINTS = [
-    Endpoint("GET", f"/api/v1/cards/{CARD}", ADMIN_FINANCE, 200),
-    Endpoint("GET", f"/api/v1/cards/{CARD}/taps", ADMIN_FINANCE, 200),
-    Endpoint("POST", "/api/v1/cards", ADMIN, 201,
-             lambda: {"card": fresh_card(), "category": "regular"}),
-    Endpoint("POST", f"/api/v1/cards/{CARD}/topups", ADMIN, 201, fresh_topup),
-    Endpoint("POST", f"/api/v1/cards/{CARD}/block", ADMIN, 200, dict),
-    Endpoint("POST", f"/api/v1/cards/{CARD}/unblock", ADMIN, 200, dict),
-]
-
-GARBAGE_AUTH = [
-    "Bearer garbage",
-    "Bearer tt_0123456789abcdef_" + "A" * 43,      # the shape of a token, but not one
-    "Bearer " + "x" * 500,                         # absurdly long
-    "Bearer",                                       # scheme only
-    "Bearer    ",
-    "Basic YWRtaW46YWRtaW4=",                       # another scheme
-    "garbage",
-    "Token abc",
-]
-
-
-def test_health_metrics_and_role_table(system: System) -> None:
-    api = Api(system.http)
-    tokens = {role: system.token(role) for role in ROLES}
-    system.issue(CARD)
-
-    # /healthz and /metrics need no token, and a token (even a bad one) does not hurt.
-    for auth in (None, "Bearer garbage", f"Bearer {tokens['ops']}"):
-        headers = {"Authorization": auth} if auth else None
-        health = expect(api.request("GET", "/healthz", headers=headers), 200, "healthz")
-        assert isinstance(health, dict) and health["status"] == "ok", health
-        status, text = api.request("GET", "/metrics", headers=headers)
-        assert status == 200
-        assert isinstance(text, bytes), "metrics must be text, not JSON"
-        body = text.decode()
-        assert "transit_taps_total" in body or "# TYPE" in body, body[:500]
-        for line in body.splitlines():  # Prometheus exposition format, line by line
-            assert not line or line.startswith("#") or len(line.split()) >= 2, line
-
-    for ep in ENDPOINTS:
-        def call(auth: str | None, ep: Endpoint = ep) -> tuple[int, Any]:
-            headers = {"Authorization": auth} if auth is not None else None
-            body = ep.body() if ep.body else None
-            return api.request(ep.method, ep.path, body=body, headers=headers)
-
-        # No token, a garbage token, the wrong scheme: 401, whatever the role table says.
-        expect(call(None), 401, f"{ep} without a token")
-        for auth in GARBAGE_AUTH:
-            expect(call(auth), 401, f"{ep} with Authorization: {auth[:40]!r}")
-        # A real token glued to the wrong scheme is no token either.
-        expect(call(f"Basic {tokens['admin']}"), 401, f"{ep} with Basic <admin token>")
-        expect(call(f"Bearer {tokens['admin']}x"), 401, f"{ep} with a token plus one char")
-
-        for role in ROLES:
-            want = ep.ok if role in ep.allowed else 403
-            got = expect(call(f"Bearer {tokens[role]}"), want, f"{ep} as {role}")
-            if want == 403:
-                assert got["error"]["code"], got
-        # The scheme name is case-insensitive (RFC 7235).
-        expect(call(f"bearer {tokens['admin']}"), ep.ok, f"{ep} with 'bearer' lower-case")
-
-    # 401 comes before anything about the request itself: no token and an unknown card,
-    # or no token and a broken body, is still 401 (nothing leaks about which cards exist).
-    expect(api.get(f"/api/v1/cards/{UNKNOWN}"), 401, "unknown card without token")
-    expect(api.request("POST", "/api/v1/cards", raw=b"{not json"), 401, "bad body, no token")
-    expect(api.get(f"/api/v1/cards/{UNKNOWN}", tokens["ops"]), 403, "unknown card as ops")
-
-    # Refused calls had no effect: only the admin's top-ups above were credited, and the
-    # card ends active (the last allowed call was admin's unblock).
-    admin = tokens["admin"]
-    card = expect(api.get(f"/api/v1/cards/{CARD}", admin), 200, "card after role table")
-    # admin: one top-up as 'Bearer' and one as 'bearer' -> 2 x 1000
-    assert_card(card, CARD, balance=2000)
-    for role in ("ops", "finance"):
-        expect(api.post(f"/api/v1/cards/{CARD}/block", token=tokens[role]), 403, "block")
-    assert expect(api.get(f"/api/v1/cards/{CARD}", admin), 200, "")["status"] == "active"
-
-
-def test_taps_of_a_card(system: System) -> None:
-    api = Api(system.http)
-    finance = system.token("finance")
-    system.issue(OTHER, 50_000)
-    peer = system.peer()
-    try:
-        peer.subscribe(system.receipt_topic())
-        taps = [make_tap(system.secret, system.device_id, 1, OTHER),
-                make_tap(system.secret, system.device_id, 2, OTHER, ts=TS_BASE + 60_000,
-                         accepted=False, reason="denylisted")]
-        for tap in taps:
-            peer.publish(system.tap_topic(), tap.encode())
-        got = [Receipt.parse(p) for _t, p in peer.wait_for(lambda m: len(m) >= 2)]
-    finally:
-        peer.close()
-    charged = {r.seq: r for r in got}
-    assert charged[1].status == "charged" and charged[1].fare > 0, got
-
-    listed = expect(api.get(f"/api/v1/cards/{OTHER}/taps", finance), 200, "taps")
-    rows = listed["taps"]
-    assert [r["tap_id"] for r in rows] == [t.tap_id for t in taps], rows
-    for row, tap in zip(rows, taps, strict=True):
-        assert {"tap_id", "ts", "device_id", "vehicle_id", "route_id", "kind", "accepted",
-                "fare"} <= set(row), row
-        assert (row["ts"], row["device_id"], row["vehicle_id"], row["route_id"], row["kind"],
-                row["accepted"]) == (tap.ts, tap.device_id, tap.vehicle_id, tap.route_id,
-                                     tap.kind, tap.accepted), row
-        assert isinstance(row["fare"], int) and not isinstance(row["fare"], bool)
-    assert rows[0]["fare"] == charged[1].fare
-    assert rows[1]["fare"] == 0  # denied at the reader: recorded, never charged
-    card = expect(api.get(f"/api/v1/cards/{OTHER}", finance), 200, "card")
-    assert card["balance"] == 50_000 - charged[1].fare
 
 
 # -- cards ----------------------------------------------------------------------------

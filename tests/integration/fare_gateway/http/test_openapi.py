@@ -18,7 +18,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from tests.conftest import System
-from tests.integration.tracking.test_tracking import wait_until
+from tests.integration.tracking.test_positions import wait_until
 from tests.support.clients import make_tap
 from transit.wire import Position, Receipt
 
