@@ -21,6 +21,7 @@ from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.policy import FarePolicy
 from ledger.adapters.db import Sessions
 from ledger.adapters.models import Card, Entry
+from ledger.domain import CardState
 from ledger.services import CardNotFound, Ledger, TopupResult, retry_once_on_race
 from transit.wire import CARD_PATTERN
 
@@ -36,19 +37,9 @@ class CardError(ValueError):
         self.code = code
 
 
-@dataclass(frozen=True)
-class CardInfo:
-    """A card as the back office shows it."""
-
-    card: str
-    category: str
-    status: str  # active | blocked
-    balance: int
-
-    @classmethod
-    def of(cls, row: Card) -> CardInfo:
-        """A snapshot of a card row, safe to use after its session has closed."""
-        return cls(row.card, row.category, row.status, row.balance)
+def card_state(row: Card) -> CardState:
+    """A snapshot of a card row, safe to use after its session has closed."""
+    return CardState(row.card, row.category, row.status, row.balance, row.account_id)
 
 
 @dataclass(frozen=True)
@@ -118,12 +109,12 @@ def set_card_status(session: Session, policy: FarePolicy, card: str, status: str
     return row
 
 
-def show_card(session: Session, card: str) -> CardInfo:
+def show_card(session: Session, card: str) -> CardState:
     """The card with this token; raises CardNotFound."""
     row = session.get(Card, card)
     if row is None:
         raise CardNotFound(f"no card {card}")
-    return CardInfo.of(row)
+    return card_state(row)
 
 
 def card_taps(session: Session, card: str) -> list[CardTap]:
@@ -156,15 +147,15 @@ class CardOffice:
         self.ledger = ledger
         self.policy = policy
 
-    def issue(self, card: object, category: object = None) -> CardInfo:
+    def issue(self, card: object, category: object = None) -> CardState:
         """Issue a card (the policy's default category when `category` is None)."""
         token = parse_card(card)
         if category is not None and not isinstance(category, str):
             raise CardError("bad_category", "category must be a string")
 
-        def issue() -> CardInfo:
+        def issue() -> CardState:
             with self.sessions.begin() as session:
-                return CardInfo.of(issue_card(session, self.ledger, self.policy, token,
+                return card_state(issue_card(session, self.ledger, self.policy, token,
                                               category))
 
         # Issued by someone else at this very moment: run again, it finds that card.
@@ -184,13 +175,13 @@ class CardOffice:
         # again, finds the winner's entry and answers as a replay (or a conflict).
         return retry_once_on_race(credit)
 
-    def set_status(self, card: object, status: str) -> CardInfo:
+    def set_status(self, card: object, status: str) -> CardState:
         """Block (`blocked`) or unblock (`active`) a card; doing it twice changes nothing."""
         token = parse_card(card)
         with self.sessions.begin() as session:
-            return CardInfo.of(set_card_status(session, self.policy, token, status))
+            return card_state(set_card_status(session, self.policy, token, status))
 
-    def show(self, card: object) -> CardInfo:
+    def show(self, card: object) -> CardState:
         """The card with this token."""
         token = parse_card(card)
         with self.sessions() as session:

@@ -152,14 +152,11 @@ class RootGroup(Group):
         return command
 
     def listed_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        entry = self.declared(name)
-        if entry is None:
-            return super().get_command(ctx, name)
         try:
-            return self.load(entry)
-        except ImportError as exc:
-            if ours(exc):  # our own code is broken: say so, not "install an extra"
-                raise
+            return self.get_command(ctx, name)
+        except TransitError:  # a missing extra (our own broken code is raised as it is)
+            entry = self.declared(name)
+            assert entry is not None
             return click.Command(name, short_help="(not installed here: "
                                                   f"{install_hint(extra(entry))})")
 

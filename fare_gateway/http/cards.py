@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from fare_gateway.cards import MAX_TOPUP, CardError, CardInfo, CardOffice
+from fare_gateway.cards import MAX_TOPUP, CardError, CardOffice
 from fare_gateway.http.auth import require
 from fare_gateway.http.errors import ApiError
 from fare_gateway.http.inputs import card_in_path, json_object, known_card
@@ -17,6 +17,7 @@ from fare_gateway.http.operations import (
     json_content,
     operation,
 )
+from ledger.domain import CardState
 from ledger.services import CardExists, IdempotencyConflict
 
 CURRENCY: Schema = {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["IDR"]}
@@ -50,7 +51,7 @@ TOPUP: Schema = {
 }
 
 
-def card_json(info: CardInfo, currency: str) -> dict[str, Any]:
+def card_json(info: CardState, currency: str) -> dict[str, Any]:
     """A card as the API shows it."""
     return {"card": info.card, "category": info.category, "status": info.status,
             "balance": info.balance, "currency": currency}
