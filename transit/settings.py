@@ -36,6 +36,12 @@ DEFAULTS: dict[str, str] = {
     # Long enough for a broker started beside the gateway (systemd, compose) to come up,
     # short enough that a wrong TRANSIT_MQTT_URL is reported while someone is watching.
     "TRANSIT_BROKER_WAIT_S": "10",
+    # Contract section 10: a tap older than this is refused (ts_out_of_range).
+    "TRANSIT_TAP_MAX_AGE_DAYS": "7",
+    # Live vehicle streams one gateway serves at once, and one token may hold; each
+    # holds a server thread (docs/operations.md, "Serving many clients").
+    "TRANSIT_HTTP_STREAMS": "128",
+    "TRANSIT_STREAMS_PER_TOKEN": "64",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -208,6 +214,9 @@ class Settings:
     map_tiles: str = ""
     auth_failures: FailureLimit = FailureLimit()
     broker_wait_s: float = 10.0
+    tap_max_age_days: int = 7
+    http_streams: int = 128
+    streams_per_token: int = 64
     # The variables the environment set (not empty): what the defaults did not decide.
     given: frozenset[str] = frozenset()
 
@@ -240,6 +249,9 @@ class Settings:
             map_tiles=env.get("TRANSIT_MAP_TILES", ""),
             auth_failures=_failure_limit(get("TRANSIT_AUTH_FAILURES")),
             broker_wait_s=_seconds(env, "TRANSIT_BROKER_WAIT_S"),
+            tap_max_age_days=_positive_int(env, "TRANSIT_TAP_MAX_AGE_DAYS"),
+            http_streams=_positive_int(env, "TRANSIT_HTTP_STREAMS"),
+            streams_per_token=_positive_int(env, "TRANSIT_STREAMS_PER_TOKEN"),
             given=frozenset(k for k, v in env.items() if k.startswith("TRANSIT_") and v),
         )
         settings.validate()
@@ -297,5 +309,8 @@ class Settings:
             "TRANSIT_MAP_TILES": self.map_tiles,
             "TRANSIT_AUTH_FAILURES": f"{self.auth_failures.limit}/{self.auth_failures.window_s}",
             "TRANSIT_BROKER_WAIT_S": str(self.broker_wait_s),
+            "TRANSIT_TAP_MAX_AGE_DAYS": str(self.tap_max_age_days),
+            "TRANSIT_HTTP_STREAMS": str(self.http_streams),
+            "TRANSIT_STREAMS_PER_TOKEN": str(self.streams_per_token),
         }
         return {name: value for name, value in variables.items() if value}

@@ -243,6 +243,7 @@ def test_the_other_settings_have_working_defaults() -> None:
     assert s.map_tiles == ""
     assert s.auth_failures == FailureLimit(20, 60)
     assert s.broker_wait_s == 10.0
+    assert (s.tap_max_age_days, s.http_streams, s.streams_per_token) == (7, 128, 64)
     assert s.secret_key is None
     assert (s.mqtt_ca, s.mqtt_cert, s.mqtt_key) == (None, None, None)
     assert s.is_default("TRANSIT_DATABASE_URL")
@@ -269,6 +270,11 @@ def test_the_other_settings_are_read_typed(tmp_path) -> None:  # type: ignore[no
     assert Settings.from_env({"TRANSIT_AUTH_FAILURES": "7"}).auth_failures == FailureLimit(7, 60)
     assert Settings.from_env({"TRANSIT_LOG_LEVEL": "warn"}).log_level == "WARNING"
     assert Settings.from_env({"TRANSIT_BROKER_WAIT_S": "0"}).broker_wait_s == 0
+    limits = Settings.from_env({"TRANSIT_TAP_MAX_AGE_DAYS": "2", "TRANSIT_HTTP_STREAMS": "9",
+                                "TRANSIT_STREAMS_PER_TOKEN": "3"})
+    assert (limits.tap_max_age_days, limits.http_streams, limits.streams_per_token) == (2, 9, 3)
+    with pytest.raises(SettingsError, match="TRANSIT_TAP_MAX_AGE_DAYS"):
+        Settings.from_env({"TRANSIT_TAP_MAX_AGE_DAYS": "0"})
 
 
 def test_secrets_are_never_shown() -> None:
