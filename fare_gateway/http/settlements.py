@@ -43,7 +43,8 @@ MANIFEST: Schema = {
 }
 CSV_LINES: Schema = {"type": "string", "description":
                      "settlement_date,line_type,service_date,operator_id,route_id,category,"
-                     "count,amount,currency"}
+                     "count,amount,currency; a text field beginning with `=`, `+`, `-` or "
+                     "`@` is written with a leading `'` (no spreadsheet runs it)"}
 
 
 def settlements_blueprint(settle: Callable[[date], Settlement]) -> Blueprint:

@@ -1,9 +1,16 @@
 // Operations map: routes, stops and live buses. The token stays in sessionStorage and
 // travels only in the Authorization header, never in a URL.
+//
+// Every name and id on the page comes from outside (GTFS feeds, validators, the API) and
+// is shown as text: elements are built with textContent, and Leaflet is handed elements,
+// never an HTML string (a string tooltip or popup is parsed as HTML), so a stop named
+// '<a href="...">Sign in again</a>' shows those characters and adds no link.
 (function () {
   "use strict";
   const store = window.sessionStorage;
   const $ = (id) => document.getElementById(id);
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const HEX_COLOR = /^[0-9A-Fa-f]{6}$/;
   let token = store.getItem("transit-token");
   let map, routesLayer, stopsLayer, follow = "";
   const buses = new Map();      // vehicle_id -> {marker, data}
@@ -14,6 +21,13 @@
     if (resp.status === 401 || resp.status === 403) { throw new Error("auth"); }
     if (!resp.ok) { throw new Error(path + ": " + resp.status); }
     return resp.json();
+  }
+
+  // An element showing `value` as text.
+  function textElement(tag, value) {
+    const el = document.createElement(tag);
+    el.textContent = value == null ? "" : String(value);
+    return el;
   }
 
   function showLogin(message) {
@@ -36,7 +50,13 @@
   function busIcon(state) {
     const el = document.createElement("div");
     el.className = "bus " + state;
-    el.innerHTML = '<svg viewBox="0 0 26 26" aria-hidden="true"><path d="M13 2 L21 22 L13 17 L5 22 Z"/></svg>';
+    const svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 26 26");
+    svg.setAttribute("aria-hidden", "true");
+    const arrow = document.createElementNS(SVG_NS, "path");
+    arrow.setAttribute("d", "M13 2 L21 22 L13 17 L5 22 Z");
+    svg.append(arrow);
+    el.append(svg);
     return L.divIcon({ html: el, className: "", iconSize: [26, 26], iconAnchor: [13, 13] });
   }
 
@@ -63,7 +83,7 @@
       bus.className = "bus " + state + (follow && v.route_id !== follow ? " dimmed" : "");
       bus.dataset.vehicle = v.vehicle_id;
       bus.dataset.state = state;
-      bus.querySelector("svg").style.transform = "rotate(" + (v.bearing || 0) + "deg)";
+      bus.querySelector("svg").style.transform = "rotate(" + (Number(v.bearing) || 0) + "deg)";
     }
     summary();
   }
@@ -80,11 +100,7 @@
     box.className = "popup";
     const rows = [["Bus", v.vehicle_id], ["Route", v.route_id], ["Speed", v.speed_mps == null ? "-" : (v.speed_mps * 3.6).toFixed(0) + " km/h"],
       ["Last seen", v.age_s.toFixed(0) + " s ago (" + v.state + ")"], ["Next stop", v.next_stop_name || "-"], ["Taps today", String(v.taps_today)]];
-    rows.forEach(([k, val]) => {
-      const dt = document.createElement("dt"); dt.textContent = k;
-      const dd = document.createElement("dd"); dd.textContent = val;
-      box.append(dt, dd);
-    });
+    rows.forEach(([k, val]) => box.append(textElement("dt", k), textElement("dd", val)));
     marker.bindPopup(box).openPopup();
   }
 
@@ -96,7 +112,7 @@
         const tr = document.createElement("tr");
         const cells = [d.device_id, d.online ? "online" : "offline", d.spool_depth == null ? "-" : String(d.spool_depth)];
         cells.forEach((text, i) => {
-          const td = document.createElement("td"); td.textContent = text;
+          const td = textElement("td", text);
           if (i === 1) { td.className = d.online ? "online" : "offline"; }
           tr.append(td);
         });
@@ -155,14 +171,16 @@
     stopsLayer = L.layerGroup().addTo(map);
     const bounds = [];
     net.routes.forEach((r) => {
-      const option = document.createElement("option");
-      option.value = r.route_id; option.textContent = r.short_name || r.route_id;
-      if (r.long_name) { option.textContent += " - " + r.long_name; }
+      const option = textElement("option", (r.short_name || r.route_id) + (r.long_name ? " - " + r.long_name : ""));
+      option.value = r.route_id;
       $("follow").append(option);
-      const lines = r.shapes.map((pts) => { pts.forEach((p) => bounds.push(p)); return L.polyline(pts, { color: "#" + r.color, weight: 3, opacity: 0.85 }).addTo(routesLayer); });
+      const color = HEX_COLOR.test(r.color) ? "#" + r.color : "#445";
+      const lines = r.shapes.map((pts) => { pts.forEach((p) => bounds.push(p)); return L.polyline(pts, { color, weight: 3, opacity: 0.85 }).addTo(routesLayer); });
       routeLines.set(r.route_id, lines);
     });
-    net.stops.forEach((s) => L.circleMarker([s.lat, s.lon], { radius: 2, weight: 1, color: "#445", fillOpacity: 0.6 }).bindTooltip(s.name).addTo(stopsLayer));
+    // The tooltip's element is made when it first opens: thousands of stops, few hovered.
+    net.stops.forEach((s) => L.circleMarker([s.lat, s.lon], { radius: 2, weight: 1, color: "#445", fillOpacity: 0.6 })
+      .bindTooltip(() => textElement("span", s.name)).addTo(stopsLayer));
     if (bounds.length) { map.fitBounds(bounds); }
     $("follow").addEventListener("change", (ev) => followRoute(ev.target.value));
     (await api("/api/v1/vehicles")).vehicles.forEach(render);

@@ -134,10 +134,11 @@ class World:
         self.sessions = session_factory(self.engine)
         self.policy = builtin_policy()
         self.ledger = Ledger(self.engine, "IDR", clock=lambda: self.now_ms)
+        # The gateway's clock is the posting clock: taps are judged when they arrive.
         self.service = TapService(sql_units(self.sessions, self.ledger, self.policy),
                                   self.policy, DeviceDirectory(self.sessions, key=None),
                                   RouteDirectory(self.sessions),
-                                  Topics(), Metrics())
+                                  Topics(), Metrics(), clock=lambda: self.now_ms)
 
     def topup(self, card: str, amount: int, reference: str, posted_ms: int) -> None:
         self.now_ms = posted_ms
@@ -334,6 +335,27 @@ def test_late_tap_settles_next_day_with_its_service_date_and_reruns_are_identica
     check_manifest(d1_manifest, d1_csv, D1, 3, EXPECTED_D1_TOTALS, 3, sha(EXPECTED_D.encode()))
     assert d1_manifest["previous_sha256"] == d_manifest["sha256"] == first.sha256
     assert_clean(env)
+
+
+def test_a_day_stays_provisional_for_a_minute_after_its_end(world: World) -> None:
+    """An entry stamped just before 03:00 may commit just after it: the day is not
+    recorded until a minute has passed, so such an entry is never left out of it."""
+    build_day_d(world)
+    day = date(2025, 11, 27)
+
+    def settle_at(ms: int) -> bool:
+        settler = Settler(BusinessCalendar("Asia/Jakarta", 180), "IDR", clock=lambda: ms)
+        with world.sessions.begin() as s:
+            final = settler.settle(s, day).final
+        with world.sessions() as s:
+            recorded = s.scalar(text("SELECT count(*) FROM settlements WHERE "
+                                     "business_date = :d"), {"d": day.isoformat()})
+        assert bool(recorded) == final
+        return final
+
+    assert not settle_at(at(D1, 3))
+    assert not settle_at(at(D1, 3, 0, 59, 999))
+    assert settle_at(at(D1, 3, 1))
 
 
 # -- 3. an empty day between two active days ----------------------------------------------
