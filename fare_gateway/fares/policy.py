@@ -18,6 +18,7 @@ HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 CURRENCY = re.compile(r"[A-Z]{3}")
 CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_FARE = 100_000_000
+MAX_POLICY_BYTES = 64 * 1024  # the built-in policy is 564 bytes, the contract's example 1.5 KB
 
 
 class PolicyError(ValueError):
@@ -274,18 +275,32 @@ def _parse(doc: dict[str, Any]) -> FarePolicy:
 
 
 def load_policy(path: str | Path) -> FarePolicy:
-    """Read and validate a policy file; raises PolicyError (never a bare traceback)."""
+    """Read and validate a policy file; raises PolicyError (never a bare traceback).
+
+    A policy is a few hundred bytes to a few KB; a file over `MAX_POLICY_BYTES` is
+    refused before it is parsed, and no more than that is ever read (a device or a pipe
+    named by mistake has no end). `tomllib` recurses once per level of nested arrays and
+    inline tables, so a file nested a few hundred deep exhausts Python's stack: that is
+    refused as such, however it is spelled.
+    """
     source = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        with Path(path).open("rb") as f:
+            data = f.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         raise PolicyError("file", f"cannot read: {exc.strerror}", source) from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise PolicyError("file", f"larger than {MAX_POLICY_BYTES:,} bytes, the limit for a "
+                                  "fare policy (a real one is a few KB)", source)
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise PolicyError("file", "is not UTF-8 text", source) from None
-    try:
-        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError("file", f"not valid TOML: {exc}", source) from None
+    except RecursionError:
+        raise PolicyError("file", "arrays or tables nested too deeply (a fare policy nests "
+                                  "them two or three levels at most)", source) from None
     return parse_policy(doc, source)
 
 

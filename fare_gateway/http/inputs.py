@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,11 +15,35 @@ from fare_gateway.http.errors import ApiError
 from ledger.services import CardNotFound
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys all differ: with a key given twice, the parser would keep
+    the last copy, and a proxy or log that keeps the first would see another request."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey(next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1))
+    return obj
+
+
 def json_object() -> dict[str, Any]:
-    """The request's body, which must be a JSON object (else 400 `malformed_json`)."""
+    """The request's body, which must be a JSON object (else 400 `malformed_json`) whose
+    objects name each key once (else 400 `duplicate_key`).
+
+    The body is at most `MAX_BODY_BYTES` (the app refuses a longer one before this
+    reads it), and a body nested deeper than the parser goes is malformed like any other.
+    """
     try:
-        data = request.get_json(silent=True, force=True)
-    except RecursionError:  # nested deeper than the parser goes: malformed like any other
+        data = json.loads(request.get_data(cache=True), object_pairs_hook=_unique_keys)
+    except _RepeatedKey as exc:
+        raise ApiError(400, "duplicate_key",
+                       f"the key {exc.key[:64]!r} appears more than once in an object"
+                       ) from None
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8), or nested too deep
         data = None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "the body must be a JSON object")
