@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from ledger.adapters.db import Sessions
 
 ROLES = ("admin", "ops", "finance")
 PREFIX = "tt"
+# What `create_token` makes: the prefix, the token's id (8 random bytes in hex) and its
+# secret (32 random bytes, base64url without padding: 43 characters).
+TOKEN_SHAPE = re.compile(rf"{PREFIX}_[0-9a-f]{{16}}_[A-Za-z0-9_-]{{43}}")
 
 
 class TokenError(ValueError):
@@ -29,6 +33,12 @@ class Principal:
     def may(self, *roles: str) -> bool:
         """Admin may do everything; other roles only what names them."""
         return self.role == "admin" or self.role in roles
+
+
+def well_formed(token: str) -> bool:
+    """Whether `token` has the shape of one `create_token` makes: anything else cannot
+    be a token, and is refused without a lookup."""
+    return TOKEN_SHAPE.fullmatch(token) is not None
 
 
 def _hash(token: str) -> str:
@@ -64,7 +74,7 @@ def revoke_token(session: Session, token_id: str) -> bool:
 
 def authenticate(session: Session, token: str) -> Principal | None:
     """The principal a presented token stands for, or None if unknown, expired or revoked."""
-    if not token or len(token) > 200:
+    if not well_formed(token):
         return None
     row = session.execute(select(ApiToken).where(ApiToken.token_hash == _hash(token))).scalar()
     if row is None or row.revoked_ms is not None:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 
 from tracking.domain import state
 from tracking.realtime import vehicle_feed
 from tracking.services import DeviceRoster, Network, VehicleTaps, validator_states
 from tracking.store import TrackingStore, VehicleRecord
+from tracking.streams import Refusal, StreamSlots
 
 STATIC = Path(__file__).with_name("static")
 NPM_LEAFLET = Path(__file__).with_name("web") / "node_modules" / "leaflet" / "dist"
@@ -118,6 +120,22 @@ FEED_JSON = {"title": "FeedMessage", "type": "object", "required": ["header"],
              "description": "the GTFS-Realtime FeedMessage in protobuf's JSON mapping"}
 STATIC_FILES = {"text/css": TEXT, "text/javascript": TEXT, "text/html": TEXT,
                 "image/png": BINARY, "application/octet-stream": BINARY}
+# Set by waitress in each request (with `channel_request_lookahead`): whether the client
+# has closed its connection. Without it a stream learns so only at its next write.
+CLIENT_GONE = "waitress.client_disconnected"
+STREAM_RETRY_S = 5  # Retry-After of a refused stream
+
+
+class TooManyStreams(TooManyRequests):
+    """429 `too_many_streams`: the token holds as many streams as it may."""
+
+    name = "Too Many Streams"
+
+
+class StreamsFull(ServiceUnavailable):
+    """503 `streams_full`: the gateway serves as many streams as it can."""
+
+    name = "Streams Full"
 
 
 def leaflet_dir() -> Path | None:
@@ -142,6 +160,8 @@ class TrackingDeps:
     taps: VehicleTaps
     require: Callable[..., Decorator[Any]]  # the gateway's token check, `require(*roles)`
     operation: Callable[..., Decorator[Any]]  # declares a view in the OpenAPI description
+    streams: StreamSlots  # the vehicle streams served at once, in all and per token
+    holder: Callable[[], str]  # who holds a stream, for the per-token cap: the token's id
     tile_url: str = ""
     # The service day an event time falls in (the fare policy's local day).
     service_date: Callable[[int], str] = lambda ms: time.strftime(
@@ -211,14 +231,24 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
                description="First an `event: snapshot` with every vehicle (as in "
                            "`/api/v1/vehicles`), then an `event: position` per change, and "
                            "a `: keep-alive` comment after 15 quiet seconds. The stream "
-                           "stays open until the client or the gateway closes it.")
+                           "stays open until the client or the gateway closes it. A token "
+                           "holds at most `TRANSIT_STREAMS_PER_TOKEN` streams at once "
+                           "(429 `too_many_streams` beyond), a gateway serves at most "
+                           "`TRANSIT_HTTP_STREAMS` (503 `streams_full`).",
+               errors=(503,))
     @require("ops")
     def stream() -> Response:
+        holder = deps.holder()
+        refusal = deps.streams.take(holder)
+        if refusal is not None:
+            raise _refused(refusal, deps.streams)
+        ending = _StreamEnd(deps.stopping, request.environ.get(CLIENT_GONE, _never))
+
         def events() -> Iterator[str]:
             now = now_ms()
             snapshot = [vehicle_json(r, now, deps) for r in deps.store.vehicles()]
             yield f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n"
-            for batch in deps.store.events(deps.stopping):
+            for batch in deps.store.events(ending):
                 if batch is None:
                     yield ": keep-alive\n\n"
                     continue
@@ -228,8 +258,12 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
                     yield (f"event: position\nid: {record.vehicle_id}:{record.ts}\n"
                            f"data: {json.dumps(vehicle_json(record, now, deps))}\n\n")
 
-        return Response(events(), mimetype="text/event-stream",
+        resp = Response(events(), mimetype="text/event-stream",
                         headers={"X-Accel-Buffering": "no"})
+        # The server closes the response when the stream ends, however it ends (the
+        # client left, the gateway stops, an error): the slot is given back then.
+        resp.call_on_close(lambda: deps.streams.release(holder))
+        return resp
 
     @bp.get("/api/v1/validators")
     @operation("Every registered validator: online, last seen, spool depth", tag="tracking",
@@ -300,6 +334,30 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
         return send_from_directory(folder, name)
 
     return bp
+
+
+def _refused(refusal: Refusal, slots: StreamSlots) -> HTTPException:
+    if refusal is Refusal.HOLDER_FULL:
+        return TooManyStreams(f"this token holds {slots.per_holder} streams, as many as "
+                              "one token may: close one first", retry_after=STREAM_RETRY_S)
+    return StreamsFull(f"this gateway serves {slots.total} streams, as many as it can: "
+                       "try again later or another gateway", retry_after=STREAM_RETRY_S)
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class _StreamEnd:
+    """What ends one stream, polled by `TrackingStore.events` each second: the gateway
+    stopping, or the stream's client gone."""
+
+    stopping: threading.Event
+    client_gone: Callable[[], bool]
+
+    def is_set(self) -> bool:
+        return self.stopping.is_set() or self.client_gone()
 
 
 def _origin(url: str) -> str:

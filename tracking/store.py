@@ -11,15 +11,20 @@ Keys, under a namespace per topic prefix:
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
 TRAIL = 50
+
+
+class Stop(Protocol):
+    """What ends a wait: a `threading.Event`, or anything that says when it is set."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ class TrackingStore:
                 out[d] = (json.loads(h["status"]), int(h["received_ms"]))
         return out
 
-    def events(self, stop: threading.Event, quiet_s: float = 15.0
+    def events(self, stop: Stop, quiet_s: float = 15.0
                ) -> Iterator[list[dict[str, Any]] | None]:
         """Position changes as they are saved (by any gateway); None after each quiet
         spell of `quiet_s`. Ends soon after `stop` is set."""

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from flask import Flask
+from flask import Flask, g
+from prometheus_client import Gauge
 
 from fare_gateway.cards import CardOffice
 from fare_gateway.fares.policy import FarePolicy
@@ -29,6 +30,8 @@ from ledger.adapters.db import Sessions
 from ledger.services import Ledger
 from ledger.settlement import BusinessCalendar, Settler, settle_day
 from tracking.store import TrackingStore
+from tracking.streams import StreamSlots
+from transit.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -46,6 +49,10 @@ class ApiDeps:
     tile_url: str = ""
     stopping: threading.Event = field(default_factory=threading.Event)  # ends open streams
     auth_failures: AuthFailures | None = None
+    # The vehicle streams served at once, in all and per token (TRANSIT_HTTP_STREAMS,
+    # TRANSIT_STREAMS_PER_TOKEN).
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(
+        Settings.http_streams, Settings.streams_per_token))
     gateway_id: str = ""  # in /healthz, so a caller knows which gateway answered
 
 
@@ -75,9 +82,12 @@ def create_app(deps: ApiDeps) -> Flask:
         from tracking.services import NetworkMap
 
         fleet = FleetRecords(deps.sessions)
+        Gauge("transit_http_streams_open", "Vehicle streams open now",
+              registry=deps.metrics.registry).set_function(deps.streams.open)
         app.register_blueprint(tracking_blueprint(TrackingDeps(
             network=NetworkMap(deps.sessions), store=deps.tracking, roster=fleet, taps=fleet,
-            require=require, operation=operation, tile_url=deps.tile_url,
+            require=require, operation=operation, streams=deps.streams,
+            holder=lambda: str(g.principal.token_id), tile_url=deps.tile_url,
             service_date=lambda ms: policy.service_date(ms).isoformat(),
             stopping=deps.stopping)))
     app.register_blueprint(openapi_blueprint())

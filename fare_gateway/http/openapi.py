@@ -44,8 +44,11 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     409: ("Conflict", "The request conflicts with what is recorded; the code says how."),
     422: ("Unprocessable", "A well-formed request whose values are refused; the code "
                            "says which."),
-    429: ("TooManyFailures", "Too many failed sign-ins from this address: it is refused "
-                             "for five minutes."),
+    429: ("TooManyFailures", "Too many failed sign-ins from this address: requests "
+                             "without a valid token are refused for five minutes; or, "
+                             "for a stream, the token holds as many as it may."),
+    503: ("Unavailable", "The gateway serves as much of this as it can: try again "
+                         "later (`Retry-After`) or another gateway."),
 }
 AUTH_ERRORS = (401, 403, 429)
 TAGS = [

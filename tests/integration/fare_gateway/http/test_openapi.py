@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 
 from tests.conftest import System
 from tests.integration.tracking.test_positions import wait_until
+from tests.support import raw_http
 from tests.support.clients import make_tap
 from transit.wire import Position, Receipt
 
@@ -195,3 +196,23 @@ def test_schemathesis_finds_no_server_error_and_no_departure_from_the_descriptio
     # the schema rather than testing it (the test above covers it).
     assert re.search(rf"Tested: {operations - 1}\b", output), output[-3000:]
     assert re.search(r"\b\d+ generated, \d+ passed\b", output), output[-3000:]
+
+
+def test_requests_refused_before_the_app_keep_the_error_format_and_headers(
+        system: System) -> None:
+    """What the HTTP server refuses itself, before any view runs: a request line that is
+    not HTTP, headers or a body over their limits."""
+    base = system.gateway.base_url
+    refused = {
+        "malformed": b"NOT HTTP AT ALL\r\n\r\n",
+        "headers over 16 KiB": b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: "
+                               + b"a" * 20_000 + b"\r\n\r\n",
+        "body over 64 KiB": b"POST /api/v1/cards HTTP/1.1\r\nHost: t\r\n"
+                            b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+    }
+    for what, raw in refused.items():
+        answer = raw_http.send(base, raw)
+        assert answer.status == 400, (what, answer)
+        assert answer.headers["content-type"] == "application/json", (what, answer)
+        assert answer.headers["x-content-type-options"] == "nosniff", (what, answer)
+        assert_error(answer.status, answer.body, what)
