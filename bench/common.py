@@ -69,7 +69,9 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
         env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
                    TRANSIT_TOPIC_PREFIX="transit/v1", TRANSIT_SHARE_GROUP="gw",
-                   TRANSIT_LOG_LEVEL="WARNING")
+                   TRANSIT_LOG_LEVEL="WARNING",
+                   # the tap benchmarks replay a fixed day of November 2025
+                   TRANSIT_TAP_MAX_AGE_DAYS="3650")
         return cls(broker, db_url, env, devices, cards, workdir)
 
     def gateway(self, name: str) -> Gateway:

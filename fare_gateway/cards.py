@@ -118,7 +118,11 @@ def show_card(session: Session, card: str) -> CardState:
 
 
 def card_taps(session: Session, card: str) -> list[CardTap]:
-    """Every tap of a card in event order, each with the net of its ledger entries."""
+    """Every tap of a card in event order, each with the net of its ledger entries.
+
+    A rejected tap is left out: it broke a rule of contract section 10 (another
+    vehicle's, or a time outside the window), so it says nothing true of the card; it is
+    kept with the refused messages, for operations."""
     if session.get(Card, card) is None:
         raise CardNotFound(f"no card {card}")
     charged = (select(Entry.tap_id, func.sum(Entry.amount).label("fare"))
@@ -127,7 +131,7 @@ def card_taps(session: Session, card: str) -> list[CardTap]:
     rows = session.execute(
         select(TapRecord, func.coalesce(charged.c.fare, 0))
         .outerjoin(charged, charged.c.tap_id == TapRecord.tap_id)
-        .where(TapRecord.card == card)
+        .where(TapRecord.card == card, TapRecord.status != "rejected")
         .order_by(TapRecord.ts, TapRecord.device_id, TapRecord.seq)).all()
     return [CardTap(t.tap_id, t.ts, t.device_id, t.vehicle_id, t.route_id, t.kind,
                     t.accepted, int(fare), t.status, t.service_date) for t, fare in rows]

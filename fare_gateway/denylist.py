@@ -4,6 +4,15 @@ The database is the source of truth: `refresh_denylist` runs in the same transac
 whatever changed a card (a charge, a top-up, a block), so the list can never disagree
 with the balances. Publishers (one per gateway) only read it and publish the same
 deterministic messages, so several gateways may publish side by side.
+
+The network's Ed25519 signing key lives in `signing_keys`, its private half sealed under
+``TRANSIT_SECRET_KEY`` exactly like a device secret (`fare_gateway.devices.seal`), bound
+to the key's id: a database dump alone cannot sign a list validators accept. A row
+stored plain (before the key was sealed, or without the setting) is sealed the first
+time it is used with the setting. `rotate_network_key` replaces the key pair (the old
+private key is overwritten, not kept); every publisher notices within a poll and
+publishes both retained messages again, signed with the new key, so that validators
+given the new public key drop a list built under the old one (`transit.denylist`).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import DenyChange, DenyEntry, SigningKey
+from fare_gateway.devices import is_sealed, seal, unseal, warn_if_unsealed
 from fare_gateway.fares.policy import FarePolicy
 from ledger.adapters.sql import insert_ignore, one_of, parts
 from ledger.services import card_states
@@ -83,26 +93,73 @@ def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str],
     return changes
 
 
-def network_key(sessions: sessionmaker[Session]) -> tuple[bytes, bytes]:
-    """The network's Ed25519 (private, public) key pair, made on first use."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+KEY_WHAT = "the deny-list signing key"
 
+
+def _bound_to(public: bytes) -> str:
+    """The associated data a private key is sealed with: its key's id (the prefix keeps it
+    apart from every device id, which cannot hold a colon)."""
+    return f"denylist-key:{wire.key_id(public)}"
+
+
+def _open(row: SigningKey, secret_key: bytes | None) -> bytes:
+    """The private key of `row`; `SecretKeyError` (one line) when it cannot be opened."""
+    return unseal(row.private_hex, secret_key, _bound_to(bytes.fromhex(row.public_hex)),
+                  KEY_WHAT)
+
+
+def network_key(sessions: sessionmaker[Session], secret_key: bytes | None
+                ) -> tuple[bytes, bytes]:
+    """The network's Ed25519 (private, public) key pair, made on first use.
+
+    `secret_key` is the at-rest key (`Settings.secret_key`): the private key is stored
+    sealed under it, and a plain row is sealed now. A sealed row with no key, or with
+    the wrong one, raises `SecretKeyError`.
+    """
+    warn_if_unsealed(secret_key)
     with sessions.begin() as session:
         row = session.get(SigningKey, KEY_NAME)
         if row is None:
-            key = Ed25519PrivateKey.generate()
-            private = key.private_bytes(serialization.Encoding.Raw,
-                                        serialization.PrivateFormat.Raw,
-                                        serialization.NoEncryption())
-            public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                   serialization.PublicFormat.Raw)
+            private, public = wire.new_key_pair()
             session.execute(insert_ignore(session, SigningKey.__table__), [{
-                "name": KEY_NAME, "private_hex": private.hex(), "public_hex": public.hex(),
-                "created_ms": int(time.time() * 1000)}])
-            row = session.get(SigningKey, KEY_NAME)
+                "name": KEY_NAME, "private_hex": seal(private, secret_key, _bound_to(public)),
+                "public_hex": public.hex(), "created_ms": int(time.time() * 1000)}])
+            row = session.get(SigningKey, KEY_NAME)  # another gateway's, if it came first
             assert row is not None
-        return bytes.fromhex(row.private_hex), bytes.fromhex(row.public_hex)
+        private = _open(row, secret_key)
+        if secret_key is not None and not is_sealed(row.private_hex):
+            row.private_hex = seal(private, secret_key, _bound_to(bytes.fromhex(row.public_hex)))
+            log.info("%s is now sealed under TRANSIT_SECRET_KEY", KEY_WHAT)
+        return private, bytes.fromhex(row.public_hex)
+
+
+def rotate_network_key(sessions: sessionmaker[Session], secret_key: bytes | None) -> bytes:
+    """Make a new key pair the network's signing key; returns its public key.
+
+    The old private key is overwritten (destroyed): a list signed with it, forged or not,
+    is refused by validators given the new public key. The current key must open with
+    `secret_key` first, so that a wrong TRANSIT_SECRET_KEY cannot seal the new key under
+    a key the gateways do not hold.
+    """
+    warn_if_unsealed(secret_key)
+    private, public = wire.new_key_pair()
+    sealed = seal(private, secret_key, _bound_to(public))
+    now = int(time.time() * 1000)
+    with sessions.begin() as session:
+        # No key yet: make ours the first. A gateway making its first key at the same
+        # moment (`network_key`) makes this insert wait for its commit and do nothing,
+        # where a plain insert would fail on the duplicate name; the row is then theirs,
+        # and is rotated below like any other.
+        session.execute(insert_ignore(session, SigningKey.__table__), [{
+            "name": KEY_NAME, "private_hex": sealed, "public_hex": public.hex(),
+            "created_ms": now}])
+        row = session.get(SigningKey, KEY_NAME, with_for_update=True)
+        assert row is not None
+        if row.public_hex == public.hex():
+            return public
+        _open(row, secret_key)
+        row.private_hex, row.public_hex, row.created_ms = sealed, public.hex(), now
+        return public
 
 
 def snapshot_at(session: Session, base: int) -> list[str]:
@@ -116,11 +173,18 @@ def snapshot_at(session: Session, base: int) -> list[str]:
 
 
 class DenyListPublisher:
-    """Publishes the retained snapshot and changes whenever the list moves (polls ~4x/s)."""
+    """Publishes the retained snapshot and changes whenever the list moves (polls ~4x/s).
+
+    Each poll also looks at the signing key: after `transit denylist rotate-key` both
+    messages are published again, signed with the new key, within a poll.
+    `secret_key` is the at-rest key the private key is sealed with.
+    """
 
     def __init__(self, sessions: sessionmaker[Session], client: object, topics: Topics,
-                 interval_s: float = 0.25, resnapshot_s: float = 60.0) -> None:
+                 interval_s: float = 0.25, resnapshot_s: float = 60.0, *,
+                 secret_key: bytes | None) -> None:
         self.sessions = sessions
+        self.secret_key = secret_key
         self.client = client
         self.topics = topics
         self.interval_s = interval_s
@@ -130,10 +194,15 @@ class DenyListPublisher:
         self._published: tuple[int, str] | None = None  # (version, changes payload digest)
         self._snapshot: tuple[int, str, float] | None = None  # (base, sha256, when)
         self.key: bytes | None = None
+        self.public_hex = ""
 
     def start(self) -> None:
-        self.key, _public = network_key(self.sessions)
+        self._load_key()
         self._thread.start()
+
+    def _load_key(self) -> None:
+        self.key, public = network_key(self.sessions, self.secret_key)
+        self.public_hex = public.hex()
 
     def stop(self) -> None:
         self._stop.set()
@@ -173,6 +242,7 @@ class DenyListPublisher:
         The snapshot on the contract's topic is always the whole current list; the
         changes message lets validators that hold a snapshot follow along cheaply.
         """
+        self._follow_key()
         assert self.key is not None
         with self.sessions() as session:
             version = int(session.scalar(select(func.coalesce(func.max(DenyChange.version),
@@ -196,6 +266,18 @@ class DenyListPublisher:
         self._send(f"{self.topics.denylist}/changes", wire.changes_message(
             base, version, [tuple(r) for r in changes], int(time.time() * 1000), self.key))
         self._published = (version, body)
+
+    def _follow_key(self) -> None:
+        """Take up the signing key if it was rotated since the last poll."""
+        with self.sessions() as session:
+            current = session.scalar(select(SigningKey.public_hex)
+                                     .where(SigningKey.name == KEY_NAME))
+        if current == self.public_hex:
+            return
+        self._load_key()
+        self._snapshot = self._published = None  # both messages again, with the new key
+        log.info("deny-list signing key is now %s: publishing the list signed with it",
+                 wire.key_id(bytes.fromhex(self.public_hex)))
 
     def _send(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=True)  # type: ignore[attr-defined]

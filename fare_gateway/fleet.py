@@ -23,9 +23,11 @@ class FleetRecords:
             return list_devices(session)
 
     def count(self, vehicle_id: str, service_date: str) -> int:
-        """Taps received from a vehicle for a service day (charged or not)."""
+        """Taps received from a vehicle for a service day (charged or not); a rejected
+        tap does not count: it may name a vehicle it was not made on."""
         with self.sessions() as session:
             return int(session.scalar(
                 select(func.count()).select_from(TapRecord).where(
                     TapRecord.vehicle_id == vehicle_id,
-                    TapRecord.service_date == service_date)) or 0)
+                    TapRecord.service_date == service_date,
+                    TapRecord.status != "rejected")) or 0)

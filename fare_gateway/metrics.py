@@ -29,6 +29,9 @@ class Metrics:
                                       "1 while the consumer is connected", registry=r)
         self.receipts = Counter("transit_receipts_published_total", "Receipts published",
                                 registry=r)
+        self.device_changes_heard = Gauge(
+            "transit_device_changes_heard",
+            "1 while device changes (revocations, moves) are heard as they commit", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,6 +21,7 @@ from ledger.services import Ledger
 from transit.errors import TransitError, cannot_listen, why_unreachable
 from transit.settings import Settings
 from transit.topics import Topics
+from transit.window import EventWindow
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,11 @@ class _Shutdown(SystemExit):
 
 def run_gateway(settings: Settings) -> None:
     """`transit gateway`: the tap consumer and the HTTP API in one process until SIGTERM."""
-    from waitress.server import create_server
-
     from fare_gateway.adapters.consumer import TapConsumer
-    from fare_gateway.denylist import DenyListPublisher
+    from fare_gateway.adapters.device_watch import device_watch
+    from fare_gateway.denylist import DenyListPublisher, network_key
     from fare_gateway.http import ApiDeps, AuthFailures, create_app
+    from fare_gateway.http.serving import make_server
     from fare_gateway.schema import schema_problem
     from fare_gateway.taps import TapService
     from fare_gateway.taps.sql import sql_units
@@ -92,6 +93,7 @@ def run_gateway(settings: Settings) -> None:
     from tracking.ingest import PositionIngest
     from tracking.network import Network
     from tracking.store import TrackingStore, redis_client
+    from tracking.streams import StreamSlots
 
     core = Core.build(settings)
     # Refuse a database without the current schema now, in one line, rather than with
@@ -100,25 +102,29 @@ def run_gateway(settings: Settings) -> None:
     if problem is not None:
         core.engine.dispose()
         raise TransitError(problem)
+    # A deny-list key sealed under another TRANSIT_SECRET_KEY (or none) is refused now.
+    network_key(core.sessions, settings.secret_key)
     topics = Topics(settings.topic_prefix)
+    # One directory for taps and positions, told of every device change at once.
+    devices = DeviceDirectory(core.sessions, key=settings.secret_key)
+    watch = device_watch(core.engine, devices, core.metrics)
+    window = EventWindow(settings.tap_max_age_days)
     service = TapService(sql_units(core.sessions, core.ledger, core.policy), core.policy,
-                         DeviceDirectory(core.sessions, key=settings.secret_key),
-                         RouteDirectory(core.sessions), topics, core.metrics)
+                         devices, RouteDirectory(core.sessions), topics, core.metrics,
+                         window=window)
     consumer = TapConsumer(settings, service, core.metrics)
     store = TrackingStore(redis_client(settings.redis_url), settings.topic_prefix)
     positions = PositionConsumer(settings, PositionIngest(
-        store, DeviceDirectory(core.sessions, key=settings.secret_key),
-        Network(core.sessions), topics, core.metrics.registry))
-    limit = settings.auth_failures
+        store, devices, Network(core.sessions), topics, core.metrics.registry, window))
     deps = ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
                    broker_ok=lambda: consumer.connected, tracking=store,
                    tile_url=settings.map_tiles, gateway_id=settings.gateway_id,
-                   auth_failures=AuthFailures(limit.limit, float(limit.window_s)))
+                   auth_failures=AuthFailures.shared(settings),
+                   streams=StreamSlots(settings.http_streams, settings.streams_per_token))
     app = create_app(deps)
     host, port = settings.http_bind
-    # Each open vehicle stream holds a thread; leave room for the API beside them.
     try:
-        server = create_server(app, host=host, port=port, threads=24, ident="transit")
+        server = make_server(app, host, port, streams=settings.http_streams)
     except OSError as exc:
         core.engine.dispose()
         raise cannot_listen("TRANSIT_HTTP", host, port, exc) from None
@@ -128,11 +134,13 @@ def run_gateway(settings: Settings) -> None:
     # path for tens of milliseconds.
     gc.collect()
     gc.freeze()
+    watch.start()
     consumer.start()
     try:
         _wait_for_broker(settings, consumer.wait_connected)
     except TransitError:
         consumer.stop()
+        watch.stop()
         server.close()
         core.engine.dispose()
         raise
@@ -140,6 +148,9 @@ def run_gateway(settings: Settings) -> None:
     # From here on a signal stops the gateway in order. Before, while it waits for the
     # broker and has received nothing, Ctrl-C just ends the start-up (exit 130).
     def _stop(signum: int, _frame: FrameType | None) -> None:
+        # Open vehicle streams end within a second, before the server waits for its
+        # threads to finish what they serve.
+        deps.stopping.set()
         raise _Shutdown(signum)
 
     started: list[Callable[[], None]] = []  # the stops of what started, oldest first
@@ -150,7 +161,8 @@ def run_gateway(settings: Settings) -> None:
     try:
         positions.start()
         started.append(positions.stop)
-        denylist = DenyListPublisher(core.sessions, consumer.client, topics)
+        denylist = DenyListPublisher(core.sessions, consumer.client, topics,
+                                     secret_key=settings.secret_key)
         denylist.start()
         started.append(denylist.stop)
         log.info("gateway %s: HTTP on http://%s:%d/, broker %s (%s)", settings.gateway_id,
@@ -162,10 +174,11 @@ def run_gateway(settings: Settings) -> None:
     finally:
         # Taps in hand are committed and acknowledged before the broker connection
         # closes; the rest stay queued in the persistent session.
-        deps.stopping.set()  # open vehicle streams end within a second
+        deps.stopping.set()  # also when the server's loop ended on its own
         for stop in reversed(started):
             stop()
         consumer.stop()
+        watch.stop()
         server.task_dispatcher.shutdown(timeout=5)
         server.close()
         core.engine.dispose()

@@ -361,7 +361,7 @@ def _prepare(settings: Settings, folder: Path, buses: int, cards: int) -> tuple[
             topup_card(s, core.ledger, core.policy, card, amount, f"demo-initial-{card}")
             if i % 23 == 5:
                 set_card_status(s, core.policy, card, "blocked")
-    _private, public = network_key(core.sessions)
+    _private, public = network_key(core.sessions, settings.secret_key)
     key_file = folder / "denylist.pub"
     key_file.write_text(public.hex())
     core.engine.dispose()

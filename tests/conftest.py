@@ -51,7 +51,11 @@ def base_env(db_url: str, broker: Broker) -> dict[str, str]:
                TRANSIT_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}/v1",
                TRANSIT_GATEWAY_ID=f"gw-{uuid.uuid4().hex[:8]}",
                # The role tests send many bad tokens on purpose; the limit has its own test.
-               TRANSIT_AUTH_FAILURES="100000/60")
+               TRANSIT_AUTH_FAILURES="100000/60",
+               # The tap tests replay fixed days of November 2025 (their fares, service
+               # days and settlements are worked out by hand); the 7-day window has its
+               # own tests (tests/integration/fare_gateway/test_tap_rules.py).
+               TRANSIT_TAP_MAX_AGE_DAYS="3650")
     return env
 
 
@@ -89,6 +93,11 @@ class System:
 
     def token(self, role: str) -> str:
         return str(self.transit("tokens", "create", "--role", role).stdout.strip())
+
+    def add_device(self, device_id: str, vehicle_id: str) -> bytes:
+        """Register another validator, riding on `vehicle_id`; returns its secret."""
+        return bytes.fromhex(self.transit("devices", "add", device_id, "--vehicle",
+                                          vehicle_id).stdout.strip())
 
     def peer(self) -> MqttPeer:
         return MqttPeer(self.broker.url)

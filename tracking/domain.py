@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from geopy.distance import geodesic
 
+from transit.window import DEFAULT_WINDOW, EventWindow
+
 MAX_SPEED_MPS = 50.0  # 180 km/h: faster than any city bus
 MAX_FUTURE_MS = 30_000
 STALE_AFTER_S = 90
@@ -46,10 +48,19 @@ def bearing(a: Point, b: Point) -> int:
     return int(round(math.degrees(math.atan2(x, y)))) % 360
 
 
-def refusal(new: Point, last: Point | None, now_ms: int) -> str | None:
-    """Why a position cannot be true, or None if it can."""
+def refusal(new: Point, last: Point | None, now_ms: int,
+            window: EventWindow = DEFAULT_WINDOW) -> str | None:
+    """Why a position cannot be true, or None if it can.
+
+    Outside the window every tap is held to (`ts_out_of_range`, contract section 10) a
+    position is dropped like a tap; inside it, one more than 30 s ahead of the clock is
+    still a `future` one: a live position is never that far ahead.
+    """
     if new.lat_e6 == 0 and new.lon_e6 == 0:
         return "no_fix"
+    out_of_range = window.refusal(new.ts, now_ms)
+    if out_of_range is not None:
+        return out_of_range
     if new.ts > now_ms + MAX_FUTURE_MS:
         return "future"
     if last is None:

@@ -14,6 +14,7 @@ from tracking.domain import Point, derived_motion, refusal
 from tracking.network import Network
 from tracking.store import TrackingStore, VehicleRecord
 from transit.topics import Topics
+from transit.window import DEFAULT_WINDOW, EventWindow
 from transit.wire import Position, WireError
 
 
@@ -26,10 +27,16 @@ class Message:
 
 
 class Signed(Protocol):
-    """A message signed with its device's key."""
+    """A message signed with its device's key, naming its vehicle and its time."""
 
     @property
     def device_id(self) -> str: ...
+
+    @property
+    def vehicle_id(self) -> str: ...
+
+    @property
+    def ts(self) -> int: ...
 
     def verify(self, secret: bytes) -> bool: ...
 
@@ -40,7 +47,8 @@ class DeviceCheck(Protocol):
 
     def refusal(self, message: Signed, topic_device: str | None) -> str | None:
         """Why a signed message received on `topic_device`'s topic cannot be trusted
-        (`topic_mismatch`, `unknown_device`, `inactive_device`, `bad_signature`), or None."""
+        (`topic_mismatch`, `unknown_device`, `inactive_device`, `bad_signature`,
+        `wrong_vehicle`: its device rode on another vehicle at its `ts`), or None."""
         ...
 
     def is_known(self, device_id: str) -> bool:
@@ -54,14 +62,22 @@ POSITION_REASONS = {"inactive_device": "unknown_device"}
 
 
 class PositionIngest:
-    """Turns batches of position and status messages into live vehicle state."""
+    """Turns batches of position and status messages into live vehicle state.
+
+    A position is dropped, and counted by its reason, when its device cannot be trusted,
+    when it names another vehicle than its device's (one validator must not move another
+    bus on the map) or when `tracking.domain.refusal` finds it cannot be true, its time
+    outside `window` included.
+    """
 
     def __init__(self, store: TrackingStore, devices: DeviceCheck, network: Network,
-                 topics: Topics, registry: CollectorRegistry) -> None:
+                 topics: Topics, registry: CollectorRegistry,
+                 window: EventWindow = DEFAULT_WINDOW) -> None:
         self.store = store
         self.devices = devices
         self.network = network
         self.topics = topics
+        self.window = window
         self.positions = Counter("transit_positions_total", "Positions received, by outcome",
                                  ["outcome"], registry=registry)
         self.statuses = Counter("transit_validator_status_total",
@@ -91,7 +107,7 @@ class PositionIngest:
             prev = records.get(pos.vehicle_id) or last.get(pos.vehicle_id)
             point = Point(pos.ts, pos.lat_e6, pos.lon_e6)
             prev_point = Point(prev.ts, prev.lat_e6, prev.lon_e6) if prev else None
-            why = refusal(point, prev_point, now)
+            why = refusal(point, prev_point, now, self.window)
             if why:
                 count(why)
                 continue

@@ -196,17 +196,30 @@ class Agent:
                         receipt.seq)
             return
         if self.spool.receipted(receipt.seq):
+            if receipt.status == "rejected":
+                # Final like every receipt: sending it again would get the same answer.
+                # The crew should hear of it: a validator on the wrong vehicle or with a
+                # wrong clock has every tap rejected.
+                log.warning("tap %s rejected by the gateway (%s): dropped from the spool",
+                            receipt.seq, receipt.reason)
             self.feedback.receipted(receipt)
             self._check_alarm()
 
     def _denylist(self, payload: bytes) -> None:
         if self.config.denylist_key is None:
             return
+        held, provisional = self.denylist.key_id, len(self.denylist.provisional)
         try:
             changed = self.denylist.apply(payload, self.config.denylist_key)
         except WireError as exc:
             log.warning("deny list message refused: %s", exc)
             return
+        if held is not None and self.denylist.key_id != held:
+            log.warning("deny list signed with key %s, the list held was built under %s: "
+                        "started afresh", self.denylist.key_id, held)
+        if provisional and not self.denylist.provisional:
+            log.info("deny list snapshot under key %s taken: the %d cards kept from the "
+                     "old list are replaced by it", self.denylist.key_id, provisional)
         if changed:
             self.spool.save_state("denylist", self.denylist.to_json())
         wants_snapshot = self.denylist.needs_snapshot or self.denylist.base < 0
@@ -219,8 +232,18 @@ class Agent:
             self._snapshot_subscribed = wants_snapshot
 
     def _load_denylist(self) -> DenyList:
+        """The list kept in the spool; one built under another key than ours only as
+        provisional cards (`DenyList.restore`)."""
         saved = self.spool.load_state("denylist")
-        return DenyList.from_json(saved) if saved else DenyList()
+        kept = DenyList.restore(saved, self.config.denylist_key)
+        if saved and self.config.denylist_key is not None and kept.key_id is None:
+            # After a key rotation or an upgrade: the old list may carry a forged version
+            # that would hide every real update, but its cards are safe to keep denying,
+            # offline too, until the retained snapshot replaces them on connecting.
+            log.warning("deny list kept on disk was not built under this deny-list key: "
+                        "its version dropped, its %d cards denied until the network's "
+                        "snapshot arrives", len(kept.provisional))
+        return kept
 
     # -- publishing -------------------------------------------------------------
     def _publish_loop(self) -> None:

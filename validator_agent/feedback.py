@@ -23,7 +23,8 @@ class Feedback(Protocol):
         """Shown at once, when the card is read."""
 
     def receipted(self, receipt: Receipt) -> None:
-        """Shown when the gateway's receipt arrives: fare and balance."""
+        """Shown when the gateway's receipt arrives: fare, and the balance when the
+        receipt tells one (only a charge does), or why the tap was rejected."""
 
     def alarm(self, name: str, active: bool) -> None:
         """A fault the crew should know about (spool full, no GPS fix, ...)."""
@@ -47,9 +48,10 @@ class ConsoleFeedback:
                     "reason": decision.reason, "latency_ms": round(latency_ms, 2)})
 
     def receipted(self, receipt: Receipt) -> None:
+        # `balance` and `reason` are null where the receipt has none.
         self._emit({"event": "receipt", "seq": receipt.seq, "status": receipt.status,
                     "fare": receipt.fare, "balance": receipt.balance,
-                    "currency": receipt.currency})
+                    "currency": receipt.currency, "reason": receipt.reason})
 
     def alarm(self, name: str, active: bool) -> None:
         self._emit({"event": "alarm", "alarm": name, "active": active})

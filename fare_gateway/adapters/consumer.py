@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from sqlalchemy.exc import OperationalError
 
 from fare_gateway.metrics import Metrics
-from fare_gateway.taps import Inbound, Outcome, TapService
+from fare_gateway.taps import QUARANTINED, Inbound, Outcome, TapService
 from transit.mqtt import connect_async, make_client, set_nodelay
 from transit.settings import Settings
 from transit.topics import Topics
@@ -161,7 +161,7 @@ class TapConsumer:
             if len(inbound) == 1:
                 log.exception("message on %s could not be processed", inbound[0].topic)
                 self.service.quarantine_failure(inbound[0], "internal_error")
-                return [Outcome("rejected", None, "internal_error")]
+                return [Outcome(QUARANTINED, None, "internal_error")]
             log.exception("batch of %d failed; processing one by one", len(inbound))
             outcomes: list[Outcome] = []
             for delivery in batch:

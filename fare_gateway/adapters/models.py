@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ledger.adapters.db import Base, BigId
@@ -12,6 +12,8 @@ class Device(Base):
     __tablename__ = "devices"
 
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The vehicle it rides on now: the newest of its `DeviceVehicle` rows, kept here for
+    # the lists and the broker configuration, which want only that.
     vehicle_id: Mapped[str] = mapped_column(String(64))
     secret_hex: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
@@ -21,6 +23,22 @@ class Device(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
     previous_valid_until_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     key_created_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The number of the device's latest change (one more than the highest before it):
+    # gateways on SQLite poll it to drop what they cached (fare_gateway.devices._announce).
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0",
+                                            index=True)
+
+
+class DeviceVehicle(Base):
+    """From `from_ms` on, until its next row, the device rode on `vehicle_id`: the history
+    that `transit devices move` adds to, so that a tap made on the old vehicle before the
+    move is still judged by that vehicle (`fare_gateway.devices.KnownDevice.vehicle_at`)."""
+
+    __tablename__ = "device_vehicles"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    from_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    vehicle_id: Mapped[str] = mapped_column(String(64))
 
 
 class TapRecord(Base):
@@ -45,7 +63,8 @@ class TapRecord(Base):
     lat_e6: Mapped[int] = mapped_column(Integer)
     lon_e6: Mapped[int] = mapped_column(Integer)
     service_date: Mapped[str] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(16))  # charged | not_charged | unknown_card
+    # charged | not_charged | unknown_card | rejected (its `reason` the rule it broke)
+    status: Mapped[str] = mapped_column(String(16))
     fare: Mapped[int] = mapped_column(BigInteger)  # what its first receipt said
     received_ms: Mapped[int] = mapped_column(BigInteger)
 
@@ -107,6 +126,8 @@ class SigningKey(Base):
     __tablename__ = "signing_keys"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Sealed like device secrets ("v1:nonce:ciphertext", bound to the key's id) under
+    # TRANSIT_SECRET_KEY; plain hex only without that key (fare_gateway.denylist).
     private_hex: Mapped[str] = mapped_column(String(128))
     public_hex: Mapped[str] = mapped_column(String(128))
     created_ms: Mapped[int] = mapped_column(BigInteger)

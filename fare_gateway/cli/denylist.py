@@ -15,12 +15,42 @@ def denylist() -> None:
 
 
 @denylist.command("key")
+@click.option("--id", "show_id", is_flag=True,
+              help="Print the key's id (as deny-list messages name it) instead.")
 @pass_transit
-def denylist_key(obj: CommandContext) -> None:
-    """Print the network's public key (hex) that validators verify the deny list with."""
-    from fare_gateway.denylist import network_key
+def denylist_key(obj: CommandContext, show_id: bool) -> None:
+    """Print the network's public key (hex) that validators verify the deny list with.
 
-    click.echo(network_key(core(obj).sessions)[1].hex())
+    The output is a key file for `transit agent --denylist-key-file`.
+    """
+    from fare_gateway.denylist import network_key
+    from transit.denylist import key_id
+
+    public = network_key(core(obj).sessions, obj.settings.secret_key)[1]
+    if show_id:
+        click.echo(key_id(public))
+        return
+    click.echo(public.hex())
+
+
+@denylist.command("rotate-key")
+@pass_transit
+def denylist_rotate_key(obj: CommandContext) -> None:
+    """Replace the network's signing key and print the new public key (hex).
+
+    The old private key is destroyed. Running gateways publish the list signed with the
+    new key within seconds; each validator needs the new public key (its
+    --denylist-key-file) and a restart, and then stops trusting the version of a list
+    built under the old key: it keeps refusing that list's cards until the list signed
+    with the new key arrives.
+    """
+    from fare_gateway.denylist import rotate_network_key
+    from transit.denylist import key_id
+
+    public = rotate_network_key(core(obj).sessions, obj.settings.secret_key)
+    click.echo(public.hex())
+    click.echo(f"new deny-list key {key_id(public)}: give validators this public key and "
+               "restart them", err=True)
 
 
 @denylist.command("show")

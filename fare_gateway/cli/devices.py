@@ -62,12 +62,32 @@ def devices_rotate(obj: CommandContext, device_id: str, secret: str | None,
 @click.argument("device_id")
 @pass_transit
 def devices_revoke(obj: CommandContext, device_id: str) -> None:
-    """Revoke a validator: its taps and positions are refused from now on."""
+    """Revoke a validator: every running gateway refuses its taps and positions within a
+    second."""
     from fare_gateway.devices import revoke_device
 
     with core(obj).sessions.begin() as session:
         revoke_device(session, device_id)
     click.echo(f"device {device_id} revoked", err=True)
+
+
+@devices.command("move")
+@click.argument("device_id")
+@click.option("--vehicle", required=True, help="The vehicle the validator now rides on.")
+@pass_transit
+def devices_move(obj: CommandContext, device_id: str, vehicle: str) -> None:
+    """The validator rides on another vehicle from now on: taps and positions dated from
+    now on must name it; those made on the old one before are still taken."""
+    from fare_gateway.devices import move_device
+
+    with core(obj).sessions.begin() as session:
+        moved = move_device(session, device_id, vehicle)
+    if moved is None:
+        click.echo(f"device {device_id} already rides on vehicle {vehicle}: nothing changed")
+        return
+    was, since = moved
+    click.echo(f"device {device_id} moved from vehicle {was} to {vehicle} as of "
+               f"{_when(since)}: its taps made on {was} before then are still charged")
 
 
 def _when(ms: int | None) -> str:

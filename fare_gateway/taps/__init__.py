@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from fare_gateway.taps.service import Inbound, Outcome, TapService
+from fare_gateway.taps.service import QUARANTINED, Inbound, Outcome, TapService
 
-__all__ = ["Inbound", "Outcome", "TapService"]
+__all__ = ["QUARANTINED", "Inbound", "Outcome", "TapService"]

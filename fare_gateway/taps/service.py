@@ -2,6 +2,15 @@
 
 The transaction is a unit of work (`ports.TapUnitOfWork`): it loads what the batch
 needs, `planning` decides, and the unit writes what was decided, then commits.
+
+Verification sorts messages three ways. A message that cannot be trusted (malformed, an
+unknown or revoked device, a bad signature) is quarantined and gets no receipt: there is
+no key to sign one with; its outcome (and its `transit_taps_total` label) is
+`quarantined`. A trusted tap that breaks a rule of contract section 10 (it names another
+vehicle than its device's, or its `ts` is outside `EventWindow`) is answered `rejected`,
+signed, so that the validator stops sending it; it is kept in the inbox and in the
+quarantine and never charged. Every other tap is priced. The window is checked before
+anything reads a date from `ts`, with one reading of the clock per batch.
 """
 
 from __future__ import annotations
@@ -20,7 +29,13 @@ from fare_gateway.taps.planning import Arrival, Decision, Plan
 from fare_gateway.taps.ports import Quarantined, TapUnitOfWork
 from ledger.domain import CardState
 from transit.topics import Topics
+from transit.window import DEFAULT_WINDOW, MAX_AHEAD_MS, EventWindow
 from transit.wire import Receipt, Tap, WireError
+
+
+def now_ms() -> int:
+    """The gateway's clock: epoch milliseconds."""
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -29,14 +44,19 @@ class Inbound:
 
     topic: str
     payload: bytes
-    received_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    received_ms: int = field(default_factory=now_ms)
+
+
+QUARANTINED = "quarantined"
+"""The status of a message kept for inspection with no receipt (`transit_taps_total`'s
+label): apart from `rejected`, a trusted tap answered with a signed receipt."""
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What became of one inbound message; `receipt` is signed and ready to publish."""
 
-    status: str  # charged | duplicate | not_charged | unknown_card | conflict | rejected
+    status: str  # a receipt's status, or QUARANTINED (no receipt)
     receipt: Receipt | None = None
     reason: str | None = None
 
@@ -66,21 +86,38 @@ class _Reject:
     tap_id: str | None = None
 
 
+@dataclass(frozen=True)
+class _Trusted:
+    """A tap signed by a known, active device: `device` signs its receipt; `broken` is
+    the rule of section 10 it breaks, kept for inspection if the tap is new."""
+
+    tap: Tap
+    device: KnownDevice
+    broken: _Reject | None = None
+
+
 class TapService:
-    """Turns batches of tap messages into ledger entries and receipts, exactly once per tap_id."""
+    """Turns batches of tap messages into ledger entries and receipts, exactly once per tap_id.
+
+    `window` is the span of believable tap times around `clock` (epoch ms), the
+    gateway's clock, read once per batch.
+    """
 
     def __init__(self, units: Callable[[], TapUnitOfWork], policy: FarePolicy,
                  devices: DeviceVerifier, routes: OperatorLookup, topics: Topics,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, *, window: EventWindow = DEFAULT_WINDOW,
+                 clock: Callable[[], int] = now_ms) -> None:
         self.units = units
         self.policy = policy
         self.devices = devices
         self.routes = routes
         self.topics = topics
         self.metrics = metrics or Metrics()
+        self.window = window
+        self.clock = clock
 
     # -- verification (no database writes) -----------------------------------
-    def _verify(self, index: int, msg: Inbound) -> tuple[Tap, KnownDevice] | _Reject:
+    def _verify(self, index: int, msg: Inbound, now: int) -> _Trusted | _Reject:
         topic_device = self.topics.device_of(msg.topic)
         try:
             tap = Tap.parse(msg.payload)
@@ -88,10 +125,19 @@ class TapService:
             return _Reject(index, msg, exc.reason, exc.detail, topic_device)
         verdict = self.devices.verify(tap, topic_device)
         if isinstance(verdict, Refusal):
+            if verdict.signer is not None:  # trusted, but naming another vehicle
+                return _Trusted(tap, verdict.signer, _Reject(
+                    index, msg, verdict.reason, verdict.detail, tap.device_id, tap.tap_id))
             # A message on another device's topic is kept under the topic's device.
             device_id = topic_device if verdict.reason == "topic_mismatch" else tap.device_id
             return _Reject(index, msg, verdict.reason, verdict.detail, device_id, tap.tap_id)
-        return tap, verdict
+        rule = self.window.refusal(tap.ts, now)
+        if rule is not None:
+            return _Trusted(tap, verdict, _Reject(
+                index, msg, rule, f"ts {tap.ts} is not within {self.window.max_age_days} "
+                f"days before and {MAX_AHEAD_MS // 60_000} minutes after the gateway's "
+                f"clock ({now})", tap.device_id, tap.tap_id))
+        return _Trusted(tap, verdict)
 
     # -- the batch ------------------------------------------------------------
     def handle(self, batch: Sequence[Inbound]) -> list[Outcome]:
@@ -100,23 +146,23 @@ class TapService:
         Raises on a database error, having committed nothing: the caller retries.
         """
         started = time.perf_counter()
+        now = self.clock()
         outcomes: list[Outcome | None] = [None] * len(batch)
         rejects: list[_Reject] = []
-        arrivals: list[Arrival] = []
-        devices: dict[int, KnownDevice] = {}
+        trusted: dict[int, _Trusted] = {}
         for i, msg in enumerate(batch):
-            result = self._verify(i, msg)
+            result = self._verify(i, msg, now)
             if isinstance(result, _Reject):
                 rejects.append(result)
             else:
-                arrivals.append(Arrival(i, result[0]))
-                devices[i] = result[1]
+                trusted[i] = result
         # Looked up before the transaction: on SQLite a second connection inside it would
         # wait for the write lock this thread holds.
         self.routes.refresh_if_stale()
         with self.units() as uow:
-            if arrivals:
-                self._process(uow, batch, arrivals, devices, rejects, outcomes)
+            if trusted:
+                self._process(uow, batch, trusted, self.policy.service_date(now).isoformat(),
+                              rejects, outcomes)
             if rejects:
                 uow.quarantine([Quarantined(
                     r.inbound.received_ms, r.inbound.topic, r.reason, r.detail, r.device_id,
@@ -126,8 +172,8 @@ class TapService:
             self.metrics.quarantined.labels(reason).inc(count)
         for r in rejects:
             if outcomes[r.index] is None:
-                outcomes[r.index] = Outcome("rejected", None, r.reason)
-        done = [o or Outcome("rejected", None, "internal") for o in outcomes]
+                outcomes[r.index] = Outcome(QUARANTINED, None, r.reason)
+        done = [o or Outcome(QUARANTINED, None, "internal") for o in outcomes]
         # No money in the metrics: Prometheus values are floats, money never is.
         for status, count in Counter(o.status for o in done).items():
             self.metrics.taps.labels(status).inc(count)
@@ -145,13 +191,16 @@ class TapService:
         self.metrics.quarantined.labels(reason).inc()
 
     def _process(self, uow: TapUnitOfWork, batch: Sequence[Inbound],
-                 arrivals: list[Arrival], devices: dict[int, KnownDevice],
+                 trusted: dict[int, _Trusted], arrived_on: str,
                  rejects: list[_Reject], outcomes: list[Outcome | None]) -> None:
-        # Only the batch's own cards: a repeat's receipt names the card of its own body
-        # (the same card as the first one's, or a conflict, answered with its own card).
+        arrivals = [Arrival(i, t.tap, t.broken.reason if t.broken else None)
+                    for i, t in trusted.items()]
+        # Only the batch's own cards: a duplicate's receipt tells the balance of the card
+        # of its own body, the same card as the first copy's (another body is a conflict,
+        # which tells none).
         cards = uow.lock_cards({a.tap.card for a in arrivals})
         # The inbox rows go in first, in tap_id order; the insert says which are new.
-        admission = planning.admit(arrivals, cards, self.policy)
+        admission = planning.admit(arrivals, cards, self.policy, arrived_on)
         inserted = uow.admit(admission.rows)
         skipped = sorted(set(admission.first) - inserted)
         inbox = uow.inbox(skipped) if skipped else {}
@@ -175,10 +224,15 @@ class TapService:
             rejects.append(_Reject(arrival.position, batch[arrival.position], "conflict",
                                    "same tap_id, different body", arrival.tap.device_id,
                                    arrival.tap.tap_id))
+        # A rejected tap is kept for inspection once, when it is new; sent again, it is
+        # answered from its inbox row.
+        rejects.extend(broken for a in plan.rejected
+                       if (broken := trusted[a.position].broken) is not None)
         for decision in plan.decisions:
             outcomes[decision.position] = Outcome(
-                decision.status, self._receipt(decision, devices[decision.position], balances),
-                "conflict" if decision.status == "conflict" else None)
+                decision.status,
+                self._receipt(decision, trusted[decision.position].device, balances),
+                "conflict" if decision.status == "conflict" else decision.reason)
 
     def _receipt(self, decision: Decision, device: KnownDevice,
                  balances: dict[str, int]) -> Receipt:
@@ -186,8 +240,9 @@ class TapService:
         # previous key during a rotation's grace period.
         return Receipt(device_id=decision.tap.device_id, seq=decision.tap.seq,
                        status=decision.status, fare=decision.fare,
-                       balance=balances.get(decision.card, 0),
-                       currency=self.policy.currency).signed(device.secret)
+                       currency=self.policy.currency,
+                       balance=None if decision.card is None else balances.get(decision.card),
+                       reason=decision.reason).signed(device.secret)
 
 
 def _deny_states(plan: Plan, cards: dict[str, CardState], balances: dict[str, int]

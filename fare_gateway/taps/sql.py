@@ -69,11 +69,11 @@ class SqlTapUnitOfWork:
         return {row[0] for row in bulk_insert(self.session, TapRecord.__table__, [{
             "tap_id": tap.tap_id, "device_id": tap.device_id, "seq": tap.seq,
             "digest": tap.digest, "card": tap.card, "kind": tap.kind,
-            "accepted": tap.accepted, "reason": tap.reason, "ts": tap.ts,
+            "accepted": tap.accepted, "reason": reason, "ts": tap.ts,
             "vehicle_id": tap.vehicle_id, "route_id": tap.route_id, "trip_id": tap.trip_id,
             "lat_e6": tap.lat_e6, "lon_e6": tap.lon_e6, "service_date": service_date,
             "status": status, "fare": 0, "received_ms": now}
-            for tap, service_date, status in rows],
+            for tap, service_date, status, reason in rows],
             ignore_conflicts=True, returning=("tap_id",))}
 
     def inbox(self, tap_ids: Sequence[str]) -> dict[str, InboxRow]:
@@ -82,10 +82,10 @@ class SqlTapUnitOfWork:
         conn = self.session.connection()
         found: dict[str, InboxRow] = {}
         for part in parts(conn, list(tap_ids)):
-            for tap_id, digest, fare, card in conn.execute(
-                    select(t.tap_id, t.digest, t.fare, t.card)
+            for tap_id, *row in conn.execute(
+                    select(t.tap_id, t.digest, t.fare, t.card, t.status, t.reason)
                     .where(one_of(conn, t.tap_id, part))):
-                found[tap_id] = InboxRow(digest, fare, card)
+                found[tap_id] = InboxRow(*row)
         return found
 
     def charged_taps(self, days: Collection[CardDay], exclude: Collection[str]

@@ -37,6 +37,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# Execution options of a connection that only reads (`connect().execution_options(
+# **READS_ONLY)`): on SQLite it begins with a plain, deferred BEGIN, taking no write lock,
+# so that a frequent read (a poll) never waits for a writer nor makes one wait.
+READS_ONLY: dict[str, Any] = {"reads_only": True}
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `TRANSIT_DATABASE_URL`; `postgresql://` URLs use psycopg 3."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -48,7 +54,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # so that read-then-write transactions never fail with "database is locked".
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            reads_only = conn.get_execution_options().get("reads_only")
+            conn.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "connect")
         def _autocommit_off(dbapi_conn: Any, _record: Any) -> None:

@@ -6,9 +6,13 @@ and the token never in a URL. A screenshot is kept in test-artifacts/map.png."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +32,7 @@ from tests.integration.tracking.test_positions import (
     now_ms,
     pos,
     pos_topic,
+    sent,
     vehicle_at,
     vehicles,
     wait_until,
@@ -187,11 +192,11 @@ def test_operations_map_in_headless_chromium(system: System, browser: Any,
         # timestamps in the past, so that the whole drive fits before "now": 100 m every
         # 5 s, then every 4 s (25 m/s) for the move
         t0 = now_ms() - 80_000
-        first = [(pos_topic(system), pos(system, "TJ-0001", *path[i], t0 + i * STEP_MS))
-                 for i in range(3)]
-        first += [(pos_topic(system), pos(system, "TJ-0002", *path[60 + i], t0 + i * STEP_MS,
-                                          trip_id=ROUTE_1_TRIP)) for i in range(3)]
-        first.append((pos_topic(system), pos(system, "TJ-OLD", *path[100], now_ms() - 100_000)))
+        # each bus's positions from its own validator
+        first = [sent(system, "TJ-0001", *path[i], t0 + i * STEP_MS) for i in range(3)]
+        first += [sent(system, "TJ-0002", *path[60 + i], t0 + i * STEP_MS,
+                       trip_id=ROUTE_1_TRIP) for i in range(3)]
+        first.append(sent(system, "TJ-OLD", *path[100], now_ms() - 100_000))
         peer.publish_many(first)
         bus = page.locator('div.bus[data-vehicle="TJ-0001"]')
         bus.wait_for(state="visible", timeout=15_000)
@@ -207,8 +212,7 @@ def test_operations_map_in_headless_chromium(system: System, browser: Any,
 
         # ... and move after more positions (1.5 km further along route 1, i.e. north)
         t1 = t0 + 3 * STEP_MS
-        more = [(pos_topic(system), pos(system, "TJ-0001", *path[3 + i], t1 + i * 4000))
-                for i in range(15)]
+        more = [sent(system, "TJ-0001", *path[3 + i], t1 + i * 4000) for i in range(15)]
         peer.publish_many(more)
         last_ts = t1 + 14 * 4000
         wait_until("TJ-0001's last position in the API", vehicle_at(system, ops, "TJ-0001",
@@ -256,3 +260,114 @@ def test_operations_map_in_headless_chromium(system: System, browser: Any,
     assert not outside, f"requests left localhost: {outside}"
     leaked = [u for u in requests if ops in u]
     assert not leaked, f"the token appeared in a URL: {leaked}"
+
+
+# -- names from a hostile feed are shown as text (issue 14, point 7) ------------------------
+
+HOSTILE_STOP = ('<a href="https://evil.example/">Session expired: sign in again</a>'
+                '<img src=x onerror="window.pwned=1">')
+HOSTILE_ROUTE = '<b>Koridor Timur</b><img src=x onerror="window.pwned=2">'
+# One route due east along a parallel, so that the map, fitted to its shape, has the
+# middle stop (the hostile one) at its very centre.
+LAT = -7.25
+WEST, MIDDLE, EAST = 112.70, 112.72, 112.74
+
+
+def _csv(rows: list[list[object]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
+def hostile_feed(path: Path) -> Path:
+    """A tiny GTFS feed whose stop and route names carry markup."""
+    stops = [("W", "Halte Barat", WEST), ("M", HOSTILE_STOP, MIDDLE), ("E", "Halte Timur", EAST)]
+    files = {
+        "agency.txt": [["agency_id", "agency_name", "agency_url", "agency_timezone"],
+                       ["SBY", "Suroboyo Bus", "https://example.org/", "Asia/Jakarta"]],
+        "routes.txt": [["route_id", "agency_id", "route_short_name", "route_long_name",
+                        "route_color", "route_type"], ["T1", "SBY", "T1", HOSTILE_ROUTE,
+                                                       "D02027", 3]],
+        "stops.txt": [["stop_id", "stop_name", "stop_lat", "stop_lon"],
+                      *[[sid, name, LAT, lon] for sid, name, lon in stops]],
+        "shapes.txt": [["shape_id", "shape_pt_lat", "shape_pt_lon", "shape_pt_sequence"],
+                       ["T1-0", LAT, WEST, 1], ["T1-0", LAT, EAST, 2]],
+        "trips.txt": [["route_id", "service_id", "trip_id", "direction_id", "shape_id"],
+                      ["T1", "daily", "T1-0", 0, "T1-0"]],
+        "stop_times.txt": [["trip_id", "arrival_time", "departure_time", "stop_id",
+                            "stop_sequence"],
+                           *[["T1-0", "", "", sid, i] for i, (sid, _n, _l) in
+                             enumerate(stops, start=1)]],
+    }
+    with zipfile.ZipFile(path, "w") as z:
+        for name, rows in files.items():
+            z.writestr(name, _csv(rows))
+    return path
+
+
+def data_elements(page: Any) -> list[str]:
+    """Elements that only markup in the data could have made."""
+    return list(page.evaluate(
+        """() => Array.from(document.querySelectorAll(
+              'a[href*="evil.example"], img[src="x"], [onerror], b'),
+              (el) => el.outerHTML.slice(0, 120))"""))
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_names_with_markup_are_shown_as_text(system: System, browser: Any,
+                                             _clean_redis: None, tmp_path: Path) -> None:
+    system.transit("gtfs", "import", str(hostile_feed(tmp_path / "hostile.zip")))
+    ops = system.token("ops")
+    peer = system.peer()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    try:
+        page.goto(system.gateway.base_url + "/", wait_until="load")
+        page.fill("#token", ops)
+        page.click("#login button[type=submit]")
+        page.locator("#map.leaflet-container").wait_for(state="visible", timeout=15_000)
+        wait_until("the route in the follow list", lambda: page.evaluate(
+            "() => document.querySelectorAll('#follow option').length == 2"), timeout=20)
+        assert page.locator("#follow option").all_text_contents()[1] == f"T1 - {HOSTILE_ROUTE}"
+        wait_until("the route line", lambda: route_pixels(page, ROUTE_1_RGB) > 200)
+
+        # hover the middle stop, at the centre of the map fitted to the route
+        x, y = centre(page.locator("#map").bounding_box())
+        tooltip = page.locator(".leaflet-tooltip")
+
+        def hovered() -> bool:
+            # Leaflet's canvas reads at most one mouse move in 32 ms: pause between them.
+            page.mouse.move(x - 60, y - 60)
+            page.wait_for_timeout(100)
+            page.mouse.move(x, y)
+            page.wait_for_timeout(100)
+            return bool(tooltip.count()) and tooltip.first.is_visible()
+
+        wait_until("the middle stop's tooltip", hovered, timeout=20)
+        assert tooltip.first.text_content() == HOSTILE_STOP
+        assert "&lt;a href=" in tooltip.first.inner_html()
+
+        # a bus heading for that stop: its popup names it, as text
+        ts = now_ms() - 5_000
+        lon = WEST + 0.3 * (EAST - WEST)
+        peer.publish(pos_topic(system), pos(system, "SBY-0042", LAT, lon, ts, route="T1",
+                                            trip_id="T1-0", bearing_deg=90, speed_cms=800))
+        wait_until("the bus in the API", vehicle_at(system, ops, "SBY-0042", ts))
+        assert vehicles(system, ops)["SBY-0042"]["next_stop_name"] == HOSTILE_STOP
+        bus = page.locator('div.bus[data-vehicle="SBY-0042"]')
+        bus.wait_for(state="visible", timeout=15_000)
+        bus.click()
+        popup = page.locator("dl.popup")
+        popup.wait_for(state="visible", timeout=10_000)
+        details = dict(zip(popup.locator("dt").all_text_contents(),
+                           popup.locator("dd").all_text_contents(), strict=True))
+        assert details["Next stop"] == HOSTILE_STOP, details
+
+        assert data_elements(page) == []
+        assert page.evaluate("() => typeof window.pwned") == "undefined"
+    finally:
+        context.close()
+        peer.close()
+    assert not [u for u in requests if "evil.example" in u or u.endswith("/x")], requests

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ["transit.wire", "transit.settings", "transit.topics", "ledger.domain",
+CORE = ["transit.wire", "transit.settings", "transit.topics", "transit.window", "ledger.domain",
         "fare_gateway.fares.engine", "fare_gateway.fares.policy", "fare_gateway.taps.planning",
         "validator_agent.domain", "tracking.domain"]
 

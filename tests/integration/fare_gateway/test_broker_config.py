@@ -306,7 +306,7 @@ def test_a_tap_over_tls_is_charged_and_receipted(setup: Setup) -> None:
     a = device_client(setup, DEV_A, tls=True)
     try:
         a.subscribe(setup.topic(DEV_A, "receipt"))
-        tap = make_tap(setup.secrets[DEV_A], DEV_A, 1, CARD)
+        tap = make_tap(setup.secrets[DEV_A], DEV_A, 1, CARD, ts=int(time.time() * 1000))
         a.publish(setup.topic(DEV_A, "tap"), tap.encode())
         receipt = Receipt.parse(a.wait_for(setup.topic(DEV_A, "receipt"), timeout=20))
         assert (receipt.status, receipt.fare, receipt.balance) == ("charged", 5000, 45_000)

@@ -59,9 +59,10 @@ def test_a_killed_gateway_loses_nothing_and_charges_nothing_twice(system: System
     cards = [f"04E0{i:06X}" for i in range(50)]
     fund_cards(system.env["TRANSIT_DATABASE_URL"], cards, 1_000_000)
     peer = system.peer()
-    # Each on its own bus, so that none is a repeat tap: every tap is a fare entry.
+    # A card's taps 150 s apart (one every 3 s, 50 cards in turn), so that none is a
+    # repeat tap: every tap is a fare entry.
     taps = [make_tap(system.secret, system.device_id, seq, cards[seq % 50],
-                     ts=1764313202123 + seq * 1000, vehicle_id=f"BUS-{seq}")
+                     ts=1764313202123 + seq * 3000)
             for seq in range(1, 3001)]
     peer.publish_many([(system.tap_topic(), t.encode()) for t in taps[:1500]])
     system.gateway.stop(kill=True)  # mid-stream, whatever it had in hand
@@ -88,8 +89,9 @@ def test_two_gateways_share_the_load_and_charge_each_tap_once(system: System) ->
         fund_cards(system.env["TRANSIT_DATABASE_URL"], cards, 1_000_000)
         peer = system.peer()
         peer.subscribe(system.receipt_topic())
+        # A card's taps 160 s apart: none is a repeat tap.
         taps = [make_tap(system.secret, system.device_id, seq, cards[seq % 40],
-                         ts=1764313202123 + seq * 1000, vehicle_id=f"BUS-{seq}")
+                         ts=1764313202123 + seq * 4000)
                 for seq in range(1, 2001)]
         # Every tap twice: the copies may land on either gateway, even at the same moment.
         payloads = [(system.tap_topic(), t.encode()) for t in taps]

@@ -29,38 +29,35 @@ T14 = 1764313202123  # 2025-11-28 14:00:02 WIB
 MIN = 60_000
 
 
-def _receipts(messages: list[tuple[str, bytes]]) -> dict[int, Receipt]:
-    out = {}
-    for topic, payload in messages:
-        if topic.endswith("/receipt"):
-            r = Receipt.parse(payload)
-            out[r.seq] = r
-    return out
+def _receipts(messages: list[tuple[str, bytes]]) -> dict[str, Receipt]:
+    """The receipts among `messages`, by tap id."""
+    return {r.tap_id: r for r in (Receipt.parse(p) for t, p in messages
+                                  if t.endswith("/receipt"))}
 
 
 def test_a_late_tap_is_priced_in_event_time_with_corrections(system: System) -> None:
     system.issue(CARD, 100_000)
     peer = system.peer()
-    peer.subscribe(system.receipt_topic())
+    peer.subscribe(f"{system.prefix}/dev/+/receipt")
     # The passenger's day, in event time: 14:00 bus A (5,000), 15:00 bus B (transfer, 0),
-    # 17:30 bus C (new journey, 5,000; the cap then stops at 10,000).
-    a = make_tap(system.secret, system.device_id, 1, CARD, ts=T14, vehicle_id="BUS-A")
-    b = make_tap(system.secret, system.device_id, 2, CARD, ts=T14 + 60 * MIN,
-                 vehicle_id="BUS-B")
-    c = make_tap(system.secret, system.device_id, 3, CARD, ts=T14 + 210 * MIN,
-                 vehicle_id="BUS-C")
+    # 17:30 bus C (new journey, 5,000; the cap then stops at 10,000). Each bus has its
+    # own validator.
+    buses = {v: system.add_device(f"{v}-V", v) for v in ("BUS-A", "BUS-B", "BUS-C")}
+    a, b, c = (make_tap(buses[v], f"{v}-V", 1, CARD, ts=ts, vehicle_id=v)
+               for v, ts in (("BUS-A", T14), ("BUS-B", T14 + 60 * MIN),
+                             ("BUS-C", T14 + 210 * MIN)))
     # Bus A was offline: its tap arrives last.
-    peer.publish(system.tap_topic(), b.encode())
+    peer.publish(system.tap_topic(b.device_id), b.encode())
     peer.wait_for(lambda m: len(m) >= 1)
-    peer.publish(system.tap_topic(), c.encode())
+    peer.publish(system.tap_topic(c.device_id), c.encode())
     peer.wait_for(lambda m: len(m) >= 2)
     first = _receipts(peer.messages)
     # Seen alone, B and C are two journeys: 5,000 each.
-    assert (first[2].fare, first[3].fare) == (5000, 5000)
-    peer.publish(system.tap_topic(), a.encode())
+    assert (first[b.tap_id].fare, first[c.tap_id].fare) == (5000, 5000)
+    peer.publish(system.tap_topic(a.device_id), a.encode())
     got = _receipts(peer.wait_for(lambda m: len(m) >= 3))
-    assert got[1].status == "charged" and got[1].fare == 5000
-    assert got[1].balance == 90_000  # A 5,000 + B corrected to 0 + C 5,000
+    assert got[a.tap_id].status == "charged" and got[a.tap_id].fare == 5000
+    assert got[a.tap_id].balance == 90_000  # A 5,000 + B corrected to 0 + C 5,000
 
     status, body = system.http.get(f"/api/v1/cards/{CARD}/taps", system.token("finance"))
     assert status == 200
@@ -82,7 +79,7 @@ def test_a_late_tap_is_priced_in_event_time_with_corrections(system: System) -> 
     assert {t["tap_id"]: t["fare"] for t in body["taps"]} == {
         k: v.amount for k, v in priced.charges.items()}
     # Re-sending the late tap changes nothing.
-    peer.publish(system.tap_topic(), a.encode())
+    peer.publish(system.tap_topic(a.device_id), a.encode())
     again = peer.wait_for(lambda m: len(m) >= 4)
     assert Receipt.parse(again[-1][1]).status == "duplicate"
     with session_factory(system.engine())() as s:
@@ -112,21 +109,23 @@ amount = { regular = 5000 }
     system.gateway.env = system.env
     system.gateway.start()
     system.issue(CARD, 50_000)
+    train = "KRL-1-A"
+    secret = system.add_device(train, "KRL-1")
     peer = system.peer()
-    peer.subscribe(system.receipt_topic())
-    entry = make_tap(system.secret, system.device_id, 1, CARD, route_id="KRL-BOGOR",
-                     vehicle_id="KRL-1")
+    peer.subscribe(system.receipt_topic(train))
+    entry = make_tap(secret, train, 1, CARD, route_id="KRL-BOGOR", vehicle_id="KRL-1")
     # 0.36 degrees of latitude further south: about 39.8 km.
-    exit_ = make_tap(system.secret, system.device_id, 2, CARD, route_id="KRL-BOGOR",
+    exit_ = make_tap(secret, train, 2, CARD, route_id="KRL-BOGOR",
                      vehicle_id="KRL-1", kind="exit", ts=entry.ts + 50 * MIN,
                      lat_e6=entry.lat_e6 - 360_000)
-    peer.publish(system.tap_topic(), entry.encode())
+    peer.publish(system.tap_topic(train), entry.encode())
     got = _receipts(peer.wait_for(lambda m: len(m) >= 1))
-    assert (got[1].fare, got[1].balance) == (13_000, 37_000)
-    peer.publish(system.tap_topic(), exit_.encode())
+    assert (got[entry.tap_id].fare, got[entry.tap_id].balance) == (13_000, 37_000)
+    peer.publish(system.tap_topic(train), exit_.encode())
     got = _receipts(peer.wait_for(lambda m: len(m) >= 2))
     # 3,000 + 1,000 x ceil((39.8 - 25) / 10) = 5,000: the exit's receipt is the refund.
-    assert (got[2].status, got[2].fare, got[2].balance) == ("charged", -8000, 45_000)
+    assert (got[exit_.tap_id].status, got[exit_.tap_id].fare, got[exit_.tap_id].balance) == (
+        "charged", -8000, 45_000)
     status, body = system.http.get(f"/api/v1/cards/{CARD}/taps", system.token("finance"))
     assert [(t["kind"], t["fare"]) for t in body["taps"]] == [("entry", 5000), ("exit", 0)]
     peer.close()
@@ -163,7 +162,7 @@ def test_the_deny_list_follows_balances_and_blocks(system: System) -> None:
     # 7,000 - 5,000 = 2,000: still the early-morning fare, so still allowed.
     settled(CARD, False)
     peer.publish(system.tap_topic(), make_tap(system.secret, system.device_id, 2, CARD,
-                                              ts=T14 + 300 * MIN, vehicle_id="BUS-Z").encode())
+                                              ts=T14 + 300 * MIN).encode())
     peer.wait_for(lambda m: len(m) >= 2)
     # Charged on a stale list: the balance goes below zero and the card on the list.
     took = settled(CARD, True)

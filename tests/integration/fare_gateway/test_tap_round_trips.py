@@ -110,8 +110,10 @@ def rig(pg_url: str) -> Iterator[Rig]:
         for card in CARDS:
             topup_card(s, ledger, policy, card, FUNDS, f"fund-{card}")
     devices = DeviceDirectory(sessions, ttl_s=3600, key=None)
+    # The gateway's clock: the day after the last taps below (November 1-5).
     service = TapService(sql_units(sessions, ledger, policy), policy, devices,
-                         RouteDirectory(sessions, ttl_s=3600), Topics(), Metrics())
+                         RouteDirectory(sessions, ttl_s=3600), Topics(), Metrics(),
+                         clock=lambda: at(6, 12))
     counted = Counted()
 
     def statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:

@@ -41,6 +41,7 @@ STEP_M = 100.0                    # a position every ~100 m ...
 STEP_MS = 5_000                   # ... 5 s apart: 20 m/s, a bus on the busway
 VEHICLE_FIELDS = {"vehicle_id", "route_id", "trip_id", "lat", "lon", "bearing", "speed_mps",
                   "ts", "age_s", "state"}
+SYSTEM_VEHICLE = "SBY-0042"  # the vehicle of the `system` fixture's validator
 
 
 # -- the feed, read straight from the zip (not through the code under test) -------------------
@@ -137,6 +138,27 @@ def pos(system: System, vehicle: str, lat: float, lon: float, ts: int, *,
 
 def pos_topic(system: System, device: str | None = None) -> str:
     return f"{system.prefix}/dev/{device or system.device_id}/pos"
+
+
+_BUSES: dict[tuple[str, str], bytes] = {}  # (topic prefix, vehicle) -> its validator's key
+
+
+def bus(system: System, vehicle: str) -> tuple[str, bytes]:
+    """The validator riding on `vehicle`: the system's own on its vehicle, else one
+    registered on first use (a validator speaks for its own vehicle only)."""
+    if vehicle == SYSTEM_VEHICLE:
+        return system.device_id, system.secret
+    if (system.prefix, vehicle) not in _BUSES:
+        _BUSES[system.prefix, vehicle] = system.add_device(f"{vehicle}-V", vehicle)
+    return f"{vehicle}-V", _BUSES[system.prefix, vehicle]
+
+
+def sent(system: System, vehicle: str, lat: float, lon: float, ts: int, **extra: Any
+         ) -> tuple[str, bytes]:
+    """A position of `vehicle` as its own validator publishes it: (topic, payload)."""
+    device, secret = bus(system, vehicle)
+    return pos_topic(system, device), pos(system, vehicle, lat, lon, ts, device=device,
+                                          secret=secret, **extra)
 
 
 def wait_until(what: str, probe: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -425,10 +447,9 @@ def test_positions_along_route_1_in_vehicles_gtfs_rt_and_stream(
     items = []
     for i in range(n):
         ts = t0 + i * STEP_MS
-        items.append((pos_topic(system), pos(system, "TJ-0001", *a_points[i], ts)))
-        items.append((pos_topic(system), pos(system, "TJ-0002", *b_points[i], ts,
-                                             trip_id=ROUTE_1_TRIP, speed_cms=1250,
-                                             bearing_deg=17)))
+        items.append(sent(system, "TJ-0001", *a_points[i], ts))
+        items.append(sent(system, "TJ-0002", *b_points[i], ts, trip_id=ROUTE_1_TRIP,
+                          speed_cms=1250, bearing_deg=17))
     sse = SseReader(system.gateway.base_url, ops)
     try:
         snapshot = sse.next("snapshot", lambda d: True, timeout=10)
@@ -448,7 +469,7 @@ def test_positions_along_route_1_in_vehicles_gtfs_rt_and_stream(
         # the SSE stream delivers a `position` event after a publish
         ts = now_ms() - 1000
         nxt = path[n]
-        peer.publish(pos_topic(system), pos(system, "TJ-0001", *nxt, ts), qos=1)
+        peer.publish(*sent(system, "TJ-0001", *nxt, ts), qos=1)
         event = sse.next("position", lambda d: d.get("vehicle_id") == "TJ-0001"
                          and d.get("ts") == ts, timeout=10)
         assert VEHICLE_FIELDS <= set(event), event
@@ -547,7 +568,7 @@ def test_positions_along_route_1_in_vehicles_gtfs_rt_and_stream(
 def test_bad_positions_are_refused_and_counted(system: System, peer: MqttPeer) -> None:
     ops = system.token("ops")
     path = along(feed_shape(ROUTE_1_SHAPE), STEP_M)
-    vid = "TJ-0100"
+    vid = SYSTEM_VEHICLE
     here = path[10]
     t_last = now_ms() - 60_000
     peer.publish(pos_topic(system), pos(system, vid, *here, t_last))
@@ -560,6 +581,7 @@ def test_bad_positions_are_refused_and_counted(system: System, peer: MqttPeer) -
     far = (here[0] + 0.09, here[1])  # 10 km north
     assert metres(here, far) > 9_000
     ghost_secret = bytes(range(32))
+    other_device, other_secret = bus(system, "TJ-0101")
     bad = {
         "bad_signature": (pos_topic(system),
                           pos(system, vid, *path[11], t_last + 5000, secret=b"\x01" * 32)),
@@ -567,7 +589,13 @@ def test_bad_positions_are_refused_and_counted(system: System, peer: MqttPeer) -
                            pos(system, vid, *path[11], t_last + 5000, device="GHOST-0001-A",
                                secret=ghost_secret)),
         "no_fix": (pos_topic(system), pos(system, vid, 0.0, 0.0, t_last + 5000)),
-        "future": (pos_topic(system), pos(system, vid, *path[11], now_ms() + 600_000)),
+        "future": (pos_topic(system), pos(system, vid, *path[11], now_ms() + 120_000)),
+        # outside the window every tap is held to (contract section 10)
+        "ts_out_of_range": (pos_topic(system), pos(system, vid, *path[11], 0)),
+        # another bus's validator, correctly signed, naming this vehicle
+        "wrong_vehicle": (pos_topic(system, other_device),
+                          pos(system, vid, *path[11], t_last + 5000, device=other_device,
+                              secret=other_secret)),
         "out_of_order": (pos_topic(system), pos(system, vid, *path[9], t_last - 5000)),
         "impossible_jump": (pos_topic(system), pos(system, vid, *far, t_last + 5000)),
         "malformed": (pos_topic(system), b'{"v": 1, "device_id": "SBY-0042-A", "lat_e6": '),
@@ -601,11 +629,10 @@ def test_vehicle_that_stops_reporting_turns_stale_then_offline(
     ops = system.token("ops")
     path = along(feed_shape(ROUTE_1_SHAPE), STEP_M)
     now = now_ms()
-    sent = {"TJ-LIVE": (path[5], now - 5_000),
-            "TJ-STALE": (path[20], now - 100_000),
-            "TJ-OFF": (path[30], now - 700_000)}
-    peer.publish_many([(pos_topic(system), pos(system, vid, *p, ts))
-                       for vid, (p, ts) in sent.items()])
+    positions = {"TJ-LIVE": (path[5], now - 5_000),
+                 "TJ-STALE": (path[20], now - 100_000),
+                 "TJ-OFF": (path[30], now - 700_000)}
+    peer.publish_many([sent(system, vid, *p, ts) for vid, (p, ts) in positions.items()])
     got = wait_until("three vehicles", lambda: (lambda v: v if len(v) == 3 else None)(
         vehicles(system, ops)))
     expected = {"TJ-LIVE": ("live", 5), "TJ-STALE": ("stale", 100), "TJ-OFF": ("offline", 700)}
@@ -613,11 +640,11 @@ def test_vehicle_that_stops_reporting_turns_stale_then_offline(
         v = got[vid]
         assert v["state"] == state, v
         assert age <= v["age_s"] < age + 30, v
-        assert v["ts"] == sent[vid][1], v
+        assert v["ts"] == positions[vid][1], v
 
     # a stale bus is not repainted as live by time passing, and a fresher position revives it
     fresh = now_ms() - 1000
-    peer.publish(pos_topic(system), pos(system, "TJ-STALE", *path[21], fresh))
+    peer.publish(*sent(system, "TJ-STALE", *path[21], fresh))
     v = wait_until("TJ-STALE's fresh position", vehicle_at(system, ops, "TJ-STALE", fresh))
     assert v["state"] == "live", v
 

@@ -21,6 +21,7 @@ from tracking.domain import (
     refusal,
     state,
 )
+from transit.window import EventWindow
 
 # Tunjungan, central Surabaya; a micro-degree of latitude is about 0.11 m.
 LAT, LON = -7_257_500, 112_752_100
@@ -91,6 +92,19 @@ def test_a_receiver_without_a_fix_reports_zero_zero_and_is_refused() -> None:
 def test_a_position_from_the_future_is_refused_beyond_the_allowed_clock_skew() -> None:
     assert refusal(at(NOW + MAX_FUTURE_MS), None, NOW) is None
     assert refusal(at(NOW + MAX_FUTURE_MS + 1), None, NOW) == "future"
+
+
+def test_a_position_outside_the_window_taps_are_held_to_is_dropped_like_a_tap() -> None:
+    day = 86_400_000
+    window = EventWindow(max_age_days=7)
+    assert refusal(at(NOW - 7 * day), None, NOW, window) is None
+    assert refusal(at(NOW - 7 * day - 1), None, NOW, window) == "ts_out_of_range"
+    assert refusal(at(0), at(NOW - 5000), NOW, window) == "ts_out_of_range"  # 1970
+    # Ahead: more than 30 s is `future`; more than the window's 5 minutes, out of range.
+    assert refusal(at(NOW + 5 * 60_000), None, NOW, window) == "future"
+    assert refusal(at(NOW + 5 * 60_000 + 1), None, NOW, window) == "ts_out_of_range"
+    assert refusal(at(2**63 - 1), None, NOW, window) == "ts_out_of_range"
+    assert refusal(at(NOW - 8 * day), None, NOW, EventWindow(max_age_days=9)) is None
 
 
 def test_a_position_no_newer_than_the_last_is_out_of_order() -> None:

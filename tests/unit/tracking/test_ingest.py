@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from tracking.ingest import Message, PositionIngest, Signed
 from tracking.store import VehicleRecord
 from transit.topics import Topics
+from transit.window import DEFAULT_WINDOW, EventWindow
 from transit.wire import Position
 
 KEY = bytes(range(32))
@@ -59,16 +60,17 @@ class Network:
         return None
 
 
-def position(device_id: str = "SBY-0042-A", key: bytes = KEY) -> bytes:
+def position(device_id: str = "SBY-0042-A", key: bytes = KEY, age_ms: int = 1000) -> bytes:
     return Position(device_id=device_id, vehicle_id="SBY-0042", route_id="R1",
-                    ts=int(time.time() * 1000) - 1000, lat_e6=-7_257_500,
+                    ts=int(time.time() * 1000) - age_ms, lat_e6=-7_257_500,
                     lon_e6=112_752_100, speed_cms=500, bearing_deg=90).signed(key).encode()
 
 
-def ingest(devices: Devices) -> tuple[PositionIngest, Store]:
+def ingest(devices: Devices, window: EventWindow = DEFAULT_WINDOW
+           ) -> tuple[PositionIngest, Store]:
     store = Store()
     return PositionIngest(store, devices, Network(), Topics(),  # type: ignore[arg-type]
-                          CollectorRegistry()), store
+                          CollectorRegistry(), window), store
 
 
 def test_a_signed_position_from_its_own_topic_is_kept() -> None:
@@ -96,6 +98,17 @@ def test_a_revoked_devices_positions_count_as_from_an_unknown_device() -> None:
     assert service.handle([Message("transit/v1/dev/SBY-0042-A/pos", position())]) == {
         "unknown_device": 1}
     assert store.saved == []
+
+
+def test_a_position_outside_the_window_is_dropped_and_counted() -> None:
+    day = 86_400_000
+    service, store = ingest(Devices("SBY-0042-A"), EventWindow(max_age_days=2))
+    topic = "transit/v1/dev/SBY-0042-A/pos"
+    batch = [Message(topic, position(age_ms=2 * day + 60_000)),
+             Message(topic, position(age_ms=-10 * 60_000)),
+             Message(topic, position(age_ms=2 * day - 60_000))]
+    assert service.handle(batch) == {"ts_out_of_range": 2, "accepted": 1}
+    assert len(store.saved) == 1
 
 
 def test_status_is_kept_only_for_a_registered_device() -> None:

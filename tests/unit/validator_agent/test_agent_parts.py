@@ -1,7 +1,10 @@
-"""The agent's pure parts and its spool: decision, repeat memory, GPS parsing, cadence."""
+"""The agent's pure parts and its spool: decision, repeat memory, GPS parsing, cadence,
+what the passenger is shown."""
 
 from __future__ import annotations
 
+import io
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -11,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from transit.wire import Tap
+from transit.wire import Receipt, Tap
 from validator_agent.domain import Decision, RecentEntries, decide
+from validator_agent.feedback import ConsoleFeedback, SignalFeedback
 from validator_agent.gps import Cadence, Fix, due, parse_rmc
 from validator_agent.spool import Spool, SpoolFull
 
@@ -135,3 +139,20 @@ def test_position_cadence() -> None:
     assert due(None, standing, cadence)
     assert due(5_000, moving, cadence) and not due(5_001, moving, cadence)
     assert not due(-19_999, standing, cadence) and due(-20_000, standing, cadence)
+
+
+def test_the_console_shows_a_rejection_and_a_receipt_without_a_balance() -> None:
+    out = io.StringIO()
+    feedback = ConsoleFeedback(out)
+    feedback.receipted(Receipt(device_id="D", seq=3, status="rejected", fare=0,
+                               currency="IDR", reason="wrong_vehicle"))
+    feedback.receipted(Receipt(device_id="D", seq=4, status="charged", fare=5000,
+                               currency="IDR", balance=45_000))
+    shown = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["seq"], e["status"], e["reason"], e["balance"]) for e in shown] == [
+        (3, "rejected", "wrong_vehicle", None), (4, "charged", None, 45_000)]
+    # On a board: amber, as for every receipt that is not a plain charge or refusal.
+    lit: list[str] = []
+    SignalFeedback(lit.append, lambda _n: None).receipted(Receipt(
+        device_id="D", seq=3, status="rejected", fare=0, currency="IDR", reason="x"))
+    assert lit == ["amber"]

@@ -56,6 +56,7 @@ class _InboxEntry:
     tap: Tap
     service_date: str
     status: str
+    reason: str | None
     fare: int
 
 
@@ -113,15 +114,16 @@ class FakeUnitOfWork:
     def admit(self, rows: Sequence[Admitted]) -> set[str]:
         self.store.calls.append("admit")
         taken = set()
-        for tap_, service_date, status in rows:
+        for tap_, service_date, status, reason in rows:
             if tap_.tap_id not in self.work.inbox:
-                self.work.inbox[tap_.tap_id] = _InboxEntry(tap_, service_date, status, 0)
+                self.work.inbox[tap_.tap_id] = _InboxEntry(tap_, service_date, status, reason,
+                                                           0)
                 taken.add(tap_.tap_id)
         return taken
 
     def inbox(self, tap_ids: Sequence[str]) -> dict[str, InboxRow]:
         self.store.calls.append("inbox")
-        return {t: InboxRow(e.tap.digest, e.fare, e.tap.card)
+        return {t: InboxRow(e.tap.digest, e.fare, e.tap.card, e.status, e.reason)
                 for t, e in self.work.inbox.items() if t in tap_ids}
 
     def charged_taps(self, days: Collection[CardDay], exclude: Collection[str]
