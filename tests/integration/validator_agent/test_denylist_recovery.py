@@ -36,8 +36,14 @@ def kept_list(agent: AgentProcess) -> dict[str, Any] | None:
     """The deny list the agent keeps in its spool (what it decides with)."""
     if not agent.spool.exists():
         return None
-    with sqlite3.connect(f"file:{agent.spool}?mode=ro", uri=True, timeout=5) as db:
-        row = db.execute("SELECT value FROM meta WHERE key = 'state:denylist'").fetchone()
+    try:
+        with sqlite3.connect(f"file:{agent.spool}?mode=ro", uri=True, timeout=5) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'state:denylist'").fetchone()
+    except sqlite3.OperationalError as exc:
+        # The agent creates its spool file a moment before it writes the file's tables.
+        if "no such table" in str(exc):
+            return None
+        raise
     return None if row is None else dict(json.loads(row[0]))
 
 
