@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.device_watch import (
     APPLICATION_NAME,
@@ -76,15 +77,21 @@ def heard(metrics: Metrics) -> float | None:
     return metrics.registry.get_sample_value("transit_device_changes_heard")
 
 
-def make_rig(url: str, told: Callable[[DeviceDirectory], Forgetful] = lambda d: d,
-             start: bool = True) -> Rig:
-    """Three devices, a directory and its watcher (telling `told(directory)`)."""
+def fleet_db(url: str, buses: int) -> tuple[Engine, sessionmaker[Session]]:
+    """A migrated database with `buses` validators, BUS-n-A riding on BUS-n."""
     engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)
     with sessions.begin() as s:
-        for n in range(3):
+        for n in range(buses):
             add_device(s, f"BUS-{n}-A", f"BUS-{n}", key=None)
+    return engine, sessions
+
+
+def make_rig(url: str, told: Callable[[DeviceDirectory], Forgetful] = lambda d: d,
+             start: bool = True) -> Rig:
+    """Three devices, a directory and its watcher (telling `told(directory)`)."""
+    engine, sessions = fleet_db(url, 3)
     reads: list[str] = []
 
     def note(_conn: Any, _cursor: Any, sql: str, params: Any, *_a: Any) -> None:
@@ -319,12 +326,7 @@ def rss_bytes() -> int:
 def test_unknown_ids_stay_bounded_and_never_push_out_the_fleet(tmp_path: Any) -> None:
     """10,000 made-up ids, ten times what the cache may keep (the measured attack: +22 MB
     per 50,000 ids when each was kept for ever)."""
-    engine = make_engine(f"sqlite:///{tmp_path}/transit.db")
-    upgrade(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as s:
-        for n in range(50):
-            add_device(s, f"BUS-{n}-A", f"BUS-{n}", key=None)
+    engine, sessions = fleet_db(f"sqlite:///{tmp_path}/transit.db", 50)
     directory = DeviceDirectory(sessions, ttl_s=HOUR, key=None, unknown_capacity=1_000)
     for n in range(50):
         assert directory.get(f"BUS-{n}-A") is not None
@@ -355,12 +357,7 @@ def test_unknown_ids_stay_bounded_and_never_push_out_the_fleet(tmp_path: Any) ->
 
 
 def test_the_least_recently_used_device_goes_first(tmp_path: Any) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/transit.db")
-    upgrade(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as s:
-        for n in range(4):
-            add_device(s, f"BUS-{n}-A", f"BUS-{n}", key=None)
+    engine, sessions = fleet_db(f"sqlite:///{tmp_path}/transit.db", 4)
     directory = DeviceDirectory(sessions, ttl_s=HOUR, key=None, capacity=3)
     for n in (0, 1, 2):
         directory.get(f"BUS-{n}-A")
