@@ -15,6 +15,7 @@ from fare_gateway.adapters.models import ApiToken
 from ledger.adapters.db import Sessions
 
 ROLES = ("admin", "ops", "finance")
+RIDER = "rider"  # made only by a rider's login (fare_gateway.riders), never by a command
 PREFIX = "tt"
 # What `create_token` makes: the prefix, the token's id (8 random bytes in hex) and its
 # secret (32 random bytes, base64url without padding: 43 characters).
@@ -29,9 +30,14 @@ class TokenError(ValueError):
 class Principal:
     token_id: str
     role: str
+    account_id: int | None = None  # the rider account of a rider token
 
     def may(self, *roles: str) -> bool:
-        """Admin may do everything; other roles only what names them."""
+        """Admin may do everything staff may; other roles only what names them. The rider
+        endpoints answer to rider tokens alone (they act on the caller's own account,
+        which a staff token has not), and a rider token opens nothing else."""
+        if self.role == RIDER or RIDER in roles:
+            return self.role in roles
         return self.role == "admin" or self.role in roles
 
 
@@ -51,13 +57,25 @@ def create_token(session: Session, role: str, label: str = "",
     """Make a token for a role; the clear text is returned once and never stored."""
     if role not in ROLES:
         raise TokenError(f"role must be one of {', '.join(ROLES)}")
+    now = int(time.time() * 1000)
+    return _new_token(session, role, label, now,
+                      now + ttl_days * 86_400_000 if ttl_days else None, None)
+
+
+def create_rider_token(session: Session, account_id: int, ttl_ms: int) -> tuple[str, int]:
+    """A rider's login token for its account, and when it expires (epoch ms)."""
+    now = int(time.time() * 1000)
+    expires = now + ttl_ms
+    return _new_token(session, RIDER, "login", now, expires, account_id), expires
+
+
+def _new_token(session: Session, role: str, label: str, now: int, expires_ms: int | None,
+               account_id: int | None) -> str:
     token_id = secrets.token_hex(8)
     token = f"{PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
-    now = int(time.time() * 1000)
     session.add(ApiToken(id=token_id, role=role, token_hash=_hash(token), label=label,
-                         created_ms=now,
-                         expires_ms=now + ttl_days * 86_400_000 if ttl_days else None,
-                         revoked_ms=None))
+                         created_ms=now, expires_ms=expires_ms, revoked_ms=None,
+                         account_id=account_id))
     session.flush()
     return token
 
@@ -81,7 +99,7 @@ def authenticate(session: Session, token: str) -> Principal | None:
         return None
     if row.expires_ms is not None and row.expires_ms <= int(time.time() * 1000):
         return None
-    return Principal(row.id, row.role)
+    return Principal(row.id, row.role, row.account_id)
 
 
 def principal_for(sessions: Sessions, token: str) -> Principal | None:

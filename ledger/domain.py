@@ -157,3 +157,52 @@ def topup_entry(*, card: str, amount: int, reference: str, currency: str) -> Ent
         card=card,
         reference=reference,
     )
+
+
+def refund_entry(*, dispute_id: int, card: str, amount: int, currency: str,
+                 operator_id: str, route_id: str | None, category: str | None,
+                 service_date: str | None) -> EntryDraft:
+    """Money given back to a rider by a dispute's answer: the operator that took the fare
+    returns it to the card. `amount` (the entry's headline) is negative, the revenue
+    given back, as the settlement's `refund` line shows it.
+
+    The entry names no `tap_id`: what a tap costs is the net of its fare and corrections,
+    which re-pricing compares with the engine's answer, and a refund must not look like
+    an overcharge to correct. Its `reference` names the dispute, which names the tap.
+    """
+    if amount <= 0:
+        raise LedgerError("a refund must be more than 0")
+    return EntryDraft(
+        idem_key=f"refund:{dispute_id}",
+        kind="refund",
+        digest=digest_of("refund", dispute_id, card, amount),
+        amount=-amount,
+        postings=(PostingDraft(revenue_account(operator_id), -amount),
+                  PostingDraft(card_account(card), amount)),
+        currency=currency,
+        card=card,
+        reference=f"dispute:{dispute_id}",
+        service_date=service_date,
+        operator_id=operator_id or UNASSIGNED_OPERATOR,
+        route_id=route_id,
+        category=category,
+    )
+
+
+def transfer_entry(*, old_card: str, new_card: str, amount: int, currency: str
+                   ) -> EntryDraft:
+    """A lost card's whole balance moved to its replacement, in one entry keyed by the
+    lost card, so that it can move once only."""
+    if amount <= 0:
+        raise LedgerError("a balance transfer must move more than 0")
+    return EntryDraft(
+        idem_key=f"transfer:{old_card}",
+        kind="transfer",
+        digest=digest_of("transfer", old_card, new_card, amount),
+        amount=amount,
+        postings=(PostingDraft(card_account(old_card), -amount),
+                  PostingDraft(card_account(new_card), amount)),
+        currency=currency,
+        card=old_card,
+        reference=new_card,
+    )

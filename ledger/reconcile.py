@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger.adapters.models import Account, Entry, Posting, SettlementRecord
-from ledger.domain import CLEARING, REVENUE, TOPUP_CLEARING
+from ledger.domain import CARD, CLEARING, REVENUE, TOPUP_CLEARING
 from ledger.services import check_invariants
 from ledger.settlement import (
     EMPTY_SHA256,
@@ -36,6 +36,10 @@ from ledger.settlement import (
     compute,
     parse_day,
 )
+
+# The entry kinds that move an operator's revenue: fares and their corrections, and the
+# refunds of disputes (which give part of a fare back).
+REVENUE_KINDS = ("fare", "correction", "refund")
 
 
 @dataclass
@@ -75,17 +79,17 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
         .where(Account.kind == REVENUE).group_by(Account.ref)).all())
     charged = dict(session.execute(
         select(Entry.operator_id, func.sum(Entry.amount))
-        .where(Entry.kind.in_(("fare", "correction"))).group_by(Entry.operator_id)).all())
+        .where(Entry.kind.in_(REVENUE_KINDS)).group_by(Entry.operator_id)).all())
     bad = False
     for operator in sorted(set(revenue) | set(charged)):
         have, want = int(revenue.get(operator, 0)), int(charged.get(operator, 0))
         if have != want:
             bad = True
             report.problems.append(f"operator {operator}: revenue postings {have}, "
-                                   f"fares plus corrections {want}")
+                                   f"fares, corrections and refunds {want}")
     if not bad:
-        report.checked.append(f"revenue of {len(revenue)} operator(s) equals fares plus "
-                              "corrections")
+        report.checked.append(f"revenue of {len(revenue)} operator(s) equals fares, "
+                              "corrections and refunds")
 
     clearing = int(session.scalar(
         select(func.coalesce(func.sum(Posting.amount), 0))
@@ -97,6 +101,16 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
         report.problems.append(f"top-up clearing holds {clearing}, top-ups total {topups}")
     else:
         report.checked.append("top-up clearing equals the top-ups")
+
+    # A balance moved from a lost card to its replacement stays among riders' cards.
+    astray = session.execute(
+        select(Entry.id).join(Posting, Posting.entry_id == Entry.id)
+        .join(Account, Account.id == Posting.account_id)
+        .where(Entry.kind == "transfer", Account.kind != CARD).distinct()).scalars().all()
+    if astray:
+        report.problems += [f"transfer entry {eid} moves money off the cards" for eid in astray]
+    else:
+        report.checked.append("card-to-card transfers stay among the cards")
 
     records = session.scalars(select(SettlementRecord)
                               .order_by(SettlementRecord.business_date)).all()

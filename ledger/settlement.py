@@ -30,7 +30,11 @@ from ledger.adapters.sql import insert_ignore
 
 HEADER = ("settlement_date,line_type,service_date,operator_id,route_id,category,count,"
           "amount,currency")
-LINE_TYPES = {"fare": "fare", "correction": "correction", "topup": "topup"}
+# The line each entry kind settles under (contract section 6). Top-ups and transfers
+# belong to no route; a refund to the route of the fare it gives back.
+LINE_TYPES = {"fare": "fare", "correction": "correction", "topup": "topup",
+              "refund": "refund", "transfer": "transfer", "adjustment": "adjustment"}
+UNROUTED = ("topup", "transfer")
 STREAM_ROWS = 5000
 EMPTY_SHA256 = hashlib.sha256((HEADER + "\n").encode()).hexdigest()
 MIN_DAY = date(2000, 1, 1)
@@ -179,7 +183,7 @@ def compute(session: Session, calendar: BusinessCalendar, day: date, currency: s
             line_type = LINE_TYPES.get(kind)
             if line_type is None:
                 raise SettlementError(f"entry {entry_id} has an unknown kind {kind!r}")
-            if line_type == "topup":
+            if line_type in UNROUTED:
                 key = (line_type, service_date or day_iso, "", "", "")
             else:
                 key = (line_type, service_date or "", operator_id or "", route_id or "",
@@ -195,7 +199,8 @@ def compute(session: Session, calendar: BusinessCalendar, day: date, currency: s
     if progress is not None and pending:
         progress(pending)
     lines = [HEADER]
-    totals = {"fare": 0, "correction": 0, "topup": 0}
+    totals = dict.fromkeys(("fare", "correction", "topup", "refund", "transfer",
+                            "adjustment"), 0)
     # Sorted as written, so that a reader sorting the file's own key columns agrees.
     for key in sorted(groups, key=lambda k: ([spreadsheet_text(f) for f in k], k)):
         count, amount = groups[key]

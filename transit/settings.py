@@ -42,6 +42,12 @@ DEFAULTS: dict[str, str] = {
     # holds a server thread (docs/operations.md, "Serving many clients").
     "TRANSIT_HTTP_STREAMS": "128",
     "TRANSIT_STREAMS_PER_TOKEN": "64",
+    # A rider's login token lasts this long (contract section 7: tokens that expire).
+    "TRANSIT_RIDER_TOKEN_HOURS": "24",
+    # Wrong passwords for one e-mail, and wrong check codes for one card (each counted
+    # also per address), allowed in a window of seconds before 429: eight digits behind
+    # a slow hash and 5 tries per quarter hour take centuries to guess.
+    "TRANSIT_RIDER_FAILURES": "5/900",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -150,12 +156,11 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
     return value
 
 
-def _failure_limit(raw: str) -> FailureLimit:
+def _failure_limit(raw: str, name: str = "TRANSIT_AUTH_FAILURES") -> FailureLimit:
     limit, _, window = raw.partition("/")
     window = window or "60"
     if not (limit.isdigit() and window.isdigit()) or int(limit) < 1 or int(window) < 1:
-        raise SettingsError("TRANSIT_AUTH_FAILURES: expected FAILURES/SECONDS, e.g. 20/60, "
-                            f"got {raw!r}")
+        raise SettingsError(f"{name}: expected FAILURES/SECONDS, e.g. 20/60, got {raw!r}")
     return FailureLimit(int(limit), int(window))
 
 
@@ -217,6 +222,8 @@ class Settings:
     tap_max_age_days: int = 7
     http_streams: int = 128
     streams_per_token: int = 64
+    rider_token_hours: int = 24
+    rider_failures: FailureLimit = FailureLimit(5, 900)
     # The variables the environment set (not empty): what the defaults did not decide.
     given: frozenset[str] = frozenset()
 
@@ -252,6 +259,9 @@ class Settings:
             tap_max_age_days=_positive_int(env, "TRANSIT_TAP_MAX_AGE_DAYS"),
             http_streams=_positive_int(env, "TRANSIT_HTTP_STREAMS"),
             streams_per_token=_positive_int(env, "TRANSIT_STREAMS_PER_TOKEN"),
+            rider_token_hours=_positive_int(env, "TRANSIT_RIDER_TOKEN_HOURS"),
+            rider_failures=_failure_limit(get("TRANSIT_RIDER_FAILURES"),
+                                          "TRANSIT_RIDER_FAILURES"),
             given=frozenset(k for k, v in env.items() if k.startswith("TRANSIT_") and v),
         )
         settings.validate()
@@ -312,5 +322,8 @@ class Settings:
             "TRANSIT_TAP_MAX_AGE_DAYS": str(self.tap_max_age_days),
             "TRANSIT_HTTP_STREAMS": str(self.http_streams),
             "TRANSIT_STREAMS_PER_TOKEN": str(self.streams_per_token),
+            "TRANSIT_RIDER_TOKEN_HOURS": str(self.rider_token_hours),
+            "TRANSIT_RIDER_FAILURES": (f"{self.rider_failures.limit}/"
+                                       f"{self.rider_failures.window_s}"),
         }
         return {name: value for name, value in variables.items() if value}

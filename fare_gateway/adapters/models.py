@@ -1,4 +1,5 @@
-"""Gateway tables: devices, the tap inbox, quarantine, API tokens, the deny list."""
+"""Gateway tables: devices, the tap inbox, quarantine, API tokens, the deny list, and the
+riders' side (check codes, accounts, linked cards, replacements, disputes)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,11 @@ class TapRecord(Base):
     status: Mapped[str] = mapped_column(String(16))
     fare: Mapped[int] = mapped_column(BigInteger)  # what its first receipt said
     received_ms: Mapped[int] = mapped_column(BigInteger)
+    # The validator's signature and any fields this version does not know (JSON), so
+    # that the tap as it was signed can be shown again, verifiable, as a dispute's
+    # evidence: the canonical form of the columns plus `extra` is what `sig` signed.
+    sig: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    extra: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class QuarantineRecord(Base):
@@ -96,6 +102,9 @@ class ApiToken(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     expires_ms: Mapped[int | None] = mapped_column(BigInteger)
     revoked_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # The rider account a `rider` token was issued to by a login (None for staff tokens).
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("rider_accounts.id"),
+                                                   nullable=True, index=True)
 
 
 class DenyEntry(Base):
@@ -131,3 +140,80 @@ class SigningKey(Base):
     private_hex: Mapped[str] = mapped_column(String(128))
     public_hex: Mapped[str] = mapped_column(String(128))
     created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CheckCode(Base):
+    """A card's check code (contract section 7), only as a slow hash: printed on the card,
+    shown once, it proves that whoever links the card holds it."""
+
+    __tablename__ = "card_check_codes"
+
+    card: Mapped[str] = mapped_column(ForeignKey("cards.card"), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RiderAccount(Base):
+    """A passenger's account. Deleting it erases the e-mail and the password hash (both
+    set to None) and unlinks its cards; the row stays so that tokens, disputes and the
+    ledger's history keep a valid reference."""
+
+    __tablename__ = "rider_accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    email: Mapped[str | None] = mapped_column(String(254), unique=True, nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    deleted_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class RiderCard(Base):
+    """A card linked to an account: a card belongs to one account at most."""
+
+    __tablename__ = "rider_cards"
+
+    card: Mapped[str] = mapped_column(ForeignKey("cards.card"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("rider_accounts.id"), index=True)
+    linked_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CardReplacement(Base):
+    """A lost card replaced by a new one: the ledger entry that moved its balance (None
+    when there was nothing to move). One row per lost card, so a replacement asked twice
+    finds the first and moves nothing again."""
+
+    __tablename__ = "card_replacements"
+
+    old_card: Mapped[str] = mapped_column(ForeignKey("cards.card"), primary_key=True)
+    new_card: Mapped[str] = mapped_column(ForeignKey("cards.card"), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("rider_accounts.id"))
+    moved: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Dispute(Base):
+    """A rider's question about a charge, and its answer (contract section 7).
+
+    Its state is never stored: it is judged from `created_ms` and `answered_ms` as of
+    any time, so the 24-hour escalation and the 48-hour deadline need no job to run.
+    """
+
+    __tablename__ = "disputes"
+    __table_args__ = (Index("ix_disputes_created_ms", "created_ms"),
+                      Index("ix_disputes_card", "card"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("rider_accounts.id"), index=True)
+    card: Mapped[str] = mapped_column(ForeignKey("cards.card"))
+    tap_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    service_date: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    category: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    answered_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decision: Mapped[str | None] = mapped_column(String(8), nullable=True)  # refund | reject
+    amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(32), nullable=True)  # token id
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the refund

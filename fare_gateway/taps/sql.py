@@ -10,6 +10,7 @@ tests/integration/fare_gateway/test_tap_round_trips.py holds the count.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
@@ -72,7 +73,8 @@ class SqlTapUnitOfWork:
             "accepted": tap.accepted, "reason": reason, "ts": tap.ts,
             "vehicle_id": tap.vehicle_id, "route_id": tap.route_id, "trip_id": tap.trip_id,
             "lat_e6": tap.lat_e6, "lon_e6": tap.lon_e6, "service_date": service_date,
-            "status": status, "fare": 0, "received_ms": now}
+            "status": status, "fare": 0, "received_ms": now, "sig": tap.sig,
+            "extra": json.dumps(dict(tap.extra), sort_keys=True) if tap.extra else None}
             for tap, service_date, status, reason in rows],
             ignore_conflicts=True, returning=("tap_id",))}
 

@@ -46,7 +46,7 @@ class Entry(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     idem_key: Mapped[str] = mapped_column(String(160), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # fare | correction | topup
+    kind: Mapped[str] = mapped_column(String(16))  # fare | correction | topup | refund | transfer
     digest: Mapped[str] = mapped_column(String(64))  # what the key stands for
     amount: Mapped[int] = mapped_column(BigInteger)  # headline: fare charged, topup credited
     posted_ms: Mapped[int] = mapped_column(BigInteger)
