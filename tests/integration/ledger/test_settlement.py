@@ -45,6 +45,7 @@ from ledger.settlement import BusinessCalendar, Settler
 from testbed.gateway import transit
 from tests.conftest import System
 from tests.support.clients import make_tap
+from tests.support.settlements import totals
 from tracking.adapters.models import Route
 from transit.topics import Topics
 
@@ -92,7 +93,7 @@ EXPECTED_D = HEADER + (
     "2025-11-27,fare,2025-11-27,TMN,R3,regular,1,0,IDR\n"
     "2025-11-27,fare,2025-11-27,unassigned,R9,regular,1,5000,IDR\n"
     "2025-11-27,topup,2025-11-27,,,,4,105000,IDR\n")
-EXPECTED_D_TOTALS = {"fare": 25000, "correction": -5000, "topup": 105000}
+EXPECTED_D_TOTALS = totals(fare=25000, correction=-5000, topup=105000)
 EXPECTED_D_ENTRIES = 13  # 8 fares (one of them 0), 1 correction, 4 top-ups
 EXPECTED_D_LINES = 7
 
@@ -103,7 +104,7 @@ EXPECTED_D1 = HEADER + (
     "2025-11-28,fare,2025-11-27,TMN,R2,regular,1,5000,IDR\n"
     "2025-11-28,fare,2025-11-28,SBY,R1,regular,1,5000,IDR\n"
     "2025-11-28,topup,2025-11-28,,,,1,10000,IDR\n")
-EXPECTED_D1_TOTALS = {"fare": 10000, "correction": 0, "topup": 10000}
+EXPECTED_D1_TOTALS = totals(fare=10000, topup=10000)
 
 
 def at(day: str, hh: int, mm: int = 0, ss: int = 0, ms: int = 0) -> int:
@@ -373,13 +374,13 @@ def test_empty_day_gets_header_only_file_and_the_chain_has_no_gap(
     d_csv, d, _ = settle(env, D, out)
     assert d_csv == (HEADER + "2025-11-27,fare,2025-11-27,SBY,R1,regular,1,5000,IDR\n"
                      "2025-11-27,topup,2025-11-27,,,,1,20000,IDR\n").encode()
-    check_manifest(d, d_csv, D, 2, {"fare": 5000, "correction": 0, "topup": 20000}, 2,
+    check_manifest(d, d_csv, D, 2, totals(fare=5000, topup=20000), 2,
                    sha(HEADER_ONLY))
     assert empty_csv == HEADER.encode()
-    check_manifest(empty, empty_csv, D1, 0, {"fare": 0, "correction": 0, "topup": 0}, 0,
+    check_manifest(empty, empty_csv, D1, 0, totals(), 0,
                    sha(d_csv))
     assert d2_csv == (HEADER + "2025-11-29,topup,2025-11-29,,,,1,7000,IDR\n").encode()
-    check_manifest(d2, d2_csv, D2, 1, {"fare": 0, "correction": 0, "topup": 7000}, 1,
+    check_manifest(d2, d2_csv, D2, 1, totals(topup=7000), 1,
                    sha(HEADER.encode()))
     assert sorted(p.name for p in out.iterdir()) == [
         f"settlement-{day}.{ext}" for day in (D, D1, D2) for ext in ("csv", "json")]

@@ -34,6 +34,7 @@ from tests.integration.ledger.test_settlement import (
     tap,
 )
 from tests.support.days import business_days_back
+from tests.support.settlements import totals
 from tracking.adapters.models import Route
 
 FORMULA = '=HYPERLINK("https://evil.example/","Klik")'
@@ -84,7 +85,7 @@ def test_formula_ids_are_written_as_text_and_the_file_still_reconciles(
         "regular,1,5000,IDR\n"
         f"{day},fare,{day},'@ops,'+R2,'-staff,1,2500,IDR\n"
         f"{day},topup,{day},,,,1,20000,IDR\n")
-    assert manifest["totals"] == {"fare": 7500, "correction": -2500, "topup": 20000}
+    assert manifest["totals"] == totals(fare=7500, correction=-2500, topup=20000)
 
     rows = list(csv.DictReader(io.StringIO(raw.decode())))
     assert [r["operator_id"] for r in rows] == ["'@ops", "'" + FORMULA, "'@ops", ""]

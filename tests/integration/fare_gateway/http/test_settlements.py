@@ -31,6 +31,7 @@ from testbed.gateway import transit
 from tests.conftest import System
 from tests.integration.ledger.test_settlement import BUS1, BUS2, A, S, at, new_world, tap
 from tests.support.days import business_days_back
+from tests.support.settlements import totals
 
 PARALLEL = 16
 T = TypeVar("T")
@@ -39,7 +40,7 @@ T = TypeVar("T")
 # Built-in policy: regular 5000, student 2500 (after 07:00). Day one: A's top-up only.
 # Day two: S's top-up; A at 08:00 on R1 (5000) and 11:00 on R2 (more than
 # 120 minutes later: a new journey, 5000); S at 09:00 on R1 (2500).
-EXPECTED_TOTALS = {"fare": 12500, "correction": 0, "topup": 20000}
+EXPECTED_TOTALS = totals(fare=12500, topup=20000)
 EXPECTED_ENTRIES = 4
 EXPECTED_LINES = 4
 
