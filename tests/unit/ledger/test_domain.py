@@ -1,5 +1,5 @@
 """The ledger's posting rules, with no database: balanced drafts, whole-number amounts,
-and the entries for fares, corrections and top-ups."""
+and the entries for fares, corrections, top-ups, refunds and balance transfers."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from ledger.domain import (
     card_deltas,
     digest_of,
     fare_entry,
+    refund_entry,
     revenue_account,
     topup_digest,
     topup_entry,
+    transfer_entry,
 )
 
 CARD_A = "04A0000000000001"
@@ -117,3 +119,36 @@ def test_digests_are_stable_and_tell_parts_apart() -> None:
     assert digest_of("a", 1) == digest_of("a", 1)
     assert digest_of("a", 1) != digest_of("a", 2)
     assert len(digest_of("x")) == 64
+
+
+def test_a_refund_gives_the_operator_s_revenue_back_to_the_card() -> None:
+    draft = refund_entry(dispute_id=7, card=CARD_A, amount=2500, currency="IDR",
+                         operator_id="SBY", route_id="R1", category="regular",
+                         service_date="2025-11-28")
+    assert draft.idem_key == "refund:7" and draft.kind == "refund"
+    assert draft.amount == -2500  # revenue given back, as the settlement line shows it
+    assert card_deltas([draft]) == {CARD_A: 2500}
+    assert {p.account: p.amount for p in draft.postings} == {
+        AccountKey(REVENUE, "SBY"): -2500, AccountKey(CARD, CARD_A): 2500}
+    # No tap id: a tap's cost is its fare and corrections, which re-pricing compares.
+    assert draft.tap_id is None and draft.reference == "dispute:7"
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_a_refund_must_be_positive(amount: int) -> None:
+    with pytest.raises(LedgerError):
+        refund_entry(dispute_id=1, card=CARD_A, amount=amount, currency="IDR",
+                     operator_id="SBY", route_id=None, category=None, service_date=None)
+
+
+def test_a_transfer_moves_a_balance_between_two_cards_once() -> None:
+    draft = transfer_entry(old_card=CARD_A, new_card=CARD_B, amount=12000, currency="IDR")
+    assert draft.idem_key == f"transfer:{CARD_A}" and draft.kind == "transfer"
+    assert card_deltas([draft]) == {CARD_A: -12000, CARD_B: 12000}
+    assert all(p.account.kind == CARD for p in draft.postings)
+    again = transfer_entry(old_card=CARD_A, new_card="04C0000000000003", amount=12000,
+                           currency="IDR")
+    # The key is the lost card's: a second replacement of it collides, whatever its target.
+    assert again.idem_key == draft.idem_key and again.digest != draft.digest
+    with pytest.raises(LedgerError):
+        transfer_entry(old_card=CARD_A, new_card=CARD_B, amount=0, currency="IDR")
