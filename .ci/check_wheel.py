@@ -108,7 +108,8 @@ class Check:
         return "transit broker config wrote the policy, passwords and ACL"
 
     def map_page(self) -> str:
-        """A gateway from the wheel serves the map page and every file the page loads."""
+        """A gateway from the wheel serves its pages (the map, the riders' page, the
+        disputes queue) and every file each page loads."""
         broker_port, http_port = self.ports.free_port(), self.ports.free_port()
         conf = self.scratch / "mosquitto-plain.conf"
         conf.write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\n"
@@ -124,14 +125,18 @@ class Check:
         base = f"http://127.0.0.1:{http_port}"
         try:
             self._wait_healthy(base, gateway)
-            page = _get(f"{base}/").decode()
-            assets = sorted(set(re.findall(r'(?:src|href)="(/[^"]+)"', page)))
-            if not assets:
-                raise CheckFailed(f"the map page loads no files of the gateway's:\n{page[:500]}")
-            for path in assets:
-                if not _get(f"{base}{path}"):
-                    raise CheckFailed(f"{path} is empty")
-            return f"the map page and its {len(assets)} files: {', '.join(assets)}"
+            served = []
+            for address in ("/", "/rider/", "/disputes/"):
+                page = _get(f"{base}{address}").decode()
+                assets = sorted(set(re.findall(r'(?:src|href)="(/[^"]+)"', page)))
+                if not assets:
+                    raise CheckFailed(f"the page {address} loads no files of the gateway's:"
+                                      f"\n{page[:500]}")
+                for path in assets:
+                    if not _get(f"{base}{path}"):
+                        raise CheckFailed(f"{path} is empty")
+                served.append(f"{address} and its {len(assets)} files")
+            return "the pages: " + "; ".join(served)
         except CheckFailed as exc:
             raise CheckFailed(f"{exc}\ngateway log:\n"
                               f"{(self.scratch / 'gateway.log').read_text()[-3000:]}") from None

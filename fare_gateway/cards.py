@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fare_gateway.adapters.models import TapRecord
+from fare_gateway.adapters.models import CheckCode, TapRecord
 from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.riders.passwords import hash_secret, new_check_code
 from ledger.adapters.db import Sessions
 from ledger.adapters.models import Card, Entry
 from ledger.domain import CardState
-from ledger.services import CardNotFound, Ledger, TopupResult, retry_once_on_race
+from ledger.services import CardNotFound, Ledger, TopupResult, now_ms, retry_once_on_race
 from transit.wire import CARD_PATTERN
 
 REFERENCE = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
@@ -56,6 +57,7 @@ class CardTap:
     fare: int
     status: str
     service_date: str
+    reason: str | None = None  # why the reader refused it (a denied tap), else None
 
 
 def parse_card(value: object) -> str:
@@ -77,16 +79,40 @@ def parse_topup(amount: object, reference: object) -> tuple[int, str]:
     return amount, reference
 
 
+@dataclass(frozen=True)
+class IssuedCard:
+    """A card just issued, and its check code: the one time the code is shown."""
+
+    state: CardState
+    check_code: str
+
+
 def issue_card(session: Session, ledger: Ledger, policy: FarePolicy, card: str,
-               category: str | None) -> Card:
-    """Issue a card; with no money on it, it starts on the deny list."""
+               category: str | None, code_hash: str | None = None) -> Card:
+    """Issue a card; with no money on it, it starts on the deny list. With `code_hash`
+    (`hash_secret` of its check code, made before the transaction: it is slow) the card
+    gets that check code."""
     category = policy.default_category if category is None else category
     if category not in policy.categories:
         raise CardError("bad_category",
                         f"category must be one of {', '.join(policy.categories)}")
     row = ledger.open_card(session, card, category)
+    if code_hash is not None:
+        store_check_code(session, card, code_hash)
     refresh_denylist(session, policy, [card])
     return row
+
+
+def store_check_code(session: Session, card: str, code_hash: str) -> None:
+    """Give a card the check code of this hash, voiding the one it had."""
+    if session.get(Card, card, with_for_update=True) is None:
+        raise CardNotFound(f"no card {card}")
+    row = session.get(CheckCode, card)
+    if row is None:
+        session.add(CheckCode(card=card, code_hash=code_hash, created_ms=now_ms()))
+    else:
+        row.code_hash, row.created_ms = code_hash, now_ms()
+    session.flush()
 
 
 def topup_card(session: Session, ledger: Ledger, policy: FarePolicy, card: str, amount: int,
@@ -134,7 +160,8 @@ def card_taps(session: Session, card: str) -> list[CardTap]:
         .where(TapRecord.card == card, TapRecord.status != "rejected")
         .order_by(TapRecord.ts, TapRecord.device_id, TapRecord.seq)).all()
     return [CardTap(t.tap_id, t.ts, t.device_id, t.vehicle_id, t.route_id, t.kind,
-                    t.accepted, int(fare), t.status, t.service_date) for t, fare in rows]
+                    t.accepted, int(fare), t.status, t.service_date, t.reason)
+            for t, fare in rows]
 
 
 class CardOffice:
@@ -151,19 +178,31 @@ class CardOffice:
         self.ledger = ledger
         self.policy = policy
 
-    def issue(self, card: object, category: object = None) -> CardState:
-        """Issue a card (the policy's default category when `category` is None)."""
+    def issue(self, card: object, category: object = None) -> IssuedCard:
+        """Issue a card (the policy's default category when `category` is None), with a
+        new check code."""
         token = parse_card(card)
         if category is not None and not isinstance(category, str):
             raise CardError("bad_category", "category must be a string")
+        code = new_check_code()
+        code_hash = hash_secret(code)
 
-        def issue() -> CardState:
+        def issue() -> IssuedCard:
             with self.sessions.begin() as session:
-                return card_state(issue_card(session, self.ledger, self.policy, token,
-                                              category))
+                return IssuedCard(card_state(issue_card(session, self.ledger, self.policy,
+                                                        token, category, code_hash)), code)
 
         # Issued by someone else at this very moment: run again, it finds that card.
         return retry_once_on_race(issue)
+
+    def new_check_code(self, card: object) -> str:
+        """Give a card a new check code, voiding its old one; the code is shown once."""
+        token = parse_card(card)
+        code = new_check_code()
+        code_hash = hash_secret(code)
+        with self.sessions.begin() as session:
+            store_check_code(session, token, code_hash)
+        return code
 
     def topup(self, card: object, amount: object, reference: object) -> TopupResult:
         """Credit a card once per reference; the same reference again credits nothing."""

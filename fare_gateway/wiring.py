@@ -86,6 +86,7 @@ def run_gateway(settings: Settings) -> None:
     from fare_gateway.denylist import DenyListPublisher, network_key
     from fare_gateway.http import ApiDeps, AuthFailures, create_app
     from fare_gateway.http.serving import make_server
+    from fare_gateway.riders.limits import RiderLimits
     from fare_gateway.schema import schema_problem
     from fare_gateway.taps import TapService
     from fare_gateway.taps.sql import sql_units
@@ -120,7 +121,10 @@ def run_gateway(settings: Settings) -> None:
                    broker_ok=lambda: consumer.connected, tracking=store,
                    tile_url=settings.map_tiles, gateway_id=settings.gateway_id,
                    auth_failures=AuthFailures.shared(settings),
-                   streams=StreamSlots(settings.http_streams, settings.streams_per_token))
+                   streams=StreamSlots(settings.http_streams, settings.streams_per_token),
+                   rider_limits=RiderLimits.shared(settings),
+                   rider_token_hours=settings.rider_token_hours,
+                   secret_key=settings.secret_key)
     app = create_app(deps)
     host, port = settings.http_bind
     try:

@@ -303,14 +303,16 @@ def _get_json(url: str, token: str) -> Any:
 
 
 def _prepare(settings: Settings, folder: Path, buses: int, cards: int) -> tuple[
-        list[Bus], list[str], dict[str, str], Path]:
-    """Schema, network, devices, cards and tokens (kept across runs unless --fresh)."""
+        list[Bus], list[str], dict[str, str], Path, str]:
+    """Schema, network, devices, cards and tokens (kept across runs unless --fresh), and
+    the check code of the first card, for the riders' page."""
     from sqlalchemy import select
 
     from fare_gateway.adapters.models import Device
-    from fare_gateway.cards import issue_card, set_card_status, topup_card
+    from fare_gateway.cards import issue_card, set_card_status, store_check_code, topup_card
     from fare_gateway.denylist import network_key
     from fare_gateway.devices import add_device, unseal
+    from fare_gateway.riders.passwords import hash_secret, new_check_code
     from fare_gateway.schema import upgrade
     from fare_gateway.tokens import create_token
     from fare_gateway.wiring import Core
@@ -361,11 +363,16 @@ def _prepare(settings: Settings, folder: Path, buses: int, cards: int) -> tuple[
             topup_card(s, core.ledger, core.policy, card, amount, f"demo-initial-{card}")
             if i % 23 == 5:
                 set_card_status(s, core.policy, card, "blocked")
+    # One card a visitor can link on the riders' page: a new check code at every run
+    # (codes are kept only as hashes, so the one printed before cannot be shown again).
+    code = new_check_code()
+    with core.sessions.begin() as s:
+        store_check_code(s, card_ids[0], hash_secret(code))
     _private, public = network_key(core.sessions, settings.secret_key)
     key_file = folder / "denylist.pub"
     key_file.write_text(public.hex())
     core.engine.dispose()
-    return fleet, card_ids, tokens, key_file
+    return fleet, card_ids, tokens, key_file, code
 
 
 def _status(engine: Any, base: str, tokens: dict[str, str], fleet: list[Bus]) -> str:
@@ -455,7 +462,7 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
             run = replace(run, mqtt_url=_start_broker(services), mqtt_protocol="3.1.1")
         if settings.is_default("TRANSIT_REDIS_URL"):
             run = replace(run, redis_url=_start_redis(services, folder))
-        fleet, card_ids, tokens, key_file = _prepare(run, folder, buses, cards)
+        fleet, card_ids, tokens, key_file, code = _prepare(run, folder, buses, cards)
         if reader == "pcsc" or (reader == "auto" and _vpcd_available()):
             fleet[0].reader = "pcsc"
         gateway, run = _start_gateway(run, folder, http_chosen)
@@ -480,6 +487,9 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
         click.echo(f"admin token: {tokens['admin']}")
         click.echo(f"ops token: {tokens['ops']}")
         click.echo(f"finance token: {tokens['finance']}")
+        click.echo(f"riders' page: {base}/rider/ (sign up, then link card {card_ids[0]} "
+                   f"with check code {code})")
+        click.echo(f"disputes queue: {base}/disputes/ (ops or finance token)")
         sys.stdout.flush()
         _ride(fleet, card_ids, run, base, tokens, time_scale, duration, stopping)
     finally:

@@ -47,7 +47,10 @@ class TapRecord(Base):
 
     __tablename__ = "taps"
     __table_args__ = (Index("ix_taps_card_service_date", "card", "service_date"),
-                      Index("ix_taps_received_ms", "received_ms"))
+                      Index("ix_taps_received_ms", "received_ms"),
+                      # A vehicle's taps around a time: a dispute's evidence of where the
+                      # bus was (each tap carries its position).
+                      Index("ix_taps_vehicle_ts", "vehicle_id", "ts"))
 
     tap_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64))

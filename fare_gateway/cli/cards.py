@@ -15,7 +15,7 @@ from transit.errors import TransitError
 
 @click.group(cls=Group)
 def cards() -> None:
-    """Cards: issue, top up, show."""
+    """Cards: issue, top up, show, new check codes."""
 
 
 @cards.command("issue")
@@ -27,10 +27,25 @@ def cards_issue(obj: CommandContext, card: str, category: str | None) -> None:
     from fare_gateway.cards import CardOffice
 
     the_core = core(obj)
-    category = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).issue(
-        card, category).category
-    click.echo(json.dumps({"card": card, "category": category, "status": "active",
-                           "balance": 0, "currency": the_core.policy.currency}))
+    issued = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).issue(
+        card, category)
+    # The code is shown this once (only its hash is kept): it goes on the card.
+    click.echo(f"check code: {issued.check_code}")
+    click.echo(json.dumps({"card": card, "category": issued.state.category,
+                           "status": "active", "balance": 0,
+                           "currency": the_core.policy.currency}))
+
+
+@cards.command("check-code")
+@click.argument("card", type=CARD)
+@pass_transit
+def cards_check_code(obj: CommandContext, card: str) -> None:
+    """Give CARD a new check code (the old one stops working); shown this once."""
+    from fare_gateway.cards import CardOffice
+
+    the_core = core(obj)
+    code = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).new_check_code(card)
+    click.echo(f"check code: {code}")
 
 
 # A negative AMOUNT ("-500") is an argument to refuse with the allowed range, not an

@@ -17,14 +17,20 @@ from fare_gateway.fleet import FleetRecords
 from fare_gateway.health import check_health
 from fare_gateway.http.auth import Authenticator, AuthFailures, install, require
 from fare_gateway.http.cards import cards_blueprint
+from fare_gateway.http.disputes import disputes_blueprint
 from fare_gateway.http.errors import register_error_handlers
 from fare_gateway.http.headers import protective_headers
 from fare_gateway.http.health import health_blueprint
 from fare_gateway.http.openapi import openapi_blueprint
 from fare_gateway.http.operations import operation
+from fare_gateway.http.pages import pages_blueprint
+from fare_gateway.http.riders import riders_blueprint
 from fare_gateway.http.settlements import settlements_blueprint
+from fare_gateway.http.statements import statements_blueprint
 from fare_gateway.http.taps import taps_blueprint
 from fare_gateway.metrics import Metrics
+from fare_gateway.riders.accounts import FailureLimits, RiderOffice
+from fare_gateway.riders.dispute_office import DisputeOffice
 from fare_gateway.tokens import principal_for
 from ledger.adapters.db import Sessions
 from ledger.services import Ledger
@@ -54,6 +60,11 @@ class ApiDeps:
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(
         Settings.http_streams, Settings.streams_per_token))
     gateway_id: str = ""  # in /healthz, so a caller knows which gateway answered
+    # Riders' wrong passwords and check codes, counted in Redis by every gateway
+    # (`RiderLimits.shared`); without it, in this process (TRANSIT_RIDER_FAILURES' default).
+    rider_limits: FailureLimits | None = None
+    rider_token_hours: int = Settings.rider_token_hours
+    secret_key: bytes | None = None  # opens device secrets: a disputed tap's signature
 
 
 def create_app(deps: ApiDeps) -> Flask:
@@ -76,7 +87,19 @@ def create_app(deps: ApiDeps) -> Flask:
                                             deps.gateway_id))
     app.register_blueprint(cards_blueprint(cards))
     app.register_blueprint(taps_blueprint(cards))
+    rider_limits = deps.rider_limits
+    if rider_limits is None:
+        # Imported here: the limits build on this package's count of failed sign-ins.
+        from fare_gateway.riders.limits import RiderLimits
+
+        rider_limits = RiderLimits(Settings.rider_failures)
+    app.register_blueprint(riders_blueprint(RiderOffice(
+        deps.sessions, deps.ledger, policy, rider_limits, deps.rider_token_hours)))
+    disputes = DisputeOffice(deps.sessions, deps.ledger, policy, key=deps.secret_key)
+    deps.metrics.watch_disputes(disputes.backlog)
+    app.register_blueprint(disputes_blueprint(disputes))
     app.register_blueprint(settlements_blueprint(partial(settle_day, deps.sessions, settler)))
+    app.register_blueprint(statements_blueprint(deps.sessions, policy))
     if deps.tracking is not None:
         from tracking.http import TrackingDeps, tracking_blueprint
         from tracking.services import NetworkMap
@@ -90,5 +113,6 @@ def create_app(deps: ApiDeps) -> Flask:
             holder=lambda: str(g.principal.token_id), tile_url=deps.tile_url,
             service_date=lambda ms: policy.service_date(ms).isoformat(),
             stopping=deps.stopping)))
+    app.register_blueprint(pages_blueprint())
     app.register_blueprint(openapi_blueprint())
     return app

@@ -29,6 +29,20 @@ CARD: Schema = {
                    "status": {"enum": ["active", "blocked"]},
                    "balance": MONEY, "currency": CURRENCY},
 }
+CHECK_CODE_VALUE: Schema = {"type": "string", "pattern": "^[0-9]{8}$",
+                            "description": "eight digits printed on the card, shown once: "
+                                           "they prove that whoever links it holds it"}
+NEW_CARD: Schema = {
+    "title": "IssuedCard",
+    "allOf": [CARD, {"type": "object", "required": ["check_code"],
+                     "properties": {"check_code": CHECK_CODE_VALUE}}],
+}
+CHECK_CODE: Schema = {
+    "title": "CheckCode",
+    "type": "object",
+    "required": ["card", "check_code"],
+    "properties": {"card": CARD_TOKEN, "check_code": CHECK_CODE_VALUE},
+}
 TOPUP_REQUEST: Schema = {
     "title": "TopupRequest",
     "type": "object",
@@ -79,13 +93,17 @@ def cards_blueprint(cards: CardOffice) -> Blueprint:
                                              ("TopUp", "cards.topup"),
                                              ("Block", "cards.block"),
                                              ("Unblock", "cards.unblock"),
+                                             ("NewCheckCode", "cards.check_code"),
                                              ("ListTaps", "taps.of_card"))}
 
     @bp.post("/api/v1/cards")
     @operation("Issue a card", tag="cards", body=new_card,
-               responses={201: json_content(CARD)}, errors=(409, 422), links={201: card_links},
+               responses={201: json_content(NEW_CARD)}, errors=(409, 422),
+               links={201: card_links},
                description="The card starts with a zero balance, so on the deny list. "
-                           "A card that exists already is a 409.")
+                           "A card that exists already is a 409. The answer carries the "
+                           "card's check code, shown this once (it is kept only as a slow "
+                           "hash): print it on the card.")
     @require("admin")
     def issue() -> tuple[Response, int]:
         body = json_object()
@@ -98,7 +116,20 @@ def cards_blueprint(cards: CardOffice) -> Blueprint:
             raise ApiError(422, exc.code, str(exc)) from None
         except CardExists as exc:
             raise ApiError(409, "card_exists", str(exc)) from None
-        return jsonify(card_json(info, currency)), 201
+        return jsonify({**card_json(info.state, currency), "check_code": info.check_code}), 201
+
+    @bp.post("/api/v1/cards/<card>/check-code")
+    @operation("Give a card a new check code", tag="cards", path=card_param,
+               responses={201: json_content(CHECK_CODE)}, errors=(400, 404),
+               description="The old code stops working at once; the new one is shown in "
+                           "this answer only. A card issued before check codes existed "
+                           "gets its first one this way. No body is needed.")
+    @require("admin")
+    def check_code(card: str) -> tuple[Response, int]:
+        card = card_in_path(card)
+        with known_card(card):
+            code = cards.new_check_code(card)
+        return jsonify({"card": card, "check_code": code}), 201
 
     @bp.get("/api/v1/cards/<card>")
     @operation("Show a card", tag="cards", path=card_param,

@@ -28,6 +28,7 @@ from fare_gateway.http.operations import (
     json_content,
     operation,
 )
+from fare_gateway.tokens import RIDER
 
 EXTENSION = "transit.openapi"
 OPENAPI_VERSION = "3.1.0"
@@ -58,6 +59,11 @@ TAGS = [
                                            "(contract section 6)."},
     {"name": "tracking", "description": "Vehicles, validators and the GTFS-Realtime feed."},
     {"name": "map", "description": "The operations map and the files it loads."},
+    {"name": "riders", "description": "Passengers' accounts, their cards, statements, lost "
+                                      "and replaced cards (contract section 7)."},
+    {"name": "disputes", "description": "Riders' disputes and their answers, with the "
+                                        "48-hour clock (contract section 7)."},
+    {"name": "pages", "description": "The passengers' page and the staff disputes queue."},
     {"name": "health", "description": "Health and metrics, for operators' tools."},
     {"name": "meta", "description": "This description."},
 ]
@@ -126,16 +132,18 @@ def _operation(rule: Rule, declared: Operation, roles: tuple[str, ...] | None,
         else:
             responses[str(status)] = ERROR_RESPONSES[status][0]
     description = declared.description
-    if roles is not None:
-        allowed = ", ".join(dict.fromkeys(("admin", *roles)))
-        description = f"{description}\n\nRoles: {allowed}.".strip()
+    # Admin may do what any staff role may; the rider endpoints answer to riders alone.
+    holders = None if roles is None else list(dict.fromkeys(
+        roles if RIDER in roles else ("admin", *roles)))
+    if holders is not None:
+        description = f"{description}\n\nRoles: {', '.join(holders)}.".strip()
     entry: dict[str, Any] = {"operationId": rule.endpoint, "summary": declared.summary}
     if description:
         entry["description"] = description
     entry["tags"] = [declared.tag]
     entry["security"] = [{"bearer": []}] if roles is not None else []
-    if roles is not None:
-        entry["x-roles"] = list(dict.fromkeys(("admin", *roles)))
+    if holders is not None:
+        entry["x-roles"] = holders
     if parameters:
         entry["parameters"] = parameters
     if declared.body is not None:

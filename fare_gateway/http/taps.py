@@ -22,7 +22,7 @@ TAP: Schema = {
     "title": "CardTap",
     "type": "object",
     "required": ["tap_id", "ts", "device_id", "vehicle_id", "route_id", "kind", "accepted",
-                 "fare", "status", "service_date"],
+                 "fare", "status", "service_date", "reason"],
     "properties": {
         "tap_id": {"type": "string", "description": "`{device_id}:{seq}`"},
         "ts": {"type": "integer", "description": "event time, ms since the epoch (UTC)"},
@@ -33,7 +33,10 @@ TAP: Schema = {
                                          "correction (whole rupiah)"},
         "status": {"type": "string",
                    "description": "how the gateway took it: charged, not_charged, ..."},
-        "service_date": {"type": "string", "format": "date"}},
+        "service_date": {"type": "string", "format": "date"},
+        "reason": {"type": ["string", "null"],
+                   "description": "why the reader refused a denied tap (`denylisted`, "
+                                  "`repeat`, `not_authentic`, ...); null otherwise"}},
 }
 CARD_TAPS: Schema = {
     "title": "CardTaps",
@@ -51,7 +54,8 @@ def taps_blueprint(cards: CardOffice) -> Blueprint:
     @operation("List a card's taps", tag="taps", path={"card": CARD_TOKEN},
                responses={200: json_content(CARD_TAPS)}, errors=(400, 404),
                description="In event order (`ts`, `device_id`, `seq`), denied and repeat "
-                           "taps included (their fare is 0).")
+                           "taps included (their fare is 0); a denied tap carries the "
+                           "reader's `reason`.")
     @require("finance")
     def of_card(card: str) -> Response:
         card = card_in_path(card)

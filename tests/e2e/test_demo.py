@@ -1,5 +1,6 @@
 """`transit demo` as a new user runs it: no TRANSIT_*_URL settings, nothing else running
-for it; within a minute buses are live, taps charged and receipted, the day settles and
+for it; the card it names for the riders' page links with the check code it prints;
+within a minute buses are live, taps charged and receipted, the day settles and
 reconciles, and Ctrl-C stops everything."""
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ def _get(url: str, token: str) -> dict:  # type: ignore[type-arg]
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
+def _post(url: str, body: dict, token: str | None = None) -> dict:  # type: ignore[type-arg]
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
 def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
     started = time.monotonic()
@@ -43,9 +53,9 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     reader.start()
     try:
         deadline = started + 60
-        while len(lines) < 4 and time.monotonic() < deadline and proc.poll() is None:
+        while len(lines) < 5 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-        assert len(lines) >= 4, f"demo printed {lines}"
+        assert len(lines) >= 5, f"demo printed {lines}"
         assert re.fullmatch(r"map: http://127\.0\.0\.1:\d+/", lines[0]), lines[0]
         tokens = {}
         for line, role in zip(lines[1:4], ("admin", "ops", "finance"), strict=True):
@@ -55,6 +65,17 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
         base = lines[0].removeprefix("map: ").rstrip("/")
         db = tmp_path / "transit-demo" / "transit.db"
         assert db.exists()
+        # The card it names links on the riders' page with the check code it prints.
+        rider_line = re.fullmatch(rf"riders' page: {re.escape(base)}/rider/ \(sign up, then "
+                                  r"link card ([0-9A-F]+) with check code (\d{8})\)", lines[4])
+        assert rider_line, lines[4]
+        demo_card, code = rider_line.groups()
+        account = {"email": "warga@contoh.id", "password": "suroboyo-bus-2026"}
+        _post(f"{base}/api/v1/rider/accounts", account)
+        rider = _post(f"{base}/api/v1/rider/login", account)["token"]
+        linked = _post(f"{base}/api/v1/rider/cards", {"card": demo_card, "check_code": code},
+                       rider)
+        assert linked["card"] == demo_card and linked["balance"] > 0, linked
 
         live = charged = receipted = False
         while time.monotonic() < deadline and not (live and charged and receipted):

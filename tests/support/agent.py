@@ -199,3 +199,51 @@ class AgentProcess:
             return int(row[0]) if row else 1
         finally:
             db.close()
+
+
+def kept_list(agent: AgentProcess) -> dict[str, Any] | None:
+    """The deny list the agent keeps in its spool (what it decides with)."""
+    if not agent.spool.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{agent.spool}?mode=ro", uri=True, timeout=5) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'state:denylist'").fetchone()
+    except sqlite3.OperationalError as exc:
+        # The agent creates its spool file a moment before it writes the file's tables.
+        if "no such table" in str(exc):
+            return None
+        raise
+    return None if row is None else dict(json.loads(row[0]))
+
+
+def wait_kept(agent: AgentProcess, what: str, check: Any, timeout: float = 30.0
+              ) -> dict[str, Any]:
+    """The agent's kept deny list once `check` holds of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kept = kept_list(agent)
+        if kept is not None and check(kept):
+            return kept
+        if time.monotonic() > deadline:
+            raise AssertionError(f"agent's list never {what}: {kept}\n{agent.log_tail()}")
+        time.sleep(0.1)
+
+
+def listed(kept: dict[str, Any], card: str) -> bool:
+    """Whether a kept deny list holds `card`: its base with its changes applied."""
+    changes = (kept.get("last_changes") or {}).get("changes", "")
+    cards = set(kept["base_cards"])
+    items = [item.split(",") for item in changes.split(";")] if changes else []
+    # In version order, and only those after the base (an older message may still be kept).
+    for _v, c, op in sorted((x for x in items if int(x[0]) > kept["base"]),
+                            key=lambda x: int(x[0])):
+        (cards.add if op == "+" else cards.discard)(c)
+    return card in cards
+
+
+def tap_at_reader(agent: AgentProcess, card: str) -> dict[str, Any]:
+    """Present `card`; the agent's decision at the reader."""
+    agent.tap(card)
+    agent.wait_for(lambda ev: any(e["event"] == "tap" and e["card"] == card for e in ev),
+                   what=f"a tap of {card}")
+    return [e for e in agent.of("tap") if e["card"] == card][-1]

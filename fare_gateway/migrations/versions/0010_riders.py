@@ -89,11 +89,13 @@ def upgrade() -> None:
     with op.batch_alter_table('taps', schema=None) as batch_op:
         batch_op.add_column(sa.Column('sig', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('extra', sa.Text(), nullable=True))
+        batch_op.create_index('ix_taps_vehicle_ts', ['vehicle_id', 'ts'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('taps', schema=None) as batch_op:
+        batch_op.drop_index('ix_taps_vehicle_ts')
         batch_op.drop_column('extra')
         batch_op.drop_column('sig')
 

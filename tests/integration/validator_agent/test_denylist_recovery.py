@@ -13,67 +13,19 @@ key while it has no network keeps refusing the cards of the list it had.
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 
 from testbed.ports import free_port
 from tests.conftest import System
-from tests.support.agent import AgentProcess
+from tests.support.agent import AgentProcess, listed, tap_at_reader, wait_kept
 from tests.support.clients import MqttPeer
 from transit.denylist import changes_message, key_id, snapshot_base, snapshot_message
 
 FORGED = 10**9
 BLOCKED_BEFORE = "04B0000000000001"  # blocked while the forgery held: let on
 BLOCKED_AFTER = "04B0000000000002"  # blocked after the rotation: refused at the reader
-
-
-def kept_list(agent: AgentProcess) -> dict[str, Any] | None:
-    """The deny list the agent keeps in its spool (what it decides with)."""
-    if not agent.spool.exists():
-        return None
-    try:
-        with sqlite3.connect(f"file:{agent.spool}?mode=ro", uri=True, timeout=5) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'state:denylist'").fetchone()
-    except sqlite3.OperationalError as exc:
-        # The agent creates its spool file a moment before it writes the file's tables.
-        if "no such table" in str(exc):
-            return None
-        raise
-    return None if row is None else dict(json.loads(row[0]))
-
-
-def wait_kept(agent: AgentProcess, what: str, check: Any, timeout: float = 30.0
-              ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        kept = kept_list(agent)
-        if kept is not None and check(kept):
-            return kept
-        if time.monotonic() > deadline:
-            raise AssertionError(f"agent's list never {what}: {kept}\n{agent.log_tail()}")
-        time.sleep(0.1)
-
-
-def listed(kept: dict[str, Any], card: str) -> bool:
-    changes = (kept.get("last_changes") or {}).get("changes", "")
-    cards = set(kept["base_cards"])
-    for item in sorted(changes.split(";") if changes else []):
-        _v, c, op = item.split(",")
-        (cards.add if op == "+" else cards.discard)(c)
-    return card in cards
-
-
-def tap_at_reader(agent: AgentProcess, card: str) -> dict[str, Any]:
-    """Present `card`; the agent's decision at the reader."""
-    agent.tap(card)
-    agent.wait_for(lambda ev: any(e["event"] == "tap" and e["card"] == card for e in ev),
-                   what=f"a tap of {card}")
-    return [e for e in agent.of("tap") if e["card"] == card][-1]
 
 
 def block(system: System, card: str, admin: str, action: str = "block") -> None:
