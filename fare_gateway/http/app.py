@@ -29,6 +29,7 @@ from fare_gateway.http.settlements import settlements_blueprint
 from fare_gateway.http.statements import statements_blueprint
 from fare_gateway.http.taps import taps_blueprint
 from fare_gateway.metrics import Metrics
+from fare_gateway.riders import evidence
 from fare_gateway.riders.accounts import FailureLimits, RiderOffice
 from fare_gateway.riders.dispute_office import DisputeOffice
 from fare_gateway.tokens import principal_for
@@ -95,7 +96,12 @@ def create_app(deps: ApiDeps) -> Flask:
         rider_limits = RiderLimits(Settings.rider_failures)
     app.register_blueprint(riders_blueprint(RiderOffice(
         deps.sessions, deps.ledger, policy, rider_limits, deps.rider_token_hours)))
-    disputes = DisputeOffice(deps.sessions, deps.ledger, policy, key=deps.secret_key)
+    # A disputed tap's positions: those its vehicle's taps carry, and with tracking the
+    # vehicle's recent GPS trail too.
+    track = None if deps.tracking is None else evidence.MergedTrack(
+        [evidence.InboxTrack(deps.sessions), evidence.TrailTrack(deps.tracking)])
+    disputes = DisputeOffice(deps.sessions, deps.ledger, policy, key=deps.secret_key,
+                             track=track)
     deps.metrics.watch_disputes(disputes.backlog)
     app.register_blueprint(disputes_blueprint(disputes))
     app.register_blueprint(settlements_blueprint(partial(settle_day, deps.sessions, settler)))

@@ -23,7 +23,9 @@ from fare_gateway.riders.disputes import (
     CATEGORIES,
     DATE_PATTERN,
     DECISIONS,
+    MAX_AGE_DAYS,
     MAX_MESSAGE,
+    MAX_PENDING,
     STATES,
     DisputeConflict,
     DisputeError,
@@ -106,7 +108,8 @@ OPEN_REQUEST: Schema = {
                    "description": "the tap in question, as the statement shows it"},
         "date": {"type": "string", "pattern": f"^{DATE_PATTERN}$",
                  "description": "a service day in question (YYYY-MM-DD) when no tap is "
-                                "named; neither: today's"},
+                                "named; neither: today's. Not before the card was issued "
+                                f"nor more than {MAX_AGE_DAYS} days ago"},
         "category": {"enum": list(CATEGORIES)},
         "message": TEXT},
 }
@@ -170,10 +173,15 @@ def disputes_blueprint(office: DisputeOffice) -> Blueprint:
                description="On a tap of one of the account's cards, or on one of its "
                            "service days (`date`; with neither, today's). Another account's "
                            "card, or a tap that is not the card's, is a 404; a second "
-                           "dispute on a tap (or a day) while one is unanswered, a 409. A "
+                           "dispute on a tap (or a day) while one is unanswered, a 409 "
+                           "(`dispute_pending`), and so is one more while the account holds "
+                           f"{MAX_PENDING} unanswered (`too_many_disputes`). A day (named, or "
+                           f"the tap's) more than {MAX_AGE_DAYS} days ago, or a named day "
+                           "before the card was issued, is a 422 (`bad_date`). A "
                            "`charged_twice` dispute the ledger proves (it holds more for the "
                            "tap than the fare rules charge) is refunded at once and comes "
-                           "back answered.")
+                           "back answered, unless an earlier answer refunded anything for "
+                           "that tap or day: then a person answers it.")
     @require(RIDER)
     def open_dispute() -> tuple[Response, int]:
         body = json_object()

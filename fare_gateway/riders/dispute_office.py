@@ -3,8 +3,9 @@ answer it (a refund posts one ledger entry), and count the backlog for the metri
 
 Each use case runs in one transaction of its own. Opening locks the card, so that two
 disputes on one tap cannot both be the open one; answering locks the dispute row first
-(two answers at once: the second waits, then finds it answered, 409) and then the card,
-whose charges and earlier refunds bound the refund. The refund, the answer and the deny
+(two answers at once: the second waits, then finds it answered, 409) and then the card
+with the card that replaced it, in sorted order (as the tap path locks), whose charges
+and earlier refunds bound the refund. The refund, the answer and the deny
 list move together in that transaction, or not at all.
 """
 
@@ -36,6 +37,9 @@ from fare_gateway.riders.disputes import (
     DisputeNotFound,
     DisputeRecord,
     NotAllowed,
+    auto_refund,
+    check_day,
+    check_pending,
     check_refund,
     largest_charge,
     may_answer,
@@ -52,7 +56,7 @@ from fare_gateway.riders.links import own_card
 from ledger.adapters.db import READS_ONLY, Sessions
 from ledger.adapters.models import Card, Entry
 from ledger.domain import CardState, refund_entry
-from ledger.services import Ledger, card_states, now_ms
+from ledger.services import Ledger, now_ms
 
 log = logging.getLogger(__name__)
 TAP_ID = re.compile(r"[A-Za-z0-9._-]{1,64}:[0-9]{1,19}")
@@ -137,16 +141,23 @@ class DisputeOffice:
         checked_day = parse_day(day, today) if day is not None else None
         with self.sessions.begin() as session:
             own_card(session, account_id, token)
-            # The card's lock: one open dispute per tap (or day) even when two are asked
-            # at once, and the balance an automatic refund changes.
-            state = card_states(session, [token], lock=True)[token]
+            # The card's lock (with its replacement's): one open dispute per tap (or day)
+            # even when two are asked at once, and the balance an automatic refund changes.
+            states = self._lock(session, token)
             if named is not None:
                 tap = session.get(TapRecord, named)
                 if tap is None or tap.card != token or tap.status == evidence.REJECTED:
                     raise DisputeNotFound(f"no tap {named} of card {token}")
+                # A tap the card was charged for shows the card existed then, whatever
+                # the card row's own time says (a validator's clock, a day's boundary).
+                check_day(tap.service_date, today, None)
                 service_date = tap.service_date
             else:
                 service_date = checked_day or today
+                check_day(service_date, today, self._issued(session, token))
+            check_pending(int(session.scalar(
+                select(func.count()).select_from(Dispute).where(
+                    Dispute.account_id == account_id, Dispute.answered_ms.is_(None))) or 0))
             same = Dispute.tap_id == named if named is not None else (
                 Dispute.tap_id.is_(None) & (Dispute.service_date == service_date))
             pending = session.scalar(select(Dispute.id).where(
@@ -161,7 +172,7 @@ class DisputeOffice:
             session.add(row)
             session.flush()
             if checked_category == "charged_twice":
-                self._answer_if_proved(session, row, state)
+                self._answer_if_proved(session, row, states)
             return record_of(row)
 
     def of_account(self, account_id: int) -> list[DisputeRecord]:
@@ -214,9 +225,9 @@ class DisputeOffice:
                                       f"dispute {dispute_id} was answered already")
             checked = parse_answer(decision, amount, message)
             if checked.decision == "refund":
-                state = card_states(session, [row.card], lock=True)[row.card]
+                states = self._lock(session, row.card)
                 check_refund(checked.amount, self._bound(session, row))
-                self._refund(session, row, state, checked.amount, checked.message,
+                self._refund(session, row, states, checked.amount, checked.message,
                              answered_by)
             else:
                 self._record_answer(row, "reject", 0, checked.message, answered_by, None)
@@ -258,6 +269,30 @@ class DisputeOffice:
             session.connection(execution_options=READS_ONLY)
             yield session
 
+    def _lock(self, session: Session, card: str) -> dict[str, CardState]:
+        """Lock the card and the card that holds its balance now together, in sorted
+        order as the tap path and a replacement do (so that none of them deadlocks with
+        a refund), and return their states."""
+        target = replacement_of(session, card)
+        states = self.ledger.lock_cards(session, [card, target])
+        # A replacement committed between the look-up and the lock: lock its card too.
+        # Once both are held the chain cannot move (a replacement locks both its cards).
+        newer = replacement_of(session, card)
+        if newer != target:
+            states = self.ledger.lock_cards(session, [card, target, newer])
+        return states
+
+    def _issued(self, session: Session, card: str) -> str | None:
+        """The service date the card was issued on, or of its first tap when that is
+        earlier (a tap it was charged for shows it existed then)."""
+        created = session.scalar(select(Card.created_ms).where(Card.card == card))
+        first = session.scalar(select(func.min(TapRecord.service_date)).where(
+            TapRecord.card == card, TapRecord.status != evidence.REJECTED))
+        days = [str(first)] if first is not None else []
+        if created is not None:
+            days.append(self.policy.service_date(int(created)).isoformat())
+        return min(days) if days else None
+
     def _charged(self, session: Session, card: str, service_date: str | None,
                  tap_id: str | None) -> int:
         """What the card was charged: for the tap, or for the whole service day."""
@@ -274,6 +309,13 @@ class DisputeOffice:
         query = query.where(Dispute.tap_id == tap_id) if tap_id is not None else query.where(
             Dispute.service_date == row.service_date)
         return int(session.scalar(query) or 0)
+
+    def _refunded_day_only(self, session: Session, row: Dispute) -> int:
+        """What earlier answers to disputes on the whole service day (no tap named)
+        refunded."""
+        return int(session.scalar(select(func.coalesce(func.sum(Dispute.amount), 0)).where(
+            Dispute.card == row.card, Dispute.decision == "refund", Dispute.id != row.id,
+            Dispute.tap_id.is_(None), Dispute.service_date == row.service_date)) or 0)
 
     def _bound(self, session: Session, row: Dispute) -> int:
         """The most a refund of this dispute may give back.
@@ -306,15 +348,16 @@ class DisputeOffice:
             .order_by(case((Entry.kind == "fare", 0), else_=1), Entry.id).limit(1)).first()
         return ("", None) if found is None else (found[0] or "", found[1])
 
-    def _refund(self, session: Session, row: Dispute, state: CardState, amount: int,
-                message: str, answered_by: str) -> None:
+    def _refund(self, session: Session, row: Dispute, states: dict[str, CardState],
+                amount: int, message: str, answered_by: str) -> None:
+        """Post the refund to the card that holds the balance now (locked by `_lock`) and
+        record the answer."""
         operator_id, route_id = self._operator_route(session, row)
         # A card reported lost and replaced can no longer ride: its refund goes where its
         # balance went, to the card that replaced it (and on, should that one have been
         # replaced too), so the money reaches a card the rider holds.
         target = replacement_of(session, row.card)
-        if target != row.card:
-            state = card_states(session, [target], lock=True)[target]
+        state = states[target]
         draft = refund_entry(dispute_id=row.id, card=target, amount=amount,
                              currency=self.policy.currency, operator_id=operator_id,
                              route_id=route_id, category=state.category,
@@ -331,20 +374,26 @@ class DisputeOffice:
         row.decision, row.amount, row.answer = decision, amount, message
         row.answered_by, row.entry_id = answered_by, entry_id
 
-    def _answer_if_proved(self, session: Session, row: Dispute, state: CardState) -> None:
+    def _answer_if_proved(self, session: Session, row: Dispute,
+                          states: dict[str, CardState]) -> None:
         """Refund a charged_twice dispute at once when the ledger holds more for the tap
-        (or the day) than the fare rules charge now, up to the refund bound."""
+        (or the day) than the fare rules charge now, up to the refund bound, and only
+        when no earlier answer refunded anything for it (a person answers then)."""
         assert row.service_date is not None
+        # Refund entries carry no tap, so the overcharge the ledger shows stays after a
+        # refund: what the tap's and its day's disputes refunded must count against it.
+        refunded = self._refunded(session, row, None) if row.tap_id is None else (
+            self._refunded(session, row, row.tap_id) + self._refunded_day_only(session, row))
         taps = evidence.day_taps(session, row.card, row.service_date)
-        price = evidence.price_of_day(self.policy, state.category, taps)
+        price = evidence.price_of_day(self.policy, states[row.card].category, taps)
         held = {t: a.net for t, a in self.ledger.tap_amounts(
             session, [(row.card, row.service_date)]).items()}
         excess = overcharge(held, {t: c.amount for t, c in price.charges.items()},
                             row.tap_id)
-        amount = min(excess, self._bound(session, row))
+        amount = auto_refund(excess, refunded, self._bound(session, row))
         if amount > 0:
-            self._refund(session, row, state, amount, auto_answer(amount, explain.DEFAULT_LANGUAGE),
-                         AUTO)
+            self._refund(session, row, states, amount,
+                         auto_answer(amount, explain.DEFAULT_LANGUAGE), AUTO)
 
     def _evidence(self, session: Session, record: DisputeRecord, lang: str) -> dict[str, Any]:
         category = session.scalar(select(Card.category).where(Card.card == record.card)) \

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from fare_gateway.riders.times import iso_z
@@ -23,6 +24,8 @@ CATEGORIES = ("wrong_fare", "charged_twice", "missing_exit", "denied_wrongly", "
 STATES = ("open", "escalated", "overdue", "answered")
 DECISIONS = ("refund", "reject")
 MAX_MESSAGE = 2000
+MAX_AGE_DAYS = 90  # the oldest service day a rider may question, counted back from today
+MAX_PENDING = 20  # unanswered disputes an account may hold at once
 AUTO = "auto"  # `answered_by` of an answer the gateway gave itself (charged_twice)
 
 # An `as_of` as the API describes it, exactly: epoch milliseconds (up to 14 digits), or
@@ -182,6 +185,27 @@ def parse_day(value: object, today: str) -> str:
     return value
 
 
+def check_day(day: str, today: str, issued: str | None) -> None:
+    """DisputeError("bad_date") when the service day is more than MAX_AGE_DAYS before
+    `today`, or (given `issued`, the card's issue date) before the card was issued."""
+    oldest = (date.fromisoformat(today) - timedelta(days=MAX_AGE_DAYS)).isoformat()
+    if day < oldest:
+        raise DisputeError("bad_date", f"date {day} is more than {MAX_AGE_DAYS} days ago: "
+                                       f"disputes go back to {oldest}")
+    if issued is not None and day < issued:
+        raise DisputeError("bad_date", f"date {day} is before the card was issued, on "
+                                       f"{issued}")
+
+
+def check_pending(pending: int) -> None:
+    """DisputeConflict("too_many_disputes") when the account already holds MAX_PENDING
+    unanswered disputes."""
+    if pending >= MAX_PENDING:
+        raise DisputeConflict("too_many_disputes", f"this account has {pending} disputes "
+                              f"not answered yet, the most it may hold at once is "
+                              f"{MAX_PENDING}: wait for an answer")
+
+
 # -- who may answer how, and how much --------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -243,6 +267,15 @@ def overcharge(held: Mapping[str, int], priced: Mapping[str, int], tap_id: str |
     `price_day` charges it now."""
     taps = [tap_id] if tap_id is not None else sorted(held)
     return sum(max(0, held.get(t, 0) - priced.get(t, 0)) for t in taps)
+
+
+def auto_refund(excess: int, refunded: int, bound: int) -> int:
+    """What a charged_twice dispute refunds at once: the overcharge, up to the bound, and
+    nothing when earlier answers refunded anything for the tap or day (the ledger keeps
+    no tap on a refund, so the overcharge it shows would be paid again: a person looks)."""
+    if refunded > 0:
+        return 0
+    return max(0, min(excess, bound))
 
 
 def largest_charge(charges: Mapping[str, int]) -> str | None:

@@ -5,18 +5,22 @@ explanation.
 Everything is read from what the gateway recorded. The tap is put back together from
 its inbox row (the columns, the fields this version does not know, and the signature:
 the canonical form of the first two is what the signature signed, `transit.wire`) and
-verified again with the device's key. Positions come from a `PositionSource`: today the
-positions carried by the vehicle's taps in the inbox, since the live positions are kept
-in Redis only for a while; a durable track plugs in through the same small port.
+verified again with the device's key. Positions come from `PositionSource`s: the
+positions carried by the vehicle's taps in the inbox, merged (where the gateway runs
+with tracking) with the vehicle's recent trail of GPS positions in Redis, each point
+saying which it is; the trail keeps only the last TRAIL points, so a durable track
+would plug in through the same small port.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +33,7 @@ from fare_gateway.riders.times import iso_z
 from ledger.adapters.db import READS_ONLY, Sessions
 from transit.wire import Tap
 
+log = logging.getLogger(__name__)
 AROUND_MS = 10 * 60_000  # the positions shown: 10 minutes either side of the tap
 MAX_POINTS = 1000  # a bus taps a few hundred times in 20 minutes at the very most
 REJECTED = "rejected"  # fare_gateway.taps.planning.REJECTED: broke a rule, says nothing
@@ -41,8 +46,8 @@ class TrackPoint:
     ts: int
     lat_e6: int
     lon_e6: int
-    device_id: str
-    source: str  # "tap": carried by a tap in the inbox
+    device_id: str | None  # the validator whose tap carried it; None for a GPS point
+    source: str  # "tap": carried by a tap in the inbox; "track": the vehicle's GPS trail
 
 
 class PositionSource(Protocol):
@@ -72,6 +77,47 @@ class InboxTrack:
                        t.status != REJECTED)
                 .order_by(t.ts, t.device_id, t.seq).limit(MAX_POINTS)).all()
         return [TrackPoint(ts, lat, lon, device, "tap") for ts, lat, lon, device in rows]
+
+
+class Trail(Protocol):
+    """The vehicle's recent GPS positions, newest first, as (ts, lat_e6, lon_e6)
+    (tracking.store.TrackingStore)."""
+
+    def trail(self, vehicle_id: str) -> list[tuple[int, int, int]]: ...
+
+
+class TrailTrack:
+    """Positions from the vehicle's recent GPS trail, kept in Redis by tracking; only the
+    last few dozen points are kept there, so an older tap finds none."""
+
+    def __init__(self, store: Trail) -> None:
+        self.store = store
+
+    def around(self, vehicle_id: str, from_ms: int, to_ms: int) -> list[TrackPoint]:
+        """The trail's points in [from_ms, to_ms], oldest first; none while Redis fails
+        (the tap points still show)."""
+        try:
+            points = self.store.trail(vehicle_id)
+        except (RedisError, OSError) as exc:
+            log.warning("vehicle trail left out of a dispute's evidence: %s", exc)
+            return []
+        return sorted((TrackPoint(ts, lat, lon, None, "track")
+                       for ts, lat, lon in points if from_ms <= ts <= to_ms),
+                      key=lambda p: p.ts)
+
+
+class MergedTrack:
+    """Several sources' points in one list, oldest first, each keeping its source."""
+
+    def __init__(self, sources: Sequence[PositionSource]) -> None:
+        self.sources = tuple(sources)
+
+    def around(self, vehicle_id: str, from_ms: int, to_ms: int) -> list[TrackPoint]:
+        """Every source's points in [from_ms, to_ms], by time (taps before the trail at
+        the same instant)."""
+        points = [(p.ts, rank, i, p) for rank, source in enumerate(self.sources)
+                  for i, p in enumerate(source.around(vehicle_id, from_ms, to_ms))]
+        return [p for *_, p in sorted(points, key=lambda x: x[:3])][:MAX_POINTS]
 
 
 def priced(row: TapRecord) -> PricedTap:

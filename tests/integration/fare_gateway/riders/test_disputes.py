@@ -1,13 +1,16 @@
 """Disputes from outside (contract section 7), on one gateway over PostgreSQL and one
 over SQLite: riders open them on charged taps and days, the 48-hour clock judged through
 `as_of`, the evidence (the signed tap put back together and verified, its receipt, the
-vehicle's positions around it, the validator), answers by role, refunds bounded and
-posted once, a charged_twice the ledger proves answered at once, the refund in the
-settlement and `transit reconcile` clean, and the backlog on /metrics.
+vehicle's positions around it, from its taps and its GPS trail, the validator), answers
+by role, refunds bounded and posted once, a charged_twice the ledger proves answered at
+once (once only), the refunds in the settlement and `transit reconcile` clean, the
+backlog on /metrics, and the limits on days and on unanswered disputes.
 
-Taps go over MQTT to the gateway, accounts and cards through the API; only what no
-request can make is written to the database by hand: a double charge in the ledger,
-and disputes opened a day or two ago."""
+One test per database, in phases that build on one another: the gateway and its world
+are built once per database however pytest-xdist spreads the tests. Taps and positions
+go over MQTT to the gateway, accounts and cards through the API; only what no request
+can make is written to the database by hand: a double charge in the ledger, and
+disputes opened a day or two ago (or many at once)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -34,12 +38,14 @@ from testbed.postgres import create_pg_database, drop_pg_database
 from tests.conftest import System
 from tests.integration.fare_gateway.http.client import Api, expect
 from tests.support.clients import make_tap
+from tests.support.faults import wait_until
 from tests.support.riders import issue, link, rider, rider_system
-from transit.wire import Receipt
+from transit.wire import Position, Receipt
 
 H = 3_600_000
 MIN = 60_000
-A, B, C, X = "04D15A0000A1", "04D15B0000B2", "04D15C0000C3", "04D15E0000E4"
+A, B, C, D, X = ("04D15A0000A1", "04D15B0000B2", "04D15C0000C3", "04D15D0000D4",
+                 "04D15E0000E4")
 POLICY = builtin_policy()
 
 
@@ -61,11 +67,13 @@ def system(request: pytest.FixtureRequest, broker: Broker,
 
 @pytest.fixture(scope="module")
 def world(system: System) -> dict[str, Any]:
-    """Two riders with a card each (and a third card, C, of the first), taps over MQTT
-    around one tap of A's: the tokens, the receipts by seq and the taps' times."""
+    """Two riders with a card each (and a third card, C, of the first, a fourth, D, of
+    the second), taps over MQTT around one tap of A's: the tokens, the receipts by seq
+    and the taps' times."""
     admin = system.token("admin")
     first, second = rider(system)[1], rider(system)[1]
-    for card, token, balance in ((A, first, 20_000), (B, second, 20_000), (C, first, 2_000)):
+    for card, token, balance in ((A, first, 20_000), (B, second, 20_000), (C, first, 2_000),
+                                 (D, second, 20_000)):
         status, body = link(system, token, card, issue(system, admin, card, balance))
         assert status == 201, body
     issue(system, admin, X, 50_000)
@@ -81,17 +89,33 @@ def world(system: System) -> dict[str, Any]:
                      accepted=False, reason="denylisted"),
             make_tap(system.secret, system.device_id, 7, C, ts=t + 8 * MIN),
             # B again, a transfer: free by the rules
-            make_tap(system.secret, system.device_id, 8, B, ts=t + 9 * MIN)]
+            make_tap(system.secret, system.device_id, 8, B, ts=t + 9 * MIN),
+            # D's, a full fare (beyond the 10 minutes around A's)
+            make_tap(system.secret, system.device_id, 9, D, ts=t + 11 * MIN)]
+    # The bus's GPS trail: one point within 10 minutes of A's tap, one outside.
+    positions = [Position(device_id=system.device_id, vehicle_id="SBY-0042", route_id="R1",
+                          ts=ts, lat_e6=lat, lon_e6=112_750_000).signed(system.secret)
+                 for ts, lat in ((t - 12 * MIN, -7_250_200), (t + MIN, -7_250_100))]
     peer = system.peer()
     try:
         peer.subscribe(system.receipt_topic())
         for tap in taps:
             peer.publish(system.tap_topic(), tap.encode())
+        for position in positions:
+            peer.publish(f"{system.prefix}/dev/{system.device_id}/pos", position.encode())
         got = {r.seq: r for r in (Receipt.parse(p) for _, p in
                                   peer.wait_for(lambda m: len(m) >= len(taps)))}
     finally:
         peer.close()
-    assert [got[s].status for s in (3, 5, 7, 8)] == ["charged"] * 4, got
+
+    def on_the_map() -> bool:
+        status, body = system.http.get("/api/v1/vehicles", token=admin)
+        return status == 200 and any(v.get("ts") == positions[-1].ts
+                                     for v in body["vehicles"])
+
+    wait_until(on_the_map, 20, "the bus's last position")
+    assert [got[s].status for s in (3, 5, 7, 8, 9)] == ["charged"] * 5, got
+    assert got[9].fare > 0, got
     assert got[8].fare == 0, got
     assert got[6].status == "rejected"  # another vehicle's: not a tap of B to dispute
     return {"admin": admin, "first": first, "second": second, "receipts": got,
@@ -118,8 +142,16 @@ def balance(system: System, token: str, card: str) -> int:
     return int(next(c["balance"] for c in cards if c["card"] == card))
 
 
-def test_a_rider_opens_a_dispute_and_staff_judge_it_as_of_any_time_with_its_evidence(
-        system: System, world: dict[str, Any]) -> None:
+def test_disputes_from_opening_to_settlement(system: System, world: dict[str, Any]) -> None:
+    did = opened_and_judged_with_its_evidence(system, world)
+    refunds = answered_by_role_bounded_and_posted_once(system, world, did)
+    refunds.update(proved_double_charge_refunded_once_and_counted(system, world))
+    settled_and_reconciled(system, world["finance"], refunds)
+    days_and_pending_disputes_limited(system, world)
+
+
+def opened_and_judged_with_its_evidence(system: System, world: dict[str, Any]) -> int:
+    """A rider opens a dispute; staff judge it as of any time and read its evidence."""
     first, second, ops = world["first"], world["second"], world["ops"]
     tap = world["taps"][3]
     opened = open_dispute(system, first, card=A, tap_id=tap.tap_id, category="wrong_fare",
@@ -148,6 +180,7 @@ def test_a_rider_opens_a_dispute_and_staff_judge_it_as_of_any_time_with_its_evid
     for body, code in (({"category": "lost"}, "bad_category"), ({"message": ""}, "bad_message"),
                        ({"message": "x" * 2001}, "bad_message"), ({"card": "nope"}, "bad_card"),
                        ({"date": "2025-02-29"}, "bad_date"), ({"date": "2999-01-01"}, "bad_date"),
+                       ({"date": "1971-01-02"}, "bad_date"),
                        ({"tap_id": tap.tap_id, "date": "2025-01-01"}, "bad_date"),
                        ({"tap_id": "not a tap"}, "bad_tap_id")):
         full = {"card": B, "category": "other", "message": "?", **body}
@@ -196,10 +229,15 @@ def test_a_rider_opens_a_dispute_and_staff_judge_it_as_of_any_time_with_its_evid
     assert {k: evidence["receipt"][k] for k in ("status", "fare", "reason", "signed")} == {
         "status": "charged", "fare": fare, "reason": None, "signed": False}
     # seq 2, 3 and 4 are within 10 minutes, seq 1 (15 min before) is not; B's at +6 min
-    # too; the rejected tap named another vehicle.
-    assert [p["lat_e6"] for p in evidence["positions"]][:3] == [-7_250_002, -7_250_003,
-                                                                -7_250_004]
-    assert len(evidence["positions"]) == 6  # with B's (+6, +9) and C's (+8)
+    # too; the rejected tap named another vehicle. The trail's point at +1 min is there,
+    # in time order, the one at -12 min not.
+    positions = evidence["positions"]
+    assert [p["lat_e6"] for p in positions][:4] == [-7_250_002, -7_250_003, -7_250_100,
+                                                    -7_250_004], positions
+    assert [p["source"] for p in positions] == ["tap", "tap", "track"] + ["tap"] * 4
+    assert positions[2]["device_id"] is None and positions[1]["device_id"] == system.device_id
+    assert [parse_instant(p["at"]) for p in positions] == sorted(
+        parse_instant(p["at"]) for p in positions)
     validator = evidence["validator"]
     assert (validator["device_id"], validator["vehicle_id"], validator["status"]) == (
         system.device_id, "SBY-0042", "active")
@@ -210,22 +248,16 @@ def test_a_rider_opens_a_dispute_and_staff_judge_it_as_of_any_time_with_its_evid
                                   headers={"Accept-Language": "en-GB,en;q=0.9"})[1]
     assert english["evidence"]["explanation"].startswith("New journey"), english
     assert api(system).get("/api/v1/disputes/987654321", ops)[0] == 404
+    return int(did)
 
 
-def test_answers_by_role_refunds_bounded_and_posted_once_then_settled(
-        system: System, world: dict[str, Any]) -> None:
+def answered_by_role_bounded_and_posted_once(system: System, world: dict[str, Any],
+                                             did: int) -> dict[str, int]:
+    """Answers by role, refunds bounded and posted once: the refund entries it made."""
     first, second = world["first"], world["second"]
     ops, finance = world["ops"], world["finance"]
-    tap = world["taps"][3]
     fare = world["receipts"][3].fare
-    # The dispute the first test opened on this tap; opened here when this test runs
-    # first, or on a worker of its own (each worker has its own gateway and database).
-    pending = [d["dispute_id"] for d in expect(api(system).get(
-        "/api/v1/rider/disputes", first), 200, "own")["disputes"]
-        if d["tap_id"] == tap.tap_id and d["answered_at"] is None]
-    did = pending[0] if pending else open_dispute(
-        system, first, card=A, tap_id=tap.tap_id, category="wrong_fare",
-        message="Saya hanya naik sekali.")["dispute_id"]
+    tap = world["taps"][3]
     answer = f"/api/v1/disputes/{did}/answer"
     refused = api(system).post(answer, {"decision": "refund", "amount": 1000,
                                         "message": "Maaf."}, ops)
@@ -305,11 +337,10 @@ def test_answers_by_role_refunds_bounded_and_posted_once_then_settled(
         expect(api(system).post(f"/api/v1/disputes/{cday['dispute_id']}/answer", {
             "decision": "refund", "amount": c_fare, "message": "Dikembalikan."}, finance),
             200, "day refund")
+        made = [did, again, raced, cday["dispute_id"]]
         with sessions() as s:
             assert s.get(DenyEntry, C) is None
-            refunds = s.execute(select(Entry.reference, Entry.amount, Entry.tap_id,
-                                       Entry.route_id).where(Entry.kind == "refund")
-                                .order_by(Entry.id)).all()
+            refunds = refund_entries(s, made)
             raced_refund = s.scalar(select(Dispute.decision).where(Dispute.id == raced))
     finally:
         engine.dispose()
@@ -319,50 +350,78 @@ def test_answers_by_role_refunds_bounded_and_posted_once_then_settled(
     expected.append((f"dispute:{cday['dispute_id']}", -c_fare))
     assert [(r, a) for r, a, _, _ in refunds] == expected, refunds
     assert {t for _, _, t, _ in refunds} == {None} and {r for *_, r in refunds} == {"R1"}
+    return dict(expected)
 
-    # The next settlement's refund line: negative, the tap's operator and route.
+
+def refund_entries(session: Any, dispute_ids: list[int]) -> list[Any]:
+    """The refund entries of these disputes, in posting order: (reference, amount,
+    tap_id, route_id)."""
+    return list(session.execute(
+        select(Entry.reference, Entry.amount, Entry.tap_id, Entry.route_id)
+        .where(Entry.kind == "refund",
+               Entry.reference.in_([f"dispute:{d}" for d in dispute_ids]))
+        .order_by(Entry.id)).all())
+
+
+def settled_and_reconciled(system: System, finance: str, refunds: dict[str, int]) -> None:
+    """The next settlement's refund lines: negative, summing to the refunds made, on the
+    disputed taps' operators and routes; and `transit reconcile` clean."""
     business_day = POLICY.service_date(int(time.time() * 1000)).isoformat()
     status, lines = system.http.get(f"/api/v1/settlements/{business_day}/lines.csv", finance)
     assert status == 200, lines
     rows = list(csv.DictReader(io.StringIO(lines.decode())))
     fares = {(r["operator_id"], r["route_id"]) for r in rows if r["line_type"] == "fare"}
     refund_lines = [r for r in rows if r["line_type"] == "refund"]
-    assert sum(int(r["amount"]) for r in refund_lines) == sum(a for _, a in expected) < 0
+    # Every refund of this gateway's database is one of these (its world is its own).
+    assert sum(int(r["amount"]) for r in refund_lines) == sum(refunds.values()) < 0, rows
     assert {(r["operator_id"], r["route_id"]) for r in refund_lines} <= fares, rows
     reconciled = system.transit("reconcile", check=False)
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
 
 
-def test_a_double_charge_the_ledger_proves_is_refunded_at_once_and_metrics_count(
-        system: System, world: dict[str, Any]) -> None:
+def proved_double_charge_refunded_once_and_counted(system: System, world: dict[str, Any]
+                                                   ) -> dict[str, int]:
+    """A double charge the ledger proves is refunded at once, and once only; the backlog
+    on /metrics. The refund entry it made."""
     second = world["second"]
-    tap = world["taps"][8]  # B's transfer, free by the rules
-    fare = world["receipts"][5].fare  # what a double charge took for it
+    tap = world["taps"][9]  # D's, charged a full fare
+    fare = world["receipts"][9].fare
+    day = POLICY.service_date(tap.ts).isoformat()
+    # Not proved: the rules' price is what the ledger holds, so a person answers.
+    plain = open_dispute(system, second, card=D, date=day, category="charged_twice",
+                         message="?")
+    assert (plain["status"], plain["tap_id"]) == ("open", None), plain
     engine = system.engine()
     try:
         sessions = session_factory(engine)
         # What a double charge leaves: the ledger holding the fare twice for the tap.
         with sessions.begin() as s:
             Ledger(engine, POLICY.currency).post(s, [fare_entry(
-                tap_id=tap.tap_id, card=B, fare=fare, digest="double", currency="IDR",
+                tap_id=tap.tap_id, card=D, fare=fare, digest="double", currency="IDR",
                 operator_id="unassigned", route_id="R1", category="regular",
-                service_date=POLICY.service_date(tap.ts).isoformat(), kind="correction",
-                idem_key=f"corr:{tap.tap_id}:double")])
-        before = balance(system, second, B)
-        proved = open_dispute(system, second, card=B, tap_id=tap.tap_id,
+                service_date=day, kind="correction", idem_key=f"corr:{tap.tap_id}:double")])
+        before = balance(system, second, D)
+        proved = open_dispute(system, second, card=D, tap_id=tap.tap_id,
                               category="charged_twice", message="Terpotong dua kali!")
         assert (proved["status"], proved["decision"], proved["amount"]) == (
             "answered", "refund", fare), proved
         assert proved["answer"].startswith("Dijawab otomatis"), proved
-        assert balance(system, second, B) == before + fare
+        assert balance(system, second, D) == before + fare
         english = system.http.request("GET", "/api/v1/rider/disputes", token=second,
                                       headers={"Accept-Language": "en"})[1]["disputes"]
         assert next(d for d in english if d["dispute_id"] == proved["dispute_id"])[
             "answer"].startswith("Answered automatically")
-        # Not proved: the rules' price is what the ledger holds, so a person answers.
-        plain = open_dispute(system, world["first"], card=C, tap_id=world["taps"][7].tap_id,
-                             category="charged_twice", message="?")
-        assert plain["status"] == "open"
+        # Asked again, the overcharge still shows in the ledger (a refund names no tap)
+        # and the bound (twice the fare charged, less one refunded) would allow it: but
+        # it was refunded, so a person answers and nothing is paid twice.
+        repeat = open_dispute(system, second, card=D, tap_id=tap.tap_id,
+                              category="charged_twice", message="Terpotong dua kali lagi!")
+        assert (repeat["status"], repeat["amount"]) == ("open", None), repeat
+        assert balance(system, second, D) == before + fare
+        with sessions() as s:
+            assert [(r, a) for r, a, *_ in refund_entries(
+                s, [plain["dispute_id"], proved["dispute_id"], repeat["dispute_id"]])] == [
+                (f"dispute:{proved['dispute_id']}", -fare)]
 
         # The backlog on /metrics: disputes opened a day and two days ago, by hand.
         now = int(time.time() * 1000)
@@ -386,3 +445,36 @@ def test_a_double_charge_the_ledger_proves_is_refunded_at_once_and_metrics_count
     assert float(figures['transit_disputes{state="open"}']) == unanswered - 2
     oldest = float(figures["transit_dispute_oldest_unanswered_seconds"])
     assert 50 * 3600 <= oldest < 50 * 3600 + 120, figures
+    return {f"dispute:{proved['dispute_id']}": -fare}
+
+
+def days_and_pending_disputes_limited(system: System, world: dict[str, Any]) -> None:
+    """No day before the card was issued nor more than 90 days ago; at most 20 disputes
+    of an account unanswered at once."""
+    second = world["second"]
+    today = date.fromisoformat(POLICY.service_date(int(time.time() * 1000)).isoformat())
+    for day, why in ((today - timedelta(days=1), "before the card was issued"),
+                     (today - timedelta(days=91), "more than 90 days ago")):
+        refused = open_dispute(system, second, 422, card=B, date=day.isoformat(),
+                               category="other", message="?")
+        assert refused["error"]["code"] == "bad_date" and why in refused["error"][
+            "message"], refused
+    # The second rider's unanswered disputes made up to 20 by hand: the 21st is refused.
+    engine = system.engine()
+    try:
+        sessions = session_factory(engine)
+        with sessions.begin() as s:
+            # The rider's own disputes on B name a tap (the aged ones by hand do not).
+            mine = s.execute(select(Dispute.account_id).where(
+                Dispute.card == B, Dispute.tap_id.is_not(None)).limit(1)).scalar_one()
+            held = s.scalar(select(func.count()).select_from(Dispute).where(
+                Dispute.account_id == mine, Dispute.answered_ms.is_(None)))
+            now = int(time.time() * 1000)
+            s.add_all(Dispute(account_id=mine, card=B, tap_id=None, service_date="2025-11-27",
+                              category="other", message=f"many {i}", created_ms=now)
+                      for i in range(20 - int(held or 0)))
+        refused = open_dispute(system, second, 409, card=B, category="other", message="?")
+        assert refused["error"]["code"] == "too_many_disputes" and "20" in refused[
+            "error"]["message"], refused
+    finally:
+        engine.dispose()

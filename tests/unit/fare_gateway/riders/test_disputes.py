@@ -16,9 +16,14 @@ from fare_gateway.riders.disputes import (
     AS_OF,
     DAY,
     DUE_AFTER_MS,
+    MAX_PENDING,
     STATES,
+    DisputeConflict,
     DisputeError,
     DisputeRecord,
+    auto_refund,
+    check_day,
+    check_pending,
     check_refund,
     dispute_json,
     due_at,
@@ -167,6 +172,34 @@ def test_an_overcharge_is_what_the_ledger_holds_beyond_the_rules() -> None:
     # the ledger holding less than the rules is no overcharge, and does not offset one
     assert overcharge({"a": 2000, "b": 7000}, {"a": 5000, "b": 5000}, None) == 2000
     assert overcharge({}, {"a": 5000}, "a") == 0
+
+
+def test_an_automatic_refund_pays_an_overcharge_once_within_the_bound() -> None:
+    assert auto_refund(5000, 0, 5000) == 5000
+    assert auto_refund(5000, 0, 3000) == 3000
+    assert auto_refund(0, 0, 5000) == 0
+    # Anything refunded before: the ledger still shows the overcharge, a person answers.
+    assert auto_refund(5000, 5000, 5000) == 0
+    assert auto_refund(5000, 1, 4999) == 0
+
+
+def test_a_day_in_question_is_at_most_90_days_old_and_not_before_the_card() -> None:
+    check_day("2025-08-30", "2025-11-28", None)  # 90 days back: still admitted
+    check_day("2025-11-28", "2025-11-28", "2025-11-28")
+    with pytest.raises(DisputeError, match="more than 90 days ago") as caught:
+        check_day("2025-08-29", "2025-11-28", None)
+    assert caught.value.code == "bad_date"
+    with pytest.raises(DisputeError, match="before the card was issued, on 2025-11-01"):
+        check_day("2025-10-31", "2025-11-28", "2025-11-01")
+    with pytest.raises(DisputeError, match="90 days"):
+        check_day("1971-01-02", "2025-11-28", "1970-01-01")
+
+
+def test_an_account_holds_at_most_20_unanswered_disputes() -> None:
+    check_pending(MAX_PENDING - 1)
+    with pytest.raises(DisputeConflict, match="at once is 20") as caught:
+        check_pending(MAX_PENDING)
+    assert caught.value.code == "too_many_disputes"
 
 
 def test_a_days_refund_goes_to_its_largest_charge() -> None:

@@ -1,15 +1,20 @@
 """A dispute's evidence, in process: the signed tap put back together from its inbox row
 verifies with the device's key (and a changed column does not), the receipt tells what
-the validator was told, and the explanation says why the tap cost what it did, in
-Indonesian and English."""
+the validator was told, the explanation says why the tap cost what it did, in
+Indonesian and English, and the positions merge the tap points with the vehicle's trail."""
 
 from __future__ import annotations
 
 import json
 
+from redis.exceptions import ConnectionError as RedisDown
+
 from fare_gateway.adapters.models import Device, TapRecord
 from fare_gateway.fares.policy import builtin_policy
 from fare_gateway.riders.evidence import (
+    MergedTrack,
+    TrackPoint,
+    TrailTrack,
     explain_charge,
     explain_day,
     price_of_day,
@@ -113,3 +118,33 @@ def test_the_explanation_says_why_in_both_languages_and_what_the_ledger_holds() 
     unissued = inbox_row(a_tap(5), status="unknown_card", fare=0)
     assert explain_charge(unissued, None, 0, "en") == \
         "The card was not issued yet at the time of this tap; not charged."
+
+
+class Trail:
+    """A vehicle trail as tracking keeps it: newest first."""
+
+    def __init__(self, points: list[tuple[int, int, int]] | None) -> None:
+        self.points = points
+
+    def trail(self, vehicle_id: str) -> list[tuple[int, int, int]]:
+        if self.points is None:
+            raise RedisDown("redis is down")
+        return self.points if vehicle_id == "SBY-0042" else []
+
+
+class Taps:
+    def around(self, vehicle_id: str, from_ms: int, to_ms: int) -> list[TrackPoint]:
+        return [TrackPoint(t, -7_250_000, 112_750_000, "SBY-0042-A", "tap")
+                for t in (TS - 60_000, TS) if from_ms <= t <= to_ms]
+
+
+def test_the_positions_merge_tap_points_with_the_trail_each_saying_its_source() -> None:
+    trail = Trail([(TS + 30_000, -7_250_003, 1), (TS, -7_250_002, 1), (TS - 900_000, 0, 0)])
+    merged = MergedTrack([Taps(), TrailTrack(trail)]).around("SBY-0042", TS - 600_000,
+                                                            TS + 600_000)
+    assert [(p.ts, p.source, p.device_id) for p in merged] == [
+        (TS - 60_000, "tap", "SBY-0042-A"), (TS, "tap", "SBY-0042-A"), (TS, "track", None),
+        (TS + 30_000, "track", None)]
+    # Redis failing leaves the tap points, not an error.
+    down = MergedTrack([Taps(), TrailTrack(Trail(None))]).around("SBY-0042", 0, TS)
+    assert [p.source for p in down] == ["tap", "tap"]
