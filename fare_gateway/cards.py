@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fare_gateway.adapters.models import CheckCode, TapRecord
+from fare_gateway.adapters.models import CardLoss, CheckCode, TapRecord
 from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.riders.passwords import hash_secret, new_check_code
@@ -130,6 +130,12 @@ def set_card_status(session: Session, policy: FarePolicy, card: str, status: str
     if row is None:
         raise CardNotFound(f"no card {card}")
     row.status = status
+    if status == "active":
+        # A card found again and unblocked is no longer lost: a later block by staff
+        # alone must not let it be replaced on the strength of the old report.
+        loss = session.get(CardLoss, card)
+        if loss is not None:
+            session.delete(loss)
     session.flush()
     refresh_denylist(session, policy, [card])
     return row

@@ -195,6 +195,17 @@ class CardReplacement(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class CardLoss(Base):
+    """A card its rider reported lost (the report that blocked it): only such a card may
+    be replaced; one blocked by staff alone may not."""
+
+    __tablename__ = "card_losses"
+
+    card: Mapped[str] = mapped_column(ForeignKey("cards.card"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("rider_accounts.id"))
+    reported_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class Dispute(Base):
     """A rider's question about a charge, and its answer (contract section 7).
 

@@ -12,11 +12,13 @@ from flask import Blueprint, Response, g, jsonify, request
 from fare_gateway.http.auth import require
 from fare_gateway.http.cards import CHECK_CODE_VALUE, CURRENCY
 from fare_gateway.http.errors import ApiError
+from fare_gateway.http.headers import no_store
 from fare_gateway.http.inputs import card_in_path, json_object, known_card
 from fare_gateway.http.operations import CARD_TOKEN, MONEY, Schema, json_content, operation
 from fare_gateway.riders.accounts import (
     EMAIL_PATTERN,
     MAX_EMAIL,
+    SIGN_UPS,
     BadInput,
     Refused,
     RiderCardView,
@@ -103,8 +105,8 @@ REPLACEMENT: Schema = {
     "required": ["card", "balance", "moved", "currency", "replaced"],
     "properties": {"card": {**CARD_TOKEN, "description": "the new card"},
                    "balance": {**MONEY, "description": "the new card's balance now"},
-                   "moved": {**MONEY, "description": "what the one transfer moved (0 when "
-                                                     "the lost card held nothing)"},
+                   "moved": {**MONEY, "description": "what the transfers moved in all (0 "
+                                                     "when the lost card held nothing)"},
                    "currency": CURRENCY, "replaced": {**CARD_TOKEN,
                                                       "description": "the lost card"}},
 }
@@ -153,13 +155,16 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
 
     @bp.post("/api/v1/rider/accounts")
     @operation("Sign up", tag=TAG, body=CREDENTIALS, responses={201: json_content(ACCOUNT)},
-               errors=(409, 422),
+               errors=(409, 422, 429),
                description="409 when the e-mail has an account; 422 for a malformed "
-                           f"e-mail or a password under {MIN_PASSWORD} characters.")
+                           f"e-mail or a password under {MIN_PASSWORD} characters; 429 "
+                           f"past {SIGN_UPS} sign-ups from one address in the window of "
+                           "`TRANSIT_RIDER_FAILURES`.")
+    @no_store
     def sign_up() -> tuple[Response, int]:
         body = json_object()
         with refusals():
-            account = riders.sign_up(body.get("email"), body.get("password"))
+            account = riders.sign_up(body.get("email"), body.get("password"), address())
         return jsonify({"account_id": account.account_id, "email": account.email}), 201
 
     @bp.post("/api/v1/rider/login")
@@ -171,6 +176,7 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
                            "(`TRANSIT_RIDER_FAILURES`). The token lasts "
                            "`TRANSIT_RIDER_TOKEN_HOURS` and opens the rider endpoints "
                            "only.")
+    @no_store
     def login() -> Response:
         body = json_object()
         with refusals():
@@ -233,11 +239,14 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
     @operation("Replace a lost card", tag=TAG, path=card_param, body=REPLACE,
                responses={200: json_content(REPLACEMENT), 201: json_content(REPLACEMENT)},
                errors=(400, 403, 404, 409, 422),
-               description="The lost card (blocked first, else 409) gives its whole "
-                           "balance to the new card in one ledger entry, and the new card "
-                           "is linked to the account: 201. The same request again is a "
-                           "200 with the same `moved`, nothing moved twice; another new "
-                           "card for a card replaced already, or a new card of another "
+               description="The lost card (reported lost by its rider first, else 409 "
+                           "`not_blocked`, or `not_reported_lost` for a card blocked by "
+                           "staff) gives its whole balance to the new card in one ledger "
+                           "entry, and the new card is linked to the account: 201. The "
+                           "same request again is a 200: what reached the lost card since "
+                           "(a late correction, a refund, a top-up) moves in one more "
+                           "entry, nothing moves twice, and `moved` is the total; another "
+                           "new card for a card replaced already, or a new card of another "
                            "account, is a 409; a wrong check code a 403.")
     @require(RIDER)
     def replace(card: str) -> tuple[Response, int]:

@@ -6,29 +6,40 @@ Slow hashes are made and verified before a transaction opens, so that no row sta
 locked and no connection stays taken while argon2 runs. What a rider gets wrong says as
 little as it can: a wrong password and an unknown e-mail are one answer, and so are a
 wrong check code and a card that does not exist; both kinds are limited
-(`fare_gateway.riders.limits`) before any hash is verified.
+(`fare_gateway.riders.limits`), the count taken as the gate before any hash is verified,
+and so are sign-ups per address.
+
+Only a card its rider reported lost may be replaced: `/lost` records the report in
+`card_losses` when it blocks an active card, and a card blocked by staff alone (a fraud
+hold) is refused with `not_reported_lost`, so its rider cannot drain it.
 
 A replacement moves the lost card's whole balance to the new card in one `transfer`
 entry, keyed by the lost card, and records it in `card_replacements` (the lost card is
-its key) in the same transaction: asked again it finds that row and moves nothing. Taps
-of the lost card that a validator accepted before it learnt of the block (a bus that
-was offline) may still arrive after the move: they are charged to the lost card as the
-rides they were, which may take it below zero. The money the rider had is then on the
-new card, the fares on the old one, and the sum of all accounts stays zero.
+its key) in the same transaction. Taps of the lost card that a validator accepted before
+it learnt of the block (a bus that was offline) may still arrive after the move: they
+are charged to the lost card as the rides they were, which may take it below zero. The
+money the rider had is then on the new card, the fares on the old one, and the sum of
+all accounts stays zero. Money may also reach the lost card after the move (a late
+exit's correction giving back a maximum fare, a top-up, a refund): the same replacement
+asked again moves what the lost card holds above zero then, in one more `transfer`
+keyed by the lost card's newest entry, so that a repeat with nothing new moves nothing
+and nothing moves twice; `moved` is the total.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fare_gateway.adapters.models import (
     ApiToken,
+    CardLoss,
     CardReplacement,
     CheckCode,
     RiderAccount,
@@ -48,6 +59,7 @@ from fare_gateway.riders.passwords import (
 )
 from fare_gateway.tokens import create_rider_token, revoke_token
 from ledger.adapters.db import Sessions
+from ledger.adapters.models import Entry
 from ledger.domain import CardState, transfer_entry
 from ledger.services import CardNotFound, Ledger, card_states, now_ms, retry_once_on_race
 
@@ -57,15 +69,19 @@ MAX_EMAIL = 254  # what SMTP carries in a path (RFC 5321), and the column's widt
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_PATTERN = rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+"
 EMAIL = re.compile(EMAIL_PATTERN)
+SIGN_UPS = 10  # sign-ups one address may make in a window of TRANSIT_RIDER_FAILURES
 
 
 class FailureLimits(Protocol):
-    """Where wrong passwords and check codes are counted (`fare_gateway.riders.limits`)."""
+    """Where sign-ups, wrong passwords and check codes are counted
+    (`fare_gateway.riders.limits`): an attempt begins before its hash is verified (False:
+    refused) and ends once it is, counted a failure if it was wrong."""
 
-    def login_refused(self, email: str, address: str) -> bool: ...
-    def login_failed(self, email: str, address: str) -> None: ...
-    def code_refused(self, card: str, account_id: int, address: str) -> bool: ...
-    def code_failed(self, card: str, account_id: int, address: str) -> None: ...
+    def sign_up_allowed(self, address: str) -> bool: ...
+    def login_begin(self, email: str, address: str) -> bool: ...
+    def login_end(self, email: str, address: str, failed: bool) -> None: ...
+    def code_begin(self, card: str, account_id: int, address: str) -> bool: ...
+    def code_end(self, card: str, account_id: int, address: str, failed: bool) -> None: ...
 
 
 class RiderError(Exception):
@@ -95,7 +111,8 @@ class Refused(RiderError):
 
 
 class TooManyFailures(RiderError):
-    """Too many wrong passwords or check codes lately for what this request names."""
+    """Too many wrong passwords or check codes (or sign-ups) lately for what this
+    request names."""
 
 
 def wrong_login() -> WrongLogin:
@@ -190,9 +207,14 @@ class RiderOffice:
         warm_up()
 
     # -- accounts -------------------------------------------------------------
-    def sign_up(self, email: object, password: object) -> Account:
-        """Open an account; Refused("email_taken") if the e-mail has one."""
+    def sign_up(self, email: object, password: object, source: str) -> Account:
+        """Open an account; Refused("email_taken") if the e-mail has one, TooManyFailures
+        past the sign-ups one address (`source`) may make in a window."""
         address, secret = parse_email(email), parse_password(password)
+        if not self.limits.sign_up_allowed(source):
+            raise TooManyFailures("too_many_sign_ups",
+                                  "too many sign-ups from this address; wait a quarter of "
+                                  "an hour")
         if self._account_of(address) is not None:  # spare the hash
             raise _email_taken()
         password_hash = hash_secret(secret)
@@ -211,17 +233,20 @@ class RiderOffice:
         if not isinstance(email, str) or not isinstance(password, str):
             raise BadInput("bad_login", "email and password must be strings")
         email = email.strip().lower()[:MAX_EMAIL + 1]
-        if self.limits.login_refused(email, address):
+        if not self.limits.login_begin(email, address):
             raise TooManyFailures("too_many_failures",
                                   "too many wrong logins for this e-mail or from this "
                                   "address; wait a quarter of an hour")
-        found = self._account_of(email)
-        stored = found[1] if found is not None else None
-        # Verified even for an e-mail nobody uses (against the dummy hash): its answer
-        # must take as long as a wrong password's.
-        right = verify_secret(stored, password)
-        if found is None or not right:
-            self.limits.login_failed(email, address)
+        failed = False
+        try:
+            found = self._account_of(email)
+            stored = found[1] if found is not None else None
+            # Verified even for an e-mail nobody uses (against the dummy hash): its
+            # answer must take as long as a wrong password's.
+            failed = not verify_secret(stored, password) or found is None
+        finally:
+            self.limits.login_end(email, address, failed)
+        if failed or found is None:
             raise wrong_login()
         account_id = found[0]
         rehashed = hash_secret(password) if stored and needs_rehash(stored) else None
@@ -279,14 +304,25 @@ class RiderOffice:
         token = _path_card(card)
         with self.sessions.begin() as session:
             own_card(session, account_id, token)
+            state = self.ledger.lock_cards(session, [token]).get(token)
+            # A report counts when it blocks the card: one blocked by staff stays staff's
+            # (its rider may not replace it), and a report kept from before staff
+            # unblocked the card is replaced by this one.
+            if state is not None and state.status != "blocked":
+                loss = session.get(CardLoss, token)
+                if loss is None:
+                    session.add(CardLoss(card=token, account_id=account_id,
+                                         reported_ms=now_ms()))
+                else:
+                    loss.account_id, loss.reported_ms = account_id, now_ms()
             set_card_status(session, self.policy, token, "blocked")
             return self._views(session, [token])[0]
 
     def replace(self, account_id: int, card: object, new_card: object, code: object,
                 address: str) -> tuple[Replacement, bool]:
-        """Move a lost (blocked) card's whole balance to a new card, proved by the new
-        card's check code, and link the new card; True when done now, False when it was
-        done before (nothing moves again)."""
+        """Move a lost card's whole balance to a new card, proved by the new card's
+        check code, and link the new card; True when done now, False when it was done
+        before (then only what reached the lost card since moves, once)."""
         old = _path_card(card)
         with self.sessions() as session:
             own_card(session, account_id, old)
@@ -308,15 +344,19 @@ class RiderOffice:
         """The card, once its check code proved right."""
         token = rider_card(card)
         digits = parse_code(code)
-        if self.limits.code_refused(token, account_id, address):
+        if not self.limits.code_begin(token, account_id, address):
             raise TooManyFailures("too_many_failures",
                                   "too many wrong check codes for this card, this account "
                                   "or from this address; wait a quarter of an hour")
-        with self.sessions() as session:
-            stored = session.scalar(select(CheckCode.code_hash)
-                                    .where(CheckCode.card == token))
-        if not verify_secret(stored, digits):
-            self.limits.code_failed(token, account_id, address)
+        failed = False
+        try:
+            with self.sessions() as session:
+                stored = session.scalar(select(CheckCode.code_hash)
+                                        .where(CheckCode.card == token))
+            failed = not verify_secret(stored, digits)
+        finally:
+            self.limits.code_end(token, account_id, address, failed)
+        if failed:
             raise wrong_code()
         return token
 
@@ -336,14 +376,18 @@ class RiderOffice:
             if done.new_card != new:
                 raise Refused("already_replaced",
                               f"card {old} was replaced by another card already")
-            state = states[new]
-            return Replacement(new, state.balance, done.moved, old), False
+            return self._sweep(session, done, states), False
         lost, fresh = states[old], states.get(new)
         if fresh is None:  # its code was right a moment ago: the card cannot be gone
             raise wrong_code()
         if lost.status != "blocked":
             raise Refused("not_blocked",
                           f"card {old} must be reported lost (blocked) before it is replaced")
+        loss = session.get(CardLoss, old)
+        if loss is None or loss.account_id != account_id:
+            raise Refused("not_reported_lost",
+                          f"card {old} was blocked by staff, not reported lost by its "
+                          "rider: ask the service desk")
         if fresh.status == "blocked":
             raise Refused("new_card_blocked", f"card {new} is blocked: it cannot take "
                                               "the balance")
@@ -365,6 +409,26 @@ class RiderOffice:
         session.flush()
         refresh_denylist(session, self.policy, [old, new])
         return Replacement(new, balance, moved, old), True
+
+    def _sweep(self, session: Session, done: CardReplacement, states: dict[str, CardState]
+               ) -> Replacement:
+        """A replacement asked again: what the lost card holds above zero now moves too,
+        keyed by its newest entry (nothing new since, nothing moves)."""
+        old, new = done.old_card, done.new_card
+        lost, fresh = states[old], states[new]
+        if lost.balance <= 0:
+            return Replacement(new, fresh.balance, done.moved, old)
+        newest = session.scalar(select(func.max(Entry.id)).where(Entry.card == old))
+        draft = dataclasses.replace(
+            transfer_entry(old_card=old, new_card=new, amount=lost.balance,
+                           currency=self.ledger.currency),
+            idem_key=f"transfer:{old}:{newest}")
+        posted = self.ledger.post(session, [draft],
+                                  {old: lost.account_id, new: fresh.account_id})
+        done.moved += lost.balance
+        session.flush()
+        refresh_denylist(session, self.policy, [old, new])
+        return Replacement(new, posted.balances[new], done.moved, old)
 
     def _views(self, session: Session, cards: list[str]) -> list[RiderCardView]:
         states: dict[str, CardState] = card_states(session, cards)

@@ -43,22 +43,35 @@ def rider_system(db_url: str, broker: Broker, folder: Path, **settings: str
     assert "Traceback (most recent call last)" not in text, text[-4000:]
 
 
-def call(system: System, method: str, path: str, body: Any = None, token: str | None = None,
-         source: str = "127.0.0.1") -> tuple[int, Any]:
-    """One request from `source` (any 127.x.y.z), its status and JSON body (None if none)."""
+def send(system: System, method: str, path: str, body: Any = None, token: str | None = None,
+         source: str = "127.0.0.1") -> raw_http.Answer:
+    """One request from `source` (any 127.x.y.z), its whole answer."""
     data = b"" if body is None else json.dumps(body).encode()
     head = [f"{method} {path} HTTP/1.1", "Host: transit", "Connection: close",
             "Content-Type: application/json", f"Content-Length: {len(data)}"]
     if token:
         head.append(f"Authorization: Bearer {token}")
-    answer = raw_http.send(system.gateway.base_url,
-                           ("\r\n".join(head) + "\r\n\r\n").encode() + data, source)
+    return raw_http.send(system.gateway.base_url,
+                         ("\r\n".join(head) + "\r\n\r\n").encode() + data, source)
+
+
+def call(system: System, method: str, path: str, body: Any = None, token: str | None = None,
+         source: str = "127.0.0.1") -> tuple[int, Any]:
+    """One request from `source` (any 127.x.y.z), its status and JSON body (None if none)."""
+    answer = send(system, method, path, body, token, source)
     return answer.status, answer.json() if answer.body else None
+
+
+def phone() -> str:
+    """An address of its own (sign-ups are limited per address, and a module's tests sign
+    up more riders than one address may)."""
+    n = uuid.uuid4().int
+    return f"127.{200 + n % 50}.{n >> 8 & 255}.{1 + (n >> 16) % 254}"
 
 
 def sign_up(system: System, email: str, password: str = PASSWORD) -> int:
     status, body = call(system, "POST", "/api/v1/rider/accounts",
-                        {"email": email, "password": password})
+                        {"email": email, "password": password}, source=phone())
     assert status == 201, body
     return int(body["account_id"])
 

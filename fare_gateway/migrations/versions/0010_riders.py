@@ -1,5 +1,5 @@
-"""riders: check codes, rider accounts and their cards, replacements, disputes; the
-signature of each tap kept for its evidence
+"""riders: check codes, rider accounts and their cards, loss reports, replacements,
+disputes; the signature of each tap kept for its evidence
 
 Revision ID: 0010
 Revises: 0009
@@ -45,6 +45,14 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['old_card'], ['cards.card'], name=op.f('fk_card_replacements_old_card_cards')),
     sa.PrimaryKeyConstraint('old_card', name=op.f('pk_card_replacements')),
     sa.UniqueConstraint('new_card', name=op.f('uq_card_replacements_new_card'))
+    )
+    op.create_table('card_losses',
+    sa.Column('card', sa.String(length=32), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('reported_ms', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['rider_accounts.id'], name=op.f('fk_card_losses_account_id_rider_accounts')),
+    sa.ForeignKeyConstraint(['card'], ['cards.card'], name=op.f('fk_card_losses_card_cards')),
+    sa.PrimaryKeyConstraint('card', name=op.f('pk_card_losses'))
     )
     op.create_table('disputes',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -114,6 +122,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_disputes_account_id'))
 
     op.drop_table('disputes')
+    op.drop_table('card_losses')
     op.drop_table('card_replacements')
     op.drop_table('card_check_codes')
     op.drop_table('rider_accounts')

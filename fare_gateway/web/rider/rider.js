@@ -37,7 +37,7 @@
   // Error codes the gateway gives that say more than their status.
   const CODE_WORDS = { bad_check_code: "bad_code", bad_card: "bad_card", bad_message: "bad_message",
     bad_date: "err_bad_day", bad_window: "bad_period", window_too_long: "err_window_too_long",
-    dispute_pending: "err_dispute_conflict" };
+    dispute_pending: "err_dispute_conflict", not_reported_lost: "err_not_reported_lost" };
 
   // The words (key and values) for a failed answer, in the context of what was asked.
   function problem(answer, context) {
@@ -222,8 +222,11 @@
         c.replaced_by ? text("p", t("replaced_by", { card: c.replaced_by }), "hint replaced") : null,
         box("div", "actions", [
           button(t("show_statement"), "primary", () => openStatement(c.card)),
-          c.replaced_by ? null : blocked ? button(t("replace"), "", () => openReplace(c.card))
-            : button(t("report_lost"), "danger", () => reportLost(c.card)),
+          // Money that reached a replaced card later (a late correction, a refund): the
+          // same replacement asked again moves it.
+          c.replaced_by ? (c.balance > 0 ? button(t("move_rest"), "", () => openReplace(c.card, c.replaced_by)) : null)
+            : blocked ? button(t("replace"), "", () => openReplace(c.card))
+              : button(t("report_lost"), "danger", () => reportLost(c.card)),
         ]),
       ]);
       li.dataset.card = c.card;
@@ -258,11 +261,11 @@
     tell($("notice"), "blocked", { card });
   }
 
-  function openReplace(card) {
+  function openReplace(card, newCard) {
     clearMessages();
     state.card = card;
     $("replace-old").textContent = card;
-    $("replace-card").value = ""; $("replace-code").value = "";
+    $("replace-card").value = newCard || ""; $("replace-code").value = "";
     show("replace");
   }
 
@@ -276,10 +279,15 @@
     const answer = await call("/api/v1/rider/cards/" + encodeURIComponent(state.card) + "/replace",
       { method: "POST", body: { new_card: newCard, check_code: code } });
     if (!ok(answer)) { failed(answer, "replace"); return; }
+    const balanceOf = (card) => (state.cards.find((c) => c.card === card) || { balance: 0 }).balance;
+    const before = balanceOf(state.card);
     await go("cards");
-    // A 200 is the same replacement asked again: it moved nothing this time.
-    if (answer.status === 201) {
-      tell($("notice"), "moved", { amount: money(answer.body.moved, answer.body.currency), card: answer.body.card });
+    // A 200 is the same replacement asked again: it moved what reached the old card
+    // since, if anything (its `moved` is the total of every move).
+    const now = before - balanceOf(state.card);
+    if (answer.status === 201 || now > 0) {
+      const amount = answer.status === 201 ? answer.body.moved : now;
+      tell($("notice"), "moved", { amount: money(amount, answer.body.currency), card: answer.body.card });
     } else {
       tell($("notice"), "moved_already", { card: answer.body.card });
     }

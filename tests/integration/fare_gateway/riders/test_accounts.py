@@ -1,20 +1,23 @@
 """Rider accounts from outside (contract section 7), on one gateway over PostgreSQL:
-sign-up, login and its limit, rider tokens that open the rider endpoints alone and
-expire, check codes (issued, printed, re-issued) and linking cards by them with their
-limit, other accounts' cards, and deleting an account."""
+sign-up and its limit, login and its limit (also against parallel guesses), answers
+kept out of caches, rider tokens that open the rider endpoints alone and expire, check
+codes (issued, printed, re-issued) and linking cards by them with their limit, other
+accounts' cards, and deleting an account."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select, update
 
 from fare_gateway.adapters.models import ApiToken, CheckCode, Dispute, RiderAccount, RiderCard
-from fare_gateway.riders.limits import RiderLimits
+from fare_gateway.riders.limits import SIGN_UPS, RiderLimits
 from fare_gateway.riders.times import parse_instant
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
@@ -30,6 +33,7 @@ from tests.support.riders import (
     other_code,
     rider,
     rider_system,
+    send,
     sign_up,
 )
 from transit.settings import Settings
@@ -57,10 +61,13 @@ def admin(riders: System) -> str:
 def test_sign_up_login_and_a_rider_token_that_opens_the_rider_endpoints_alone(
         riders: System, admin: str) -> None:
     email = f"Siti.{uuid.uuid4().hex[:8]}@Contoh.ID"
-    status, body = call(riders, "POST", "/api/v1/rider/accounts",
-                        {"email": email, "password": PASSWORD})
-    assert status == 201 and body == {"account_id": body["account_id"],
-                                      "email": email.lower()}, body
+    answer = send(riders, "POST", "/api/v1/rider/accounts",
+                  {"email": email, "password": PASSWORD})
+    body = answer.json()
+    assert answer.status == 201 and body == {"account_id": body["account_id"],
+                                             "email": email.lower()}, body
+    # A password went in: the answer stays out of every cache, as a token's does.
+    assert answer.headers.get("cache-control") == "no-store", answer.headers
     status, body = call(riders, "POST", "/api/v1/rider/accounts",
                         {"email": email.upper(), "password": PASSWORD + "!"})
     assert (status, body["error"]["code"]) == (409, "email_taken"), body
@@ -81,9 +88,11 @@ def test_sign_up_login_and_a_rider_token_that_opens_the_rider_endpoints_alone(
         wrong, unknown)
 
     before = int(time.time() * 1000)
-    status, session = call(riders, "POST", "/api/v1/rider/login",
-                           {"email": email.upper(), "password": PASSWORD})
-    assert status == 200 and set(session) == {"token", "expires_at"}, session
+    answer = send(riders, "POST", "/api/v1/rider/login",
+                  {"email": email.upper(), "password": PASSWORD})
+    session = answer.json()
+    assert answer.status == 200 and set(session) == {"token", "expires_at"}, session
+    assert answer.headers.get("cache-control") == "no-store", answer.headers
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", session["expires_at"])
     expires = parse_instant(session["expires_at"])
     assert expires is not None and 0 <= expires - before - 24 * 3_600_000 < 60_000, session
@@ -141,6 +150,41 @@ def test_wrong_logins_are_limited_per_email_and_per_address_in_redis(riders: Sys
                         {"email": other, "password": PASSWORD}, source="127.0.2.1")
     assert status == 429, body
     assert log_in(riders, other, source="127.0.2.2")
+
+
+def test_parallel_guesses_get_no_more_than_the_limit_and_sign_ups_are_limited(
+        riders: System, admin: str) -> None:
+    email, _ = rider(riders)
+    card = f"04F0{uuid.uuid4().hex[:8].upper()}"
+    code = issue(riders, admin, card)
+    _, guesser = rider(riders)
+    # Twelve wrong logins at once, one e-mail from one address: the count is the gate,
+    # taken before any hash is verified, so the burst gets the limit and no more.
+    with ThreadPoolExecutor(12) as pool:
+        logins = Counter(pool.map(lambda _: call(
+            riders, "POST", "/api/v1/rider/login",
+            {"email": email, "password": "not-the-password"}, source="127.0.8.1")[0],
+            range(12)))
+        codes = Counter(pool.map(lambda n: link(riders, guesser, card, other_code(code),
+                                                f"127.0.8.{10 + n}")[0], range(12)))
+    assert logins[401] <= FAILURES and logins[429] >= 12 - FAILURES, logins
+    assert set(logins) <= {401, 429}, logins
+    assert codes[403] <= FAILURES and set(codes) <= {403, 429}, codes
+    # A right password after the burst is refused too, for the window.
+    assert call(riders, "POST", "/api/v1/rider/login",
+                {"email": email, "password": PASSWORD}, source="127.0.8.2")[0] == 429
+
+    # Sign-ups from one address: SIGN_UPS in the window, each a 409 here (the e-mail
+    # has an account), then 429 whatever the e-mail.
+    statuses = [call(riders, "POST", "/api/v1/rider/accounts",
+                     {"email": email, "password": PASSWORD}, source="127.0.9.1")[0]
+                for _ in range(SIGN_UPS)]
+    assert statuses == [409] * SIGN_UPS, statuses
+    status, body = call(riders, "POST", "/api/v1/rider/accounts",
+                        {"email": f"n{uuid.uuid4().hex[:8]}@contoh.id",
+                         "password": PASSWORD}, source="127.0.9.1")
+    assert (status, body["error"]["code"]) == (429, "too_many_sign_ups"), body
+    assert sign_up(riders, f"n{uuid.uuid4().hex[:8]}@contoh.id")  # another address
 
 
 def test_check_codes_link_cards_once_and_wrong_ones_are_limited(

@@ -1,9 +1,11 @@
 """A lost card and its replacement from outside (contract section 7), on PostgreSQL and on
 SQLite: `lost` reaches the validators' deny list within 2 s; `replace` moves the whole
-balance once, in one entry, and refuses what it must; a tap of the lost card that a
-validator accepted before it knew, arriving after the move, is charged to the lost card
-as the ride it was, the new card keeps what was moved, and the ledger, `transit
-reconcile` and the day's settlement (its `transfer` line) all agree."""
+balance once, in one entry, and refuses what it must (a card blocked by staff alone
+among it); a tap of the lost card that a validator accepted before it knew, arriving
+after the move, is charged to the lost card as the ride it was, the new card keeps what
+was moved; money reaching the lost card later moves with the same replacement asked
+again, once; and the ledger, `transit reconcile` and the day's settlement (its
+`transfer` line) all agree."""
 
 from __future__ import annotations
 
@@ -96,12 +98,12 @@ def test_lost_then_replaced_once_and_a_late_tap_of_the_lost_card(
         riders: System, tmp_path: Path) -> None:
     admin = riders.token("admin")
     suffix = uuid.uuid4().hex[:8].upper()
-    old, new, spare, old2, taken = (f"04E{n}{suffix}" for n in range(5))
+    old, new, spare, old2, taken, held = (f"04E{n}{suffix}" for n in range(6))
     codes = {card: issue(riders, admin, card, balance) for card, balance in (
-        (old, BALANCE), (new, 0), (spare, 0), (old2, 10_000), (taken, 0))}
+        (old, BALANCE), (new, 0), (spare, 0), (old2, 10_000), (taken, 0), (held, 8_000))}
     new_code, spare_code, taken_code = codes[new], codes[spare], codes[taken]
     _, token = rider(riders)
-    for card in (old, old2):
+    for card in (old, old2, held):
         assert link(riders, token, card, codes[card])[0] == 201
     _, stranger = rider(riders)
     assert link(riders, stranger, taken, taken_code)[0] == 201
@@ -115,6 +117,20 @@ def test_lost_then_replaced_once_and_a_late_tap_of_the_lost_card(
 
     status, body = replace(old, new, new_code)
     assert (status, body["error"]["code"]) == (409, "not_blocked"), body  # type: ignore[index]
+    # Blocked by staff (a fraud hold), not reported lost: its rider cannot drain it, and
+    # reporting it lost now changes nothing of that.
+    assert call(riders, "POST", f"/api/v1/cards/{held}/block", {}, admin)[0] == 200
+    assert call(riders, "POST", f"/api/v1/rider/cards/{held}/lost", {}, token)[0] == 200
+    status, body = replace(held, spare, spare_code)
+    assert (status, body["error"]["code"]) == (409, "not_reported_lost"), body  # type: ignore[index]
+    # Reported lost, then found and unblocked: a later block by staff alone does not let
+    # the old report stand.
+    assert call(riders, "POST", f"/api/v1/cards/{held}/unblock", {}, admin)[0] == 200
+    assert call(riders, "POST", f"/api/v1/rider/cards/{held}/lost", {}, token)[0] == 200
+    assert call(riders, "POST", f"/api/v1/cards/{held}/unblock", {}, admin)[0] == 200
+    assert call(riders, "POST", f"/api/v1/cards/{held}/block", {}, admin)[0] == 200
+    status, body = replace(held, spare, spare_code)
+    assert (status, body["error"]["code"]) == (409, "not_reported_lost"), body  # type: ignore[index]
     started = time.monotonic()
     status, body = call(riders, "POST", f"/api/v1/rider/cards/{old}/lost", {}, token)
     assert status == 200 and (body["card"], body["status"]) == (old, "blocked"), body
@@ -153,6 +169,20 @@ def test_lost_then_replaced_once_and_a_late_tap_of_the_lost_card(
                                         token=token)[1]["cards"]}
     assert (cards[old]["balance"], cards[old]["replaced_by"]) == (-late.fare, new), cards
     assert (cards[new]["balance"], cards[new]["status"]) == (BALANCE, "active"), cards
+    assert replace(old, new, new_code) == (200, moved)  # below zero: nothing to move
+
+    # Money reaching the lost card after its replacement (a top-up sent by reference;
+    # a late exit's correction or a refund alike): the same replacement again moves it,
+    # in one more entry, and once only.
+    rest = 7_000
+    assert call(riders, "POST", f"/api/v1/cards/{old}/topups",
+                {"amount": late.fare + rest, "reference": f"late-{old}"}, admin)[0] == 201
+    swept = {**moved, "balance": BALANCE + rest, "moved": BALANCE + rest}
+    assert replace(old, new, new_code) == (200, swept)
+    assert replace(old, new, new_code) == (200, swept)  # nothing new: nothing moves
+    cards = {c["card"]: c for c in call(riders, "GET", "/api/v1/rider/cards",
+                                        token=token)[1]["cards"]}
+    assert (cards[old]["balance"], cards[new]["balance"]) == (0, BALANCE + rest), cards
 
     engine = riders.engine()
     try:
@@ -160,8 +190,9 @@ def test_lost_then_replaced_once_and_a_late_tap_of_the_lost_card(
             assert check_invariants(s) == []
             assert s.scalar(select(func.sum(Posting.amount))) == 0  # no rupiah made or lost
             assert s.execute(select(Entry.kind, Entry.amount, Entry.reference)
-                             .where(Entry.card == old, Entry.kind == "transfer")).all() == [
-                ("transfer", BALANCE, new)]
+                             .where(Entry.card == old, Entry.kind == "transfer")
+                             .order_by(Entry.id)).all() == [
+                ("transfer", BALANCE, new), ("transfer", rest, new)]
     finally:
         engine.dispose()
     assert "reconciled: no mismatch" in riders.transit("reconcile").stdout
@@ -170,9 +201,9 @@ def test_lost_then_replaced_once_and_a_late_tap_of_the_lost_card(
         replaced_ms).isoformat()
     riders.transit("settle", today, "--out", str(tmp_path), "--quiet")
     manifest = json.loads((tmp_path / f"settlement-{today}.json").read_text())
-    assert manifest["totals"]["transfer"] == BALANCE, manifest
+    assert manifest["totals"]["transfer"] == BALANCE + rest, manifest
     lines = list(csv.DictReader(io.StringIO(
         (tmp_path / f"settlement-{today}.csv").read_text())))
     assert [(r["count"], r["amount"], r["operator_id"], r["route_id"]) for r in lines
-            if r["line_type"] == "transfer"] == [("1", str(BALANCE), "", "")], lines
+            if r["line_type"] == "transfer"] == [("2", str(BALANCE + rest), "", "")], lines
 
