@@ -3,7 +3,7 @@
     .venv/bin/python -m bench [--quick] [--only NAME,...] [--out FILE]
 
 In order: tap_throughput (one gateway, then two), positions, settlement, repricing,
-reader_latency (when pcscd and the vpcd reader driver are installed) and memory. Each
+statement, reader_latency (when pcscd and the vpcd reader driver are installed) and memory. Each
 benchmark's own output is shown as it runs; its key figures are read from the JSON
 file it writes with `--json FILE`, or, for a script without that option, from its
 printed lines. The table gives, for each benchmark, the figure, the limit it approaches
@@ -202,6 +202,20 @@ def repricing_rows(label: str, f: Figures) -> list[Row]:
     return rows
 
 
+def statement_rows(label: str, f: Figures) -> list[Row]:
+    rows = []
+    for db in ("postgresql", "sqlite"):
+        for window, w in sorted((f.get(db) or {}).items()):
+            if not isinstance(w, dict) or "p50_ms" not in w:
+                continue
+            rows.append(Row(f"{label}, {db}",
+                            f"{window} window ({w['items']:,} lines): p50 {w['p50_ms']:.1f} ms, "
+                            f"p95 {w['p95_ms']:.1f} ms",
+                            f"the database alone p50 {w['db_fetch_p50_ms']:.1f} ms",
+                            "< 100 ms", met(w["p50_ms"] < 100)))
+    return rows
+
+
 def reader_rows(label: str, f: Figures) -> list[Row]:
     p99 = f["end_to_end_p99_ms"]
     return [Row(label, f"card present -> feedback: p50 {f['end_to_end_p50_ms']:.0f} ms, "
@@ -261,6 +275,9 @@ def benches(memory_minutes: float | None) -> list[Bench]:
               ["--taps", "50000", "--cards", "5000"], settlement_rows, timeout_s=3600),
         Bench("repricing", "repricing", "bench.repricing", [], [], repricing_rows,
               timeout_s=600),
+        Bench("statement", "statement", "bench.statement", ["--sqlite"],
+              ["--days", "60", "--others", "200", "--runs", "20", "--sqlite"],
+              statement_rows, timeout_s=1800),
         Bench("reader_latency", "reader_latency", "bench.reader_latency", [], ["--taps", "5"],
               reader_rows, missing=reader_missing, timeout_s=900),
         Bench("memory", "memory", "bench.memory", memory_full,
@@ -387,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="small sizes, a few minutes in all: a smoke check, not figures")
     ap.add_argument("--only", metavar="NAME,...",
                     help="run only these (tap_throughput, positions, settlement, repricing, "
-                         "reader_latency, memory)")
+                         "statement, reader_latency, memory)")
     ap.add_argument("--memory-minutes", type=float, metavar="N",
                     help="length of the memory run (default: the benchmark's own, 10)")
     ap.add_argument("--out", metavar="FILE", help="write the combined results to FILE as JSON")

@@ -125,9 +125,9 @@ TEXT: dict[str, dict[str, str]] = {
         "more": "tambahan {amount} ditagih",
         "same": "tanpa perubahan",
         "fare_entry": "Tarif {amount} untuk tap di rute {route}.",
-        "denied": "Ditolak di pembaca: {why}; tidak ditagih.",
-        "denied_none": "Ditolak di pembaca; tidak ditagih.",
-        "denied_other": "Ditolak di pembaca (alasan: {reason}); tidak ditagih.",
+        "denied": "Ditolak di pembaca kartu: {why}; tidak ditagih.",
+        "denied_none": "Ditolak di pembaca kartu; tidak ditagih.",
+        "denied_other": "Ditolak di pembaca kartu (alasan: {reason}); tidak ditagih.",
         "denylisted": "kartu ada di daftar tolak (saldo kurang dari tarif terendah, atau "
                       "kartu diblokir)",
         "reason_repeat": "tap ulang di bus yang sama",

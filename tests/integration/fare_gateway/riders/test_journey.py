@@ -165,6 +165,7 @@ def test_a_rider_from_sign_up_to_a_refund_on_the_replacement_card(
     new_items = statement(system, token, NEW, "en")["items"]
     assert [(i["type"], i["amount"], i["balance_after"]) for i in new_items] == [
         ("transfer_in", 45_000, 45_000), ("refund", 2000, 47_000)], new_items
+    assert new_items[1]["tap_id"] == f"{system.device_id}:1", new_items[1]  # what it refunds
     old = statement(system, token, LOST, "en")
     assert [i["type"] for i in old["items"]] == [
         "topup", "tap", "tap", "denied", "transfer_out"]

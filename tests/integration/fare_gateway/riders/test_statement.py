@@ -160,7 +160,7 @@ def test_the_statement_line_by_line_in_both_languages(setup: Setup) -> None:
         "Transfer dalam perjalanan yang sama: tarif penuh Rp5.000 (tarif rute R2), dikurangi "
         "Rp3.000 yang sudah dibayar, jadi Anda membayar selisihnya Rp2.000.",
         "Tap ulang di bus yang sama 1 detik setelah tap sebelumnya: tidak ditagih.",
-        "Ditolak di pembaca: kartu tidak lolos pemeriksaan keaslian; tidak ditagih."]
+        "Ditolak di pembaca kartu: kartu tidak lolos pemeriksaan keaslian; tidak ditagih."]
     assert all(i["ts"].endswith("Z") and len(i["ts"]) == 24 for i in items), items
     staff = setup.system.token("finance")
     card = expect(Api(setup.system.http).get(f"/api/v1/cards/{CARD}", staff), 200, "card")

@@ -181,26 +181,26 @@ def test_corrections_name_the_tap_that_re_priced_the_day() -> None:
 
 
 @pytest.mark.parametrize("reason,indonesian,english", [
-    ("denylisted", "Ditolak di pembaca: kartu ada di daftar tolak (saldo kurang dari tarif "
+    ("denylisted", "Ditolak di pembaca kartu: kartu ada di daftar tolak (saldo kurang dari tarif "
                    "terendah, atau kartu diblokir); tidak ditagih.",
      "Refused at the reader: the card was on the deny list (balance below the lowest fare, "
      "or the card blocked); not charged."),
-    ("repeat", "Ditolak di pembaca: tap ulang di bus yang sama; tidak ditagih.",
+    ("repeat", "Ditolak di pembaca kartu: tap ulang di bus yang sama; tidak ditagih.",
      "Refused at the reader: a repeat tap on the same bus; not charged."),
-    ("not_authentic", "Ditolak di pembaca: kartu tidak lolos pemeriksaan keaslian; tidak "
+    ("not_authentic", "Ditolak di pembaca kartu: kartu tidak lolos pemeriksaan keaslian; tidak "
                       "ditagih.",
      "Refused at the reader: the card failed the authenticity check; not charged."),
-    ("insufficient_balance", "Ditolak di pembaca: saldo tidak cukup; tidak ditagih.",
+    ("insufficient_balance", "Ditolak di pembaca kartu: saldo tidak cukup; tidak ditagih.",
      "Refused at the reader: the balance was too low; not charged."),
-    ("spool_full", "Ditolak di pembaca: memori validator penuh, jadi tap tidak dapat "
+    ("spool_full", "Ditolak di pembaca kartu: memori validator penuh, jadi tap tidak dapat "
                    "disimpan; tidak ditagih.",
      "Refused at the reader: the validator's storage was full, so the tap could not be "
      "kept; not charged."),
-    ("unreadable", "Ditolak di pembaca: kartu tidak terbaca; tidak ditagih.",
+    ("unreadable", "Ditolak di pembaca kartu: kartu tidak terbaca; tidak ditagih.",
      "Refused at the reader: the card could not be read; not charged."),
-    ("door_jammed", "Ditolak di pembaca (alasan: door_jammed); tidak ditagih.",
+    ("door_jammed", "Ditolak di pembaca kartu (alasan: door_jammed); tidak ditagih.",
      "Refused at the reader (reason: door_jammed); not charged."),
-    (None, "Ditolak di pembaca; tidak ditagih.", "Refused at the reader; not charged."),
+    (None, "Ditolak di pembaca kartu; tidak ditagih.", "Refused at the reader; not charged."),
 ])
 def test_a_denied_tap_with_its_reason(reason: str | None, indonesian: str,
                                       english: str) -> None:
