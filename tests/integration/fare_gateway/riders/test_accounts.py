@@ -58,7 +58,7 @@ def admin(riders: System) -> str:
     return riders.token("admin")
 
 
-def test_sign_up_login_and_a_rider_token_that_opens_the_rider_endpoints_alone(
+def sign_up_login_and_a_rider_token_that_opens_the_rider_endpoints_alone(
         riders: System, admin: str) -> None:
     email = f"Siti.{uuid.uuid4().hex[:8]}@Contoh.ID"
     answer = send(riders, "POST", "/api/v1/rider/accounts",
@@ -124,7 +124,7 @@ def test_sign_up_login_and_a_rider_token_that_opens_the_rider_endpoints_alone(
     assert call(riders, "GET", "/api/v1/rider/cards", token=log_in(riders, email))[0] == 200
 
 
-def test_wrong_logins_are_limited_per_email_and_per_address_in_redis(riders: System) -> None:
+def wrong_logins_are_limited_per_email_and_per_address_in_redis(riders: System) -> None:
     email, _ = rider(riders)
     for n in range(FAILURES):  # one e-mail, each time from another address
         status, _ = call(riders, "POST", "/api/v1/rider/login",
@@ -152,7 +152,7 @@ def test_wrong_logins_are_limited_per_email_and_per_address_in_redis(riders: Sys
     assert log_in(riders, other, source="127.0.2.2")
 
 
-def test_parallel_guesses_get_no_more_than_the_limit_and_sign_ups_are_limited(
+def parallel_guesses_get_no_more_than_the_limit_and_sign_ups_are_limited(
         riders: System, admin: str) -> None:
     email, _ = rider(riders)
     card = f"04F0{uuid.uuid4().hex[:8].upper()}"
@@ -187,7 +187,7 @@ def test_parallel_guesses_get_no_more_than_the_limit_and_sign_ups_are_limited(
     assert sign_up(riders, f"n{uuid.uuid4().hex[:8]}@contoh.id")  # another address
 
 
-def test_check_codes_link_cards_once_and_wrong_ones_are_limited(
+def check_codes_link_cards_once_and_wrong_ones_are_limited(
         riders: System, admin: str) -> None:
     suffix = uuid.uuid4().hex[:8].upper()
     card, fresh, printed, bare = (f"04A{n}{suffix}" for n in range(4))
@@ -262,7 +262,7 @@ def test_check_codes_link_cards_once_and_wrong_ones_are_limited(
     assert link(riders, guesser, fresh, "00000000", "127.0.5.99")[0] == 429
 
 
-def test_deleting_an_account_erases_it_and_frees_its_email_and_cards(
+def deleting_an_account_erases_it_and_frees_its_email_and_cards(
         riders: System, admin: str) -> None:
     email, token = rider(riders)
     second = log_in(riders, email)
@@ -299,3 +299,13 @@ def test_deleting_an_account_erases_it_and_frees_its_email_and_cards(
     again = sign_up(riders, email)
     assert again != account_id
     assert link(riders, log_in(riders, email), card, code)[0] == 201
+
+
+def test_rider_accounts_from_outside(riders: System, admin: str) -> None:
+    """One test, so that the module's gateway is set up once whatever pytest-xdist does
+    with its tests; the parts run in the order they are written."""
+    sign_up_login_and_a_rider_token_that_opens_the_rider_endpoints_alone(riders, admin)
+    wrong_logins_are_limited_per_email_and_per_address_in_redis(riders)
+    parallel_guesses_get_no_more_than_the_limit_and_sign_ups_are_limited(riders, admin)
+    check_codes_link_cards_once_and_wrong_ones_are_limited(riders, admin)
+    deleting_an_account_erases_it_and_frees_its_email_and_cards(riders, admin)

@@ -139,7 +139,7 @@ def setup(request: pytest.FixtureRequest, broker: Broker,
             drop_pg_database(url)
 
 
-def test_the_statement_line_by_line_in_both_languages(setup: Setup) -> None:
+def line_by_line_in_both_languages(setup: Setup) -> None:
     got = setup.statement()
     ride, onward, again, refused = setup.taps
     items = got["items"]
@@ -178,7 +178,7 @@ def test_the_statement_line_by_line_in_both_languages(setup: Setup) -> None:
         assert "accept-language" in headers["vary"].lower(), headers
 
 
-def test_a_window_of_service_dates_and_the_balance_before_it(setup: Setup) -> None:
+def a_window_of_service_dates_and_the_balance_before_it(setup: Setup) -> None:
     day = setup.statement()["to"]
     same = setup.statement(f"?from={day}&to={day}")
     assert (same["from"], same["to"], same["items"][-1]["balance_after"]) == (day, day,
@@ -193,7 +193,7 @@ def test_a_window_of_service_dates_and_the_balance_before_it(setup: Setup) -> No
         0, 0, [])
 
 
-def test_who_may_read_a_statement_and_what_is_refused(setup: Setup) -> None:
+def who_may_read_a_statement_and_what_is_refused(setup: Setup) -> None:
     for card in (OTHER, UNLINKED, "04C1DEADBEEF99"):  # another's, nobody's, no such card
         answer = setup.ask(card=card)
         assert (answer.status, answer.json()["error"]["code"]) == (404, "not_found"), card
@@ -209,9 +209,18 @@ def test_who_may_read_a_statement_and_what_is_refused(setup: Setup) -> None:
         assert (answer.status, answer.json()["error"]["code"]) == (400, code), query
 
 
-def test_the_staff_list_of_taps_shows_why_the_reader_refused_one(setup: Setup) -> None:
+def the_staff_list_of_taps_shows_why_the_reader_refused_one(setup: Setup) -> None:
     listed = expect(Api(setup.system.http).get(f"/api/v1/cards/{CARD}/taps",
                                                setup.system.token("finance")), 200, "taps")
     assert [(t["tap_id"], t["accepted"], t["reason"]) for t in listed["taps"]] == [
         (setup.taps[0], True, None), (setup.taps[1], True, None), (setup.taps[2], True, None),
         (setup.taps[3], False, "not_authentic")]
+
+
+def test_the_statement_from_outside(setup: Setup) -> None:
+    """One test per database, so that its gateway and taps are set up once whatever
+    pytest-xdist does with the module's tests."""
+    line_by_line_in_both_languages(setup)
+    a_window_of_service_dates_and_the_balance_before_it(setup)
+    who_may_read_a_statement_and_what_is_refused(setup)
+    the_staff_list_of_taps_shows_why_the_reader_refused_one(setup)
