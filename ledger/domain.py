@@ -11,6 +11,7 @@ CARD = "card"
 REVENUE = "revenue"
 CLEARING = "clearing"
 TOPUP_CLEARING = "topups"
+ADJUSTMENT_CLEARING = "adjustments"
 UNASSIGNED_OPERATOR = "unassigned"
 
 
@@ -71,6 +72,7 @@ class CardState:
     status: str  # active | blocked
     balance: int
     account_id: int
+    head: str | None = None  # the fingerprint of the card's last entry (its chain's head)
 
 
 @dataclass(frozen=True)
@@ -205,4 +207,24 @@ def transfer_entry(*, old_card: str, new_card: str, amount: int, currency: str
         currency=currency,
         card=old_card,
         reference=new_card,
+    )
+
+
+def adjustment_entry(*, adjustment_id: int, card: str, amount: int, reference: str,
+                     currency: str) -> EntryDraft:
+    """A manual adjustment approved under four eyes (contract section 9): `amount` is what
+    the card gains (negative: a debit), against the adjustments clearing account, keyed
+    by the adjustment's reference so that it posts once however often it is approved."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+        raise LedgerError("an adjustment moves a whole, non-zero amount")
+    return EntryDraft(
+        idem_key=f"adjustment:{reference}",
+        kind="adjustment",
+        digest=digest_of("adjustment", adjustment_id, card, amount),
+        amount=amount,
+        postings=(PostingDraft(AccountKey(CLEARING, ADJUSTMENT_CLEARING), -amount),
+                  PostingDraft(card_account(card), amount)),
+        currency=currency,
+        card=card,
+        reference=reference,
     )

@@ -76,6 +76,9 @@ class TapRecord(Base):
     # evidence: the canonical form of the columns plus `extra` is what `sig` signed.
     sig: Mapped[str | None] = mapped_column(String(64), nullable=True)
     extra: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Keyed fingerprint of the row as admitted (every column but `fare`, which the
+    # receipt fills in afterwards and which decides no money: the entries do).
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class QuarantineRecord(Base):
@@ -93,6 +96,10 @@ class QuarantineRecord(Base):
     tap_id: Mapped[str | None] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     payload: Mapped[bytes] = mapped_column(LargeBinary)  # first bytes only for huge ones
+    # Its link in the quarantine's chain (ledger.chain): a record removed breaks it.
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
+    prev_mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ApiToken(Base):
@@ -108,6 +115,11 @@ class ApiToken(Base):
     # The rider account a `rider` token was issued to by a login (None for staff tokens).
     account_id: Mapped[int | None] = mapped_column(ForeignKey("rider_accounts.id"),
                                                    nullable=True, index=True)
+    # The holder a staff token names (`transit tokens create --name`), shown in the audit
+    # trail; and the row's keyed fingerprint: a token row inserted or changed behind the
+    # application's back is refused.
+    name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class DenyEntry(Base):
@@ -118,6 +130,7 @@ class DenyEntry(Base):
     card: Mapped[str] = mapped_column(String(32), primary_key=True)
     reason: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(BigInteger)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class DenyChange(Base):
@@ -130,6 +143,7 @@ class DenyChange(Base):
     op: Mapped[str] = mapped_column(String(1))  # + | -
     reason: Mapped[str] = mapped_column(String(16))
     changed_ms: Mapped[int] = mapped_column(BigInteger)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SigningKey(Base):
@@ -231,3 +245,25 @@ class Dispute(Base):
     answer: Mapped[str | None] = mapped_column(Text, nullable=True)
     answered_by: Mapped[str | None] = mapped_column(String(32), nullable=True)  # token id
     entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the refund
+
+
+class Adjustment(Base):
+    """A manual adjustment of a card's balance under four eyes (contract section 9): asked
+    by one finance holder, posted only when another approves it."""
+
+    __tablename__ = "adjustments"
+    __table_args__ = (Index("ix_adjustments_status", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    card: Mapped[str] = mapped_column(ForeignKey("cards.card"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed: what the card gains
+    reason: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | posted | rejected
+    requested_ms: Mapped[int] = mapped_column(BigInteger)
+    requested_by: Mapped[str] = mapped_column(String(32))  # token id
+    requested_name: Mapped[str] = mapped_column(String(100), default="")
+    decided_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    decided_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

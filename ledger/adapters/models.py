@@ -34,6 +34,13 @@ class Card(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # The fingerprint of the card's last entry (the head of its chain of entries), and
+    # the card's own keyed fingerprint over card, category, status, account and head
+    # (ledger.fingerprint): a category or status set behind the application's back, or
+    # a chain cut short, no longer matches it. The balance is not in it: the invariants
+    # hold it to the postings, which the entries' fingerprints cover.
+    head: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Entry(Base):
@@ -58,6 +65,11 @@ class Entry(Base):
     operator_id: Mapped[str | None] = mapped_column(String(64))
     route_id: Mapped[str | None] = mapped_column(String(64))
     category: Mapped[str | None] = mapped_column(String(32))
+    # The keyed fingerprint of the entry and its postings, chained to the card's entry
+    # before it (`prev_mac`, None for a card's first entry): an entry inserted, changed or
+    # removed behind the application's back breaks its card's chain, in an open day too.
+    prev_mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Posting(Base):
@@ -88,3 +100,41 @@ class SettlementRecord(Base):
     entries: Mapped[int] = mapped_column(BigInteger)
     manifest: Mapped[str] = mapped_column(Text)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # Keyed fingerprint of the record: recomputing the unkeyed hashes above after a
+    # rewrite does not make this match without the key.
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ChainHead(Base):
+    """The last link of a chained table (the audit trail, the quarantine): its number and
+    fingerprint, under a keyed fingerprint of its own. Appending locks this row, so the
+    links are numbered without gaps; a record removed, or the newest ones cut off, no
+    longer reaches the head."""
+
+    __tablename__ = "chain_heads"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    last_mac: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+class AuditRecord(Base):
+    """One change made by staff or a rider, through the API or a command (contract
+    section 9): who, when, what, from where; chained to the record before it."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at_ms", "at_ms"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    actor_kind: Mapped[str] = mapped_column(String(16))  # token | command | rider | system
+    actor_id: Mapped[str] = mapped_column(String(64))  # token id, OS user, account id
+    actor_name: Mapped[str] = mapped_column(String(100), default="")
+    actor_role: Mapped[str] = mapped_column(String(16), default="")
+    source: Mapped[str] = mapped_column(String(100), default="")  # address or host
+    action: Mapped[str] = mapped_column(String(48))
+    subject: Mapped[str] = mapped_column(String(160), default="")
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    prev_mac: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))

@@ -29,6 +29,9 @@ class Route(Base):
     long_name: Mapped[str] = mapped_column(String(300), default="")
     color: Mapped[str] = mapped_column(String(6), default="")
     text_color: Mapped[str] = mapped_column(String(6), default="")
+    # Keyed fingerprint of the route and its operator: revenue re-pointed to another
+    # operator behind the application's back no longer matches it.
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Stop(Base):
