@@ -10,10 +10,11 @@ function that gives them (`SettlementTerms`), and the composition root
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.engine import URL, Engine, make_url
@@ -27,9 +28,13 @@ from sqlalchemy.exc import (
 
 from ledger.adapters.db import make_engine, session_factory
 from ledger.domain import LedgerError
+from ledger.fingerprint import Fingerprints
 from ledger.settlement import BusinessCalendar, SettlementError, Settler, parse_day
 from transit.context import CommandContext, pass_transit
 from transit.errors import TransitError, one_line
+
+if TYPE_CHECKING:
+    from ledger.reconcile import Check
 
 SETTING = "TRANSIT_DATABASE_URL"
 
@@ -136,16 +141,18 @@ def settle_command(terms: Terms) -> click.Command:
     @pass_transit
     def settle(obj: CommandContext, business_date: date, out_dir: str, quiet: bool) -> None:
         """Write the settlement of business day DATE (YYYY-MM-DD): settlement-DATE.csv/.json."""
+        from ledger.audit import Actor
         from ledger.settlement import count_entries, settle_day
 
         day = business_date
-        the_settler = settler(terms(obj))
+        the_settler = settler(terms(obj), fingerprints(obj))
         sessions = session_factory(engine(obj))
         with sessions() as session:  # only the bar's length: settling reads the day itself
             total = count_entries(session, the_settler.calendar, day)
         with click.progressbar(length=total, label=f"settling {day}", file=sys.stderr,
                                hidden=quiet or total == 0) as bar:
-            result = settle_day(sessions, the_settler, day, progress=bar.update)
+            result = settle_day(sessions, the_settler, day, progress=bar.update,
+                                actor=Actor.command())
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"settlement-{day}.csv").write_bytes(result.csv)
@@ -157,8 +164,14 @@ def settle_command(terms: Terms) -> click.Command:
     return settle
 
 
-def reconcile_command(terms: Terms) -> click.Command:
-    """`transit reconcile`, in the business calendar and currency of `terms`."""
+Checks = Callable[[], Sequence["Check"]]
+"""The checks `transit reconcile` adds to the ledger's own (given by the composition root,
+made only when the command runs)."""
+
+
+def reconcile_command(terms: Terms, checks: Checks = lambda: ()) -> click.Command:
+    """`transit reconcile`, in the business calendar and currency of `terms`, with the
+    extra `checks` of the tables the ledger does not own."""
 
     @click.command("reconcile")
     @click.argument("business_date", metavar="[DATE]", required=False, type=BusinessDate())
@@ -170,9 +183,11 @@ def reconcile_command(terms: Terms) -> click.Command:
         """Check the ledger, its settlements and their chain; exit 1 on any mismatch."""
         from ledger.reconcile import reconcile as run
 
-        the_settler = settler(terms(obj))
+        keyed = fingerprints(obj)
+        the_settler = settler(terms(obj), keyed)
         with session_factory(engine(obj))() as session:
-            report = run(session, the_settler, business_date, Path(files) if files else None)
+            report = run(session, the_settler, business_date, Path(files) if files else None,
+                         fingerprints=keyed, checks=checks())
         click.echo(report.text())
         if not report.ok:
             sys.exit(1)
@@ -180,6 +195,11 @@ def reconcile_command(terms: Terms) -> click.Command:
     return reconcile
 
 
-def settler(terms: SettlementTerms) -> Settler:
-    """The settler of these terms."""
-    return Settler(terms.calendar, terms.currency)
+def fingerprints(obj: CommandContext) -> Fingerprints:
+    """The run's fingerprints, under TRANSIT_SECRET_KEY (unkeyed without it)."""
+    return Fingerprints(obj.settings.secret_key)
+
+
+def settler(terms: SettlementTerms, keyed: Fingerprints) -> Settler:
+    """The settler of these terms, fingerprinting its records with `keyed`."""
+    return Settler(terms.calendar, terms.currency, fingerprints=keyed)

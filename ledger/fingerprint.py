@@ -23,6 +23,7 @@ from collections.abc import Sequence
 # secrets, and a fingerprint must never help recover it.
 LABEL = b"transit fingerprints v1"
 GENESIS = ""  # the previous link of a chain's first record
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps makes one a call
 
 
 class Fingerprints:
@@ -30,7 +31,10 @@ class Fingerprints:
 
     def __init__(self, secret: bytes | None) -> None:
         self.keyed = secret is not None
-        key = hmac.new(secret or b"", LABEL, hashlib.sha256).digest()
+        # Unkeyed, a public key of its own: HMAC pads a short key with zeros, so deriving
+        # it from an empty secret would make an all-zero TRANSIT_SECRET_KEY read as none.
+        key = (hmac.new(secret, LABEL, hashlib.sha256).digest() if secret is not None
+               else hashlib.sha256(LABEL + b" without a key").digest())
         # A keyed hash object copied per fingerprint: the key's two pads are computed
         # once, which halves the cost of a short message (measured: 0.9 against 1.8 us).
         self._base = hmac.new(key, digestmod=hashlib.sha256)
@@ -38,7 +42,7 @@ class Fingerprints:
     def of(self, table: str, *fields: object) -> str:
         """The fingerprint of a row of `table` holding these fields (JSON values)."""
         mac = self._base.copy()
-        mac.update(json.dumps([table, *fields], separators=(",", ":")).encode())
+        mac.update(_COMPACT.encode([table, *fields]).encode())
         return mac.hexdigest()
 
     def matches(self, mac: str | None, table: str, *fields: object) -> bool:

@@ -1,35 +1,64 @@
-"""`transit reconcile`: prove the ledger and its settlements still agree.
+"""`transit reconcile`: prove the ledger and its settlements still agree, and that
+nothing that decides money was changed behind the application's back.
 
 Checks, each naming what it found wrong:
   1. every entry balances and has postings; every card balance equals its postings;
-  2. operator revenue equals fare charges plus corrections, per operator;
-  3. top-up clearing equals the top-ups;
-  4. every settled business day still settles to the same file and the same root hash
-     over its entries and postings (catches UPDATE or DELETE behind the application);
-  5. the chain of settled days is unbroken;
-  6. settlement files in a folder, if given, are the ones the chain recorded; the
+  2. operator revenue equals fares, corrections and refunds, per operator;
+  3. top-up clearing equals the top-ups, adjustment clearing the adjustments;
+  4. every entry matches its keyed fingerprint; every card matches its own (category,
+     status, account, chain head); walking each card's chain back from its head reaches
+     every entry of the card exactly once (`ledger.integrity`), in the open day too;
+  5. every settled business day still settles to the same file and the same root hash
+     over its entries and postings, and its record matches its keyed fingerprint;
+  6. the chain of settled days is unbroken, and every day the audit trail says was
+     recorded still has its record, with the hashes recorded;
+  7. the audit trail's chain is unbroken (`ledger.audit`);
+  8. the checks the composition root adds (`Check`: the gateway's own tables);
+  9. settlement files in a folder, if given, are the ones the chain recorded; the
      report says how many it compared (none is a failure) and names each file it left
      out: a provisional one, and the header-only file of a day before anything was
      posted (such a day has no entries and is never recorded, so there is nothing to
      compare it with). Only files compared with a record are counted.
+
+A row without a fingerprint is a mismatch: rows written before fingerprints existed are
+sealed by `transit db upgrade`. Entries are streamed in (card, id) order and only one
+card's chain is held at a time, so memory stays bounded however large the ledger.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger.adapters.models import Account, Entry, Posting, SettlementRecord
-from ledger.domain import CARD, CLEARING, REVENUE, TOPUP_CLEARING
+from ledger import audit
+from ledger.adapters.models import (
+    Account,
+    AuditRecord,
+    Card,
+    Entry,
+    Posting,
+    SettlementRecord,
+)
+from ledger.domain import ADJUSTMENT_CLEARING, CARD, CLEARING, REVENUE, TOPUP_CLEARING
+from ledger.fingerprint import UNKEYED_WARNING, Fingerprints
+from ledger.integrity import (
+    ENTRY_FIELDS,
+    Chained,
+    chain_problems,
+    settlement_fields,
+)
 from ledger.services import check_invariants
 from ledger.settlement import (
     EMPTY_SHA256,
+    RECORDED,
     SettlementError,
     Settler,
     chain_hash,
@@ -40,6 +69,22 @@ from ledger.settlement import (
 # The entry kinds that move an operator's revenue: fares and their corrections, and the
 # refunds of disputes (which give part of a fare back).
 REVENUE_KINDS = ("fare", "correction", "refund")
+STREAM_ROWS = 5000
+# Past this many findings of one kind (entries without a fingerprint, say), the rest are
+# counted, not listed: a mass change is one finding, and the report stays readable.
+LISTED = 50
+
+
+@dataclass
+class CheckResult:
+    """What one check looked at (`checked`, each a line) and what it found wrong."""
+
+    checked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+Check = Callable[[Session, Fingerprints], CheckResult]
+"""A check of tables the ledger does not own, given by the composition root."""
 
 
 @dataclass
@@ -49,6 +94,7 @@ class Report:
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     files_checked: int = 0
 
     @property
@@ -56,7 +102,8 @@ class Report:
         return not self.problems
 
     def text(self) -> str:
-        out = [f"ok       {c}" for c in self.checked]
+        out = [f"warning  {w}" for w in self.warnings]
+        out += [f"ok       {c}" for c in self.checked]
         out += [f"skipped  {s}" for s in self.skipped]
         out += [f"MISMATCH {p}" for p in self.problems]
         out.append("reconciled: no mismatch" if self.ok
@@ -65,9 +112,17 @@ class Report:
 
 
 def reconcile(session: Session, settler: Settler, day: date | None = None,
-              files: Path | None = None) -> Report:
-    """Run every check; `day` limits the per-day checks to one business day."""
+              files: Path | None = None, *, fingerprints: Fingerprints | None = None,
+              checks: Sequence[Check] = ()) -> Report:
+    """Run every check; `day` limits the per-day checks to one business day.
+
+    `fingerprints` (the settler's when None) are those the rows were written under;
+    `checks` are run after the ledger's own.
+    """
+    fp = fingerprints or settler.fingerprints
     report = Report()
+    if not fp.keyed:
+        report.warnings.append(UNKEYED_WARNING)
     invariants = check_invariants(session)
     report.problems += invariants
     if not invariants:
@@ -101,6 +156,19 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
         report.problems.append(f"top-up clearing holds {clearing}, top-ups total {topups}")
     else:
         report.checked.append("top-up clearing equals the top-ups")
+    # Adjustments credit (or debit) cards against their own clearing account, never
+    # revenue: the same rule as top-ups.
+    clearing = int(session.scalar(
+        select(func.coalesce(func.sum(Posting.amount), 0))
+        .join(Account, Account.id == Posting.account_id)
+        .where(Account.kind == CLEARING, Account.ref == ADJUSTMENT_CLEARING)) or 0)
+    adjusted = int(session.scalar(select(func.coalesce(func.sum(Entry.amount), 0))
+                                  .where(Entry.kind == "adjustment")) or 0)
+    if clearing != -adjusted:
+        report.problems.append(f"adjustment clearing holds {clearing}, adjustments total "
+                               f"{adjusted}")
+    else:
+        report.checked.append("adjustment clearing equals the adjustments")
 
     # A balance moved from a lost card to its replacement stays among riders' cards.
     astray = session.execute(
@@ -111,6 +179,8 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
         report.problems += [f"transfer entry {eid} moves money off the cards" for eid in astray]
     else:
         report.checked.append("card-to-card transfers stay among the cards")
+
+    _add(report, check_fingerprints(session, fp))
 
     records = session.scalars(select(SettlementRecord)
                               .order_by(SettlementRecord.business_date)).all()
@@ -130,6 +200,13 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
             chain_ok = False
             report.problems.append(f"settlement chain hash wrong at {record.business_date}: "
                                    "a settled day's record was rewritten")
+        if record.mac is None:
+            report.problems.append(f"settlement record of {record.business_date} has no "
+                                   "fingerprint (written behind the application's back?)")
+        elif not fp.matches(record.mac, "settlements", *settlement_fields(record)):
+            report.problems.append(f"settlement record of {record.business_date} was "
+                                   "changed behind the application's back (its fingerprint "
+                                   "does not match)")
         previous = record
         if day is not None and record_day != day:
             continue
@@ -170,7 +247,183 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
         report.checked.append(f"settlement chain of {len(records)} day(s) unbroken")
     if day is not None and not any(r.business_date == day.isoformat() for r in records):
         report.checked.append(f"business day {day.isoformat()} is not settled yet")
+    _add(report, check_recorded_days(session, {r.business_date: r for r in records}))
+    _add(report, check_audit_trail(session, fp))
+    for check in checks:
+        _add(report, check(session, fp))
     return report
+
+
+def _add(report: Report, result: CheckResult) -> None:
+    report.checked += result.checked
+    report.problems += result.problems
+
+
+class _Findings:
+    """Problems by kind, the first LISTED of each kept and the rest counted."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, list[str]] = {}
+        self.more: dict[str, int] = {}
+
+    def add(self, kind: str, problem: str) -> None:
+        listed = self.kinds.setdefault(kind, [])
+        if len(listed) < LISTED:
+            listed.append(problem)
+        else:
+            self.more[kind] = self.more.get(kind, 0) + 1
+
+    def problems(self) -> list[str]:
+        out = []
+        for kind, listed in self.kinds.items():
+            out += listed
+            if kind in self.more:
+                out.append(f"... and {self.more[kind]} more like the above ({kind})")
+        return out
+
+
+def check_fingerprints(session: Session, fp: Fingerprints) -> CheckResult:
+    """Every entry and card against its fingerprint, and every card's chain complete.
+
+    One pass over the entries with their postings and cards, in (card, id) order, then
+    the cards that have no entry; only one card's entries are held at a time.
+    """
+    found = _Findings()
+    e, p, c = Entry.__table__.c, Posting.__table__.c, Card.__table__.c
+    stmt = (select(e.id, *(e[name] for name in ENTRY_FIELDS), e.prev_mac, e.mac,
+                   p.account_id.label("p_account"), p.amount.label("p_amount"),
+                   c.card.label("issued"), c.category.label("c_cat"),
+                   c.status.label("c_status"), c.account_id.label("c_account"),
+                   c.head.label("c_head"), c.mac.label("c_mac"))
+            .select_from(Entry.__table__.outerjoin(Posting.__table__, p.entry_id == e.id)
+                         .outerjoin(Card.__table__, c.card == e.card))
+            .order_by(e.card, e.id, p.id))
+    counts = {"entries": 0, "cards": 0}
+    card_rows: list[Any] = []  # the current card's entries, as their first rows
+    chain: list[Chained] = []
+    current: Any = None
+    postings: list[list[int]] = []
+
+    def end_entry() -> None:
+        entry = current
+        counts["entries"] += 1
+        fields = [entry._mapping[name] for name in ENTRY_FIELDS]
+        whose = "no card" if entry.card is None else f"card {entry.card}"
+        if entry.mac is None:
+            found.add("entries without a fingerprint",
+                      f"entry {entry.id} ({whose}) has no fingerprint (written behind the "
+                      "application's back, or never sealed)")
+        elif not fp.matches(entry.mac, "entries", *fields, entry.prev_mac, postings):
+            found.add("entries changed",
+                      f"entry {entry.id} ({whose}) was changed after it was posted (its "
+                      "fingerprint does not match)")
+        if entry.card is not None:
+            chain.append(Chained(entry.id, entry.mac, entry.prev_mac))
+            if not card_rows:
+                card_rows.append(entry)
+
+    def end_card() -> None:
+        if not card_rows:
+            return
+        first = card_rows[0]
+        if first.issued is None:
+            found.add("entries of no card",
+                      f"card {first.card}: {len(chain)} entr{'y' if len(chain) == 1 else 'ies'}"
+                      " name it, but no such card was issued")
+        else:
+            _check_card(found, fp, first.card, first.c_cat, first.c_status, first.c_account,
+                        first.c_head, first.c_mac, chain)
+            counts["cards"] += 1
+        card_rows.clear()
+        chain.clear()
+
+    rows = session.connection().execute(
+        stmt.execution_options(stream_results=True, max_row_buffer=STREAM_ROWS))
+    for row in rows:
+        if current is None or row.id != current.id:
+            if current is not None:
+                end_entry()
+                if row.card != current.card:
+                    end_card()
+            current, postings = row, []
+        if row.p_account is not None:
+            postings.append([row.p_account, row.p_amount])
+    if current is not None:
+        end_entry()
+        end_card()
+    lonely = session.connection().execute(
+        select(c.card, c.category, c.status, c.account_id, c.head, c.mac)
+        .where(~select(e.id).where(e.card == c.card).exists())
+        .execution_options(stream_results=True, max_row_buffer=STREAM_ROWS))
+    for card in lonely:
+        _check_card(found, fp, card.card, card.category, card.status, card.account_id,
+                    card.head, card.mac, [])
+        counts["cards"] += 1
+    result = CheckResult(problems=found.problems())
+    if not {"entries without a fingerprint", "entries changed"} & found.kinds.keys():
+        result.checked.append(f"every one of {counts['entries']} entries matches its "
+                              "fingerprint")
+    if not {"cards without a fingerprint", "cards changed"} & found.kinds.keys():
+        result.checked.append(f"every one of {counts['cards']} cards matches its "
+                              "fingerprint (category, status, chain head)")
+    if not {"chains", "entries of no card"} & found.kinds.keys():
+        result.checked.append(f"every card's chain of entries is complete ({counts['cards']} "
+                              "cards)")
+    return result
+
+
+def _check_card(found: _Findings, fp: Fingerprints, card: str, category: str, status: str,
+                account_id: int, head: str | None, mac: str | None,
+                chain: list[Chained]) -> None:
+    if mac is None:
+        found.add("cards without a fingerprint",
+                  f"card {card} has no fingerprint (written behind the application's back, "
+                  "or never sealed)")
+    elif not fp.matches(mac, "cards", card, category, status, account_id, head):
+        found.add("cards changed",
+                  f"card {card}: its category, status or chain head was changed behind the "
+                  f"application's back (its fingerprint does not match; category {category}, "
+                  f"status {status})")
+    for problem in chain_problems(card, head, chain):
+        found.add("chains", problem)
+
+
+def check_recorded_days(session: Session, records: dict[str, SettlementRecord]
+                        ) -> CheckResult:
+    """Every day the audit trail says was recorded still has its settlement record, with
+    the hashes recorded (a record deleted, or rewritten with its hashes recomputed)."""
+    result = CheckResult()
+    rows = session.execute(select(AuditRecord.seq, AuditRecord.subject, AuditRecord.detail)
+                           .where(AuditRecord.action == RECORDED)
+                           .order_by(AuditRecord.seq)).all()
+    for seq, iso, text in rows:
+        record = records.get(iso)
+        try:
+            detail = json.loads(text)
+        except ValueError:
+            detail = {}
+        if record is None:
+            result.problems.append(f"business day {iso} was recorded (audit record {seq}) "
+                                   "but its settlement record is missing: it was deleted")
+        elif [detail.get(k) for k in ("sha256", "entries_sha256", "chain_sha256",
+                                      "entries")] != [
+                record.sha256, record.entries_sha256, record.chain_sha256, record.entries]:
+            result.problems.append(f"business day {iso}: its settlement record's hashes "
+                                   f"differ from those recorded in audit record {seq}: the "
+                                   "record was rewritten")
+    if not result.problems:
+        result.checked.append(f"every one of {len(rows)} recorded day(s) in the audit trail "
+                              "still has its settlement record")
+    return result
+
+
+def check_audit_trail(session: Session, fp: Fingerprints) -> CheckResult:
+    """The audit trail's chain, record by record, up to its head."""
+    problems = audit.verify(session, fp)
+    if problems:
+        return CheckResult(problems=problems)
+    count = int(session.scalar(select(func.count()).select_from(AuditRecord)) or 0)
+    return CheckResult(checked=[f"audit trail of {count} record(s) unbroken"])
 
 
 def _unrecorded_file(session: Session, settler: Settler, path: Path, iso: str

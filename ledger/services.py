@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import case, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
-from ledger.adapters.bulk import bulk_insert, bulk_update, insert_entries_pg
+from ledger.adapters.bulk import bulk_insert, bulk_set, bulk_update, insert_entries_pg
 from ledger.adapters.models import Account, Card, Entry, Posting
 from ledger.adapters.sql import chunks, dialect_of, insert_ignore, one_of, parts
 from ledger.domain import (
@@ -27,6 +28,8 @@ from ledger.domain import (
     card_deltas,
     topup_entry,
 )
+from ledger.fingerprint import Fingerprints, card_mac
+from ledger.integrity import entry_mac
 
 T = TypeVar("T")
 
@@ -61,10 +64,13 @@ class Ledger:
     """The only writer of money. Methods take the caller's session: one transaction per use."""
 
     def __init__(self, engine: Engine, currency: str,
-                 clock: Callable[[], int] = lambda: now_ms()) -> None:
+                 clock: Callable[[], int] = lambda: now_ms(),
+                 fingerprints: Fingerprints | None = None) -> None:
         self.engine = engine
         self.currency = currency
         self.clock = clock  # posting time, ms; settlement days follow it
+        # Keyed under TRANSIT_SECRET_KEY (ledger.fingerprint); unkeyed when none is given.
+        self.fingerprints = fingerprints or Fingerprints(None)
         self._accounts: dict[AccountKey, int] = {}
         self._lock = threading.Lock()
 
@@ -110,7 +116,8 @@ class Ledger:
         session.add(account)
         session.flush()
         row = Card(card=card, category=category, status="active", account_id=account.id,
-                   balance=0, created_ms=ts)
+                   balance=0, created_ms=ts, head=None,
+                   mac=card_mac(self.fingerprints, card, category, "active", account.id, None))
         session.add(row)
         session.flush()
         return row
@@ -148,12 +155,16 @@ class Ledger:
 
     # -- posting --------------------------------------------------------------
     def post(self, session: Session, drafts: Sequence[EntryDraft],
-             card_accounts: dict[str, int] | None = None) -> Posted:
-        """Append entries and their postings; keep card balances in step. Returns the
-        entry ids and the new balance of each card whose balance moved.
+             card_accounts: Mapping[str, int] | None = None) -> Posted:
+        """Append entries and their postings; keep card balances and the cards' chains in
+        step. Returns the entry ids and the new balance of each card whose balance moved.
 
-        Idempotency keys are unique in the database, so a second effect under the same
-        key fails the whole transaction instead of moving money twice.
+        Each entry is fingerprinted after the newest entry of its card (`entry.card`),
+        whose fingerprint, the card's head, is read under the card's lock: the lock this
+        transaction took with `lock_cards` (the head read then, no second read), or else
+        taken here, in sorted order. Idempotency keys are unique in the database, so a
+        second effect under the same key fails the whole transaction instead of moving
+        money twice.
         """
         if not drafts:
             return Posted()
@@ -161,7 +172,9 @@ class Ledger:
             if draft.currency != self.currency:
                 raise LedgerError(f"{draft.idem_key}: currency {draft.currency} is not "
                                   f"the ledger's {self.currency}")
-        card_accounts = dict(card_accounts or {})
+        chained = locked_states(session, {d.card for d in drafts if d.card is not None})
+        card_accounts = {**{c: s.account_id for c, s in chained.items()},
+                         **(card_accounts or {})}
         cards_needed = {p.account.ref for d in drafts for p in d.postings
                         if p.account.kind == CARD and p.account.ref not in card_accounts}
         if cards_needed:
@@ -169,28 +182,50 @@ class Ledger:
         others = self.account_ids(session, (p.account for d in drafts for p in d.postings
                                   if p.account.kind != CARD))
         ts = self.clock()
-        entry_rows = [{
-            "idem_key": d.idem_key, "kind": d.kind, "digest": d.digest, "amount": d.amount,
-            "posted_ms": ts, "currency": d.currency, "card": d.card, "tap_id": d.tap_id,
-            "reference": d.reference, "service_date": d.service_date,
-            "operator_id": d.operator_id, "route_id": d.route_id, "category": d.category,
-        } for d in drafts]
-        postings = [(d.idem_key, card_accounts[p.account.ref] if p.account.kind == CARD
-                     else others[p.account], p.amount)  # (idem_key, account, amount)
-                    for d in drafts for p in d.postings]
+        heads = {card: state.head for card, state in chained.items()}
+        entry_rows: list[dict[str, Any]] = []
+        postings: list[tuple[str, int, int]] = []  # (idem_key, account, amount)
+        fp = self.fingerprints
+        for d in drafts:
+            own = [(card_accounts[p.account.ref] if p.account.kind == CARD
+                    else others[p.account], p.amount) for p in d.postings]
+            postings += [(d.idem_key, account, amount) for account, amount in own]
+            prev = heads[d.card] if d.card is not None else None
+            # The fields in ENTRY_FIELDS order (ledger.integrity), as the row below holds them.
+            mac = entry_mac(fp, (d.idem_key, d.kind, d.digest, d.amount, ts, d.currency,
+                                 d.card, d.tap_id, d.reference, d.service_date,
+                                 d.operator_id, d.route_id, d.category), prev, own)
+            if d.card is not None:
+                heads[d.card] = mac  # the next entry of the card in this batch follows it
+            entry_rows.append({
+                "idem_key": d.idem_key, "kind": d.kind, "digest": d.digest,
+                "amount": d.amount, "posted_ms": ts, "currency": d.currency, "card": d.card,
+                "tap_id": d.tap_id, "reference": d.reference, "service_date": d.service_date,
+                "operator_id": d.operator_id, "route_id": d.route_id, "category": d.category,
+                "prev_mac": prev, "mac": mac})
+        card_heads = {card: (head, card_mac(fp, card, state.category, state.status,
+                                            state.account_id, head))
+                      for card, state in chained.items() if (head := heads[card]) is not None}
         deltas = card_deltas(drafts)
         if dialect_of(session) == "postgresql":
             keyed, balances = insert_entries_pg(session, Entry.__table__, Posting.__table__,
-                                                Card.__table__, entry_rows, postings, deltas)
-            return Posted(tuple(keyed[d.idem_key] for d in drafts), balances)
-        keyed = {key: entry_id for entry_id, key in bulk_insert(
-            session, Entry.__table__, entry_rows, returning=("id", "idem_key"))}
-        bulk_insert(session, Posting.__table__, [
-            {"entry_id": keyed[key], "account_id": account_id, "amount": amount}
-            for key, account_id, amount in postings])
-        bulk_update(session, Card.__table__, "card", "balance", deltas, add=True)
-        moved = [card for card, delta in deltas.items() if delta]
-        balances = {s.card: s.balance for s in card_states(session, moved).values()}
+                                                Card.__table__, entry_rows, postings, deltas,
+                                                card_heads)
+        else:
+            keyed = {key: entry_id for entry_id, key in bulk_insert(
+                session, Entry.__table__, entry_rows, returning=("id", "idem_key"))}
+            bulk_insert(session, Posting.__table__, [
+                {"entry_id": keyed[key], "account_id": account_id, "amount": amount}
+                for key, account_id, amount in postings])
+            bulk_update(session, Card.__table__, "card", "balance", deltas, add=True)
+            bulk_set(session, Card.__table__, "card", ("head", "mac"),
+                     [(card, head, mac) for card, (head, mac) in sorted(card_heads.items())])
+            moved = [card for card, delta in deltas.items() if delta]
+            balances = {s.card: s.balance for s in card_states(session, moved).values()}
+        _remember(session, {card: CardState(card, s.category, s.status, s.balance,
+                                            s.account_id, heads[card])
+                            for card, s in chained.items()})
+        _expire_cards(session, {*deltas, *card_heads})
         return Posted(tuple(keyed[d.idem_key] for d in drafts), balances)
 
     def _card_accounts(self, session: Session, cards: set[str]) -> dict[str, int]:
@@ -210,8 +245,8 @@ class Ledger:
                             currency=self.currency)
         # Lock the card first: a concurrent top-up with the same reference then waits
         # here and, once it may go on, finds the first one's entry.
-        row = session.get(Card, card, with_for_update=True)
-        if row is None:
+        state = self.lock_cards(session, [card]).get(card)
+        if state is None:
             raise CardNotFound(f"no such card: {card}")
         existing = session.execute(
             select(Entry.id, Entry.digest).where(Entry.idem_key == draft.idem_key)).first()
@@ -219,17 +254,17 @@ class Ledger:
             if existing.digest != draft.digest:
                 raise IdempotencyConflict(
                     f"reference {reference!r} was already used for another top-up")
-            return TopupResult(card, row.balance, amount, reference, existing.id, False)
-        posted = self.post(session, [draft], {card: row.account_id})
-        # The row in the session still holds the balance before the credit.
-        session.expire(row, ["balance"])
+            return TopupResult(card, state.balance, amount, reference, existing.id, False)
+        posted = self.post(session, [draft])
         return TopupResult(card, posted.balances[card], amount, reference,
                            posted.entry_ids[0], True)
 
 
 def card_states(session: Session, cards: Iterable[str], lock: bool = False
                 ) -> dict[str, CardState]:
-    """These cards' category, status and balance (locked in sorted order with `lock`)."""
+    """These cards' category, status, balance, account and chain head (locked in sorted
+    order with `lock`, and then remembered for `Ledger.post` until the transaction
+    ends)."""
     wanted = sorted(set(cards))
     if not wanted:
         return {}
@@ -237,11 +272,99 @@ def card_states(session: Session, cards: Iterable[str], lock: bool = False
     conn = session.connection()
     out: dict[str, CardState] = {}
     for part in parts(conn, wanted):
-        stmt = (select(c.card, c.category, c.status, c.balance, c.account_id)
+        stmt = (select(c.card, c.category, c.status, c.balance, c.account_id, c.head)
                 .where(one_of(conn, c.card, part)).order_by(c.card))
         for row in conn.execute(stmt.with_for_update() if lock else stmt):
             out[row[0]] = CardState(*row)
+    if lock:
+        _remember(session, out)
     return out
+
+
+# What this transaction read of the cards it locked, kept in the session for `post`:
+# the tap path locks its cards first anyway, so their heads come with that read and the
+# posting statement stays its one round trip. A lock lasts until the transaction ends,
+# and every change this transaction makes to a locked card goes through this module
+# (`post`, `set_card_status`), which keeps the record in step; a record from another
+# transaction of the session is never used.
+_LOCKED = "ledger.locked_cards"
+
+
+def _remembered(session: Session) -> dict[str, CardState]:
+    kept = session.info.get(_LOCKED)
+    if kept is None or kept[0] is not session.get_transaction():
+        return {}
+    states: dict[str, CardState] = kept[1]
+    return states
+
+
+def _remember(session: Session, states: Mapping[str, CardState]) -> None:
+    if not states:
+        return
+    transaction = session.get_transaction()
+    kept = session.info.get(_LOCKED)
+    if kept is None or kept[0] is not transaction:
+        fresh: dict[str, CardState] = {}
+        kept = session.info[_LOCKED] = (transaction, fresh)
+    kept[1].update(states)
+
+
+def locked_states(session: Session, cards: Collection[str]) -> dict[str, CardState]:
+    """These cards as this transaction holds them locked: those `lock_cards` (or this
+    function) locked already, the others locked now in sorted order; CardNotFound for a
+    token that is no card. Their `head` is current, their `balance` may not be."""
+    known = _remembered(session)
+    found = {card: known[card] for card in cards if card in known}
+    missing = [card for card in cards if card not in known]
+    if missing:
+        found.update(card_states(session, missing, lock=True))
+        absent = set(cards) - found.keys()
+        if absent:
+            raise CardNotFound(f"no such card: {sorted(absent)[0]}")
+    return found
+
+
+def _expire_cards(session: Session, cards: Iterable[str]) -> None:
+    """Cards this session holds as objects no longer show what the Core statements above
+    wrote: read them again on next use."""
+    identities = session.identity_map
+    if not identities:  # the tap path reads and writes cards through Core only
+        return
+    for card in cards:
+        row = identities.get(identity_key(Card, card))
+        if row is not None:
+            session.expire(row, ["balance", "head", "mac"])
+
+
+def set_card_status(session: Session, fingerprints: Fingerprints, card: str, status: str
+                    ) -> Card:
+    """Lock a card and set its status (`active` or `blocked`) and its fingerprint;
+    CardNotFound if there is no such card."""
+    return _set_card(session, fingerprints, card, status=status)
+
+
+def set_card_category(session: Session, fingerprints: Fingerprints, card: str,
+                      category: str) -> Card:
+    """Lock a card and set its fare category and its fingerprint; CardNotFound if there
+    is no such card."""
+    return _set_card(session, fingerprints, card, category=category)
+
+
+def _set_card(session: Session, fingerprints: Fingerprints, card: str, *,
+              status: str | None = None, category: str | None = None) -> Card:
+    row = session.get(Card, card, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise CardNotFound(f"no card {card}")
+    if status is not None:
+        row.status = status
+    if category is not None:
+        row.category = category
+    row.mac = card_mac(fingerprints, row.card, row.category, row.status, row.account_id,
+                       row.head)
+    session.flush()
+    _remember(session, {card: CardState(row.card, row.category, row.status, row.balance,
+                                        row.account_id, row.head)})
+    return row
 
 
 def retry_once_on_race(work: Callable[[], T]) -> T:

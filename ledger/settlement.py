@@ -24,17 +24,22 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ledger import audit
 from ledger.adapters.db import Sessions
 from ledger.adapters.models import Entry, Posting, SettlementRecord
 from ledger.adapters.sql import insert_ignore
+from ledger.audit import Actor
+from ledger.fingerprint import Fingerprints
+from ledger.integrity import SETTLEMENT_FIELDS, settlement_fields, settlement_mac
 
 HEADER = ("settlement_date,line_type,service_date,operator_id,route_id,category,count,"
           "amount,currency")
-# The line each entry kind settles under (contract section 6). Top-ups and transfers
-# belong to no route; a refund to the route of the fare it gives back.
+# The line each entry kind settles under (contract section 6). Top-ups, transfers and
+# adjustments belong to no route (they are dated by the business day); a refund to the
+# route of the fare it gives back.
 LINE_TYPES = {"fare": "fare", "correction": "correction", "topup": "topup",
               "refund": "refund", "transfer": "transfer", "adjustment": "adjustment"}
-UNROUTED = ("topup", "transfer")
+UNROUTED = ("topup", "transfer", "adjustment")
 STREAM_ROWS = 5000
 EMPTY_SHA256 = hashlib.sha256((HEADER + "\n").encode()).hexdigest()
 MIN_DAY = date(2000, 1, 1)
@@ -230,14 +235,26 @@ its entries and commits within milliseconds (its cards are locked before it stam
 minute is far more than any of them takes."""
 
 
+RECORDED = "settlement.recorded"
+"""The audit action of a day recorded in the chain; its detail holds the record's hashes,
+which `transit reconcile` holds the record to (a record deleted or rewritten shows)."""
+
+
 class Settler:
-    """Settles business days in order, recording each closed day in the chain."""
+    """Settles business days in order, recording each closed day in the chain.
+
+    Each record is fingerprinted under `fingerprints` (`ledger.integrity`), and each day
+    recorded is written to the audit trail in the same transaction. Without them the
+    fingerprints are unkeyed (`ledger.fingerprint`).
+    """
 
     def __init__(self, calendar: BusinessCalendar, currency: str,
-                 clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+                 clock: Callable[[], int] = lambda: int(time.time() * 1000),
+                 fingerprints: Fingerprints | None = None) -> None:
         self.calendar = calendar
         self.currency = currency
         self.clock = clock
+        self.fingerprints = fingerprints or Fingerprints(None)
 
     def is_closed(self, day: date) -> bool:
         """Whether `day` can be settled for good: its end is `CLOSE_MARGIN_MS` past.
@@ -253,15 +270,17 @@ class Settler:
         return None if first is None else self.calendar.day_of(int(first))
 
     def settle(self, session: Session, day: date,
-               progress: Progress | None = None) -> Settlement:
+               progress: Progress | None = None, actor: Actor | None = None) -> Settlement:
         """The settlement of `day`; closed days before it are settled and chained first.
 
         The caller commits. A day still open gives a provisional settlement that is not
-        recorded: entries may still be posted in it.
+        recorded: entries may still be posted in it. Each day recorded is written to the
+        audit trail as done by `actor` (the settler itself when None).
         """
         if self.clock() < self.calendar.bounds(day)[0]:
             raise SettlementError(f"business day {day.isoformat()} has not begun")
-        previous, previous_chain = self._previous(session, day)
+        recorded: list[SettlementRecord] = []
+        previous, previous_chain = self._previous(session, day, recorded)
         final = self.is_closed(day)
         result = compute(session, self.calendar, day, self.currency, previous, final, progress,
                          previous_chain)
@@ -269,10 +288,17 @@ class Settler:
         # The chain starts on the first day anything was posted; an earlier day is empty
         # for ever (postings are never back-dated) and is not part of it.
         if final and first is not None and day >= first:
-            self._record(session, result)
+            self._record(session, result, recorded)
+        # Last in the transaction: the audit trail's head stays locked until the commit,
+        # not while the days are computed.
+        who = actor or Actor.system("settlement")
+        for record in recorded:
+            audit.record(session, self.fingerprints, who, RECORDED, record.business_date,
+                         recorded_detail(record))
         return result
 
-    def _previous(self, session: Session, day: date) -> tuple[str | None, str | None]:
+    def _previous(self, session: Session, day: date, recorded: list[SettlementRecord]
+                  ) -> tuple[str | None, str | None]:
         """The previous day's file hash and chain hash, settling closed days on the way."""
         first = self.first_day(session)
         if first is None or day <= first:
@@ -292,13 +318,15 @@ class Settler:
             else:
                 result = compute(session, self.calendar, current, self.currency, sha, True,
                                  previous_chain=chain)
-                self._record(session, result)
+                self._record(session, result, recorded)
                 sha, chain = result.sha256, str(result.manifest["chain_sha256"])
             current += timedelta(days=1)
         return sha, chain
 
-    def _record(self, session: Session, result: Settlement) -> None:
-        """Record a closed day once, then hold the settlement to the record that stands.
+    def _record(self, session: Session, result: Settlement,
+                recorded: list[SettlementRecord]) -> None:
+        """Record a closed day once, then hold the settlement to the record that stands;
+        a record this call made is added to `recorded`.
 
         Many may settle the same day at once (finance clerks, `transit settle`, several
         gateways). The insert gives way to a record already there, and on PostgreSQL
@@ -309,11 +337,20 @@ class Settler:
         """
         iso = result.day.isoformat()
         m = result.manifest
-        session.execute(insert_ignore(session, SettlementRecord.__table__).values(
-            business_date=iso, sha256=result.sha256, previous_sha256=m["previous_sha256"],
+        record = SettlementRecord(
+            business_date=iso, sha256=result.sha256,
+            previous_sha256=None if m["previous_sha256"] is None else str(m["previous_sha256"]),
             entries_sha256=str(m["entries_sha256"]), chain_sha256=str(m["chain_sha256"]),
             entries=int(str(m["entries"])), manifest=result.manifest_bytes.decode(),
-            created_ms=self.clock()))
+            created_ms=self.clock())
+        record.mac = settlement_mac(self.fingerprints, settlement_fields(record))
+        table = SettlementRecord.__table__
+        # RETURNING says whether this call made the record (a rowcount may be unknown).
+        inserted = session.execute(insert_ignore(session, table).values(
+            {name: getattr(record, name) for name in (*SETTLEMENT_FIELDS, "created_ms",
+                                                      "mac")}).returning(table.c.business_date))
+        if inserted.first() is not None:
+            recorded.append(record)
         stored = session.execute(
             select(SettlementRecord.sha256, SettlementRecord.entries_sha256)
             .where(SettlementRecord.business_date == iso)).one()
@@ -323,8 +360,14 @@ class Settler:
                 "entries of a settled day have changed (run transit reconcile)")
 
 
+def recorded_detail(record: SettlementRecord) -> dict[str, object]:
+    """What the audit trail keeps of a recorded day: the hashes its record must hold."""
+    return {"sha256": record.sha256, "entries_sha256": record.entries_sha256,
+            "chain_sha256": record.chain_sha256, "entries": record.entries}
+
+
 def settle_day(sessions: Sessions, settler: Settler, day: date,
-               progress: Progress | None = None) -> Settlement:
+               progress: Progress | None = None, actor: Actor | None = None) -> Settlement:
     """Settle `day` in a transaction of its own and commit what it recorded.
 
     Callers settling the same closed day at once all get its one settlement: recording
@@ -335,4 +378,4 @@ def settle_day(sessions: Sessions, settler: Settler, day: date,
     unsettled days lost up to 11 that way on PostgreSQL).
     """
     with sessions.begin() as session:
-        return settler.settle(session, day, progress)
+        return settler.settle(session, day, progress, actor)

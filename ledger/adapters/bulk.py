@@ -10,7 +10,7 @@ small batch. SQLite, in-process, takes SQLAlchemy's multi-row inserts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -90,22 +90,50 @@ def bulk_update(session: Session, table: Table, key: str, column: str,
         [{"k": k, "v": v} for k, v in items])
 
 
+def bulk_set(session: Session, table: Table, key: str, columns: Sequence[str],
+             rows: Sequence[Sequence[Any]]) -> None:
+    """Set `columns` of the row whose `key` is each row's first value to its other values,
+    in one statement (PostgreSQL) or one executemany (SQLite)."""
+    if not rows:
+        return
+    if dialect_of(session) == "postgresql":
+        names = [key, *columns]
+        arrays = ", ".join(f"CAST(:a{i} AS {_pg_type(table.c[n])}[])"
+                           for i, n in enumerate(names))
+        sets = ", ".join(f"{c} = d.{c}" for c in columns)
+        session.execute(text(
+            f"UPDATE {table.name} AS t SET {sets} FROM unnest({arrays}) "
+            f"AS d({', '.join(names)}) WHERE t.{key} = d.{key}"),
+            {f"a{i}": pg_array([r[i] for r in rows]) for i in range(len(names))})
+        return
+    session.connection().execute(
+        table.update().where(table.c[key] == bindparam("_key"))
+        .values({c: bindparam(f"_{c}") for c in columns}),
+        [{"_key": r[0], **{f"_{c}": v for c, v in zip(columns, r[1:], strict=True)}}
+         for r in rows])
+
+
 def insert_entries_pg(session: Session, entries: Table, postings: Table, cards: Table,
                       entry_rows: Sequence[dict[str, Any]],
                       posting_rows: Sequence[tuple[str, int, int]],
-                      balance_deltas: dict[str, int]
+                      balance_deltas: dict[str, int],
+                      card_heads: Mapping[str, tuple[str, str]] | None = None
                       ) -> tuple[dict[str, int], dict[str, int]]:
-    """PostgreSQL: entries, their postings and the card balances in one statement.
+    """PostgreSQL: entries, their postings and the cards in one statement.
 
     `posting_rows` are (entry idem_key, account id, amount), inserted in the order given;
-    `balance_deltas` is added to each card's balance. Data-modifying CTEs run as one
-    statement: one round trip instead of three, all or nothing like the transaction
-    around it. Returns each new entry's id by idem_key, and the new balance of each card
-    whose balance moved (the same round trip: no read of the cards afterwards).
+    `balance_deltas` is added to each card's balance, and `card_heads` gives a card the
+    (head, mac) of its chain after these entries, its balance moved or not.
+    Data-modifying CTEs run as one statement: one round trip instead of three, all or
+    nothing like the transaction around it. Returns each new entry's id by idem_key, and
+    the new balance of each card whose balance moved (the same round trip: no read of
+    the cards afterwards).
     """
     columns = list(entry_rows[0].keys())
     arrays = ", ".join(f"CAST(:e_{c} AS {_pg_type(entries.c[c])}[])" for c in columns)
-    deltas = sorted((k, v) for k, v in balance_deltas.items() if v)
+    heads = card_heads or {}
+    cards_moved = sorted({k for k, v in balance_deltas.items() if v} | heads.keys())
+    # A card's head and fingerprint travel beside its balance: NULL keeps what it has.
     sql = (
         f"WITH e AS (INSERT INTO {entries.name} ({', '.join(columns)}) "
         f"SELECT * FROM unnest({arrays}) RETURNING id, idem_key), "
@@ -114,16 +142,24 @@ def insert_entries_pg(session: Session, entries: Table, postings: Table, cards: 
         f"CAST(:p_account AS bigint[]), CAST(:p_amount AS bigint[])) "
         f"WITH ORDINALITY AS d(idem_key, account_id, amount, n) "
         f"JOIN e ON e.idem_key = d.idem_key ORDER BY d.n), "
-        f"c AS (UPDATE {cards.name} AS t SET balance = t.balance + d.v "
-        f"FROM unnest(CAST(:c_keys AS text[]), CAST(:c_vals AS bigint[])) AS d(k, v) "
-        f"WHERE t.card = d.k RETURNING t.card, t.balance) "
-        f"SELECT 'e', id, idem_key FROM e UNION ALL SELECT 'c', balance, card FROM c")
+        f"c AS (UPDATE {cards.name} AS t SET balance = t.balance + d.v, "
+        f"head = COALESCE(d.h, t.head), mac = COALESCE(d.m, t.mac) "
+        f"FROM unnest(CAST(:c_keys AS text[]), CAST(:c_vals AS bigint[]), "
+        f"CAST(:c_heads AS text[]), CAST(:c_macs AS text[])) AS d(k, v, h, m) "
+        f"WHERE t.card = d.k RETURNING t.card, t.balance, d.v) "
+        f"SELECT 'e', id, idem_key FROM e "
+        f"UNION ALL SELECT 'c', balance, card FROM c WHERE v <> 0")
     params: dict[str, Any] = {f"e_{c}": pg_array([r[c] for r in entry_rows])
                               for c in columns}
     params.update(p_key=pg_array([p[0] for p in posting_rows]),
                   p_account=pg_array([p[1] for p in posting_rows]),
                   p_amount=pg_array([p[2] for p in posting_rows]),
-                  c_keys=pg_array([k for k, _ in deltas]), c_vals=pg_array([v for _, v in deltas]))
+                  c_keys=pg_array(cards_moved),
+                  c_vals=pg_array([balance_deltas.get(k, 0) for k in cards_moved]),
+                  c_heads=pg_array([heads[k][0] if k in heads else None
+                                    for k in cards_moved]),
+                  c_macs=pg_array([heads[k][1] if k in heads else None
+                                   for k in cards_moved]))
     ids: dict[str, int] = {}
     balances: dict[str, int] = {}
     for source, number, key in session.execute(text(sql), params).all():
