@@ -13,6 +13,13 @@ time it is used with the setting. `rotate_network_key` replaces the key pair (th
 private key is overwritten, not kept); every publisher notices within a poll and
 publishes both retained messages again, signed with the new key, so that validators
 given the new public key drop a list built under the old one (`transit.denylist`).
+
+Every row of `denylist` and `denylist_changes` carries a keyed fingerprint (`mac`, see
+`ledger.fingerprint`) over all its columns, set by `refresh_denylist`, the one writer: a
+change added with plain SQL (a `-` that drops a blocked card from the list validators
+are sent) has none that matches, and `transit reconcile` names it
+(`fare_gateway.integrity`), as it names a list that does not agree with the replay of
+its changes.
 """
 
 from __future__ import annotations
@@ -30,12 +37,25 @@ from fare_gateway.adapters.models import DenyChange, DenyEntry, SigningKey
 from fare_gateway.devices import is_sealed, seal, unseal, warn_if_unsealed
 from fare_gateway.fares.policy import FarePolicy
 from ledger.adapters.sql import insert_ignore, one_of, parts
+from ledger.fingerprint import Fingerprints
 from ledger.services import card_states
 from transit import denylist as wire
 from transit.topics import Topics
 
 log = logging.getLogger(__name__)
 KEY_NAME = "denylist"
+
+
+def entry_mac(fingerprints: Fingerprints, card: str, reason: str, version: int) -> str:
+    """The fingerprint of a `denylist` row."""
+    return fingerprints.of("denylist", card, reason, version)
+
+
+def change_mac(fingerprints: Fingerprints, version: int, card: str, op: str, reason: str,
+               changed_ms: int) -> str:
+    """The fingerprint of a `denylist_changes` row (its number included: a change cannot
+    be moved, nor copied under another number)."""
+    return fingerprints.of("denylist_changes", version, card, op, reason, changed_ms)
 
 
 def deny_reason(policy: FarePolicy, category: str, status: str, balance: int) -> str | None:
@@ -48,16 +68,19 @@ def deny_reason(policy: FarePolicy, category: str, status: str, balance: int) ->
 
 
 def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str],
-                     state: Mapping[str, tuple[str, str, int]] | None = None) -> int:
+                     state: Mapping[str, tuple[str, str, int]] | None = None, *,
+                     fingerprints: Fingerprints) -> int:
     """Bring these cards' deny-list state in line with their status and balance.
 
     Call it inside the transaction that changed them (their rows are locked there).
     `state` may give each card's (category, status, balance) as that transaction left
-    them, sparing a read. Returns the number of changes recorded.
+    them, sparing a read. `fingerprints` are the keyed ones (`Ledger.fingerprints`).
+    Returns the number of changes recorded.
     """
     wanted = sorted(set(cards))
     if not wanted:
         return 0
+    fp = fingerprints
     now = int(time.time() * 1000)
     changes = 0
     session.flush()  # the reads below go past the ORM: let them see its pending changes
@@ -69,27 +92,32 @@ def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str],
                     for s in card_states(session, part).values()]
         else:
             rows = [(card, *state[card]) for card in part if card in state]
-        listed = dict(conn.execute(select(d.card, d.reason)
-                                   .where(one_of(conn, d.card, part))).all())
+        listed = {card: (reason, version) for card, reason, version in conn.execute(
+            select(d.card, d.reason, d.version).where(one_of(conn, d.card, part))).all()}
         for card, category, status, balance in rows:
             reason = deny_reason(policy, category, status, balance)
             if (reason is None) == (card not in listed) and (
-                    reason is None or listed.get(card) == reason):
+                    reason is None or listed[card][0] == reason):
                 continue
             op = "-" if reason is None else "+"
-            if op == "+" and card in listed:
+            if reason is not None and card in listed:
                 # Still denied, for another reason: not a change validators need.
+                version = listed[card][1]
                 session.execute(DenyEntry.__table__.update().where(DenyEntry.card == card)
-                                .values(reason=reason))
+                                .values(reason=reason,
+                                        mac=entry_mac(fp, card, reason, version)))
                 continue
             change = DenyChange(card=card, op=op, reason=reason or "cleared", changed_ms=now)
             session.add(change)
-            session.flush()
-            if op == "+":
-                session.add(DenyEntry(card=card, reason=reason, version=change.version))
+            session.flush()  # its number, which its fingerprint covers
+            change.mac = change_mac(fp, change.version, card, op, change.reason, now)
+            if reason is not None:
+                session.add(DenyEntry(card=card, reason=reason, version=change.version,
+                                      mac=entry_mac(fp, card, reason, change.version)))
             else:
                 session.execute(delete(DenyEntry).where(DenyEntry.card == card))
             changes += 1
+    session.flush()
     return changes
 
 

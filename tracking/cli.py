@@ -3,7 +3,9 @@ refusal into one line."""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from pathlib import Path
 
 import click
 
@@ -23,15 +25,34 @@ def gtfs() -> None:
 @pass_transit
 def gtfs_import(obj: CommandContext, feed: str) -> None:
     """Load agencies, routes, stops, shapes and trips from FEED.zip (replaces the last)."""
+    from ledger.audit import Actor, record
+    from ledger.fingerprint import Fingerprints
     from tracking.gtfs import import_feed
 
     sessions = session_factory(engine(obj))
+    fingerprints = Fingerprints(obj.settings.secret_key)
     started = time.perf_counter()
     with sessions.begin() as session:
-        report = import_feed(session, feed)
+        report = import_feed(session, feed, fingerprints=fingerprints)
+        # The routes decide which operator a fare credits: who loaded which file is kept,
+        # in the import's own transaction.
+        record(session, fingerprints, Actor.command(), "gtfs.imported", Path(feed).name, {
+            "sha256": file_sha256(feed), "agencies": report.agencies,
+            "routes": report.routes, "stops": report.stops, "shapes": report.shapes,
+            "shape_points": report.shape_points, "trips": report.trips,
+            "trip_stops": report.trip_stops})
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"imported {report} in {time.perf_counter() - started:.1f}s")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def explain(exc: BaseException) -> str | None:

@@ -7,6 +7,8 @@ contract's rule) is a `GtfsError` naming the file, line and field. A re-import r
 the previous feed in one transaction, and every row is read and checked before the
 first one is written, so a refused feed leaves the network as it was. The files are
 read within `Limits` (`tracking.gtfs_files`), and what is kept of them is bounded too.
+Each route is written with its keyed fingerprint (`tracking.integrity`): the operator a
+route's fares credit cannot be changed behind the application's back unnoticed.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from sqlalchemy.orm import Session
 
 from ledger.adapters.bulk import bulk_insert
 from ledger.adapters.db import Base
+from ledger.fingerprint import Fingerprints
 from tracking.adapters.models import Agency, Route, ShapePoint, Stop, Trip, TripStop
 from tracking.gtfs_files import GtfsError, Limits, has, open_zip, read_rows
+from tracking.integrity import route_mac
 from transit.topics import ID_PATTERN
 
 REQUIRED = {
@@ -146,15 +150,20 @@ def _short(value: str, name: str, line: int, field: str, chars: int) -> str:
 
 # -- the import ------------------------------------------------------------------------------
 
-def import_feed(session: Session, path: str | Path, limits: Limits | None = None
-                ) -> ImportReport:
-    """Replace the network with the feed at `path`; the caller commits."""
+def import_feed(session: Session, path: str | Path, limits: Limits | None = None, *,
+                fingerprints: Fingerprints | None = None) -> ImportReport:
+    """Replace the network with the feed at `path`; the caller commits.
+
+    `fingerprints` are the keyed ones (`Ledger.fingerprints`); without them the routes
+    get the unkeyed ones, which a reconcile under TRANSIT_SECRET_KEY names.
+    """
     limits = limits or Limits()
     with open_zip(path, limits) as feed:
-        return _import(session, feed, limits)
+        return _import(session, feed, limits, fingerprints or Fingerprints(None))
 
 
-def _import(session: Session, feed: zipfile.ZipFile, limits: Limits) -> ImportReport:
+def _import(session: Session, feed: zipfile.ZipFile, limits: Limits,
+            fingerprints: Fingerprints) -> ImportReport:
     agencies = _agencies(feed, limits)
     routes = _routes(feed, limits, str(agencies[0]["agency_id"]))
     stops = _stops(feed, limits)
@@ -171,6 +180,8 @@ def _import(session: Session, feed: zipfile.ZipFile, limits: Limits) -> ImportRe
     report = ImportReport(len(agencies), len(routes), len(stops), len(shapes),
                           len(set(shapes.text["shape_id"])), len(trips), len(trip_stops),
                           tuple(numbered + mended))
+    for route in routes:
+        route["mac"] = route_mac(fingerprints, route)
     for model in (TripStop, Trip, ShapePoint, Stop, Route, Agency):
         session.execute(delete(model))
     for model, rows, key in ((Agency, agencies, "agency_id"), (Route, routes, "route_id"),

@@ -1,4 +1,5 @@
-"""`transit tokens`: API tokens."""
+"""`transit tokens`: API tokens, each naming its holder; creating and revoking one is
+recorded in the audit trail, in the same transaction."""
 
 from __future__ import annotations
 
@@ -19,16 +20,26 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.option("--role", required=True, type=click.Choice(["admin", "ops", "finance"]))
-@click.option("--label", default="", help="Who or what the token is for.")
+@click.option("--name", default="",
+              help="The holder's name, shown in the audit trail beside the token's id.")
+@click.option("--label", default="", help="What the token is for.")
 @click.option("--days", type=click.IntRange(min=1), default=None,
               help="Expire after this many days (default: never).")
 @pass_transit
-def tokens_create(obj: CommandContext, role: str, label: str, days: int | None) -> None:
+def tokens_create(obj: CommandContext, role: str, name: str, label: str,
+                  days: int | None) -> None:
     """Print a new API token (shown once; only its hash is stored)."""
-    from fare_gateway.tokens import create_token
+    from fare_gateway.tokens import create_token, token_id_of
+    from ledger.audit import Actor, record
 
-    with core(obj).sessions.begin() as session:
-        token = create_token(session, role, label, days)
+    built = core(obj)
+    fingerprints = built.ledger.fingerprints
+    with built.sessions.begin() as session:
+        token = create_token(session, role, label, days, name=name.strip(),
+                             fingerprints=fingerprints)
+        token_id = token_id_of(token)
+        record(session, fingerprints, Actor.command(), "token.created", token_id,
+               {"role": role, "name": name.strip(), "token_id": token_id})
     click.echo(token)
 
 
@@ -37,11 +48,23 @@ def tokens_create(obj: CommandContext, role: str, label: str, days: int | None) 
 @pass_transit
 def tokens_revoke(obj: CommandContext, token_id: str) -> None:
     """Revoke a token by its id (the hex after `tt_`, as `tokens list` shows it)."""
-    from fare_gateway.tokens import revoke_token
+    from sqlalchemy import select
 
-    with core(obj).sessions.begin() as session:
-        if not revoke_token(session, token_id):
+    from fare_gateway.adapters.models import ApiToken
+    from fare_gateway.tokens import revoke_token
+    from ledger.audit import Actor, record
+
+    built = core(obj)
+    fingerprints = built.ledger.fingerprints
+    with built.sessions.begin() as session:
+        open_before = session.scalar(select(ApiToken.id).where(
+            ApiToken.id == token_id, ApiToken.revoked_ms.is_(None))) is not None
+        row = revoke_token(session, token_id, fingerprints=fingerprints)
+        if row is None:
             raise TransitError(f"no token {token_id}")
+        if open_before:  # revoking it again changes nothing, and records nothing
+            record(session, fingerprints, Actor.command(), "token.revoked", token_id,
+                   {"role": row.role, "name": row.name, "token_id": token_id})
     click.echo(f"token {token_id} revoked")
 
 
@@ -52,12 +75,14 @@ def _when(ms: int | None) -> str:
 @tokens.command("list")
 @pass_transit
 def tokens_list(obj: CommandContext) -> None:
-    """List tokens: id, role, label, created, expires, revoked (never the secret)."""
+    """List tokens: id, role, holder's name, label, created, expires, revoked (never the
+    secret)."""
     from sqlalchemy import select
 
     from fare_gateway.adapters.models import ApiToken
 
     with core(obj).sessions() as session:
         for t in session.scalars(select(ApiToken).order_by(ApiToken.created_ms)):
-            click.echo(f"{t.id}\t{t.role}\t{t.label or '-'}\tcreated {_when(t.created_ms)}\t"
-                       f"expires {_when(t.expires_ms)}\trevoked {_when(t.revoked_ms)}")
+            click.echo(f"{t.id}\t{t.role}\t{t.name or '-'}\t{t.label or '-'}\t"
+                       f"created {_when(t.created_ms)}\texpires {_when(t.expires_ms)}\t"
+                       f"revoked {_when(t.revoked_ms)}")

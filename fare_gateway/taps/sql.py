@@ -6,10 +6,16 @@ trips (the pool's connection check, begin, lock the cards, insert the inbox rows
 the card-days' taps, read their ledger amounts, post the entries with the new balances,
 read the deny list, set the receipts' fares, commit), whatever its size;
 tests/integration/fare_gateway/test_tap_round_trips.py holds the count.
+
+Each inbox row carries its keyed fingerprint (`taps.mac`, `ledger.fingerprint`), made
+in the same insert: a tap edited behind the application's back (its service date, its
+route, its card) no longer matches it, and `transit reconcile` names it. Quarantine
+records are chained (`ledger.chain`), so that one deleted is noticed too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -24,12 +30,38 @@ from fare_gateway.fares.engine import PricedTap
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.taps.planning import Admitted, CardDay, InboxRow
 from fare_gateway.taps.ports import Quarantined, TapUnitOfWork
+from ledger import chain
 from ledger.adapters.bulk import bulk_insert, bulk_update
 from ledger.adapters.sql import one_of, parts
 from ledger.domain import CardState, EntryDraft, Posted, TapAmount
+from ledger.fingerprint import Fingerprints
 from ledger.services import Ledger
 
 QUARANTINE_KEEP_BYTES = 4096
+QUARANTINE_CHAIN = "quarantine"
+# A quarantine record's columns but its id and its link, in `quarantine_payload`'s order.
+QUARANTINE_COLUMNS = ("received_ms", "topic", "reason", "detail", "device_id", "tap_id",
+                      "size", "payload")
+# What a tap's fingerprint covers, in order: every column as admitted but `fare`, the
+# receipt's figure, set later in the batch (`set_fares`); it decides no money, the
+# ledger's entries do.
+TAP_FIELDS = ("tap_id", "device_id", "seq", "digest", "card", "kind", "accepted", "reason",
+              "ts", "vehicle_id", "route_id", "trip_id", "lat_e6", "lon_e6", "service_date",
+              "status", "received_ms", "sig", "extra")
+
+
+def tap_mac(fingerprints: Fingerprints, row: Mapping[str, object]) -> str:
+    """The fingerprint of an inbox row (a mapping holding at least `TAP_FIELDS`)."""
+    return fingerprints.of("taps", *(row[name] for name in TAP_FIELDS))
+
+
+def quarantine_payload(received_ms: int, topic: str, reason: str, detail: str,
+                       device_id: str | None, tap_id: str | None, size: int,
+                       payload: bytes) -> list[object]:
+    """What a quarantine record's link in its chain covers: every column (the stored
+    bytes by their SHA-256) but its own id and link."""
+    return [received_ms, topic, reason, detail, device_id, tap_id, size,
+            hashlib.sha256(payload).hexdigest()]
 
 
 class SqlTapUnitOfWork:
@@ -67,7 +99,8 @@ class SqlTapUnitOfWork:
         us wait for its commit and then skip it here.
         """
         now = int(time.time() * 1000)
-        return {row[0] for row in bulk_insert(self.session, TapRecord.__table__, [{
+        fingerprints = self.ledger.fingerprints
+        records = [{
             "tap_id": tap.tap_id, "device_id": tap.device_id, "seq": tap.seq,
             "digest": tap.digest, "card": tap.card, "kind": tap.kind,
             "accepted": tap.accepted, "reason": reason, "ts": tap.ts,
@@ -75,8 +108,11 @@ class SqlTapUnitOfWork:
             "lat_e6": tap.lat_e6, "lon_e6": tap.lon_e6, "service_date": service_date,
             "status": status, "fare": 0, "received_ms": now, "sig": tap.sig,
             "extra": json.dumps(dict(tap.extra), sort_keys=True) if tap.extra else None}
-            for tap, service_date, status, reason in rows],
-            ignore_conflicts=True, returning=("tap_id",))}
+            for tap, service_date, status, reason in rows]
+        for record in records:  # in the same insert: no round trip of its own
+            record["mac"] = tap_mac(fingerprints, record)
+        return {row[0] for row in bulk_insert(self.session, TapRecord.__table__, records,
+                                               ignore_conflicts=True, returning=("tap_id",))}
 
     def inbox(self, tap_ids: Sequence[str]) -> dict[str, InboxRow]:
         """Inbox rows already holding these tap ids."""
@@ -125,19 +161,28 @@ class SqlTapUnitOfWork:
     def refresh_denylist(self, cards: Mapping[str, tuple[str, str, int]]) -> None:
         """The deny list, in the same transaction as the balances it follows."""
         # The cards are locked and their balances are known here: no need to read them.
-        refresh_denylist(self.session, self.policy, cards, cards)
+        refresh_denylist(self.session, self.policy, cards, cards,
+                         fingerprints=self.ledger.fingerprints)
 
     def set_fares(self, fares: Mapping[str, int]) -> None:
         """The receipts' fares on the inbox rows, in one statement."""
         bulk_update(self.session, TapRecord.__table__, "tap_id", "fare", dict(fares))
 
     def quarantine(self, records: Sequence[Quarantined]) -> None:
-        """Quarantine rows, in one statement; a payload is kept up to 4 KiB."""
+        """Quarantine rows, chained, in one statement; a payload is kept up to 4 KiB.
+
+        The service calls it last in the batch: the chain's head stays locked from here
+        to the commit, so that gateways take turns only for that moment.
+        """
+        kept = [(r.received_ms, r.topic[:300], r.reason, r.detail[:2000], r.device_id,
+                 r.tap_id, len(r.payload), r.payload[:QUARANTINE_KEEP_BYTES])
+                for r in records]
+        links = chain.append(self.session, self.ledger.fingerprints, QUARANTINE_CHAIN,
+                             [quarantine_payload(*row) for row in kept])
         bulk_insert(self.session, QuarantineRecord.__table__, [{
-            "received_ms": r.received_ms, "topic": r.topic[:300], "reason": r.reason,
-            "detail": r.detail[:2000], "device_id": r.device_id, "tap_id": r.tap_id,
-            "size": len(r.payload), "payload": r.payload[:QUARANTINE_KEEP_BYTES]}
-            for r in records])
+            **dict(zip(QUARANTINE_COLUMNS, row, strict=True)),
+            "chain_seq": link.seq, "prev_mac": link.prev_mac, "mac": link.mac}
+            for row, link in zip(kept, links, strict=True)])
 
 
 def sql_units(sessions: sessionmaker[Session], ledger: Ledger, policy: FarePolicy
