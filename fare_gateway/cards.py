@@ -6,6 +6,12 @@ The functions run in the caller's transaction and bring the deny list in step; t
 unique key and says what went wrong in the card's terms, so that the views and the
 commands only parse, call and show. The checks of a card token and of a top-up live
 here too, so that every way in refuses the same input with the same words.
+
+Every change made through the office is written to the audit trail (`ledger.audit`) in
+the change's own transaction, after its writes, naming the `Actor` the caller gives:
+`card.issued`, `card.topped_up`, `card.blocked`, `card.unblocked`,
+`card.check_code_reissued`. A request that changes nothing (a top-up replayed, a card
+blocked twice) writes nothing. A check code never reaches the trail.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from fare_gateway.adapters.models import CardLoss, CheckCode, TapRecord
 from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.riders.passwords import hash_secret, new_check_code
+from ledger import audit, services
 from ledger.adapters.db import Sessions
 from ledger.adapters.models import Card, Entry
+from ledger.audit import Actor
 from ledger.domain import CardState
 from ledger.services import CardNotFound, Ledger, TopupResult, now_ms, retry_once_on_race
 from transit.wire import CARD_PATTERN
@@ -88,10 +96,11 @@ class IssuedCard:
 
 
 def issue_card(session: Session, ledger: Ledger, policy: FarePolicy, card: str,
-               category: str | None, code_hash: str | None = None) -> Card:
+               category: str | None, code_hash: str | None = None,
+               actor: Actor | None = None) -> Card:
     """Issue a card; with no money on it, it starts on the deny list. With `code_hash`
     (`hash_secret` of its check code, made before the transaction: it is slow) the card
-    gets that check code."""
+    gets that check code; with `actor`, the issue is audited (`card.issued`)."""
     category = policy.default_category if category is None else category
     if category not in policy.categories:
         raise CardError("bad_category",
@@ -99,7 +108,10 @@ def issue_card(session: Session, ledger: Ledger, policy: FarePolicy, card: str,
     row = ledger.open_card(session, card, category)
     if code_hash is not None:
         store_check_code(session, card, code_hash)
-    refresh_denylist(session, policy, [card])
+    refresh_denylist(session, policy, [card], fingerprints=ledger.fingerprints)
+    if actor is not None:
+        audit.record(session, ledger.fingerprints, actor, "card.issued", card,
+                     {"category": category})
     return row
 
 
@@ -116,20 +128,38 @@ def store_check_code(session: Session, card: str, code_hash: str) -> None:
 
 
 def topup_card(session: Session, ledger: Ledger, policy: FarePolicy, card: str, amount: int,
-               reference: str) -> TopupResult:
-    """Credit a card once per reference; a card back above its lowest fare leaves the list."""
+               reference: str, actor: Actor | None = None) -> TopupResult:
+    """Credit a card once per reference; a card back above its lowest fare leaves the list.
+    With `actor`, a credit is audited (`card.topped_up`); a replay credits and records
+    nothing."""
     result = ledger.topup(session, card, amount, reference)
     if result.created:
-        refresh_denylist(session, policy, [card])
+        refresh_denylist(session, policy, [card], fingerprints=ledger.fingerprints)
+        if actor is not None:
+            audit.record(session, ledger.fingerprints, actor, "card.topped_up", card,
+                         {"amount": result.amount, "reference": result.reference,
+                          "entry_id": result.entry_id})
     return result
 
 
-def set_card_status(session: Session, policy: FarePolicy, card: str, status: str) -> Card:
-    """Block (`blocked`) or unblock (`active`) a card."""
-    row = session.get(Card, card, with_for_update=True)
-    if row is None:
+STATUS_ACTIONS = {"blocked": "card.blocked", "active": "card.unblocked"}
+
+
+def set_card_status(session: Session, ledger: Ledger, policy: FarePolicy, card: str,
+                    status: str, actor: Actor | None = None) -> Card:
+    """Block (`blocked`) or unblock (`active`) a card, its fingerprint with it. With
+    `actor`, a change of status is audited (`card.blocked`, `card.unblocked`); setting
+    the status it has records nothing."""
+    if status not in STATUS_ACTIONS:
+        raise CardError("bad_status", f"status must be one of {', '.join(STATUS_ACTIONS)}")
+    # Locked and read afresh: the status it had until now, whatever this session held.
+    current = session.get(Card, card, with_for_update=True, populate_existing=True)
+    if current is None:
         raise CardNotFound(f"no card {card}")
-    row.status = status
+    was = current.status
+    # The ledger sets the status with the card's fingerprint (`cards.mac`), which
+    # `transit reconcile` checks: a status written here alone would read as tampering.
+    row = services.set_card_status(session, ledger.fingerprints, card, status)
     if status == "active":
         # A card found again and unblocked is no longer lost: a later block by staff
         # alone must not let it be replaced on the strength of the old report.
@@ -137,7 +167,10 @@ def set_card_status(session: Session, policy: FarePolicy, card: str, status: str
         if loss is not None:
             session.delete(loss)
     session.flush()
-    refresh_denylist(session, policy, [card])
+    refresh_denylist(session, policy, [card], fingerprints=ledger.fingerprints)
+    if actor is not None and was != status:
+        audit.record(session, ledger.fingerprints, actor, STATUS_ACTIONS[status], card,
+                     {"from": was, "to": status})
     return row
 
 
@@ -184,7 +217,7 @@ class CardOffice:
         self.ledger = ledger
         self.policy = policy
 
-    def issue(self, card: object, category: object = None) -> IssuedCard:
+    def issue(self, card: object, category: object, actor: Actor) -> IssuedCard:
         """Issue a card (the policy's default category when `category` is None), with a
         new check code."""
         token = parse_card(card)
@@ -196,21 +229,25 @@ class CardOffice:
         def issue() -> IssuedCard:
             with self.sessions.begin() as session:
                 return IssuedCard(card_state(issue_card(session, self.ledger, self.policy,
-                                                        token, category, code_hash)), code)
+                                                        token, category, code_hash, actor)),
+                                  code)
 
         # Issued by someone else at this very moment: run again, it finds that card.
         return retry_once_on_race(issue)
 
-    def new_check_code(self, card: object) -> str:
+    def new_check_code(self, card: object, actor: Actor) -> str:
         """Give a card a new check code, voiding its old one; the code is shown once."""
         token = parse_card(card)
         code = new_check_code()
         code_hash = hash_secret(code)
         with self.sessions.begin() as session:
             store_check_code(session, token, code_hash)
+            audit.record(session, self.ledger.fingerprints, actor,
+                         "card.check_code_reissued", token)
         return code
 
-    def topup(self, card: object, amount: object, reference: object) -> TopupResult:
+    def topup(self, card: object, amount: object, reference: object, actor: Actor
+              ) -> TopupResult:
         """Credit a card once per reference; the same reference again credits nothing."""
         token = parse_card(card)
         checked_amount, checked_reference = parse_topup(amount, reference)
@@ -218,17 +255,18 @@ class CardOffice:
         def credit() -> TopupResult:
             with self.sessions.begin() as session:
                 return topup_card(session, self.ledger, self.policy, token, checked_amount,
-                                  checked_reference)
+                                  checked_reference, actor)
 
         # Two top-ups with one reference may race to its unique key: the loser, run
         # again, finds the winner's entry and answers as a replay (or a conflict).
         return retry_once_on_race(credit)
 
-    def set_status(self, card: object, status: str) -> CardState:
+    def set_status(self, card: object, status: str, actor: Actor) -> CardState:
         """Block (`blocked`) or unblock (`active`) a card; doing it twice changes nothing."""
         token = parse_card(card)
         with self.sessions.begin() as session:
-            return card_state(set_card_status(session, self.policy, token, status))
+            return card_state(set_card_status(session, self.ledger, self.policy, token,
+                                              status, actor))
 
     def show(self, card: object) -> CardState:
         """The card with this token."""

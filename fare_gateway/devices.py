@@ -322,14 +322,17 @@ def rotate_device(session: Session, device_id: str, secret_hex: str | None = Non
     return new, generated
 
 
-def revoke_device(session: Session, device_id: str) -> None:
+def revoke_device(session: Session, device_id: str) -> bool:
     """Revoke a device: once the transaction commits, every running gateway refuses its
-    taps and positions within a second. Its keys are dropped."""
+    taps and positions within a second. Its keys are dropped. Returns whether it was
+    active until now (False: it was revoked already)."""
     row = _device(session, device_id)
+    was_active = row.status == "active"
     row.status = "revoked"
     row.previous_secret = None
     row.previous_valid_until_ms = None
     _announce(session, device_id)
+    return was_active
 
 
 def move_device(session: Session, device_id: str, vehicle_id: str

@@ -17,6 +17,7 @@ from fare_gateway.fares.policy import FarePolicy, policy_from_setting
 from fare_gateway.metrics import Metrics
 from fare_gateway.routes import RouteDirectory
 from ledger.adapters.db import make_engine, session_factory
+from ledger.fingerprint import Fingerprints
 from ledger.services import Ledger
 from transit.errors import TransitError, cannot_listen, why_unreachable
 from transit.settings import Settings
@@ -42,7 +43,8 @@ class Core:
         policy = policy_from_setting(settings.fares)
         engine = make_engine(settings.database_url)
         return cls(settings, engine, session_factory(engine), policy,
-                   Ledger(engine, policy.currency))
+                   Ledger(engine, policy.currency,
+                          fingerprints=Fingerprints(settings.secret_key)))
 
 
 def _wait_for_broker(settings: Settings, wait_connected: Callable[[float], bool]) -> None:
@@ -84,12 +86,14 @@ def run_gateway(settings: Settings) -> None:
     from fare_gateway.adapters.consumer import TapConsumer
     from fare_gateway.adapters.device_watch import device_watch
     from fare_gateway.denylist import DenyListPublisher, network_key
+    from fare_gateway.fares.loaded import record_loaded
     from fare_gateway.http import ApiDeps, AuthFailures, create_app
     from fare_gateway.http.serving import make_server
     from fare_gateway.riders.limits import RiderLimits
     from fare_gateway.schema import schema_problem
     from fare_gateway.taps import TapService
     from fare_gateway.taps.sql import sql_units
+    from ledger.audit import Actor
     from tracking.adapters.consumer import PositionConsumer
     from tracking.ingest import PositionIngest
     from tracking.network import Network
@@ -105,6 +109,15 @@ def run_gateway(settings: Settings) -> None:
         raise TransitError(problem)
     # A deny-list key sealed under another TRANSIT_SECRET_KEY (or none) is refused now.
     network_key(core.sessions, settings.secret_key)
+    # The fare policy in force goes into the audit trail when it is not the one the trail
+    # recorded last (a restart with the same policy writes nothing).
+    try:
+        record_loaded(core.sessions, core.ledger.fingerprints,
+                      Actor.system(settings.gateway_id), settings.fares, core.policy)
+    except OSError as exc:  # the file went away since it was read a moment ago
+        core.engine.dispose()
+        raise TransitError(f"TRANSIT_FARES: cannot read {settings.fares}: {exc.strerror}"
+                           ) from None
     topics = Topics(settings.topic_prefix)
     # One directory for taps and positions, told of every device change at once.
     devices = DeviceDirectory(core.sessions, key=settings.secret_key)

@@ -8,6 +8,7 @@ import click
 
 from fare_gateway.cli.core import core
 from fare_gateway.cli.params import CARD, TakesNegativeNumbers
+from ledger.audit import Actor
 from transit.cli import Group
 from transit.context import CommandContext, pass_transit
 from transit.errors import TransitError
@@ -28,7 +29,7 @@ def cards_issue(obj: CommandContext, card: str, category: str | None) -> None:
 
     the_core = core(obj)
     issued = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).issue(
-        card, category)
+        card, category, Actor.command())
     # The code is shown this once (only its hash is kept): it goes on the card.
     click.echo(f"check code: {issued.check_code}")
     click.echo(json.dumps({"card": card, "category": issued.state.category,
@@ -44,7 +45,8 @@ def cards_check_code(obj: CommandContext, card: str) -> None:
     from fare_gateway.cards import CardOffice
 
     the_core = core(obj)
-    code = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).new_check_code(card)
+    code = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).new_check_code(
+        card, Actor.command())
     click.echo(f"check code: {code}")
 
 
@@ -67,7 +69,7 @@ def cards_topup(obj: CommandContext, card: str, amount: int, reference: str) -> 
                            ) from None
     the_core = core(obj)
     result = CardOffice(the_core.sessions, the_core.ledger, the_core.policy).topup(
-        card, amount, reference)
+        card, amount, reference, Actor.command())
     click.echo(json.dumps({"card": card, "balance": result.balance,
                            "currency": the_core.policy.currency, "amount": amount,
                            "reference": reference, "created": result.created}))

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import click
+from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.cli.core import core
 from transit.cli import Group
 from transit.context import CommandContext, pass_transit
+
+
+class _Audited:
+    """Sessions whose transaction also writes one audit record, last, before it commits:
+    `rotate_network_key` opens its own transaction, and the rotation must be recorded in
+    that one (a rotation that fails records nothing)."""
+
+    def __init__(self, sessions: sessionmaker[Session],
+                 record: Callable[[Session], object]) -> None:
+        self._sessions = sessions
+        self._record = record
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+            self._record(session)
 
 
 @click.group(cls=Group)
@@ -44,10 +65,22 @@ def denylist_rotate_key(obj: CommandContext) -> None:
     built under the old key: it keeps refusing that list's cards until the list signed
     with the new key arrives.
     """
-    from fare_gateway.denylist import rotate_network_key
+    from fare_gateway.adapters.models import SigningKey
+    from fare_gateway.denylist import KEY_NAME, rotate_network_key
+    from ledger import audit
     from transit.denylist import key_id
 
-    public = rotate_network_key(core(obj).sessions, obj.settings.secret_key)
+    the_core = core(obj)
+
+    def record(session: Session) -> None:
+        # The row as the rotation left it in this transaction: the new key's.
+        row = session.get(SigningKey, KEY_NAME)
+        detail = {} if row is None else {"key_id": key_id(bytes.fromhex(row.public_hex))}
+        audit.record(session, the_core.ledger.fingerprints, audit.Actor.command(),
+                     "denylist.key_rotated", "denylist", detail)
+
+    public = rotate_network_key(_Audited(the_core.sessions, record),  # type: ignore[arg-type]
+                                obj.settings.secret_key)
     click.echo(public.hex())
     click.echo(f"new deny-list key {key_id(public)}: give validators this public key and "
                "restart them", err=True)

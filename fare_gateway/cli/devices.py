@@ -1,4 +1,9 @@
-"""`transit devices`: validators and their secrets."""
+"""`transit devices`: validators and their secrets.
+
+Each change (`device.added`, `device.moved`, `device.key_rotated`, `device.revoked`) is
+written to the audit trail in the change's own transaction, after its writes, as made by
+whoever runs the command; a secret never is, only whether it was generated here.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,20 @@ import json
 from datetime import UTC, datetime
 
 import click
+from sqlalchemy.orm import Session
 
 from fare_gateway.cli.core import core
+from fare_gateway.wiring import Core
+from ledger import audit
 from transit.cli import Group
 from transit.context import CommandContext, pass_transit
+
+
+def _audit(the_core: Core, session: Session, action: str, device_id: str,
+           detail: dict[str, object]) -> None:
+    """Record a change of a device, made by whoever runs this command."""
+    audit.record(session, the_core.ledger.fingerprints, audit.Actor.command(), action,
+                 device_id, detail)
 
 
 @click.group(cls=Group)
@@ -30,7 +45,10 @@ def devices_add(obj: CommandContext, device_id: str, vehicle: str, secret: str |
     with the_core.sessions.begin() as session:
         row, generated = add_device(session, device_id, vehicle, secret,
                                     key=obj.settings.secret_key)
-        secret_hex = row.plain_secret.hex()
+        secret_hex = row.plain_secret.hex()  # type: ignore[attr-defined]
+        _audit(the_core, session, "device.added", device_id,
+               {"vehicle_id": vehicle, "secret": "generated" if generated else "given",
+                "sealed": obj.settings.secret_key is not None})
     if generated:
         click.echo(secret_hex)
     else:
@@ -48,9 +66,13 @@ def devices_rotate(obj: CommandContext, device_id: str, secret: str | None,
     """Give a validator a new secret; prints it when one is generated."""
     from fare_gateway.devices import rotate_device
 
-    with core(obj).sessions.begin() as session:
+    the_core = core(obj)
+    with the_core.sessions.begin() as session:
         new, generated = rotate_device(session, device_id, secret, grace_hours,
                                        key=obj.settings.secret_key)
+        _audit(the_core, session, "device.key_rotated", device_id,
+               {"secret": "generated" if generated else "given",
+                "grace_hours": grace_hours})
     if generated:
         click.echo(new.hex())
     else:
@@ -66,8 +88,10 @@ def devices_revoke(obj: CommandContext, device_id: str) -> None:
     second."""
     from fare_gateway.devices import revoke_device
 
-    with core(obj).sessions.begin() as session:
-        revoke_device(session, device_id)
+    the_core = core(obj)
+    with the_core.sessions.begin() as session:
+        if revoke_device(session, device_id):  # revoked already: nothing to record
+            _audit(the_core, session, "device.revoked", device_id, {})
     click.echo(f"device {device_id} revoked", err=True)
 
 
@@ -80,8 +104,12 @@ def devices_move(obj: CommandContext, device_id: str, vehicle: str) -> None:
     now on must name it; those made on the old one before are still taken."""
     from fare_gateway.devices import move_device
 
-    with core(obj).sessions.begin() as session:
+    the_core = core(obj)
+    with the_core.sessions.begin() as session:
         moved = move_device(session, device_id, vehicle)
+        if moved is not None:
+            _audit(the_core, session, "device.moved", device_id,
+                   {"from": moved[0], "to": vehicle, "from_ms": moved[1]})
     if moved is None:
         click.echo(f"device {device_id} already rides on vehicle {vehicle}: nothing changed")
         return

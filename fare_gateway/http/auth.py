@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Request, current_app, g, request
 from limits import RateLimitItemPerSecond
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from fare_gateway.http.errors import ApiError
-from fare_gateway.tokens import Principal, well_formed
+from fare_gateway.riders.actors import rider_actor
+from fare_gateway.tokens import RIDER, Principal, well_formed
+from ledger.audit import Actor
 from transit.settings import Settings
 
 EXTENSION = "transit.auth"
@@ -145,6 +147,22 @@ def require(*roles: str) -> Callable[[View], View]:
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def actor_of(principal: Principal, request: Request) -> Actor:
+    """Who makes a change through the API, for the audit trail: a staff token (its id,
+    its holder's name and role) or a rider's account (its number, never its e-mail,
+    which deleting the account erases), and the address the request came from."""
+    source = (request.remote_addr or "")[:100]
+    if principal.role == RIDER:
+        return rider_actor(int(principal.account_id or 0), source)
+    return Actor("token", principal.token_id[:64], principal.name[:100], principal.role[:16],
+                 source)
+
+
+def current_actor() -> Actor:
+    """The caller of the request being served (a view marked with `require`)."""
+    return actor_of(g.principal, request)
 
 
 def required_roles(view: Callable[..., Any]) -> tuple[str, ...] | None:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from fare_gateway.cards import MAX_TOPUP, CardError, CardOffice
-from fare_gateway.http.auth import require
+from fare_gateway.http.auth import current_actor, require
 from fare_gateway.http.errors import ApiError
 from fare_gateway.http.inputs import card_in_path, json_object, known_card
 from fare_gateway.http.operations import (
@@ -111,7 +111,7 @@ def cards_blueprint(cards: CardOffice) -> Blueprint:
         try:
             if category is None:  # a JSON null is a category given wrong, not left out
                 raise CardError("bad_category", "category must be a string")
-            info = cards.issue(body.get("card"), category)
+            info = cards.issue(body.get("card"), category, current_actor())
         except CardError as exc:
             raise ApiError(422, exc.code, str(exc)) from None
         except CardExists as exc:
@@ -128,7 +128,7 @@ def cards_blueprint(cards: CardOffice) -> Blueprint:
     def check_code(card: str) -> tuple[Response, int]:
         card = card_in_path(card)
         with known_card(card):
-            code = cards.new_check_code(card)
+            code = cards.new_check_code(card, current_actor())
         return jsonify({"card": card, "check_code": code}), 201
 
     @bp.get("/api/v1/cards/<card>")
@@ -154,7 +154,8 @@ def cards_blueprint(cards: CardOffice) -> Blueprint:
         body = json_object()
         try:
             with known_card(card):
-                result = cards.topup(card, body.get("amount"), body.get("reference"))
+                result = cards.topup(card, body.get("amount"), body.get("reference"),
+                                      current_actor())
         except CardError as exc:
             raise ApiError(422, exc.code, str(exc)) from None
         except IdempotencyConflict as exc:
@@ -166,7 +167,7 @@ def cards_blueprint(cards: CardOffice) -> Blueprint:
     def set_status(card: str, status: str) -> Response:
         card = card_in_path(card)
         with known_card(card):
-            info = cards.set_status(card, status)
+            info = cards.set_status(card, status, current_actor())
         return jsonify(card_json(info, currency))
 
     @bp.post("/api/v1/cards/<card>/block")

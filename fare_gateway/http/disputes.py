@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from fare_gateway.cards import CardError
-from fare_gateway.http.auth import require
+from fare_gateway.http.auth import current_actor, require
 from fare_gateway.http.errors import ApiError
 from fare_gateway.http.inputs import json_object
 from fare_gateway.http.operations import CARD_TOKEN, MONEY, Schema, json_content, operation
@@ -187,7 +187,8 @@ def disputes_blueprint(office: DisputeOffice) -> Blueprint:
         body = json_object()
         with refusals():
             record = office.open(account_id(), body.get("card"), body.get("tap_id"),
-                                 body.get("date"), body.get("category"), body.get("message"))
+                                 body.get("date"), body.get("category"), body.get("message"),
+                                 current_actor())
         return jsonify(shown(record, office.clock())), 201
 
     @bp.get("/api/v1/rider/disputes")
@@ -251,7 +252,7 @@ def disputes_blueprint(office: DisputeOffice) -> Blueprint:
                 raise DisputeNotFound(f"no dispute {dispute_id}")
             record = office.answer(dispute_id, g.principal.role, str(g.principal.token_id),
                                    body.get("decision"), body.get("amount"),
-                                   body.get("message"))
+                                   body.get("message"), current_actor())
         return jsonify(shown(record, office.clock()))
 
     return bp

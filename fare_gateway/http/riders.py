@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from fare_gateway.http.auth import require
+from fare_gateway.http.auth import current_actor, require
 from fare_gateway.http.cards import CHECK_CODE_VALUE, CURRENCY
 from fare_gateway.http.errors import ApiError
 from fare_gateway.http.headers import no_store
@@ -198,7 +198,8 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
     @require(RIDER)
     def delete_account() -> Response:
         account = account_id()
-        return jsonify({"account_id": account, "deleted_at": iso_z(riders.delete(account))})
+        deleted = riders.delete(account, current_actor())
+        return jsonify({"account_id": account, "deleted_at": iso_z(deleted)})
 
     @bp.post("/api/v1/rider/cards")
     @operation("Link a card", tag=TAG, body=LINK,
@@ -213,7 +214,7 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
         body = json_object()
         with refusals():
             view, created = riders.link(account_id(), body.get("card"),
-                                        body.get("check_code"), address())
+                                        body.get("check_code"), address(), current_actor())
         return jsonify(card_json(view)), 201 if created else 200
 
     @bp.get("/api/v1/rider/cards")
@@ -232,7 +233,7 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
     def lost(card: str) -> Response:
         card = card_in_path(card)
         with known_card(card):
-            view = riders.report_lost(account_id(), card)
+            view = riders.report_lost(account_id(), card, current_actor())
         return jsonify(card_json(view))
 
     @bp.post("/api/v1/rider/cards/<card>/replace")
@@ -254,7 +255,8 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
         body = json_object()
         with known_card(card), refusals():
             done, created = riders.replace(account_id(), card, body.get("new_card"),
-                                           body.get("check_code"), address())
+                                           body.get("check_code"), address(),
+                                           current_actor())
         return jsonify({"card": done.card, "balance": done.balance, "moved": done.moved,
                         "currency": currency, "replaced": done.replaced}), (
             201 if created else 200)

@@ -24,6 +24,14 @@ exit's correction giving back a maximum fare, a top-up, a refund): the same repl
 asked again moves what the lost card holds above zero then, in one more `transfer`
 keyed by the lost card's newest entry, so that a repeat with nothing new moves nothing
 and nothing moves twice; `moved` is the total.
+
+What riders change is written to the audit trail in the change's own transaction, after
+its writes, as done by the rider's account (by number: an e-mail never reaches the
+trail, which is chained and cannot be edited when the account is deleted):
+`rider.signed_up`, `rider.card_linked`, `rider.card_lost`, `rider.card_replaced` (each
+move of money), `rider.deleted`. A request that changes nothing (a card linked or
+reported lost again, a replacement asked again with nothing new to move) writes nothing;
+logging in and out changes no record of the system's and writes nothing either.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from fare_gateway.adapters.models import (
 from fare_gateway.cards import parse_card, set_card_status
 from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.riders.actors import rider_actor
 from fare_gateway.riders.links import linked_cards, own_card
 from fare_gateway.riders.passwords import (
     hash_secret,
@@ -57,9 +66,11 @@ from fare_gateway.riders.passwords import (
     warm_up,
     well_formed_code,
 )
-from fare_gateway.tokens import create_rider_token, revoke_token
+from fare_gateway.tokens import create_rider_token, revoke_account_tokens, revoke_token
+from ledger import audit
 from ledger.adapters.db import Sessions
 from ledger.adapters.models import Entry
+from ledger.audit import Actor
 from ledger.domain import CardState, transfer_entry
 from ledger.services import CardNotFound, Ledger, card_states, now_ms, retry_once_on_race
 
@@ -224,6 +235,8 @@ class RiderOffice:
                                    created_ms=now_ms())
                 session.add(row)
                 session.flush()
+                self._audit(session, rider_actor(row.id, source), "rider.signed_up",
+                            f"account:{row.id}")
                 return Account(row.id, address)
         except IntegrityError:  # signed up a moment ago by another request
             raise _email_taken() from None
@@ -254,33 +267,37 @@ class RiderOffice:
             if rehashed is not None:
                 session.execute(update(RiderAccount).where(RiderAccount.id == account_id)
                                 .values(password_hash=rehashed))
-            token, expires = create_rider_token(session, account_id, self.token_ms)
+            token, expires = create_rider_token(session, account_id, self.token_ms,
+                                                fingerprints=self.ledger.fingerprints)
         return Login(token, expires)
 
     def logout(self, token_id: str) -> int:
         """Revoke the token the rider presented; when it was revoked (epoch ms)."""
         with self.sessions.begin() as session:
-            revoke_token(session, token_id)
+            revoke_token(session, token_id, fingerprints=self.ledger.fingerprints)
             revoked = session.scalar(select(ApiToken.revoked_ms)
                                      .where(ApiToken.id == token_id))
         return int(revoked or now_ms())
 
-    def delete(self, account_id: int) -> int:
+    def delete(self, account_id: int, actor: Actor) -> int:
         """Erase the account's e-mail and password, unlink its cards and revoke its
         tokens; its disputes and the ledger keep their rows. When it was done (ms)."""
         now = now_ms()
         with self.sessions.begin() as session:
             session.execute(update(RiderAccount).where(RiderAccount.id == account_id)
                             .values(email=None, password_hash=None, deleted_ms=now))
-            session.execute(delete(RiderCard).where(RiderCard.account_id == account_id))
-            session.execute(update(ApiToken).where(ApiToken.account_id == account_id,
-                                                   ApiToken.revoked_ms.is_(None))
-                            .values(revoked_ms=now))
+            unlinked = session.execute(delete(RiderCard)
+                                       .where(RiderCard.account_id == account_id))
+            revoked = revoke_account_tokens(session, account_id, now,
+                                            fingerprints=self.ledger.fingerprints)
+            self._audit(session, actor, "rider.deleted", f"account:{account_id}",
+                        {"cards_unlinked": unlinked.rowcount,  # type: ignore[attr-defined]
+                         "tokens_revoked": revoked})
         return now
 
     # -- cards ----------------------------------------------------------------
-    def link(self, account_id: int, card: object, code: object, address: str
-             ) -> tuple[RiderCardView, bool]:
+    def link(self, account_id: int, card: object, code: object, address: str,
+             actor: Actor) -> tuple[RiderCardView, bool]:
         """Link a card by its check code; True when newly linked, False when it was this
         account's already. Refused("card_linked") when it is another account's."""
         token = self._checked_code(account_id, card, code, address)
@@ -288,6 +305,9 @@ class RiderOffice:
         def attach() -> tuple[RiderCardView, bool]:
             with self.sessions.begin() as session:
                 created = _attach(session, account_id, token)
+                if created:
+                    self._audit(session, actor, "rider.card_linked", token,
+                                {"account": f"account:{account_id}"})
                 return self._views(session, [token])[0], created
 
         # Linked by another request at this very moment: run again, it finds the link.
@@ -298,7 +318,7 @@ class RiderOffice:
         with self.sessions() as session:
             return self._views(session, linked_cards(session, account_id))
 
-    def report_lost(self, account_id: int, card: object) -> RiderCardView:
+    def report_lost(self, account_id: int, card: object, actor: Actor) -> RiderCardView:
         """Block one of the account's cards at once (the deny list follows in the same
         transaction); CardNotFound if it is not the account's."""
         token = _path_card(card)
@@ -308,18 +328,22 @@ class RiderOffice:
             # A report counts when it blocks the card: one blocked by staff stays staff's
             # (its rider may not replace it), and a report kept from before staff
             # unblocked the card is replaced by this one.
-            if state is not None and state.status != "blocked":
+            blocks = state is not None and state.status != "blocked"
+            if blocks:
                 loss = session.get(CardLoss, token)
                 if loss is None:
                     session.add(CardLoss(card=token, account_id=account_id,
                                          reported_ms=now_ms()))
                 else:
                     loss.account_id, loss.reported_ms = account_id, now_ms()
-            set_card_status(session, self.policy, token, "blocked")
+            set_card_status(session, self.ledger, self.policy, token, "blocked")
+            if blocks:
+                self._audit(session, actor, "rider.card_lost", token,
+                            {"account": f"account:{account_id}"})
             return self._views(session, [token])[0]
 
     def replace(self, account_id: int, card: object, new_card: object, code: object,
-                address: str) -> tuple[Replacement, bool]:
+                address: str, actor: Actor) -> tuple[Replacement, bool]:
         """Move a lost card's whole balance to a new card, proved by the new card's
         check code, and link the new card; True when done now, False when it was done
         before (then only what reached the lost card since moves, once)."""
@@ -332,7 +356,7 @@ class RiderOffice:
 
         def move() -> tuple[Replacement, bool]:
             with self.sessions.begin() as session:
-                return self._move(session, account_id, old, new)
+                return self._move(session, account_id, old, new, actor)
 
         # Two requests replacing one card race to its card_replacements row (or the
         # transfer's key): the loser, run again, finds the winner's row.
@@ -366,7 +390,7 @@ class RiderOffice:
                                   .where(RiderAccount.email == email)).first()
         return None if row is None else (row[0], row[1])
 
-    def _move(self, session: Session, account_id: int, old: str, new: str
+    def _move(self, session: Session, account_id: int, old: str, new: str, actor: Actor
               ) -> tuple[Replacement, bool]:
         # Both cards locked in sorted order, as the tap path locks them: a tap of either
         # waits for the move, or the move for the tap.
@@ -376,7 +400,7 @@ class RiderOffice:
             if done.new_card != new:
                 raise Refused("already_replaced",
                               f"card {old} was replaced by another card already")
-            return self._sweep(session, done, states), False
+            return self._sweep(session, done, states, actor), False
         lost, fresh = states[old], states.get(new)
         if fresh is None:  # its code was right a moment ago: the card cannot be gone
             raise wrong_code()
@@ -407,11 +431,14 @@ class RiderOffice:
         session.add(CardReplacement(old_card=old, new_card=new, account_id=account_id,
                                     moved=moved, entry_id=entry_id, created_ms=now_ms()))
         session.flush()
-        refresh_denylist(session, self.policy, [old, new])
+        refresh_denylist(session, self.policy, [old, new],
+                         fingerprints=self.ledger.fingerprints)
+        self._audit(session, actor, "rider.card_replaced", old,
+                    {"old": old, "new": new, "moved": moved, "entry_id": entry_id})
         return Replacement(new, balance, moved, old), True
 
-    def _sweep(self, session: Session, done: CardReplacement, states: dict[str, CardState]
-               ) -> Replacement:
+    def _sweep(self, session: Session, done: CardReplacement, states: dict[str, CardState],
+               actor: Actor) -> Replacement:
         """A replacement asked again: what the lost card holds above zero now moves too,
         keyed by its newest entry (nothing new since, nothing moves)."""
         old, new = done.old_card, done.new_card
@@ -427,8 +454,17 @@ class RiderOffice:
                                   {old: lost.account_id, new: fresh.account_id})
         done.moved += lost.balance
         session.flush()
-        refresh_denylist(session, self.policy, [old, new])
+        refresh_denylist(session, self.policy, [old, new],
+                         fingerprints=self.ledger.fingerprints)
+        self._audit(session, actor, "rider.card_replaced", old,
+                    {"old": old, "new": new, "moved": lost.balance,
+                     "entry_id": posted.entry_ids[0], "moved_in_all": done.moved})
         return Replacement(new, posted.balances[new], done.moved, old)
+
+    def _audit(self, session: Session, actor: Actor, action: str, subject: str,
+               detail: dict[str, object] | None = None) -> None:
+        """Record a rider's change in its transaction, after the change's writes."""
+        audit.record(session, self.ledger.fingerprints, actor, action, subject, detail)
 
     def _views(self, session: Session, cards: list[str]) -> list[RiderCardView]:
         states: dict[str, CardState] = card_states(session, cards)

@@ -5,8 +5,13 @@ Each use case runs in one transaction of its own. Opening locks the card, so tha
 disputes on one tap cannot both be the open one; answering locks the dispute row first
 (two answers at once: the second waits, then finds it answered, 409) and then the card
 with the card that replaced it, in sorted order (as the tap path locks), whose charges
-and earlier refunds bound the refund. The refund, the answer and the deny
-list move together in that transaction, or not at all.
+and earlier refunds bound the refund. The refund, the answer, the deny list and the
+audit trail's record move together in that transaction, or not at all.
+
+The audit trail (`ledger.audit`) gets `dispute.opened` (by the rider's account) and
+`dispute.answered` (by the staff token that answered, or by the gateway itself, `auto`,
+for a `charged_twice` it proved), with the decision and the amount, never the
+messages: what a rider writes may name people, and the trail cannot be edited.
 """
 
 from __future__ import annotations
@@ -53,8 +58,10 @@ from fare_gateway.riders.disputes import (
     state_window,
 )
 from fare_gateway.riders.links import own_card
+from ledger import audit
 from ledger.adapters.db import READS_ONLY, Sessions
 from ledger.adapters.models import Card, Entry
+from ledger.audit import Actor
 from ledger.domain import CardState, refund_entry
 from ledger.services import Ledger, now_ms
 
@@ -123,7 +130,7 @@ class DisputeOffice:
 
     # -- riders ------------------------------------------------------------------------------
     def open(self, account_id: int, card: object, tap_id: object, day: object,
-             category: object, message: object) -> DisputeRecord:
+             category: object, message: object, actor: Actor) -> DisputeRecord:
         """Open a dispute on a tap of the account's card, or on one of its service days
         (today's when neither is named); a charged_twice the ledger proves is answered at
         once."""
@@ -171,8 +178,16 @@ class DisputeOffice:
                           message=text, created_ms=now)
             session.add(row)
             session.flush()
-            if checked_category == "charged_twice":
-                self._answer_if_proved(session, row, states)
+            proved = checked_category == "charged_twice" and self._answer_if_proved(
+                session, row, states)
+            # Recorded last, once the refund (if any) is posted: the trail's head stays
+            # locked from the first record to the commit.
+            audit.record(session, self.ledger.fingerprints, actor, "dispute.opened",
+                         f"dispute:{row.id}", {"card": token, "tap_id": named,
+                                               "service_date": service_date,
+                                               "category": checked_category})
+            if proved:
+                self._audit_answer(session, row, Actor.system(AUTO))
             return record_of(row)
 
     def of_account(self, account_id: int) -> list[DisputeRecord]:
@@ -210,7 +225,7 @@ class DisputeOffice:
             return Shown(record, self._evidence(session, record, lang))
 
     def answer(self, dispute_id: int, role: str, answered_by: str, decision: object,
-               amount: object, message: object) -> DisputeRecord:
+               amount: object, message: object, actor: Actor) -> DisputeRecord:
         """Answer a dispute once: a rejection with a message, or a refund posted as one
         ledger entry crediting the card (ops may only reject)."""
         if not may_answer(role, parse_decision(decision)):
@@ -231,6 +246,7 @@ class DisputeOffice:
                              answered_by)
             else:
                 self._record_answer(row, "reject", 0, checked.message, answered_by, None)
+            self._audit_answer(session, row, actor)
             return record_of(row)
 
     def backlog(self) -> Backlog | None:
@@ -364,7 +380,8 @@ class DisputeOffice:
                              service_date=row.service_date)
         posted = self.ledger.post(session, [draft], {target: state.account_id})
         # Back above the lowest fare, the card leaves the deny list (unless blocked).
-        refresh_denylist(session, self.policy, [target])
+        refresh_denylist(session, self.policy, [target],
+                         fingerprints=self.ledger.fingerprints)
         self._record_answer(row, "refund", amount, message, answered_by, posted.entry_ids[0])
 
     def _record_answer(self, row: Dispute, decision: str, amount: int, message: str,
@@ -374,11 +391,19 @@ class DisputeOffice:
         row.decision, row.amount, row.answer = decision, amount, message
         row.answered_by, row.entry_id = answered_by, entry_id
 
+    def _audit_answer(self, session: Session, row: Dispute, actor: Actor) -> None:
+        """Record an answer in its transaction, after the refund's and the answer's
+        writes."""
+        audit.record(session, self.ledger.fingerprints, actor, "dispute.answered",
+                     f"dispute:{row.id}", {"card": row.card, "decision": row.decision,
+                                           "amount": row.amount, "entry_id": row.entry_id})
+
     def _answer_if_proved(self, session: Session, row: Dispute,
-                          states: dict[str, CardState]) -> None:
+                          states: dict[str, CardState]) -> bool:
         """Refund a charged_twice dispute at once when the ledger holds more for the tap
         (or the day) than the fare rules charge now, up to the refund bound, and only
-        when no earlier answer refunded anything for it (a person answers then)."""
+        when no earlier answer refunded anything for it (a person answers then); whether
+        it was answered."""
         assert row.service_date is not None
         # Refund entries carry no tap, so the overcharge the ledger shows stays after a
         # refund: what the tap's and its day's disputes refunded must count against it.
@@ -394,6 +419,7 @@ class DisputeOffice:
         if amount > 0:
             self._refund(session, row, states, amount,
                          auto_answer(amount, explain.DEFAULT_LANGUAGE), AUTO)
+        return amount > 0
 
     def _evidence(self, session: Session, record: DisputeRecord, lang: str) -> dict[str, Any]:
         category = session.scalar(select(Card.category).where(Card.card == record.card)) \
