@@ -2,12 +2,13 @@
 
     .venv/bin/python -m bench [--quick] [--only NAME,...] [--out FILE]
 
-In order: tap_throughput (one gateway, then two), positions, settlement, repricing,
-statement, reader_latency (when pcscd and the vpcd reader driver are installed) and memory. Each
-benchmark's own output is shown as it runs; its key figures are read from the JSON
-file it writes with `--json FILE`, or, for a script without that option, from its
-printed lines. The table gives, for each benchmark, the figure, the limit it approaches
-measured in the same run, the goal, and whether the goal is met.
+In order: tap_throughput (one gateway, then two), positions, settlement, finance_export,
+repricing, statement, reader_latency (when pcscd and the vpcd reader driver are
+installed) and memory. Each benchmark's own output is shown as it runs; its key
+figures are read from the JSON file it writes with `--json FILE`, or, for a script
+without that option, from its printed lines. The table gives, for each benchmark, the
+figure, the limit it approaches measured in the same run, the goal, and whether the goal
+is met.
 
 `--quick` runs small sizes (a few minutes in all): a check that everything works end
 to end, not figures to quote.
@@ -190,6 +191,24 @@ def settlement_rows(label: str, f: Figures) -> list[Row]:
     ]
 
 
+def finance_export_rows(label: str, f: Figures) -> list[Row]:
+    rss, empty = f["export_peak_rss_kib"], f["empty_export_peak_rss_kib"]
+    return [
+        Row(label, f"detail export, {f['rows']:,} entries: {f['export_s']:.1f} s, "
+                   f"{f['export_rows_s']:,} rows/s",
+            f"PostgreSQL COPY TO STDOUT {f['copy_rows_s']:,} rows/s; psycopg cursor "
+            f"{f['cursor_rows_s']:,} rows/s", "- (none set)", "-"),
+        Row(label, f"peak RSS of the export: {mib(rss)}",
+            f"exporting an empty day: {mib(empty)}", "does not grow with the day (< +10 %)",
+            met(rss <= 1.1 * empty)),
+        Row(label, f"float of the day on {f['ledger_entries']:,} entries: median "
+                   f"{f['float_ms_median']:.0f} ms",
+            "-", "ties out, days chain, lines = sums of their entries",
+            met(bool(f["float_ties_out"]) and bool(f["floats_chain"])
+                and bool(f["matches_settlement"]))),
+    ]
+
+
 def repricing_rows(label: str, f: Figures) -> list[Row]:
     budget = f["budget_us"]
     rows = []
@@ -273,6 +292,9 @@ def benches(memory_minutes: float | None) -> list[Bench]:
               positions_rows, timeout_s=1800),
         Bench("settlement", "settlement", "bench.settlement", [],
               ["--taps", "50000", "--cards", "5000"], settlement_rows, timeout_s=3600),
+        Bench("finance_export", "finance_export", "bench.finance_export", ["--million"],
+              ["--taps", "20000", "--cards", "5000", "--runs", "3"], finance_export_rows,
+              timeout_s=3600),
         Bench("repricing", "repricing", "bench.repricing", [], [], repricing_rows,
               timeout_s=600),
         Bench("statement", "statement", "bench.statement", ["--sqlite"],
@@ -403,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, a few minutes in all: a smoke check, not figures")
     ap.add_argument("--only", metavar="NAME,...",
-                    help="run only these (tap_throughput, positions, settlement, repricing, "
-                         "statement, reader_latency, memory)")
+                    help="run only these (tap_throughput, positions, settlement, "
+                         "finance_export, repricing, statement, reader_latency, memory)")
     ap.add_argument("--memory-minutes", type=float, metavar="N",
                     help="length of the memory run (default: the benchmark's own, 10)")
     ap.add_argument("--out", metavar="FILE", help="write the combined results to FILE as JSON")

@@ -13,12 +13,15 @@ from prometheus_client import Gauge
 
 from fare_gateway.cards import CardOffice
 from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.finance.office import FinanceOffice
 from fare_gateway.fleet import FleetRecords
 from fare_gateway.health import check_health
+from fare_gateway.http.audit import audit_blueprint
 from fare_gateway.http.auth import Authenticator, AuthFailures, install, require
 from fare_gateway.http.cards import cards_blueprint
 from fare_gateway.http.disputes import disputes_blueprint
 from fare_gateway.http.errors import register_error_handlers
+from fare_gateway.http.finance import finance_blueprint
 from fare_gateway.http.headers import protective_headers
 from fare_gateway.http.health import health_blueprint
 from fare_gateway.http.openapi import openapi_blueprint
@@ -76,12 +79,13 @@ def create_app(deps: ApiDeps) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app, MAX_BODY_BYTES)
     app.after_request(protective_headers)
-    install(app, Authenticator(partial(principal_for, deps.sessions),
+    install(app, Authenticator(partial(principal_for, deps.sessions,
+                                       fingerprints=deps.ledger.fingerprints),
                                deps.auth_failures or AuthFailures()))
 
     policy = deps.policy
     settler = Settler(BusinessCalendar(policy.timezone, policy.service_day_start_min),
-                      policy.currency)
+                      policy.currency, fingerprints=deps.ledger.fingerprints)
     cards = CardOffice(deps.sessions, deps.ledger, policy)
     app.register_blueprint(health_blueprint(partial(check_health, deps.sessions,
                                                     deps.broker_ok), deps.metrics,
@@ -106,6 +110,8 @@ def create_app(deps: ApiDeps) -> Flask:
     app.register_blueprint(disputes_blueprint(disputes))
     app.register_blueprint(settlements_blueprint(partial(settle_day, deps.sessions, settler)))
     app.register_blueprint(statements_blueprint(deps.sessions, policy))
+    app.register_blueprint(audit_blueprint(deps.sessions, deps.ledger.fingerprints))
+    app.register_blueprint(finance_blueprint(FinanceOffice(deps.sessions, deps.ledger, policy)))
     if deps.tracking is not None:
         from tracking.http import TrackingDeps, tracking_blueprint
         from tracking.services import NetworkMap

@@ -63,6 +63,11 @@ TAGS = [
                                       "and replaced cards (contract section 7)."},
     {"name": "disputes", "description": "Riders' disputes and their answers, with the "
                                         "48-hour clock (contract section 7)."},
+    {"name": "finance", "description": "The float, the entries behind the settlement's "
+                                       "lines, card search and adjustments under four eyes "
+                                       "(contract section 9)."},
+    {"name": "audit", "description": "The audit trail of every change made by staff and "
+                                     "riders (contract section 9)."},
     {"name": "pages", "description": "The passengers' page and the staff disputes queue."},
     {"name": "health", "description": "Health and metrics, for operators' tools."},
     {"name": "meta", "description": "This description."},
@@ -110,7 +115,7 @@ def _operation(rule: Rule, declared: Operation, roles: tuple[str, ...] | None,
     parameters = [{"name": name, "in": "path", "required": True,
                    "schema": _hoist(declared.path.get(name, {"type": "string"}), named)}
                   for name in RULE_ARGUMENT.findall(rule.rule)]
-    parameters += [{"name": name, "in": "query", "required": False,
+    parameters += [{"name": name, "in": "query", "required": name in declared.required_query,
                     "schema": _hoist(schema, named)}
                    for name, schema in declared.query.items()]
     errors = set(declared.errors)

@@ -57,14 +57,15 @@ class Operation:
     query: Mapping[str, Schema] = field(default_factory=dict)
     description: str = ""
     links: Mapping[int, Mapping[str, Schema]] = field(default_factory=dict)
+    required_query: tuple[str, ...] = ()  # query parameters the view cannot do without
 
 
 def operation(summary: str, *, tag: str, responses: Mapping[int, Content],
               errors: Iterable[int] = (), body: Schema | None = None,
               body_required: bool = True, path: Mapping[str, Schema] | None = None,
               query: Mapping[str, Schema] | None = None, description: str = "",
-              links: Mapping[int, Mapping[str, Schema]] | None = None
-              ) -> Callable[[View], View]:
+              links: Mapping[int, Mapping[str, Schema]] | None = None,
+              required_query: Iterable[str] = ()) -> Callable[[View], View]:
     """Declare a view's operation: `responses` maps each success status to its content.
 
     Authentication errors (401, 403, 429) come from `require`, the 400 of a body that is
@@ -73,7 +74,8 @@ def operation(summary: str, *, tag: str, responses: Mapping[int, Content],
     OpenAPI links from a success status to the operations its answer feeds.
     """
     declared = Operation(summary, tag, dict(responses), tuple(errors), body, body_required,
-                         dict(path or {}), dict(query or {}), description, dict(links or {}))
+                         dict(path or {}), dict(query or {}), description, dict(links or {}),
+                         tuple(required_query))
 
     def mark(view: View) -> View:
         setattr(view, OPERATION_ATTRIBUTE, declared)

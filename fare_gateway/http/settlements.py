@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
+from typing import Protocol
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, g, request
 
 from fare_gateway.http.auth import require
 from fare_gateway.http.errors import ApiError
 from fare_gateway.http.operations import MONEY, Schema, json_content, operation
+from ledger.audit import Actor
 from ledger.settlement import Settlement, SettlementError, parse_day
 
 SHA256: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -47,9 +48,23 @@ CSV_LINES: Schema = {"type": "string", "description":
                      "`@` is written with a leading `'` (no spreadsheet runs it)"}
 
 
-def settlements_blueprint(settle: Callable[[date], Settlement]) -> Blueprint:
-    """The settlement endpoints over `settle` (`ledger.settlement.settle_day`); a closed
-    day is recorded in the chain when first asked."""
+class Settle(Protocol):
+    """Settle a business day (`ledger.settlement.settle_day` over the gateway's
+    sessions and settler); `actor` is who asked, for the audit trail."""
+
+    def __call__(self, day: date, *, actor: Actor) -> Settlement: ...
+
+
+def caller() -> Actor:
+    """The holder of the request's token, as the audit trail names them."""
+    principal = g.principal
+    return Actor("token", principal.token_id, principal.name, principal.role,
+                 request.remote_addr or "")
+
+
+def settlements_blueprint(settle: Settle) -> Blueprint:
+    """The settlement endpoints over `settle`; a closed day is recorded in the chain
+    when first asked, and the audit trail names the token that asked."""
     bp = Blueprint("settlements", __name__)
 
     def settlement(day: str) -> Settlement:
@@ -58,7 +73,7 @@ def settlements_blueprint(settle: Callable[[date], Settlement]) -> Blueprint:
         except SettlementError as exc:
             raise ApiError(400, "bad_date", str(exc)) from None
         try:
-            return settle(business_day)
+            return settle(business_day, actor=caller())
         except SettlementError as exc:
             raise ApiError(409, "not_settleable", str(exc)) from None
 

@@ -162,6 +162,12 @@ class StatementItem(NamedTuple):
     stop_id: str | None
     stop_name: str | None
     service_date: str
+    # For staff (`Statement.as_json(staff=True)`): the ledger entry behind the line (a
+    # tap's fare; None for a line that moved nothing) and that entry's reference (a
+    # top-up's payment reference, an adjustment's, `dispute:N` for a refund, the
+    # replacement card for a transfer).
+    entry_id: int | None = None
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,19 +205,24 @@ class Statement:
     items: tuple[StatementItem, ...]
     language: str
 
-    def as_json(self) -> dict[str, Any]:
-        """The statement as contract section 7 shows it (times ISO-8601 UTC with `Z`)."""
+    def as_json(self, staff: bool = False) -> dict[str, Any]:
+        """The statement as contract section 7 shows it (times ISO-8601 UTC with `Z`);
+        for staff, each item also names its ledger entry and that entry's reference."""
+        items = [{"ts": iso_z(i.ts), "type": i.type, "amount": i.amount,
+                  "balance_after": i.balance_after, "tap_id": i.tap_id,
+                  "route_id": i.route_id, "vehicle_id": i.vehicle_id,
+                  "reason": i.reason, "explanation": i.explanation,
+                  "stop_id": i.stop_id, "stop_name": i.stop_name,
+                  "service_date": i.service_date} for i in self.items]
+        if staff:
+            for item, line in zip(items, self.items, strict=True):
+                item["entry_id"], item["reference"] = line.entry_id, line.reference
         return {
             "card": self.card, "currency": self.currency,
             "from": self.window.first_text, "to": self.window.last_text,
             "opening_balance": self.opening_balance,
             "closing_balance": self.closing_balance,
-            "items": [{"ts": iso_z(i.ts), "type": i.type, "amount": i.amount,
-                       "balance_after": i.balance_after, "tap_id": i.tap_id,
-                       "route_id": i.route_id, "vehicle_id": i.vehicle_id,
-                       "reason": i.reason, "explanation": i.explanation,
-                       "stop_id": i.stop_id, "stop_name": i.stop_name,
-                       "service_date": i.service_date} for i in self.items]}
+            "items": items}
 
 
 def statement_window(policy: FarePolicy, first: date | None, last: date | None,
@@ -488,9 +499,11 @@ def assemble(policy: FarePolicy, card: str, category: str, opening: int,
             text = sentences.get(key)
             if text is None:
                 text = sentences[key] = explain.tap_sentence(charge, lang, replaced_by)
+            fare = line.movement
             items.append(StatementItem(line.key[0], "tap", line.amount, balance, tap.tap_id,
                                        tap.route_id, tap.vehicle_id, None, text, stop_id,
-                                       stop_name, line.service_date))
+                                       stop_name, line.service_date,
+                                       fare.entry_id if fare else None))
             continue
         text = _sentence(policy, line, day_of, by_id, lang)
         route = tap.route_id if tap else (moved.route_id if moved else None)
@@ -501,7 +514,8 @@ def assemble(policy: FarePolicy, card: str, category: str, opening: int,
             line.key[0], line.type, line.amount, balance, tap_id, route,
             tap.vehicle_id if tap else None,
             tap.reason if tap and line.type == "denied" else None, text, stop_id, stop_name,
-            line.service_date))
+            line.service_date, moved.entry_id if moved else None,
+            moved.reference if moved else None))
     return Statement(card, policy.currency, window, opening, balance, tuple(items), lang)
 
 

@@ -52,6 +52,16 @@ CONTRACT: dict[str, tuple[str, ...] | None] = {
     "GET /api/v1/disputes/{dispute_id}": ("admin", "ops", "finance"),
     "POST /api/v1/disputes/{dispute_id}/answer": ("admin", "ops", "finance"),
     "GET /rider/": None,
+    "GET /api/v1/audit": ("admin",),  # section 9
+    "GET /api/v1/finance/float/{day}": ("admin", "finance"),
+    "GET /api/v1/finance/taps": ("admin", "finance"),
+    "GET /api/v1/cards": ("admin", "finance"),
+    "GET /api/v1/cards/{card}/statement": ("admin", "finance"),
+    "POST /api/v1/adjustments": ("admin", "finance"),
+    "GET /api/v1/adjustments": ("admin", "finance"),
+    "GET /api/v1/adjustments/{adjustment_id}": ("admin", "finance"),
+    "POST /api/v1/adjustments/{adjustment_id}/approve": ("admin", "finance"),
+    "POST /api/v1/adjustments/{adjustment_id}/reject": ("admin", "finance"),
 }
 NON_JSON = {"GET /metrics": "text/plain", "GET /api/v1/vehicles/stream": "text/event-stream",
             "GET /gtfs-rt/vehicle-positions": "application/x-protobuf",
@@ -59,7 +69,8 @@ NON_JSON = {"GET /metrics": "text/plain", "GET /api/v1/vehicles/stream": "text/e
             "GET /static/map/{name}": "text/javascript",
             "GET /static/leaflet/{name}": "text/javascript",
             "GET /rider/": "text/html", "GET /disputes/": "text/html",
-            "GET /static/pages/{name}": "text/javascript"}
+            "GET /static/pages/{name}": "text/javascript",
+            "GET /api/v1/finance/taps": "text/csv"}
 
 
 @pytest.fixture(scope="module")
