@@ -15,6 +15,7 @@ from testbed.broker import Broker
 from testbed.gateway import Gateway, transit
 from testbed.postgres import create_pg_database, drop_pg_database
 from tests.support.clients import Http, MqttPeer
+from tests.support.commands import transit_here
 
 
 @pytest.fixture(scope="session")
@@ -31,9 +32,26 @@ def pg_url() -> Iterator[str]:
     drop_pg_database(url)
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test taking `db_url` runs on PostgreSQL, and also on the embedded SQLite when it
+    is marked `sqlite_too`: where what it checks depends on the database (money, the
+    ledger, settlement, the tap path, the device-change polling SQLite gateways use). A
+    test of HTTP input, devices, delivery or tracking checks code that is the same on both,
+    and would only pay for a second gateway; the demo's end-to-end test runs the whole
+    system on SQLite."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "db_url" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return  # the test chose its databases itself
+    if "db_url" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("sqlite_too") is not None
+        metafunc.parametrize("db_url", ["postgresql", "sqlite"] if both else ["postgresql"],
+                             indirect=True)
+
+
+@pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Each test using this runs on PostgreSQL and on the embedded SQLite."""
+    """The test's database: a fresh PostgreSQL one, or an SQLite file (`sqlite_too`)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/transit.db"
         return
@@ -87,17 +105,20 @@ class System:
         return transit(*args, env=self.env, check=check)
 
     def issue(self, card: str, balance: int = 0, category: str = "regular") -> None:
-        self.transit("cards", "issue", card, "--category", category)
+        transit_here("cards", "issue", card, "--category", category, env=self.env)
         if balance:
-            self.transit("cards", "topup", card, str(balance), "--reference", f"init-{card}")
+            transit_here("cards", "topup", card, str(balance), "--reference", f"init-{card}",
+                         env=self.env)
 
     def token(self, role: str) -> str:
-        return str(self.transit("tokens", "create", "--role", role).stdout.strip())
+        return str(transit_here("tokens", "create", "--role", role, env=self.env)
+                   .stdout.strip().splitlines()[-1])
 
     def add_device(self, device_id: str, vehicle_id: str) -> bytes:
         """Register another validator, riding on `vehicle_id`; returns its secret."""
-        return bytes.fromhex(self.transit("devices", "add", device_id, "--vehicle",
-                                          vehicle_id).stdout.strip())
+        return bytes.fromhex(transit_here("devices", "add", device_id, "--vehicle",
+                                          vehicle_id, env=self.env).stdout.strip()
+                             .splitlines()[-1])
 
     def peer(self) -> MqttPeer:
         return MqttPeer(self.broker.url)
@@ -109,10 +130,11 @@ class System:
 
 @pytest.fixture
 def system(base_env: dict[str, str], broker: Broker, tmp_path: Path) -> Iterator[System]:
-    transit("db", "upgrade", env=base_env)
+    # Set-up, in this process: the commands themselves have their own tests.
+    transit_here("db", "upgrade", env=base_env)
     device_id = "SBY-0042-A"
-    secret_hex = transit("devices", "add", device_id, "--vehicle", "SBY-0042",
-                         env=base_env).stdout.strip()
+    secret_hex = transit_here("devices", "add", device_id, "--vehicle", "SBY-0042",
+                              env=base_env).stdout.strip().splitlines()[-1]
     gw = Gateway(base_env, tmp_path / "gateway.log").start()
     sys_ = System(base_env, gw, device_id, bytes.fromhex(secret_hex), broker)
     yield sys_

@@ -33,6 +33,7 @@ from testbed.cards import fund_cards
 from testbed.gateway import Gateway, transit
 from testbed.ports import free_port, retry_on_taken_port
 from tests.support.agent import AgentProcess
+from tests.support.commands import transit_here
 from tests.support.postgres import PrivatePostgres
 
 FUNDS = 1_000_000
@@ -197,7 +198,7 @@ class Fleet:
         self.env.update(TRANSIT_DATABASE_URL=self.db_url, TRANSIT_MQTT_URL=self.broker.url,
                         TRANSIT_TOPIC_PREFIX=self.prefix,
                         TRANSIT_SHARE_GROUP=f"g{uuid.uuid4().hex[:8]}")
-        transit("db", "upgrade", env=self.env)
+        transit_here("db", "upgrade", env=self.env)
         self._card_pool: list[str] = []
         self._card_lock = threading.Lock()
         self._feeders: list[threading.Thread] = []

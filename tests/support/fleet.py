@@ -18,6 +18,7 @@ from testbed.broker import Broker
 from testbed.gateway import Gateway, transit
 from testbed.postgres import create_pg_database, drop_pg_database
 from tests.support.clients import Http
+from tests.support.commands import transit_here
 
 DEVICE, VEHICLE = "SBY-0042-A", "SBY-0042"
 
@@ -66,9 +67,9 @@ def running_fleet(database: str, broker: Broker, tmp_path: Path, secret_key: str
     gateways: dict[str, Gateway] = {}
     fleet: Fleet | None = None
     try:
-        transit("db", "upgrade", env=env)
-        secret = bytes.fromhex(transit("devices", "add", DEVICE, "--vehicle", VEHICLE,
-                                       env=env).stdout.strip())
+        transit_here("db", "upgrade", env=env)
+        secret = bytes.fromhex(transit_here("devices", "add", DEVICE, "--vehicle", VEHICLE,
+                                            env=env).stdout.strip().splitlines()[-1])
         for n in range(2 if pg else 1):
             prefix = f"t{uuid.uuid4().hex[:10]}/v1"
             gateways[prefix] = Gateway(

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from testbed.broker import Broker
-from testbed.gateway import Gateway, transit
+from testbed.gateway import Gateway
 from tests.conftest import System
 from tests.support import raw_http
+from tests.support.commands import transit_here
 
 DEVICE, VEHICLE = "SBY-0042-A", "SBY-0042"
 PASSWORD = "naik-suroboyo-bus"
@@ -30,9 +31,9 @@ def rider_system(db_url: str, broker: Broker, folder: Path, **settings: str
     env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
                TRANSIT_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}/v1",
                TRANSIT_GATEWAY_ID=f"gw-{uuid.uuid4().hex[:8]}", **settings)
-    transit("db", "upgrade", env=env)
-    secret = bytes.fromhex(transit("devices", "add", DEVICE, "--vehicle", VEHICLE,
-                                   env=env).stdout.strip())
+    transit_here("db", "upgrade", env=env)
+    secret = bytes.fromhex(transit_here("devices", "add", DEVICE, "--vehicle", VEHICLE,
+                                        env=env).stdout.strip().splitlines()[-1])
     log = folder / "gateway.log"
     gateway = Gateway(env, log).start()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from fare_gateway.adapters.models import TapRecord
@@ -13,6 +14,10 @@ from ledger.services import check_invariants
 from testbed.cards import fund_cards
 from tests.conftest import System
 from tests.support.clients import make_tap
+
+# Money is written here: the embedded SQLite (the demo's database) is held to the
+# same results as PostgreSQL.
+pytestmark = pytest.mark.sqlite_too
 
 TAPS = 20_000
 CARDS = 400

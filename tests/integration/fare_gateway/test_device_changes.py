@@ -30,6 +30,10 @@ from tests.support.clients import MqttPeer, make_tap
 from tests.support.fleet import DEVICE, VEHICLE, Fleet, positions_total, running_fleet
 from transit.wire import Position, Receipt
 
+# Gateways on SQLite learn of device changes by polling, not by LISTEN/NOTIFY: both
+# paths are held to the same promise.
+pytestmark = pytest.mark.sqlite_too
+
 AT_REST_KEY = "5e" * 32
 NEW_VEHICLE = "SBY-0099"
 CARD = "04A1B2C3D4E5F6"

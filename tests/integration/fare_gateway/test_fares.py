@@ -24,6 +24,10 @@ from tests.unit.fare_gateway.fares.test_policy import BROKEN, CONTRACT_EXAMPLE, 
 from transit.denylist import DenyList
 from transit.wire import Receipt
 
+# Money is written here: the embedded SQLite (the demo's database) is held to the
+# same results as PostgreSQL.
+pytestmark = pytest.mark.sqlite_too
+
 CARD = "04AA11BB22CC33"
 T14 = 1764313202123  # 2025-11-28 14:00:02 WIB
 MIN = 60_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import func, select
 
 from fare_gateway.adapters.models import QuarantineRecord
@@ -14,6 +15,10 @@ from ledger.services import check_invariants
 from tests.conftest import System
 from tests.support.clients import make_tap
 from transit.wire import Receipt
+
+# Money is written here: the embedded SQLite (the demo's database) is held to the
+# same results as PostgreSQL.
+pytestmark = pytest.mark.sqlite_too
 
 CARD = "04A1B2C3D4E5F6"
 

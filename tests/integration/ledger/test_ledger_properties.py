@@ -42,6 +42,10 @@ from tests.support.clients import make_tap
 from transit.topics import Topics
 from transit.wire import Tap
 
+# Money is written here: the embedded SQLite (the demo's database) is held to the
+# same results as PostgreSQL.
+pytestmark = pytest.mark.sqlite_too
+
 WIB = timezone(timedelta(hours=7))
 DAY0 = datetime(2025, 11, 1, tzinfo=WIB)  # local midnight in Jakarta
 

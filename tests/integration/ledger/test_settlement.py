@@ -40,13 +40,14 @@ from fare_gateway.taps import Inbound, TapService
 from fare_gateway.taps.sql import sql_units
 from ledger.adapters.db import make_engine, session_factory
 from ledger.adapters.models import Entry
+from ledger.fingerprint import Fingerprints
 from ledger.services import Ledger
 from ledger.settlement import BusinessCalendar, Settler
 from testbed.gateway import transit
 from tests.conftest import System
 from tests.support.clients import make_tap
 from tests.support.settlements import totals
-from tracking.adapters.models import Route
+from tracking.integrity import new_route
 from transit.topics import Topics
 
 WIB = ZoneInfo("Asia/Jakarta")
@@ -130,11 +131,14 @@ class World:
     engine: Engine
     now_ms: int = 0
     seqs: dict[str, int] = field(default_factory=dict)
+    # Unkeyed, like a run without TRANSIT_SECRET_KEY (`env_for`), unless given.
+    fingerprints: Fingerprints = field(default_factory=lambda: Fingerprints(None))
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
         self.policy = builtin_policy()
-        self.ledger = Ledger(self.engine, "IDR", clock=lambda: self.now_ms)
+        self.ledger = Ledger(self.engine, "IDR", clock=lambda: self.now_ms,
+                             fingerprints=self.fingerprints)
         # The gateway's clock is the posting clock: taps are judged when they arrive.
         self.service = TapService(sql_units(self.sessions, self.ledger, self.policy),
                                   self.policy, DeviceDirectory(self.sessions, key=None),
@@ -166,16 +170,16 @@ def tap(bus: Bus, card: str, route: str, ts: int, **extra: Any
     return (bus, card, route, ts, extra)
 
 
-def new_world(url: str) -> World:
+def new_world(url: str, fingerprints: Fingerprints | None = None) -> World:
     load_all_models()
     engine = make_engine(url)
     upgrade(engine)
-    world = World(engine)
+    world = World(engine, fingerprints=fingerprints or Fingerprints(None))
     with world.sessions.begin() as s:
         for bus in (BUS1, BUS2, BUS3):
             add_device(s, bus.device_id, bus.vehicle_id, bus.secret.hex(), key=None)
         for route_id, agency in ROUTES.items():
-            s.add(Route(route_id=route_id, agency_id=agency, short_name=route_id))
+            s.add(new_route(world.ledger.fingerprints, route_id, agency, short_name=route_id))
         for card, category in ((A, "regular"), (S, "student"), (C, "regular")):
             issue_card(s, world.ledger, world.policy, card, category)
     return world
@@ -626,11 +630,25 @@ def test_settlement_api_serves_the_same_bytes_as_transit_settle(
     assert headers.get("Content-Type", "").startswith("text/csv")
     cli_csv, _, cli_manifest = settle(system.env, D, tmp_path / "out")
     assert api_csv == cli_csv == EXPECTED_D.encode()
+    # The day was recorded by the API: the audit trail names the finance token that asked.
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        recorded = conn.execute(text(
+            "SELECT subject, actor_kind, actor_id, actor_role FROM audit_log WHERE action = "
+            "'settlement.recorded' ORDER BY seq")).all()
+    engine.dispose()
+    assert [tuple(r) for r in recorded] == [(D, "token", finance.split("_")[1], "finance")]
     assert api_manifest == cli_manifest
     assert json.loads(api_manifest)["sha256"] == sha(api_csv)
 
     d1_csv, d1_manifest, d1_raw = settle(system.env, D1, tmp_path / "out")
     assert d1_csv == EXPECTED_D1.encode()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        kinds = conn.execute(text("SELECT actor_kind FROM audit_log WHERE action = "
+                                  "'settlement.recorded' AND subject = :d"), {"d": D1}).all()
+    engine.dispose()
+    assert [k for k, in kinds] == ["command"]
     for token in (finance, admin):
         assert get_raw(base, f"/api/v1/settlements/{D1}", token)[:2] == (200, d1_raw)
         assert get_raw(base, f"/api/v1/settlements/{D1}/lines.csv", token)[:2] == (200, d1_csv)

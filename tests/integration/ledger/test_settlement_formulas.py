@@ -35,7 +35,11 @@ from tests.integration.ledger.test_settlement import (
 )
 from tests.support.days import business_days_back
 from tests.support.settlements import totals
-from tracking.adapters.models import Route
+from tracking.integrity import new_route
+
+# Money is written here: the embedded SQLite (the demo's database) is held to the
+# same results as PostgreSQL.
+pytestmark = pytest.mark.sqlite_too
 
 FORMULA = '=HYPERLINK("https://evil.example/","Klik")'
 TEXT_COLUMNS = ("settlement_date", "line_type", "service_date", "operator_id", "route_id",
@@ -54,7 +58,7 @@ def build_hostile_day(w: World, day: str) -> None:
     correction posted through the ledger for route `+R2`, operator `@ops`, category
     `-staff`."""
     with w.sessions.begin() as s:
-        s.add(Route(route_id="-R1", agency_id=FORMULA, short_name="-R1"))
+        s.add(new_route(w.ledger.fingerprints, "-R1", FORMULA, short_name="-R1"))
     w.topup(A, 20000, "counter-1", at(day, 4))
     assert w.taps(at(day, 8), tap(BUS1, A, "-R1", at(day, 8) - 2000)) == ["charged"]
     hostile = {"card": A, "currency": "IDR", "operator_id": "@ops", "route_id": "+R2",

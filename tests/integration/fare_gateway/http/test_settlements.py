@@ -24,6 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from sqlalchemy import text
 
 from ledger.settlement import EMPTY_SHA256
@@ -32,6 +33,10 @@ from tests.conftest import System
 from tests.integration.ledger.test_settlement import BUS1, BUS2, A, S, at, new_world, tap
 from tests.support.days import business_days_back
 from tests.support.settlements import totals
+
+# Money is written here: the embedded SQLite (the demo's database) is held to the
+# same results as PostgreSQL.
+pytestmark = pytest.mark.sqlite_too
 
 PARALLEL = 16
 T = TypeVar("T")

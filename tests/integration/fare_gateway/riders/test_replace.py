@@ -40,6 +40,10 @@ from tests.support.riders import (
 from transit.denylist import DenyList
 from transit.wire import Receipt
 
+# Money is written here: the embedded SQLite (the demo's database) is held to the
+# same results as PostgreSQL.
+pytestmark = pytest.mark.sqlite_too
+
 BALANCE = 30_000
 
 
