@@ -96,8 +96,9 @@ def test_entries_are_keyed_as_the_settlement_keys_them() -> None:
         "fare", "2025-11-26", "SBY", "R1", "student")
     assert settlement_key("refund", "2025-11-26", "unassigned", None, None, day) == (
         "refund", "2025-11-26", "unassigned", "", "")
+    # Adjustments, like top-ups, belong to no route and are dated by the business day.
     assert settlement_key("adjustment", None, None, None, None, day) == (
-        "adjustment", "", "", "", "")
+        "adjustment", day, "", "", "")
 
 
 def test_the_header_names_the_contract_columns() -> None:
