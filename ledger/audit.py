@@ -10,8 +10,9 @@ account must erase), when, what (an action and its subject) and from where.
 
 from __future__ import annotations
 
-import getpass
 import json
+import os
+import pwd
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -41,16 +42,40 @@ class Actor:
     @classmethod
     def command(cls) -> Actor:
         """Whoever runs a `transit` command here: the operating-system user and host."""
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):  # no name for this uid (a bare container)
-            user = "unknown"
-        return cls("command", user[:64], user[:100], "", f"cli@{socket.gethostname()}"[:100])
+        user = command_user(os.geteuid(), os.environ.get("SUDO_USER"))
+        return cls("command", user.id[:64], user.name[:100], "",
+                   f"cli@{socket.gethostname()}"[:100])
 
     @classmethod
     def system(cls, name: str) -> Actor:
         """A change a program makes on its own (a gateway loading its fare policy)."""
         return cls("system", name[:64], name[:100], "", socket.gethostname()[:100])
+
+
+@dataclass(frozen=True)
+class CommandUser:
+    """The operating-system user a command runs as (`id`), and how the trail names it."""
+
+    id: str
+    name: str
+
+
+def command_user(euid: int, sudo_user: str | None) -> CommandUser:
+    """The user of the effective uid `euid`, never USER or LOGNAME (which whoever runs
+    the command sets as they like: `USER=sari transit cards topup ...` must not be
+    recorded as sari); `uid N` when the uid has no name (a bare container).
+
+    `sudo_user` (SUDO_USER) is whom sudo says it ran for: kept beside the uid's name as a
+    claim (`root (sudo from budi)`), since anyone can set it too, and never instead of it.
+    """
+    try:
+        user = pwd.getpwuid(euid).pw_name
+    except KeyError:
+        user = f"uid {euid}"
+    claimed = (sudo_user or "").strip()
+    if not claimed or claimed == user:
+        return CommandUser(user, user)
+    return CommandUser(user, f"{user} (sudo from {claimed[:32]})")
 
 
 def _payload(at_ms: int, actor: Actor, action: str, subject: str, detail: str

@@ -14,6 +14,7 @@ when it is charged anyway, so that chain costs the tap path no lock of its own.)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from sqlalchemy.orm import Session
 from ledger.adapters.models import ChainHead
 from ledger.adapters.sql import insert_ignore
 from ledger.fingerprint import GENESIS, Fingerprints
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,23 @@ def append(session: Session, fingerprints: Fingerprints, chain: str,
     """Number these records on from the chain's head and move the head past them.
 
     Locks the head row until the caller's transaction ends; call it last in the
-    transaction, so that the lock is held for as short a time as possible.
+    transaction, so that the lock is held for as short a time as possible. A head that
+    does not match its fingerprint is never signed again (`_moved_head`).
     """
     if not payloads:
         return []
     table = ChainHead.__table__
-    # The first record of a chain makes its head; a concurrent first append waits on the
-    # row's key and then finds it.
-    session.execute(insert_ignore(session, table).values(
-        name=chain, seq=0, last_mac=GENESIS, mac=head_mac(fingerprints, chain, 0, GENESIS)))
-    seq, last = session.execute(
-        select(table.c.seq, table.c.last_mac).where(table.c.name == chain)
-        .with_for_update()).one()
+    locked = (select(table.c.seq, table.c.last_mac, table.c.mac)
+              .where(table.c.name == chain).with_for_update())
+    head = session.execute(locked).first()
+    if head is None:
+        # The chain's first record makes its head; a concurrent first append waits on the
+        # row's key, and then finds the head the other one made.
+        session.execute(insert_ignore(session, table).values(
+            name=chain, seq=0, last_mac=GENESIS,
+            mac=head_mac(fingerprints, chain, 0, GENESIS)))
+        head = session.execute(locked).one()
+    seq, last = head.seq, head.last_mac
     links = []
     for payload in payloads:
         seq += 1
@@ -70,8 +78,34 @@ def append(session: Session, fingerprints: Fingerprints, chain: str,
         links.append(Link(seq, last, mac))
         last = mac
     session.execute(table.update().where(table.c.name == chain).values(
-        seq=seq, last_mac=last, mac=head_mac(fingerprints, chain, seq, last)))
+        seq=seq, last_mac=last,
+        mac=_moved_head(fingerprints, chain, head.seq, head.last_mac, head.mac, seq, last)))
     return links
+
+
+# Chains this process has already warned about.
+_WARNED: set[str] = set()
+
+
+def _moved_head(fingerprints: Fingerprints, chain: str, seq: int, last_mac: str,
+                mac: str, new_seq: int, new_last: str) -> str:
+    """The fingerprint of a head moved from (`seq`, `last_mac`) to (`new_seq`,
+    `new_last`).
+
+    A head whose fingerprint does not match was changed behind the application's back
+    (moved back over records cut off the chain's end): signing it anew would make the
+    cut look whole, so it keeps the fingerprint it has, which goes on failing, and
+    `verify` goes on naming the head. The records are still appended: refusing them
+    would let whoever can write the database stop every audited change.
+    """
+    if fingerprints.matches(mac, "chain_heads", chain, seq, last_mac):
+        return head_mac(fingerprints, chain, new_seq, new_last)
+    if chain not in _WARNED:
+        _WARNED.add(chain)
+        log.warning("the head of chain %s does not match its fingerprint (changed behind "
+                    "the application's back?): it is not signed again; run transit "
+                    "reconcile", chain)
+    return mac
 
 
 def verify(session: Session, fingerprints: Fingerprints, chain: str,

@@ -20,9 +20,12 @@ Checks, each naming what it found wrong:
      posted (such a day has no entries and is never recorded, so there is nothing to
      compare it with). Only files compared with a record are counted.
 
-A row without a fingerprint is a mismatch: rows written before fingerprints existed are
-sealed by `transit db upgrade`. Entries are streamed in (card, id) order and only one
-card's chain is held at a time, so memory stays bounded however large the ledger.
+Every check reads one snapshot of the database (`ledger.adapters.db.snapshot`), so that
+an honest ledger ties out while gateways write to it, and reconcile takes no lock a
+writer waits for. A row without a fingerprint is a mismatch: rows written before
+fingerprints existed are sealed by `transit db upgrade`. Entries are streamed in (card,
+id) order and only one card's chain is held at a time, so memory stays bounded however
+large the ledger.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger import audit
+from ledger.adapters.db import snapshot
 from ledger.adapters.models import (
     Account,
     AuditRecord,
@@ -119,6 +123,14 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
     `fingerprints` (the settler's when None) are those the rows were written under;
     `checks` are run after the ledger's own.
     """
+    # One snapshot for every check: with taps and top-ups committing meanwhile, each
+    # statement of a READ COMMITTED transaction would see another ledger, and an honest
+    # one would not tie out (a top-up's entry counted, its clearing posting not yet; an
+    # audit record counted, the head past it not). On SQLite the read takes no write
+    # lock, so gateways go on committing while it runs. A session already in a
+    # transaction (a caller's own) is read as it is.
+    if not session.in_transaction():
+        snapshot(session)
     fp = fingerprints or settler.fingerprints
     report = Report()
     if not fp.keyed:

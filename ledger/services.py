@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import case, event, func, select
@@ -32,6 +33,7 @@ from ledger.fingerprint import Fingerprints, card_mac
 from ledger.integrity import entry_mac
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -203,8 +205,9 @@ class Ledger:
                 "tap_id": d.tap_id, "reference": d.reference, "service_date": d.service_date,
                 "operator_id": d.operator_id, "route_id": d.route_id, "category": d.category,
                 "prev_mac": prev, "mac": mac})
-        card_heads = {card: (head, card_mac(fp, card, state.category, state.status,
-                                            state.account_id, head))
+        stored = _stored_macs(session)
+        card_heads = {card: (head, _resigned(fp, state, stored.get(card),
+                                             replace(state, head=head)))
                       for card, state in chained.items() if (head := heads[card]) is not None}
         deltas = card_deltas(drafts)
         if dialect_of(session) == "postgresql":
@@ -224,7 +227,8 @@ class Ledger:
             balances = {s.card: s.balance for s in card_states(session, moved).values()}
         _remember(session, {card: CardState(card, s.category, s.status, s.balance,
                                             s.account_id, heads[card])
-                            for card, s in chained.items()})
+                            for card, s in chained.items()},
+                  {card: mac for card, (_, mac) in card_heads.items()})
         _expire_cards(session, {*deltas, *card_heads})
         return Posted(tuple(keyed[d.idem_key] for d in drafts), balances)
 
@@ -271,13 +275,17 @@ def card_states(session: Session, cards: Iterable[str], lock: bool = False
     c = Card.__table__.c
     conn = session.connection()
     out: dict[str, CardState] = {}
+    macs: dict[str, str | None] = {}
     for part in parts(conn, wanted):
-        stmt = (select(c.card, c.category, c.status, c.balance, c.account_id, c.head)
+        # The card's fingerprint comes with the same read (no round trip of its own):
+        # `post` checks it before it signs the card's new head.
+        stmt = (select(c.card, c.category, c.status, c.balance, c.account_id, c.head, c.mac)
                 .where(one_of(conn, c.card, part)).order_by(c.card))
         for row in conn.execute(stmt.with_for_update() if lock else stmt):
-            out[row[0]] = CardState(*row)
+            out[row[0]] = CardState(*row[:6])
+            macs[row[0]] = row[6]
     if lock:
-        _remember(session, out)
+        _remember(session, out, macs)
     return out
 
 
@@ -290,23 +298,69 @@ def card_states(session: Session, cards: Iterable[str], lock: bool = False
 _LOCKED = "ledger.locked_cards"
 
 
-def _remembered(session: Session) -> dict[str, CardState]:
+def _kept(session: Session) -> tuple[dict[str, CardState], dict[str, str | None]] | None:
     kept = session.info.get(_LOCKED)
     if kept is None or kept[0] is not session.get_transaction():
-        return {}
-    states: dict[str, CardState] = kept[1]
-    return states
+        return None
+    return kept[1], kept[2]
 
 
-def _remember(session: Session, states: Mapping[str, CardState]) -> None:
+def _remembered(session: Session) -> dict[str, CardState]:
+    kept = _kept(session)
+    return {} if kept is None else kept[0]
+
+
+def _stored_macs(session: Session) -> dict[str, str | None]:
+    """The fingerprint each locked card holds now, as this transaction read or wrote it."""
+    kept = _kept(session)
+    return {} if kept is None else kept[1]
+
+
+def _remember(session: Session, states: Mapping[str, CardState],
+              macs: Mapping[str, str | None]) -> None:
     if not states:
         return
     transaction = session.get_transaction()
     kept = session.info.get(_LOCKED)
     if kept is None or kept[0] is not transaction:
-        fresh: dict[str, CardState] = {}
-        kept = session.info[_LOCKED] = (transaction, fresh)
+        fresh: tuple[dict[str, CardState], dict[str, str | None]] = ({}, {})
+        kept = session.info[_LOCKED] = (transaction, *fresh)
     kept[1].update(states)
+    kept[2].update(macs)
+
+
+# Cards this process has already warned about (bounded: a mass change is one warning per
+# card up to this many, then silence; reconcile names every one of them anyway).
+_WARNED: set[str] = set()
+_WARNED_MAX = 10_000
+_warned_lock = threading.Lock()
+
+
+def _resigned(fingerprints: Fingerprints, was: CardState, stored: str | None,
+              now: CardState) -> str | None:
+    """The fingerprint a card read as `was`, holding `stored`, gets as `now` (a new head,
+    category or status).
+
+    A card whose stored fingerprint does not match the row as it was read was changed
+    behind the application's back: signing the row anew would launder that change (a
+    category set to senior, a blocked card set active, the head moved back over removed
+    entries), so it keeps the fingerprint it has, which goes on failing, and reconcile
+    goes on naming the card. Its money still moves: refusing its taps and top-ups would
+    hand whoever can write the database a way to stop a card.
+    """
+    if fingerprints.matches(stored, "cards", was.card, was.category, was.status,
+                            was.account_id, was.head):
+        return card_mac(fingerprints, now.card, now.category, now.status, now.account_id,
+                        now.head)
+    with _warned_lock:
+        first = was.card not in _WARNED and len(_WARNED) < _WARNED_MAX
+        if first:
+            _WARNED.add(was.card)
+    if first:
+        log.warning("card %s does not match its fingerprint (changed behind the "
+                    "application's back?): it is not signed again; run transit reconcile",
+                    was.card)
+    return stored
 
 
 def locked_states(session: Session, cards: Collection[str]) -> dict[str, CardState]:
@@ -355,15 +409,16 @@ def _set_card(session: Session, fingerprints: Fingerprints, card: str, *,
     row = session.get(Card, card, with_for_update=True, populate_existing=True)
     if row is None:
         raise CardNotFound(f"no card {card}")
+    before = CardState(row.card, row.category, row.status, row.balance, row.account_id,
+                       row.head)
     if status is not None:
         row.status = status
     if category is not None:
         row.category = category
-    row.mac = card_mac(fingerprints, row.card, row.category, row.status, row.account_id,
-                       row.head)
+    after = replace(before, category=row.category, status=row.status)
+    row.mac = _resigned(fingerprints, before, row.mac, after)
     session.flush()
-    _remember(session, {card: CardState(row.card, row.category, row.status, row.balance,
-                                        row.account_id, row.head)})
+    _remember(session, {card: after}, {card: row.mac})
     return row
 
 

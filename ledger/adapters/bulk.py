@@ -117,13 +117,14 @@ def insert_entries_pg(session: Session, entries: Table, postings: Table, cards: 
                       entry_rows: Sequence[dict[str, Any]],
                       posting_rows: Sequence[tuple[str, int, int]],
                       balance_deltas: dict[str, int],
-                      card_heads: Mapping[str, tuple[str, str]] | None = None
+                      card_heads: Mapping[str, tuple[str, str | None]] | None = None
                       ) -> tuple[dict[str, int], dict[str, int]]:
     """PostgreSQL: entries, their postings and the cards in one statement.
 
     `posting_rows` are (entry idem_key, account id, amount), inserted in the order given;
     `balance_deltas` is added to each card's balance, and `card_heads` gives a card the
-    (head, mac) of its chain after these entries, its balance moved or not.
+    (head, mac) of its chain after these entries, its balance moved or not (a mac of
+    None keeps the card's own: `ledger.services` keeps a failing one unsigned).
     Data-modifying CTEs run as one statement: one round trip instead of three, all or
     nothing like the transaction around it. Returns each new entry's id by idem_key, and
     the new balance of each card whose balance moved (the same round trip: no read of

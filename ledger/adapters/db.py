@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 from sqlalchemy import BigInteger, Integer, MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
@@ -41,6 +41,26 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 # **READS_ONLY)`): on SQLite it begins with a plain, deferred BEGIN, taking no write lock,
 # so that a frequent read (a poll) never waits for a writer nor makes one wait.
 READS_ONLY: dict[str, Any] = {"reads_only": True}
+
+# A PostgreSQL transaction that sees one ledger from its first statement to its last,
+# waits for no writer and holds no lock a writer waits for (`snapshot`).
+PG_SNAPSHOT: dict[str, Any] = {"isolation_level": "REPEATABLE READ",
+                               "postgresql_readonly": True}
+
+
+def snapshot(session: Session) -> Connection:
+    """The session's connection, begun as one read-only snapshot: call it before the
+    session's first statement.
+
+    A read that adds many rows up or checks them against each other (reconcile, the
+    float) must see one ledger: in READ COMMITTED each statement could see another, with
+    taps committing in between, and the figures would not tie out. On PostgreSQL the
+    transaction is REPEATABLE READ and READ ONLY; SQLite in WAL mode gives a deferred
+    read transaction one snapshot already, from its first read, and takes no write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return session.connection(execution_options=PG_SNAPSHOT)
+    return session.connection(execution_options=READS_ONLY)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

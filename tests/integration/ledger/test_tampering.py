@@ -32,6 +32,7 @@ from sqlalchemy import text
 
 from fare_gateway.cards import issue_card, set_card_status
 from ledger.adapters.db import make_engine, session_factory
+from ledger.audit import Actor
 from ledger.fingerprint import UNKEYED_WARNING, Fingerprints
 from ledger.settlement import EMPTY_SHA256, BusinessCalendar, chain_hash, compute
 from testbed.environment import PG_ADMIN_URL
@@ -125,7 +126,7 @@ def copies(pg_url: str) -> Iterator[Copies]:
 def honest_ledger(world: World) -> None:
     """Two closed days, settled, and the open day, through the project's services."""
     with world.sessions.begin() as s:
-        issue_card(s, world.ledger, world.policy, B, "regular")
+        issue_card(s, world.ledger, world.policy, B, "regular", actor=Actor.command())
     world.topup(A, 50000, "pos-A-1", at(D, 4))
     world.topup(S, 20000, "pos-S-1", at(D, 4, 1))
     world.topup(C, 30000, "pos-C-1", at(D, 4, 2))
@@ -139,13 +140,21 @@ def honest_ledger(world: World) -> None:
     assert world.taps(at(D, 11), tap(BUS2, C, "R2", at(D, 9, 45))) == ["charged"]
     assert world.taps(at(D, 12, 0, 2), tap(BUS1, B, "R1", at(D, 12))) == ["charged"]
     with world.sessions.begin() as s:
-        set_card_status(s, world.ledger, world.policy, B, "blocked")
+        set_card_status(s, world.ledger, world.policy, B, "blocked", actor=Actor.command())
     assert world.taps(at(D1, 9, 0, 2), tap(BUS1, S, "R1", at(D1, 9))) == ["charged"]
     world.topup(C, 5000, "pos-C-2", at(D1, 10))
     now = int(time.time() * 1000)
     world.topup(A, 5000, "pos-A-2", now - 4000)
     assert world.taps(now, tap(BUS1, S, "R1", now - 2000)) == ["charged"]
     world.engine.dispose()
+
+
+def on_copy(world: World, url: str) -> World:
+    """The project's services on a copy of `world`'s database, under its key, its
+    devices' sequence numbers carried on."""
+    copy = World(make_engine(url), fingerprints=world.fingerprints)
+    copy.seqs.update(world.seqs)
+    return copy
 
 
 def entries(url: str, card: str) -> list[tuple[int, str, int]]:
@@ -271,18 +280,31 @@ def test_reconcile_names_every_change_made_behind_the_applications_back(
     assert "ok       settlement chain of 2 day(s) unbroken" in out, out
     assert f"ok       business day {D}: 10 entries match their settlement" in out, out
 
-    # (e) free rides: a card's category set to senior
+    # (e) free rides: a card's category set to senior; and the card's next ride, free,
+    # does not sign the change (the card keeps its failing fingerprint while its chain
+    # moves on)
     url = copies()
     sql(url, "UPDATE cards SET category = 'senior' WHERE card = :c", c=A)
-    caught(url, f"card {A}: its category, status or chain head was changed behind the "
-                "application's back (its fingerprint does not match; category senior")
+    senior = (f"card {A}: its category, status or chain head was changed behind the "
+              "application's back (its fingerprint does not match; category senior")
+    caught(url, senior)
+    later = on_copy(world, url)
+    ride = int(time.time() * 1000)
+    assert later.taps(ride, tap(BUS2, A, "R1", ride - 1000)) == ["charged"]
+    later.engine.dispose()
+    assert entries(url, A)[-1][1:] == ("fare", 0)  # money still flows: the ride was taken
+    caught(url, senior)
 
-    # (f) a blocked card set active again
+    # (f) a blocked card set active again, then topped up
     url = copies()
     sql(url, "UPDATE cards SET status = 'active' WHERE card = :c", c=B)
-    caught(url, f"card {B}: its category, status or chain head was changed behind the "
-                "application's back (its fingerprint does not match; category regular, "
-                "status active)")
+    active = (f"card {B}: its category, status or chain head was changed behind the "
+              "application's back (its fingerprint does not match; category regular, "
+              "status active)")
+    caught(url, active)
+    assert transit(url, KEY, "cards", "topup", B, "1000", "--reference", "kiosk-1")[0] == 0
+    assert entries(url, B)[-1][1:] == ("topup", 1000)
+    caught(url, active)
 
     # (g) an entry removed from the middle of a card's chain (its fare; the balance and
     # the revenue left as they were: the invariants catch the money, the chain the gap)
@@ -308,11 +330,28 @@ def test_reconcile_names_every_change_made_behind_the_applications_back(
     prev = one(url, "SELECT mac FROM entries WHERE id = :e", e=entries(url, S)[-1][0])
     sql(url, "UPDATE cards SET head = :h WHERE card = :c", h=prev, c=S)
     caught(url, f"card {S}: its category, status or chain head was changed")
+    # ... and the card's next top-up, chained after the forged head, does not sign it
+    assert transit(url, KEY, "cards", "topup", S, "1000", "--reference", "kiosk-2")[0] == 0
+    assert entries(url, S)[-1][1:] == ("topup", 1000)
+    caught(url, f"card {S}: its category, status or chain head was changed")
 
     # (i) an audit record edited
     url = copies()
     sql(url, "UPDATE audit_log SET actor_name = 'someone else' WHERE seq = 1")
     caught(url, "audit record 1 was changed after it was written")
+
+    # (j) the audit trail's newest record cut off and its head moved back to the one
+    # before; the next honest change is recorded after it, and does not sign the head
+    url = copies()
+    last = int(str(one(url, "SELECT max(seq) FROM audit_log")))
+    sql(url, "DELETE FROM audit_log WHERE seq = :n", n=last)
+    sql(url, "UPDATE chain_heads SET seq = :n, last_mac = (SELECT mac FROM audit_log "
+             "WHERE seq = :n) WHERE name = 'audit'", n=last - 1)
+    caught(url, "the head of the audit records' chain was changed")
+    assert transit(url, KEY, "cards", "topup", A, "1000", "--reference", "kiosk-3")[0] == 0
+    assert sql(url, "SELECT seq, action FROM audit_log ORDER BY seq DESC LIMIT 1") == [
+        (last, "card.topped_up")]
+    caught(url, "the head of the audit records' chain was changed")
 
 
 def test_rows_written_before_fingerprints_are_sealed_once_by_db_upgrade(
