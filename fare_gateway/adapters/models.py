@@ -267,3 +267,7 @@ class Adjustment(Base):
     decided_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     decided_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The keyed fingerprint of the row (`fare_gateway.finance.adjustments.FIELDS`), set
+    # on every write: a row inserted or edited with plain SQL is neither decided nor
+    # passed by reconcile.
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -7,9 +7,18 @@ an adjustment of a card's balance, another approves it, and only then is it post
 * Asking posts nothing. The `reference` names the adjustment for good: asking again
   with the same reference and the same card, amount and reason gives the same
   adjustment back; with anything else, a conflict.
-* The holder who asked may neither approve nor reject it: not with the same token, nor
-  with another token naming the same holder (`transit tokens create --name`; names are
-  compared without regard to case or surrounding spaces).
+* Every step is taken with a named finance token (`transit tokens create --role finance
+  --name NAME`): an unnamed token is refused, as two unnamed tokens of one person could
+  not be told apart. The holder who asked may neither approve nor reject it: not with
+  the same token, nor with another token naming the same holder (names compared as a
+  person reads them, `fare_gateway.finance.text.holder_key`).
+* A card lost and replaced holds nothing any more (its balance moved to the card that
+  replaced it): asking for, or approving, an adjustment of it is refused, naming the
+  replacement. A card merely blocked may still be adjusted.
+* Each row carries a keyed fingerprint of all its fields (`FIELDS`), set on every write;
+  a row that does not match it (inserted or edited with plain SQL: a pending adjustment
+  "asked by" a colleague, an amount raised) is neither approved nor rejected, and
+  `transit reconcile` names it (`fare_gateway.finance.integrity`).
 * Approving locks the adjustment's row, so of two approvals at once one posts and the
   other, let in once the first has committed, finds it posted and answers the same:
   the entry (`ledger.domain.adjustment_entry`, keyed by the reference) is posted once.
@@ -24,7 +33,7 @@ an adjustment of a card's balance, another approves it, and only then is it post
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,19 +44,35 @@ from fare_gateway.adapters.models import Adjustment
 from fare_gateway.cards import MAX_TOPUP, REFERENCE, CardError, parse_card
 from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.policy import FarePolicy
-from fare_gateway.finance.errors import BadValue, Conflict, NotFound, SameHolder
+from fare_gateway.finance.errors import (
+    BadValue,
+    Conflict,
+    NotFound,
+    SameHolder,
+    UnnamedHolder,
+)
+from fare_gateway.finance.text import has_control, holder_key
+from fare_gateway.riders.dispute_office import replacement_of
 from fare_gateway.riders.times import iso_z
 from ledger import audit
 from ledger.adapters.db import READS_ONLY, Sessions
 from ledger.adapters.models import Card
 from ledger.audit import Actor
 from ledger.domain import adjustment_entry
+from ledger.fingerprint import Fingerprints
 from ledger.services import Ledger, retry_once_on_race
 
 MAX_REASON = 500
 MAX_AMOUNT = MAX_TOPUP  # either way: a registered e-money account holds at most this
 STATUSES = ("pending", "posted", "rejected")
 MAX_LISTED = 500
+TABLE = "adjustments"
+# What a row's fingerprint covers: every field, the decision included, so that no field
+# of a pending or a decided adjustment can be changed behind the application's back.
+FIELDS = ("id", "card", "amount", "reason", "reference", "requested_by", "requested_name",
+          "requested_ms", "status", "decided_by", "decided_name", "decided_ms", "entry_id")
+UNNAMED = ("adjustments need a named finance token: transit tokens create --role finance "
+           "--name NAME")
 
 
 @dataclass(frozen=True)
@@ -115,6 +140,9 @@ def parse_ask(card: object, amount: object, reason: object, reference: object) -
                                      "not 0 (negative: a debit)")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
         raise BadValue("bad_reason", f"reason must say why, in 1-{MAX_REASON} characters")
+    if has_control(reason):
+        raise BadValue("bad_reason", "reason must be one line of text, without control "
+                                     "characters")
     if not isinstance(reference, str) or not REFERENCE.fullmatch(reference):
         raise BadValue("bad_reference",
                        "reference must be 1-64 characters of A-Z a-z 0-9 . _ : / -")
@@ -123,11 +151,18 @@ def parse_ask(card: object, amount: object, reason: object, reference: object) -
 
 def same_holder(a: Holder, b: Holder) -> bool:
     """Whether two tokens stand for one holder: the same token, or the same non-empty
-    name (without regard to case or surrounding spaces)."""
+    name as a person reads it (`holder_key`)."""
     if a.token_id == b.token_id:
         return True
-    name_a, name_b = a.name.strip().casefold(), b.name.strip().casefold()
+    name_a, name_b = holder_key(a.name), holder_key(b.name)
     return bool(name_a) and name_a == name_b
+
+
+def check_named(holder: Holder) -> None:
+    """Refuse a token made without a holder's name (UnnamedHolder, a 403): four eyes
+    cannot tell two unnamed tokens of one person apart."""
+    if not holder_key(holder.name):
+        raise UnnamedHolder("unnamed_holder", UNNAMED)
 
 
 def same_ask(record: AdjustmentRecord, ask: Ask) -> bool:
@@ -151,6 +186,39 @@ def may_post(amount: int, balance: int) -> bool:
 def holder_of(actor: Actor) -> Holder:
     """The holder a token's actor stands for."""
     return Holder(actor.id, actor.name)
+
+
+def fields_of(row: Adjustment) -> dict[str, object]:
+    """A row's fingerprinted fields, by name."""
+    return {name: getattr(row, name) for name in FIELDS}
+
+
+def adjustment_mac(fingerprints: Fingerprints, fields: Mapping[str, object]) -> str:
+    """The keyed fingerprint of an adjustment's row (its `FIELDS`)."""
+    return fingerprints.of(TABLE, *(fields[name] for name in FIELDS))
+
+
+def seal(row: Adjustment, fingerprints: Fingerprints) -> None:
+    """Set a row's fingerprint once its fields are final (its id assigned)."""
+    row.mac = adjustment_mac(fingerprints, fields_of(row))
+
+
+def check_sealed(row: Adjustment, fingerprints: Fingerprints) -> None:
+    """Refuse to decide a row that does not match its fingerprint (Conflict, a 409)."""
+    fields = fields_of(row)
+    if not fingerprints.matches(row.mac, TABLE, *(fields[name] for name in FIELDS)):
+        raise Conflict("adjustment_tampered", f"adjustment {row.id} does not match its "
+                       "fingerprint: it was written or changed behind the application's "
+                       "back, and cannot be decided (transit reconcile names it)")
+
+
+def check_not_replaced(session: Session, card: str, step: str) -> None:
+    """Refuse an adjustment of a card lost and replaced (Conflict, a 409): its balance
+    is on the replacement now, and a credit to the dead card would help no one."""
+    now = replacement_of(session, card)
+    if now != card:
+        raise Conflict("card_replaced", f"card {card} was replaced by card {now}, which "
+                       f"holds its balance now: {step} an adjustment of card {now}")
 
 
 def record_of(row: Adjustment) -> AdjustmentRecord:
@@ -179,7 +247,9 @@ class AdjustmentOffice:
             reference: object) -> tuple[AdjustmentRecord, bool]:
         """Ask for an adjustment (nothing is posted); returns it and whether it is new.
         The same reference again, for the same adjustment, returns the first."""
+        check_named(holder_of(actor))
         wanted = parse_ask(card, amount, reason, reference)
+        fingerprints = self.ledger.fingerprints
 
         def ask() -> tuple[AdjustmentRecord, bool]:
             with self.sessions.begin() as session:
@@ -194,13 +264,15 @@ class AdjustmentOffice:
                                        f"names adjustment {record.adjustment_id}, of another "
                                        "card, amount or reason")
                     return record, False
+                check_not_replaced(session, wanted.card, "ask for")
                 row = Adjustment(card=wanted.card, amount=wanted.amount, reason=wanted.reason,
                                  reference=wanted.reference, status="pending",
                                  requested_ms=self.clock(), requested_by=actor.id[:32],
                                  requested_name=actor.name[:100])
                 session.add(row)
-                session.flush()
-                audit.record(session, self.ledger.fingerprints, actor,
+                session.flush()  # the id, which the fingerprint covers
+                seal(row, fingerprints)
+                audit.record(session, fingerprints, actor,
                              "adjustment.requested", f"adjustment:{row.id}",
                              {"card": row.card, "amount": row.amount, "reason": row.reason,
                               "reference": row.reference})
@@ -214,6 +286,7 @@ class AdjustmentOffice:
         """Approve and post an adjustment; returns it and whether this call posted it.
         Approving a posted one again returns it as it is."""
         decider = holder_of(actor)
+        check_named(decider)
         with self.sessions.begin() as session:
             row = self._locked(session, adjustment_id)
             record = record_of(row)
@@ -224,6 +297,9 @@ class AdjustmentOffice:
                 raise Conflict("already_rejected",
                                f"adjustment {adjustment_id} was rejected: ask for a new one")
             state = self.ledger.lock_cards(session, [row.card])[row.card]
+            # Under the card's lock: a replacement moves the balance holding it too, so
+            # none can slip in between this check and the posting.
+            check_not_replaced(session, row.card, "reject this one and ask for")
             if not may_post(row.amount, state.balance):
                 raise Conflict("insufficient_balance",
                                f"card {row.card} holds {state.balance}, less than the debit "
@@ -235,6 +311,7 @@ class AdjustmentOffice:
             row.status, row.entry_id = "posted", posted.entry_ids[0]
             row.decided_ms, row.decided_by = self.clock(), decider.token_id[:32]
             row.decided_name = decider.name[:100]
+            seal(row, self.ledger.fingerprints)
             session.flush()
             # A credit may take the card off the deny list, a debit put it on.
             refresh_denylist(session, self.policy, [row.card],
@@ -251,6 +328,7 @@ class AdjustmentOffice:
         """Reject a pending adjustment; returns it and whether this call rejected it.
         Rejecting a rejected one again returns it as it is."""
         decider = holder_of(actor)
+        check_named(decider)
         with self.sessions.begin() as session:
             row = self._locked(session, adjustment_id)
             record = record_of(row)
@@ -264,6 +342,7 @@ class AdjustmentOffice:
             row.status = "rejected"
             row.decided_ms, row.decided_by = self.clock(), decider.token_id[:32]
             row.decided_name = decider.name[:100]
+            seal(row, self.ledger.fingerprints)
             session.flush()
             audit.record(session, self.ledger.fingerprints, actor, "adjustment.rejected",
                          f"adjustment:{row.id}",
@@ -299,4 +378,5 @@ class AdjustmentOffice:
                              .with_for_update().execution_options(populate_existing=True))
         if row is None:
             raise NotFound("not_found", f"no adjustment {adjustment_id}")
+        check_sealed(row, self.ledger.fingerprints)
         return row

@@ -29,3 +29,7 @@ class Conflict(FinanceError):
 
 class SameHolder(FinanceError):
     """The holder who asked for an adjustment may not decide it (a 403)."""
+
+
+class UnnamedHolder(FinanceError):
+    """A token made without a holder's name may not take part in four eyes (a 403)."""

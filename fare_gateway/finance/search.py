@@ -4,9 +4,11 @@ prefix, or those linked to a rider's e-mail.
 A query holding `@` is an e-mail, matched exactly and without regard to case (riders'
 e-mails are stored in lower case, `fare_gateway.riders.accounts.parse_email`); a
 deleted account has no e-mail left, so its cards are found by token alone. Any other
-query is a token prefix of at least `MIN_PREFIX` hex digits (upper or lower case), so
-that a search cannot list the whole card base; at most `MAX_RESULTS` cards come back,
-in token order, and the answer says when there were more.
+query is a token prefix of 1 to 32 hex digits (upper or lower case): "the cards whose
+token starts with Q", however short; what bounds the answer is that at most
+`MAX_RESULTS` cards come back, in token order, and the answer says when there were more
+(a short prefix walks the primary key's index only that far). A query holding a control
+character (a NUL, which PostgreSQL refuses in text) matches nothing and is refused.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from fare_gateway.adapters.models import RiderAccount, RiderCard
 from fare_gateway.finance.errors import BadQuery
+from fare_gateway.finance.text import has_control
 from ledger.adapters.models import Card
 from ledger.domain import CardState
 
-MIN_PREFIX = 4
+MIN_PREFIX = 1
 MAX_TOKEN = 32  # a card token's most hex digits (contract section 1)
 MAX_EMAIL = 254
 MAX_RESULTS = 50
@@ -53,8 +56,10 @@ def parse_query(raw: str | None) -> CardQuery:
     """A search query; BadQuery (a 400) when it is missing or cannot match a card."""
     text = (raw or "").strip()
     if not text:
-        raise BadQuery("bad_query", "query is required: a card token prefix (at least "
-                                    f"{MIN_PREFIX} hex digits) or a rider's e-mail")
+        raise BadQuery("bad_query", f"query is required: a card token prefix ({MIN_PREFIX} "
+                                    f"to {MAX_TOKEN} hex digits) or a rider's e-mail")
+    if has_control(text):
+        raise BadQuery("bad_query", "query must not hold control characters")
     if "@" in text:
         if len(text) > MAX_EMAIL:
             raise BadQuery("bad_query", f"an e-mail has at most {MAX_EMAIL} characters")

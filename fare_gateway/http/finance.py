@@ -19,9 +19,11 @@ from fare_gateway.finance.errors import (
     FinanceError,
     NotFound,
     SameHolder,
+    UnnamedHolder,
 )
 from fare_gateway.finance.office import FinanceOffice
 from fare_gateway.finance.search import MAX_EMAIL, MAX_RESULTS, MAX_TOKEN, MIN_PREFIX
+from fare_gateway.finance.text import has_control
 from fare_gateway.http.auth import current_actor, require
 from fare_gateway.http.cards import CARD, card_json
 from fare_gateway.http.errors import ApiError
@@ -41,7 +43,8 @@ from fare_gateway.riders.statement import MAX_DAYS, StatementError
 from ledger.settlement import SettlementError, parse_day
 
 MAX_ID = 2**63 - 1  # a BIGINT key: a larger one names nothing
-STATUS_OF = {BadQuery: 400, BadValue: 422, NotFound: 404, Conflict: 409, SameHolder: 403}
+STATUS_OF = {BadQuery: 400, BadValue: 422, NotFound: 404, Conflict: 409, SameHolder: 403,
+             UnnamedHolder: 403}
 
 FLOAT: Schema = {
     "title": "Float",
@@ -124,7 +127,8 @@ ADJUSTMENT_REQUEST: Schema = {
                    "maximum": rules.MAX_AMOUNT, "not": {"const": 0},
                    "description": "what the card gains, whole rupiah; negative: a debit"},
         "reason": {"type": "string", "minLength": 1, "maxLength": rules.MAX_REASON,
-                   "pattern": r"\S"},
+                   "pattern": r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$",
+                   "description": "why, one line of text (no control characters)"},
         "reference": REFERENCE},
 }
 ADJUSTMENT: Schema = {
@@ -279,12 +283,15 @@ def finance_blueprint(office: FinanceOffice) -> Blueprint:
     @operation("Ask for an adjustment of a card's balance", tag="finance",
                body=ADJUSTMENT_REQUEST,
                responses={200: json_content(ADJUSTMENT), 201: json_content(ADJUSTMENT)},
-               errors=(404, 409, 422),
+               errors=(403, 404, 409, 422),
                description="201 with the adjustment, `pending`: nothing is posted until "
                            "another finance holder approves it. The same reference again "
                            "with the same card, amount and reason is a 200 with that "
                            "adjustment; with anything else, a 409 (`reference_conflict`). "
-                           "An unknown card is a 404.")
+                           "An unknown card is a 404; a card lost and replaced a 409 "
+                           "(`card_replaced`, naming the card that holds its balance now). "
+                           "A token made without a holder's name is a 403 "
+                           "(`unnamed_holder`).")
     @require("finance")
     def ask() -> tuple[Response, int]:
         body = json_object()
@@ -326,11 +333,15 @@ def finance_blueprint(office: FinanceOffice) -> Blueprint:
                responses={200: json_content(ADJUSTMENT)}, errors=(403, 409),
                description="By a finance holder other than the one who asked (the same "
                            "token, or a token naming the same holder, is a 403 "
-                           "`same_holder`). The ledger entry is posted once, keyed by the "
+                           "`same_holder`; a token without a name, a 403 "
+                           "`unnamed_holder`). The ledger entry is posted once, keyed by the "
                            "reference: approving again, or twice at once, answers the same "
                            "`posted` adjustment. A debit larger than the card's balance is a "
                            "409 (`insufficient_balance`) and the adjustment stays pending; "
-                           "a rejected one is a 409 (`already_rejected`). No body is needed.")
+                           "a rejected one is a 409 (`already_rejected`); one of a card "
+                           "since lost and replaced, a 409 (`card_replaced`); a row that "
+                           "does not match its fingerprint, a 409 (`adjustment_tampered`). "
+                           "No body is needed.")
     @require("finance")
     def approve(adjustment_id: int) -> Response:
         with refusals():
@@ -342,16 +353,18 @@ def finance_blueprint(office: FinanceOffice) -> Blueprint:
     @operation("Reject an adjustment", tag="finance", path={"adjustment_id": ADJUSTMENT_ID},
                body=REJECT_REQUEST, body_required=False,
                responses={200: json_content(ADJUSTMENT)}, errors=(403, 409, 422),
-               description="By a finance holder other than the one who asked (else a 403 "
-                           "`same_holder`); nothing is posted. Rejecting again answers the "
-                           "same; a posted adjustment is a 409 (`already_posted`). The body "
-                           "is optional: a `note` for the audit trail.")
+               description="By a named finance holder other than the one who asked (else a "
+                           "403 `same_holder` or `unnamed_holder`); nothing is posted. "
+                           "Rejecting again answers the same; a posted adjustment is a 409 "
+                           "(`already_posted`), a row that does not match its fingerprint "
+                           "a 409 (`adjustment_tampered`). The body is optional: a `note` "
+                           "for the audit trail, one line of text.")
     @require("finance")
     def reject(adjustment_id: int) -> Response:
         body = json_object() if request.get_data(cache=True) else {}
         note = body.get("note", "")
-        if not isinstance(note, str) or len(note) > rules.MAX_REASON:
-            raise ApiError(422, "bad_note", f"note must be text of at most "
+        if not isinstance(note, str) or len(note) > rules.MAX_REASON or has_control(note):
+            raise ApiError(422, "bad_note", f"note must be one line of text of at most "
                                             f"{rules.MAX_REASON} characters")
         with refusals():
             record, _ = office.adjustments.reject(current_actor(),

@@ -56,6 +56,7 @@ def upgrade() -> None:
     sa.Column('decided_by', sa.String(length=32), nullable=True),
     sa.Column('decided_name', sa.String(length=100), nullable=True),
     sa.Column('entry_id', sa.BigInteger(), nullable=True),
+    sa.Column('mac', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['card'], ['cards.card'], name=op.f('fk_adjustments_card_cards')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_adjustments')),
     sa.UniqueConstraint('reference', name=op.f('uq_adjustments_reference'))

@@ -14,12 +14,18 @@ One gateway set-up, checked point after point:
   (today's provisional one, yesterday's final one) is the sum and count of its detail
   lines, filters included; the floats of consecutive days chain; `transit float` prints
   the API's figures;
-* four eyes: the asker refused (its own token and another naming the same holder), two
+* four eyes: the asker refused (its own token and others naming the same holder, typed
+  with other spaces, case or full-width letters), an unnamed token refused, two
   concurrent approvals and a third one giving one posted entry, a debit beyond the
-  balance refused and left pending, a rejection; the audit trail names who asked and who
-  approved, and its chain verifies;
-* card search by prefix and by e-mail, the staff statement with entry ids and
-  references.
+  balance refused and left pending, a rejection, a blocked card adjusted, a card lost
+  and replaced refused at the ask and at the approval (naming its replacement), control
+  characters refused; the audit trail names who asked and who approved, and its chain
+  verifies;
+* card search by prefix (from one hex digit) and by e-mail, the staff statement with
+  entry ids and references;
+* last, tampering with plain SQL: a pending adjustment forged "asked by" a colleague and
+  a genuine one's amount raised are refused at the approval (`adjustment_tampered`),
+  and `transit reconcile`, clean before, exits 1 naming both.
 
 The fare policy is flat (5000 a ride, transfers within 120 minutes free) and its service
 day starts twelve hours before the test runs, so that every tap of the test falls in
@@ -43,7 +49,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from fare_gateway.adapters.models import DenyEntry
 from fare_gateway.cards import topup_card
@@ -51,6 +57,7 @@ from fare_gateway.fares.policy import FarePolicy, policy_from_setting
 from ledger import audit
 from ledger.adapters.db import make_engine, session_factory
 from ledger.adapters.models import Entry
+from ledger.audit import Actor
 from ledger.domain import digest_of, fare_entry
 from ledger.fingerprint import Fingerprints
 from ledger.services import Ledger, check_invariants
@@ -175,8 +182,10 @@ def seed_the_day_before(staff: Staff, day: date) -> int:
         ledger = Ledger(engine, "IDR", clock=lambda: at,
                         fingerprints=Fingerprints(bytes.fromhex(KEY)))
         with sessions.begin() as session:
-            topup_card(session, ledger, staff.policy, Y1, 40_000, "Y-TOPUP-1")
-            topup_card(session, ledger, staff.policy, Y2, 35_000, "Y-TOPUP-2")
+            topup_card(session, ledger, staff.policy, Y1, 40_000, "Y-TOPUP-1",
+                       actor=Actor.command())
+            topup_card(session, ledger, staff.policy, Y2, 35_000, "Y-TOPUP-2",
+                       actor=Actor.command())
         with sessions.begin() as session:
             state = ledger.lock_cards(session, [Y1])[Y1]
             ledger.post(session, [fare_entry(
@@ -210,7 +219,7 @@ def test_every_movement_ties_out_and_adjustments_take_four_eyes(
     staff.command("gtfs", "import", str(write_feed(tmp_path / "feed.zip", SMALL)))
     admin = staff.token("admin", "Admin Kantor")
     siti, siti_again = staff.token("finance", "Siti"), staff.token("finance", " siti ")
-    budi, ani = staff.token("finance", "Budi"), staff.token("finance", "Ani")
+    budi, ani = staff.token("finance", "Budi Santoso"), staff.token("finance", "Ani")
     ops = staff.token("ops", "Operasi")
     codes = {card: issue(system, admin, card) for card in CARDS}
     for card, amount in ((C1, 20_000), (C2, 30_000), (C3, 15_000)):
@@ -238,6 +247,10 @@ def test_every_movement_ties_out_and_adjustments_take_four_eyes(
     email, rider_token = rider(system)
     for card in (C2, C3):
         assert link(system, rider_token, card, codes[card])[0] == 201
+    # Asked for while C3 still holds its balance; approved once C3 has been replaced.
+    lost = staff.ok("POST", "/api/v1/adjustments", siti,
+                    {"card": C3, "amount": 1_000, "reason": "overcharged on R1",
+                     "reference": "ADJ-LOST"}, status=201)
     dispute = staff.ok("POST", "/api/v1/rider/disputes", rider_token,
                        {"card": C2, "tap_id": f"{system.device_id}:2",
                         "category": "wrong_fare", "message": "tarif salah"}, status=201)
@@ -249,7 +262,7 @@ def test_every_movement_ties_out_and_adjustments_take_four_eyes(
     assert moved["moved"] == 15_000 - FARE, moved
 
     # -- adjustments under four eyes -----------------------------------------------------
-    adjustments = four_eyes(staff, siti, siti_again, budi, ani, ops)
+    adjustments = four_eyes(staff, siti, siti_again, budi, ani, ops, admin, lost)
 
     # -- the day ties out ----------------------------------------------------------------
     balances = {card: staff.ok("GET", f"/api/v1/cards/{card}", budi)["balance"]
@@ -330,11 +343,12 @@ def test_every_movement_ties_out_and_adjustments_take_four_eyes(
                 DenyEntry.card == C5)) == 0  # credited above the lowest fare: off the list
     finally:
         engine.dispose()
+    tampered(staff, siti, budi)
     print(f"finance from outside: {time.monotonic() - started:.1f} s")
 
 
-def four_eyes(staff: Staff, siti: str, siti_again: str, budi: str, ani: str, ops: str
-              ) -> dict[str, Any]:
+def four_eyes(staff: Staff, siti: str, siti_again: str, budi: str, ani: str, ops: str,
+              admin: str, lost: dict[str, Any]) -> dict[str, Any]:
     """Adjustments asked, refused, approved at once by two, rejected; the posted ones."""
     credit = {"card": C1, "amount": 1_500, "reason": "validator fault on R1",
               "reference": "ADJ-0001"}
@@ -351,12 +365,43 @@ def four_eyes(staff: Staff, siti: str, siti_again: str, budi: str, ani: str, ops
                        ({**credit, "reference": "ADJ-X", "amount": True}, (422, "bad_amount")),
                        ({**credit, "reference": "ADJ-X", "amount": 0}, (422, "bad_amount")),
                        ({**credit, "reference": "ADJ-X", "reason": " "}, (422, "bad_reason")),
+                       ({**credit, "reference": "ADJ-X", "reason": "x\u0000y"},
+                        (422, "bad_reason")),
+                       ({**credit, "reference": "ADJ-X", "reason": "x\ny"},
+                        (422, "bad_reason")),
+                       ({**credit, "reference": "ADJ-X", "reason": "x\ud800"},
+                        (422, "bad_reason")),
+                       ({**credit, "reference": "ADJ\u0000X"}, (422, "bad_reference")),
+                       ({**credit, "reference": "ADJ-X", "card": "04F2\u0000"},
+                        (422, "bad_card")),
                        ({**credit, "reference": "A" * 65}, (422, "bad_reference"))):
         assert staff.refused("POST", "/api/v1/adjustments", siti, body) == want, body
     assert staff.refused("POST", "/api/v1/adjustments", ops, credit) == (403, "forbidden")
+    # Four eyes rests on names: a token made without one takes no part (the command
+    # still makes such tokens, for other work).
+    unnamed = staff.token("finance")
+    status, error = staff.call("POST", "/api/v1/adjustments", unnamed,
+                               {**credit, "reference": "ADJ-X"})
+    assert (status, error["error"]["code"]) == (403, "unnamed_holder"), error
+    assert "transit tokens create --role finance --name NAME" in error["error"]["message"]
+    assert staff.refused("POST", f"{path}/approve", unnamed) == (403, "unnamed_holder")
+    assert staff.refused("POST", f"{path}/reject", unnamed) == (403, "unnamed_holder")
+    # A card lost and replaced: its balance is on C4 now.
+    status, error = staff.call("POST", "/api/v1/adjustments", siti,
+                               {**credit, "card": C3, "reference": "ADJ-X"})
+    assert (status, error["error"]["code"]) == (409, "card_replaced"), error
+    assert C4 in error["error"]["message"], error
+    lost_path = f"/api/v1/adjustments/{lost['adjustment_id']}"
+    status, error = staff.call("POST", f"{lost_path}/approve", budi)
+    assert (status, error["error"]["code"]) == (409, "card_replaced"), error
+    assert C4 in error["error"]["message"], error
+    assert staff.ok("GET", lost_path, budi)["status"] == "pending"
+    assert staff.ok("POST", f"{lost_path}/reject", budi,
+                    {"note": "card replaced"})["status"] == "rejected"
     # Nothing is posted until a second holder approves.
     assert staff.ok("GET", f"/api/v1/cards/{C1}", budi)["balance"] == 20_000 - 5000
-    for same in (siti, siti_again):  # the asker's token, and another naming the asker
+    # The asker's token, and others naming the asker as typed otherwise (full-width).
+    for same in (siti, siti_again, staff.token("finance", "\uff33\uff49\uff54\uff49")):
         assert staff.refused("POST", f"{path}/approve", same) == (403, "same_holder")
         assert staff.refused("POST", f"{path}/reject", same) == (403, "same_holder")
 
@@ -384,6 +429,10 @@ def four_eyes(staff: Staff, siti: str, siti_again: str, budi: str, ani: str, ops
                         {"card": C2, "amount": -999_999, "reason": "typo test",
                          "reference": "ADJ-0002"}, status=201)
     big = f"/api/v1/adjustments/{too_much['adjustment_id']}"
+    # Two spaces, another case, full-width letters: the same holder as typed otherwise.
+    for same in ("budi  santoso", "BUDI SANTOSO", "\uff22\uff55\uff44\uff49 Santoso"):
+        assert staff.refused("POST", f"{big}/approve", staff.token("finance", same)) == (
+            403, "same_holder"), same
     assert staff.refused("POST", f"{big}/approve", siti) == (409, "insufficient_balance")
     pending = staff.ok("GET", "/api/v1/adjustments?status=pending", siti)
     assert [a["reference"] for a in pending["adjustments"]] == ["ADJ-0002"], pending
@@ -392,13 +441,19 @@ def four_eyes(staff: Staff, siti: str, siti_again: str, budi: str, ani: str, ops
     assert (rejected["status"], rejected["decided_by"]["name"]) == ("rejected", "Siti")
     assert staff.ok("POST", f"{big}/reject", ani) == rejected
     assert staff.refused("POST", f"{big}/approve", ani) == (409, "already_rejected")
+    assert staff.refused("POST", f"{big}/reject", ani, {"note": "a\u0000b"}) == (
+        422, "bad_note")
     assert staff.ok("GET", "/api/v1/adjustments?status=pending", siti)["adjustments"] == []
 
-    # A debit within the balance, and a credit that takes an empty card off the deny list.
+    # A debit within the balance of a blocked card (blocked, not replaced: it may be
+    # adjusted), and a credit that takes an empty card off the deny list.
+    staff.ok("POST", f"/api/v1/cards/{C2}/block", admin)
     debit = staff.ok("POST", "/api/v1/adjustments", siti,
                      {"card": C2, "amount": -500, "reason": "fee", "reference": "ADJ-0003"},
                      status=201)
     debited = staff.ok("POST", f"/api/v1/adjustments/{debit['adjustment_id']}/approve", ani)
+    assert staff.ok("GET", f"/api/v1/cards/{C2}", ani)["status"] == "blocked"
+    staff.ok("POST", f"/api/v1/cards/{C2}/unblock", admin)
     lift = staff.ok("POST", "/api/v1/adjustments", budi,
                     {"card": C5, "amount": 6_000, "reason": "goodwill",
                      "reference": "ADJ-0004"}, status=201)
@@ -449,7 +504,8 @@ def audited(staff: Staff, admin: str, adjustments: dict[str, Any],
     assert approved["detail"]["entry_id"] == credit["entry_id"]
     assert approved["detail"]["requested_by"] == ids["siti"]
     assert approved["source"] == "127.0.0.1"
-    assert steps(rejected) == [("adjustment.requested", ids["budi"], "Budi", "finance"),
+    assert steps(rejected) == [("adjustment.requested", ids["budi"], "Budi Santoso",
+                                "finance"),
                                ("adjustment.rejected", ids["siti"], "Siti", "finance")]
     status, trail = staff.call("GET", "/api/v1/audit?scope=all&limit=1000", admin)
     if status != 404:  # served once the audit trail's endpoint is part of the gateway
@@ -470,7 +526,14 @@ def staff_views(staff: Staff, admin: str, finance: str, ops: str, rider_token: s
     assert [c["card"] for c in by_email["cards"]] == [C2, C3, C4]
     assert staff.ok("GET", "/api/v1/cards?query=nobody%40contoh.id", finance) == {
         "cards": [], "truncated": False}
-    for bad in ("?query=04F", "?query=04FZ", "", "?query="):
+    # "Cards whose token starts with Q", from one hex digit (at most 50 come back).
+    for short in ("0", "04f", "04F"):
+        assert staff.ok("GET", f"/api/v1/cards?query={short}", finance) == {
+            "cards": [staff.ok("GET", f"/api/v1/cards/{card}", finance)
+                      for card in sorted(CARDS)], "truncated": False}, short
+    assert staff.ok("GET", "/api/v1/cards?query=1", finance)["cards"] == []
+    for bad in ("?query=04FZ", "", "?query=", "?query=x%40y%00", "?query=04F%00",
+                "?query=%00%40", "?query=" + "0" * 33):
         assert staff.refused("GET", f"/api/v1/cards{bad}", finance) == (400, "bad_query"), bad
     assert staff.refused("GET", f"/api/v1/cards?query={C1}", ops) == (403, "forbidden")
 
@@ -491,3 +554,45 @@ def staff_views(staff: Staff, admin: str, finance: str, ops: str, rider_token: s
     rider_view = call(staff.system, "GET", f"/api/v1/rider/cards/{C2}/statement", None,
                       rider_token)[1]
     assert "entry_id" not in rider_view["items"][0]  # riders see the contract's items only
+
+
+def tampered(staff: Staff, siti: str, budi: str) -> None:
+    """Plain SQL, without the key: a pending adjustment forged "asked by" Siti, and a
+    genuine pending one's amount raised. Neither is approved; reconcile names both."""
+    clean = staff.runner.invoke(cli, ["reconcile"])
+    assert clean.exit_code == 0, clean.output
+    assert "adjustment(s) match their fingerprints" in clean.output, clean.output
+    genuine = staff.ok("POST", "/api/v1/adjustments", siti,
+                       {"card": C1, "amount": 700, "reason": "fault", "reference": "ADJ-0005"},
+                       status=201)
+    engine = staff.system.engine()
+    try:
+        with engine.begin() as conn:
+            forged = conn.execute(text(
+                "INSERT INTO adjustments (card, amount, reason, reference, status, "
+                "requested_ms, requested_by, requested_name) VALUES (:card, 1500000, "
+                "'goodwill', 'FORGED-1', 'pending', 0, :siti, 'Siti') RETURNING id"),
+                {"card": C1, "siti": siti.split("_")[1]}).scalar_one()
+            conn.execute(text("UPDATE adjustments SET amount = 900000 WHERE id = :id"),
+                         {"id": genuine["adjustment_id"]})
+        for number in (forged, genuine["adjustment_id"]):
+            status, error = staff.call("POST", f"/api/v1/adjustments/{number}/approve", budi)
+            assert (status, error["error"]["code"]) == (409, "adjustment_tampered"), error
+            assert staff.refused("POST", f"/api/v1/adjustments/{number}/reject", budi) == (
+                409, "adjustment_tampered")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT status FROM adjustments WHERE id IN (:a, :b)"),
+                                {"a": forged, "b": genuine["adjustment_id"]}
+                                ).scalars().all() == ["pending", "pending"]
+            assert conn.execute(text("SELECT count(*) FROM entries WHERE kind = 'adjustment'")
+                                ).scalar_one() == 3
+    finally:
+        engine.dispose()
+    caught = staff.runner.invoke(cli, ["reconcile"])
+    assert caught.exit_code == 1, caught.output
+    assert "Traceback" not in caught.output, caught.output
+    problems = [line for line in caught.output.splitlines() if "adjustment " in line]
+    assert any(f"adjustment {forged} (card {C1}, amount 1500000" in line
+               and "unfingerprinted" in line for line in problems), caught.output
+    assert any(f"adjustment {genuine['adjustment_id']} (card {C1}, amount 900000" in line
+               and "fingerprint does not match" in line for line in problems), caught.output

@@ -11,9 +11,13 @@ from hypothesis import strategies as st
 
 from fare_gateway.cli.money import float_table
 from fare_gateway.finance.adjustments import (
+    FIELDS,
+    UNNAMED,
     AdjustmentRecord,
     Holder,
+    adjustment_mac,
     check_decider,
+    check_named,
     may_post,
     parse_ask,
     same_ask,
@@ -26,10 +30,18 @@ from fare_gateway.finance.detail import (
     parse_filter,
     settlement_key,
 )
-from fare_gateway.finance.errors import BadQuery, BadValue, Conflict, SameHolder
+from fare_gateway.finance.errors import (
+    BadQuery,
+    BadValue,
+    Conflict,
+    SameHolder,
+    UnnamedHolder,
+)
 from fare_gateway.finance.rollforward import FIELD_OF_KIND, roll_forward
 from fare_gateway.finance.search import CardQuery, parse_query
+from fare_gateway.finance.text import has_control, holder_key
 from fare_gateway.riders.times import iso_z
+from ledger.fingerprint import Fingerprints
 from ledger.settlement import LINE_TYPES, csv_line
 
 DAY = date(2025, 11, 27)
@@ -142,9 +154,15 @@ def test_a_query_is_a_token_prefix_or_an_email() -> None:
     assert parse_query("04A1B2C3D4E5F6") == CardQuery("prefix", "04A1B2C3D4E5F6")
     assert parse_query("Siti@Contoh.ID") == CardQuery("email", "siti@contoh.id")
     assert parse_query(" siti@contoh.id ") == CardQuery("email", "siti@contoh.id")
-    for bad in (None, "", "04A", "04AG", "04 AB", "x" * 33, "0" * 33, "a@" + "b" * 253):
-        with pytest.raises(BadQuery):
+    # "Cards whose token starts with Q", however short: the 50 cap bounds the answer.
+    assert parse_query("0") == CardQuery("prefix", "0")
+    assert parse_query("04a") == CardQuery("prefix", "04A")
+    assert parse_query("F" * 32) == CardQuery("prefix", "F" * 32)
+    for bad in (None, "", "04AG", "04 AB", "x" * 33, "0" * 33, "a@" + "b" * 253,
+                "x@y\x00", "\x00@", "04\x00A", "a@b\x7f", "a@b\x85c"):
+        with pytest.raises(BadQuery) as exc:
             parse_query(bad)
+        assert exc.value.code == "bad_query", bad
 
 
 # -- adjustments ---------------------------------------------------------------------
@@ -160,15 +178,18 @@ def test_an_adjustment_must_name_a_card_a_whole_non_zero_amount_a_reason_and_a_r
     }
     for amount in (True, 1.0, "100", None, 10_000_001, -10_000_001):
         refused[f"bad_amount {amount!r}"] = ("04AABBCCDD", amount, "why", "r")
-    for reason in ("", "   ", None, 5, "x" * 501):
+    for reason in ("", "   ", None, 5, "x" * 501, "x\x00y", "two\nlines", "tab\there",
+                   "x\x9by", "lone \ud800 surrogate"):
         refused[f"bad_reason {reason!r:.20}"] = ("04AABBCCDD", 100, reason, "r")
-    for reference in ("", "a b", "x" * 65, None, 7):
+    for reference in ("", "a b", "x" * 65, None, 7, "r\x00", "r\n"):
         refused[f"bad_reference {reference!r:.20}"] = ("04AABBCCDD", 100, "why", reference)
     for what, args in refused.items():
         with pytest.raises(BadValue) as exc:
             parse_ask(*args)
         assert exc.value.code == what.split()[0], what
     assert parse_ask("04AABBCCDD", 10_000_000, "x" * 500, "r" * 64).amount == 10_000_000
+    assert parse_ask("04AABBCCDD", 5, "Tarif salah — dikembalikan ✓", "r").reason == (
+        "Tarif salah — dikembalikan ✓")  # any printable text is a reason
 
 
 def test_four_eyes_the_asker_may_not_decide() -> None:
@@ -187,6 +208,50 @@ def test_four_eyes_the_asker_may_not_decide() -> None:
     assert same_ask(record, parse_ask("04AABBCCDD", 500, "why", "ref-1"))
     assert not same_ask(record, parse_ask("04AABBCCDD", 501, "why", "ref-1"))
     assert not same_ask(record, parse_ask("04AABBCCDD", 500, "why not", "ref-1"))
+
+
+def test_names_are_compared_as_a_person_reads_them() -> None:
+    sari = Holder("aa01", "Sari Wulandari")
+    for typed in ("Sari  Wulandari", " sari wulandari ", "SARI\tWULANDARI",
+                  "\uff33\uff41\uff52\uff49 Wulandari",  # full-width letters
+                  "Sa\u200bri Wulandari", "Sari\u00a0Wulandari", "Sari\u3000Wulandari"):
+        assert same_holder(sari, Holder("cc03", typed)), typed
+    for other in ("Sari Wulandar", "Sari W.", "Budi Santoso"):
+        assert not same_holder(sari, Holder("cc03", other)), other
+    assert holder_key("  \uff33ARI  wulandari ") == "sari wulandari"
+    assert holder_key("Stra\u00dfe") == holder_key("STRASSE")  # case folded in full
+    assert holder_key(" \u200b\u00a0 ") == ""
+
+
+def test_four_eyes_needs_a_named_token() -> None:
+    for unnamed in ("", "   ", "\u200b", "\u00a0\t"):
+        with pytest.raises(UnnamedHolder) as exc:
+            check_named(Holder("aa01", unnamed))
+        assert (exc.value.code, str(exc.value)) == ("unnamed_holder", UNNAMED)
+    assert "transit tokens create --role finance --name NAME" in UNNAMED
+    check_named(Holder("aa01", "Siti"))
+
+
+def test_control_characters_are_told_apart_from_text() -> None:
+    for bad in ("\x00", "a\nb", "\x1b[31m", "\x7f", "\x85", "\ud800"):
+        assert has_control(bad), repr(bad)
+    for good in ("", "plain", "Rp 5.000 — ✓", "\u00a0", "\u200b", "日本"):
+        assert not has_control(good), repr(good)
+
+
+def test_an_adjustments_fingerprint_covers_every_field_and_needs_the_key() -> None:
+    row: dict[str, object] = {
+        "id": 7, "card": "04AABBCCDD", "amount": 500, "reason": "why", "reference": "ref-1",
+        "requested_by": "aa01", "requested_name": "Siti", "requested_ms": 1, "status": "posted",
+        "decided_by": "bb02", "decided_name": "Budi", "decided_ms": 2, "entry_id": 42}
+    assert set(row) == set(FIELDS)
+    keyed = Fingerprints(b"k" * 32)
+    mac = adjustment_mac(keyed, row)
+    assert mac == adjustment_mac(Fingerprints(b"k" * 32), dict(row))
+    assert mac != adjustment_mac(Fingerprints(b"j" * 32), row)
+    for name in FIELDS:
+        changed = {**row, name: "x" if isinstance(row[name], int) else 1}
+        assert adjustment_mac(keyed, changed) != mac, name
 
 
 def test_a_debit_may_not_take_a_card_below_zero() -> None:
