@@ -68,6 +68,7 @@ from fare_gateway.taps import Inbound, TapService  # noqa: E402
 from fare_gateway.taps.sql import sql_units  # noqa: E402
 from ledger.adapters.bulk import bulk_update  # noqa: E402
 from ledger.adapters.db import make_engine, session_factory  # noqa: E402
+from ledger.audit import Actor  # noqa: E402
 from ledger.services import Ledger  # noqa: E402
 from testbed.environment import transjakarta_feed  # noqa: E402
 from testbed.postgres import create_pg_database, drop_pg_database  # noqa: E402
@@ -217,9 +218,9 @@ def build(url: str, days: int, others: int, seed: int = 7) -> dict[str, Any]:
     clock[0] = local_ms(first, 0) - 86_400_000
     with sessions.begin() as s:
         for card in [CARD, *other_cards]:
-            issue_card(s, ledger, POLICY, card, None)
+            issue_card(s, ledger, POLICY, card, None, actor=Actor.command())
             topup_card(s, ledger, POLICY, card, TOPUP if card == CARD else 10_000_000,
-                       f"init-{card}")
+                       f"init-{card}", actor=Actor.command())
     service = TapService(sql_units(sessions, ledger, POLICY), POLICY,
                          DeviceDirectory(sessions, key=None), RouteDirectory(sessions), TOPICS,
                          Metrics(), window=EventWindow(days + 7),
@@ -241,7 +242,8 @@ def build(url: str, days: int, others: int, seed: int = 7) -> dict[str, Any]:
                 clock[0] = arrival.at_ms + 60_000  # topped up a minute later
                 topups += 1
                 with sessions.begin() as s:
-                    topup_card(s, ledger, POLICY, CARD, TOPUP, f"TU-{topups:05d}")
+                    topup_card(s, ledger, POLICY, CARD, TOPUP, f"TU-{topups:05d}",
+                               actor=Actor.command())
 
     # Day by day, arrivals in time order: a late tap waits in the heap for its hour, and
     # what arrives before the next day's first ride (05:00) is delivered first.

@@ -7,16 +7,18 @@ unique key and says what went wrong in the card's terms, so that the views and t
 commands only parse, call and show. The checks of a card token and of a top-up live
 here too, so that every way in refuses the same input with the same words.
 
-Every change made through the office is written to the audit trail (`ledger.audit`) in
-the change's own transaction, after its writes, naming the `Actor` the caller gives:
-`card.issued`, `card.topped_up`, `card.blocked`, `card.unblocked`,
-`card.check_code_reissued`. A request that changes nothing (a top-up replayed, a card
-blocked twice) writes nothing. A check code never reaches the trail.
+Every change is written to the audit trail (`ledger.audit`) in the change's own
+transaction, after its writes, naming the `Actor` the caller must give (there is no
+unaudited way to change a card): `card.issued`, `card.topped_up`, `card.blocked`,
+`card.unblocked`, `card.check_code_reissued`, or the action a caller names for a block
+of its own (`rider.card_lost`). A request that changes nothing (a top-up replayed, a
+card blocked twice) writes nothing. A check code never reaches the trail.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -31,6 +33,7 @@ from ledger.adapters.db import Sessions
 from ledger.adapters.models import Card, Entry
 from ledger.audit import Actor
 from ledger.domain import CardState
+from ledger.fingerprint import Fingerprints
 from ledger.services import CardNotFound, Ledger, TopupResult, now_ms, retry_once_on_race
 from transit.wire import CARD_PATTERN
 
@@ -96,27 +99,33 @@ class IssuedCard:
 
 
 def issue_card(session: Session, ledger: Ledger, policy: FarePolicy, card: str,
-               category: str | None, code_hash: str | None = None,
-               actor: Actor | None = None) -> Card:
-    """Issue a card; with no money on it, it starts on the deny list. With `code_hash`
-    (`hash_secret` of its check code, made before the transaction: it is slow) the card
-    gets that check code; with `actor`, the issue is audited (`card.issued`)."""
+               category: str | None, code_hash: str | None = None, *,
+               actor: Actor) -> Card:
+    """Issue a card, audited as `actor`'s (`card.issued`); with no money on it, it starts
+    on the deny list. With `code_hash` (`hash_secret` of its check code, made before the
+    transaction: it is slow) the card gets that check code."""
     category = policy.default_category if category is None else category
     if category not in policy.categories:
         raise CardError("bad_category",
                         f"category must be one of {', '.join(policy.categories)}")
     row = ledger.open_card(session, card, category)
     if code_hash is not None:
-        store_check_code(session, card, code_hash)
+        _store_code(session, card, code_hash)
     refresh_denylist(session, policy, [card], fingerprints=ledger.fingerprints)
-    if actor is not None:
-        audit.record(session, ledger.fingerprints, actor, "card.issued", card,
-                     {"category": category})
+    audit.record(session, ledger.fingerprints, actor, "card.issued", card,
+                 {"category": category})
     return row
 
 
-def store_check_code(session: Session, card: str, code_hash: str) -> None:
-    """Give a card the check code of this hash, voiding the one it had."""
+def store_check_code(session: Session, fingerprints: Fingerprints, card: str,
+                     code_hash: str, *, actor: Actor) -> None:
+    """Give a card the check code of this hash, voiding the one it had; audited as
+    `actor`'s (`card.check_code_reissued`, the code itself never recorded)."""
+    _store_code(session, card, code_hash)
+    audit.record(session, fingerprints, actor, "card.check_code_reissued", card)
+
+
+def _store_code(session: Session, card: str, code_hash: str) -> None:
     if session.get(Card, card, with_for_update=True) is None:
         raise CardNotFound(f"no card {card}")
     row = session.get(CheckCode, card)
@@ -128,17 +137,15 @@ def store_check_code(session: Session, card: str, code_hash: str) -> None:
 
 
 def topup_card(session: Session, ledger: Ledger, policy: FarePolicy, card: str, amount: int,
-               reference: str, actor: Actor | None = None) -> TopupResult:
-    """Credit a card once per reference; a card back above its lowest fare leaves the list.
-    With `actor`, a credit is audited (`card.topped_up`); a replay credits and records
-    nothing."""
+               reference: str, *, actor: Actor) -> TopupResult:
+    """Credit a card once per reference, audited as `actor`'s (`card.topped_up`); a card
+    back above its lowest fare leaves the list. A replay credits and records nothing."""
     result = ledger.topup(session, card, amount, reference)
     if result.created:
         refresh_denylist(session, policy, [card], fingerprints=ledger.fingerprints)
-        if actor is not None:
-            audit.record(session, ledger.fingerprints, actor, "card.topped_up", card,
-                         {"amount": result.amount, "reference": result.reference,
-                          "entry_id": result.entry_id})
+        audit.record(session, ledger.fingerprints, actor, "card.topped_up", card,
+                     {"amount": result.amount, "reference": result.reference,
+                      "entry_id": result.entry_id})
     return result
 
 
@@ -146,10 +153,12 @@ STATUS_ACTIONS = {"blocked": "card.blocked", "active": "card.unblocked"}
 
 
 def set_card_status(session: Session, ledger: Ledger, policy: FarePolicy, card: str,
-                    status: str, actor: Actor | None = None) -> Card:
-    """Block (`blocked`) or unblock (`active`) a card, its fingerprint with it. With
-    `actor`, a change of status is audited (`card.blocked`, `card.unblocked`); setting
-    the status it has records nothing."""
+                    status: str, *, actor: Actor, action: str | None = None,
+                    detail: Mapping[str, object] | None = None) -> Card:
+    """Block (`blocked`) or unblock (`active`) a card, its fingerprint with it; a change
+    of status is audited as `actor`'s (`card.blocked`, `card.unblocked` with `from` and
+    `to`, or `action` with `detail` when the caller names its own, such as a rider's
+    report of a lost card). Setting the status it has records nothing."""
     if status not in STATUS_ACTIONS:
         raise CardError("bad_status", f"status must be one of {', '.join(STATUS_ACTIONS)}")
     # Locked and read afresh: the status it had until now, whatever this session held.
@@ -168,9 +177,9 @@ def set_card_status(session: Session, ledger: Ledger, policy: FarePolicy, card: 
             session.delete(loss)
     session.flush()
     refresh_denylist(session, policy, [card], fingerprints=ledger.fingerprints)
-    if actor is not None and was != status:
-        audit.record(session, ledger.fingerprints, actor, STATUS_ACTIONS[status], card,
-                     {"from": was, "to": status})
+    if was != status:
+        audit.record(session, ledger.fingerprints, actor, action or STATUS_ACTIONS[status],
+                     card, {"from": was, "to": status} if detail is None else detail)
     return row
 
 
@@ -229,8 +238,8 @@ class CardOffice:
         def issue() -> IssuedCard:
             with self.sessions.begin() as session:
                 return IssuedCard(card_state(issue_card(session, self.ledger, self.policy,
-                                                        token, category, code_hash, actor)),
-                                  code)
+                                                        token, category, code_hash,
+                                                        actor=actor)), code)
 
         # Issued by someone else at this very moment: run again, it finds that card.
         return retry_once_on_race(issue)
@@ -241,9 +250,8 @@ class CardOffice:
         code = new_check_code()
         code_hash = hash_secret(code)
         with self.sessions.begin() as session:
-            store_check_code(session, token, code_hash)
-            audit.record(session, self.ledger.fingerprints, actor,
-                         "card.check_code_reissued", token)
+            store_check_code(session, self.ledger.fingerprints, token, code_hash,
+                             actor=actor)
         return code
 
     def topup(self, card: object, amount: object, reference: object, actor: Actor
@@ -255,7 +263,7 @@ class CardOffice:
         def credit() -> TopupResult:
             with self.sessions.begin() as session:
                 return topup_card(session, self.ledger, self.policy, token, checked_amount,
-                                  checked_reference, actor)
+                                  checked_reference, actor=actor)
 
         # Two top-ups with one reference may race to its unique key: the loser, run
         # again, finds the winner's entry and answers as a replay (or a conflict).
@@ -266,7 +274,7 @@ class CardOffice:
         token = parse_card(card)
         with self.sessions.begin() as session:
             return card_state(set_card_status(session, self.ledger, self.policy, token,
-                                              status, actor))
+                                              status, actor=actor))
 
     def show(self, card: object) -> CardState:
         """The card with this token."""

@@ -29,14 +29,15 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import DenyChange, DenyEntry, SigningKey
 from fare_gateway.devices import is_sealed, seal, unseal, warn_if_unsealed
 from fare_gateway.fares.policy import FarePolicy
-from ledger.adapters.sql import insert_ignore, one_of, parts
+from ledger.adapters.bulk import bulk_insert, bulk_set
+from ledger.adapters.sql import dialect_of, insert_ignore, one_of, parts
 from ledger.fingerprint import Fingerprints
 from ledger.services import card_states
 from transit import denylist as wire
@@ -82,10 +83,11 @@ def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str],
         return 0
     fp = fingerprints
     now = int(time.time() * 1000)
-    changes = 0
     session.flush()  # the reads below go past the ORM: let them see its pending changes
     conn = session.connection()
     d = DenyEntry.__table__.c
+    changes: list[tuple[str, str, str]] = []  # (card, op, reason), in card order
+    reasons: list[tuple[str, str, str]] = []  # (card, reason, mac): still listed, why moved
     for part in parts(conn, wanted):
         if state is None:
             rows = [(s.card, s.category, s.status, s.balance)
@@ -96,29 +98,55 @@ def refresh_denylist(session: Session, policy: FarePolicy, cards: Iterable[str],
             select(d.card, d.reason, d.version).where(one_of(conn, d.card, part))).all()}
         for card, category, status, balance in rows:
             reason = deny_reason(policy, category, status, balance)
-            if (reason is None) == (card not in listed) and (
-                    reason is None or listed[card][0] == reason):
-                continue
-            op = "-" if reason is None else "+"
-            if reason is not None and card in listed:
+            if reason is None:
+                if card in listed:
+                    changes.append((card, "-", "cleared"))
+            elif card not in listed:
+                changes.append((card, "+", reason))
+            elif listed[card][0] != reason:
                 # Still denied, for another reason: not a change validators need.
                 version = listed[card][1]
-                session.execute(DenyEntry.__table__.update().where(DenyEntry.card == card)
-                                .values(reason=reason,
-                                        mac=entry_mac(fp, card, reason, version)))
-                continue
-            change = DenyChange(card=card, op=op, reason=reason or "cleared", changed_ms=now)
-            session.add(change)
-            session.flush()  # its number, which its fingerprint covers
-            change.mac = change_mac(fp, change.version, card, op, change.reason, now)
-            if reason is not None:
-                session.add(DenyEntry(card=card, reason=reason, version=change.version,
-                                      mac=entry_mac(fp, card, reason, change.version)))
-            else:
-                session.execute(delete(DenyEntry).where(DenyEntry.card == card))
-            changes += 1
-    session.flush()
-    return changes
+                reasons.append((card, reason, entry_mac(fp, card, reason, version)))
+    bulk_set(session, DenyEntry.__table__, "card", ("reason", "mac"), reasons)
+    _record_changes(session, fp, changes, now)
+    return len(changes)
+
+
+def _record_changes(session: Session, fp: Fingerprints, changes: list[tuple[str, str, str]],
+                    now: int) -> None:
+    """Write these changes, each with its fingerprint, and the list's rows they make.
+
+    A change's fingerprint covers its number, so the numbers come first: on PostgreSQL
+    one read takes them all from the column's sequence and each table then takes one
+    statement, whatever the number of changes (the tap path puts a batch's cards on the
+    list together). SQLite, in-process, numbers them as it inserts them.
+    """
+    if not changes:
+        return
+    table = DenyChange.__table__
+    if dialect_of(session) == "postgresql":
+        versions = sorted(session.scalars(text(
+            "SELECT nextval(pg_get_serial_sequence('denylist_changes', 'version')) "
+            "FROM generate_series(1, :n)"), {"n": len(changes)}))
+        bulk_insert(session, table, [
+            {"version": version, "card": card, "op": op, "reason": reason,
+             "changed_ms": now, "mac": change_mac(fp, version, card, op, reason, now)}
+            for version, (card, op, reason) in zip(versions, changes, strict=True)])
+    else:
+        versions = [session.scalars(insert(table).returning(table.c.version), {
+            "card": card, "op": op, "reason": reason, "changed_ms": now}).one()
+            for card, op, reason in changes]
+        bulk_set(session, table, "version", ("mac",), [
+            (version, change_mac(fp, version, card, op, reason, now))
+            for version, (card, op, reason) in zip(versions, changes, strict=True)])
+    bulk_insert(session, DenyEntry.__table__, [
+        {"card": card, "reason": reason, "version": version,
+         "mac": entry_mac(fp, card, reason, version)}
+        for version, (card, op, reason) in zip(versions, changes, strict=True) if op == "+"])
+    cleared = [card for card, op, _reason in changes if op == "-"]
+    conn = session.connection()
+    for part in parts(conn, cleared) if cleared else []:
+        session.execute(delete(DenyEntry).where(one_of(conn, DenyEntry.card, part)))
 
 
 KEY_WHAT = "the deny-list signing key"

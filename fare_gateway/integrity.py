@@ -21,7 +21,7 @@ import hmac
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Subquery, Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from fare_gateway.adapters.models import (
@@ -31,7 +31,9 @@ from fare_gateway.adapters.models import (
     QuarantineRecord,
     TapRecord,
 )
-from fare_gateway.denylist import change_mac, entry_mac
+from fare_gateway.denylist import change_mac, deny_reason, entry_mac
+from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.finance.integrity import adjustment_checks
 from fare_gateway.taps.sql import (
     QUARANTINE_CHAIN,
     QUARANTINE_COLUMNS,
@@ -42,9 +44,10 @@ from fare_gateway.taps.sql import (
 from fare_gateway.tokens import TOKEN_FIELDS, token_mac
 from ledger import chain
 from ledger.adapters.models import Card
+from ledger.audit import Actor
 from ledger.fingerprint import Fingerprints
 from ledger.reconcile import LISTED, Check, CheckResult
-from tracking.integrity import check_routes, seal_routes
+from tracking.integrity import check_routes, record_network, seal_routes, unrecorded_network
 
 STREAM = 2000  # rows read (and sealed) at a time
 UNSEALED = ("written before fingerprints, or behind the application's back "
@@ -52,9 +55,17 @@ UNSEALED = ("written before fingerprints, or behind the application's back "
 WHAT_QUARANTINED = "quarantine record"
 
 
-def gateway_checks() -> list[Check]:
-    """The gateway's checks, in the order reconcile reports them."""
-    return [check_taps, check_quarantine, check_denylist, check_routes, check_tokens]
+def gateway_checks(policy: FarePolicy) -> list[Check]:
+    """The gateway's checks, in the order reconcile reports them; `policy` is the fare
+    policy in force, whose lowest fares decide who belongs on the deny list."""
+    fares = policy
+
+    def check_denylist(session: Session, fingerprints: Fingerprints) -> CheckResult:
+        """The deny list's changes and rows as written, and the list what the cards say."""
+        return denylist_check(session, fingerprints, fares)
+
+    return [check_taps, check_quarantine, check_denylist, check_routes, check_tokens,
+            adjustment_checks]
 
 
 def _stream(session: Session, table: Table, columns: Sequence[str], order: str
@@ -148,9 +159,10 @@ def check_quarantine(session: Session, fingerprints: Fingerprints) -> CheckResul
     return CheckResult([f"the quarantine's chain of {count} record(s) is whole"], [])
 
 
-def check_denylist(session: Session, fingerprints: Fingerprints) -> CheckResult:
+def denylist_check(session: Session, fingerprints: Fingerprints, policy: FarePolicy
+                   ) -> CheckResult:
     """The deny list's changes and rows as written, the list the replay of its changes,
-    and every blocked card on it."""
+    and the replay what each card's status and balance make it under `policy`."""
     changes, problems = _macs(
         session, DenyChange.__table__, ("version", "card", "op", "reason", "changed_ms"),
         "version", lambda row: change_mac(fingerprints, row["version"], row["card"],
@@ -161,24 +173,31 @@ def check_denylist(session: Session, fingerprints: Fingerprints) -> CheckResult:
         lambda row: entry_mac(fingerprints, row["card"], row["reason"], row["version"]),
         lambda row: f"deny-list entry of card {row['card']} ({row['reason']})")
     problems += more
-    replay = _replay_disagreements(session)
-    problems += replay
+    problems += _replay_disagreements(session)
+    problems += _cards_disagreements(session, policy)
     checked = []
     if not problems:
         checked.append(f"{changes} deny-list change(s) and {entries} entr(y/ies) match "
                        "their fingerprints; the list is the replay of its changes, and "
-                       "holds every blocked card")
+                       "holds every card that is blocked or below its lowest fare, and "
+                       "no other")
     return CheckResult(checked, problems)
+
+
+def _last_changes() -> Subquery:
+    """Each card's last deny-list change (card, version, op): what validators replay."""
+    c = DenyChange.__table__.c
+    latest = (select(c.card, func.max(c.version).label("version"))
+              .group_by(c.card).subquery())
+    return (select(c.card, c.version, c.op).join(
+        latest, (latest.c.card == c.card) & (latest.c.version == c.version))).subquery()
 
 
 def _replay_disagreements(session: Session) -> list[str]:
     """Where the list differs from the last change of each card (what validators are
-    sent: `fare_gateway.denylist.snapshot_at`), and blocked cards that replay clears."""
-    c, d = DenyChange.__table__.c, DenyEntry.__table__.c
-    latest = (select(c.card, func.max(c.version).label("version"))
-              .group_by(c.card).subquery())
-    last = (select(c.card, c.version, c.op).join(
-        latest, (latest.c.card == c.card) & (latest.c.version == c.version))).subquery()
+    sent: `fare_gateway.denylist.snapshot_at`)."""
+    d = DenyEntry.__table__.c
+    last = _last_changes()
     found = Findings()
     for card, listed_version, version, op in session.execute(
             select(d.card, d.version, last.c.version, last.c.op)
@@ -201,15 +220,40 @@ def _replay_disagreements(session: Session) -> list[str]:
             .execution_options(yield_per=STREAM)):
         found.add("unlisted", f"card {card}: its last deny-list change ({version}) puts "
                   "it on the list, but the list does not hold it")
-    for card, version in session.execute(
-            select(Card.card, last.c.version)
-            .outerjoin(last, last.c.card == Card.card)
-            .where(Card.status == "blocked", func.coalesce(last.c.op, "-") != "+")
-            .order_by(Card.card).execution_options(yield_per=STREAM)):
-        found.add("blocked unlisted", f"card {card} is blocked, but " + (
-            "no deny-list change puts it on the list" if version is None else
-            f"its last deny-list change ({version}) takes it off: validators are sent a "
-            "list without it"))
+    return found.problems()
+
+
+def _cards_disagreements(session: Session, policy: FarePolicy) -> list[str]:
+    """Every card whose place in the replayed list is not the one its category, status
+    and balance give it now (`fare_gateway.denylist.deny_reason`), in one pass over the
+    cards: a card's changes deleted with its row drop it from what validators are sent
+    with nothing left to disagree with but the card itself."""
+    k = Card.__table__.c
+    last = _last_changes()
+    found = Findings()
+    lowest: dict[str, int] = {}
+    for card, category, status, balance, version, op in session.execute(
+            select(k.card, k.category, k.status, k.balance, last.c.version, last.c.op)
+            .outerjoin(last, last.c.card == k.card).order_by(k.card)
+            .execution_options(yield_per=STREAM)):
+        reason = deny_reason(policy, category, status, balance)
+        if (reason is not None) == (op == "+"):
+            continue
+        if category not in lowest:
+            lowest[category] = policy.lowest_fare(category)
+        why = ("is blocked" if status == "blocked" else
+               f"holds {balance}, below its lowest fare ({lowest[category]})"
+               if reason is not None else
+               f"is {status} and holds {balance}, not below its lowest fare "
+               f"({lowest[category]})")
+        if reason is None:
+            found.add("listed needlessly", f"card {card} {why}, but its last deny-list "
+                      f"change ({version}) puts it on the list: validators refuse it")
+        else:
+            found.add(f"{reason} unlisted", f"card {card} {why}, but " + (
+                "no deny-list change puts it on the list" if version is None else
+                f"its last deny-list change ({version}) takes it off") +
+                ": validators are sent a list without it")
     return found.problems()
 
 
@@ -228,8 +272,13 @@ def check_tokens(session: Session, fingerprints: Fingerprints) -> CheckResult:
 
 def seal_legacy(session: Session, fingerprints: Fingerprints) -> dict[str, int]:
     """Fingerprint the rows of the gateway's tables that have none (written before
-    fingerprints were kept); how many of each table. Running it again seals nothing."""
-    return {
+    fingerprints were kept); how many of each table. Running it again seals nothing.
+
+    Routes imported before any import recorded the network's operators get that record
+    now (`tracking.integrity.record_network`), as the command that seals (`transit db
+    upgrade`), so that reconcile has a set to compare them with.
+    """
+    sealed = {
         "taps": _seal(session, TapRecord.__table__, "tap_id", TAP_FIELDS,
                       lambda row: tap_mac(fingerprints, row)),
         "quarantine": _seal_quarantine(session, fingerprints),
@@ -247,6 +296,10 @@ def seal_legacy(session: Session, fingerprints: Fingerprints) -> dict[str, int]:
             session, ApiToken.__table__, "id", TOKEN_FIELDS,
             lambda row: token_mac(fingerprints, [row[name] for name in TOKEN_FIELDS])),
     }
+    if unrecorded_network(session):
+        record_network(session, fingerprints, Actor.command(), "routes sealed",
+                       {"sealed": True})
+    return sealed
 
 
 def _seal(session: Session, table: Table, key: str, fields: Sequence[str],

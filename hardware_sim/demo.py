@@ -346,16 +346,22 @@ def _prepare_network(settings: Settings, folder: Path, buses: int) -> Setup:
     from fare_gateway.wiring import Core
     from hardware_sim.surabaya import CORRIDORS, write_feed, write_shape_files
     from ledger.adapters.models import Entry
+    from ledger.audit import Actor
     from tracking.adapters.models import Route
     from tracking.gtfs import import_feed
+    from tracking.integrity import record_network
 
     core = Core.build(settings)
     try:
         upgrade(core.engine)
         with core.sessions.begin() as s:
             if s.scalar(select(Route.route_id).limit(1)) is None:
-                import_feed(s, write_feed(folder / "surabaya-gtfs.zip"),
-                            fingerprints=core.ledger.fingerprints)
+                feed = write_feed(folder / "surabaya-gtfs.zip")
+                import_feed(s, feed, fingerprints=core.ledger.fingerprints)
+                # Recorded like `transit gtfs import`: reconcile compares the routes
+                # with the operators the last import recorded.
+                record_network(s, core.ledger.fingerprints, Actor.system(history.SEEDER),
+                               feed.name)
             fresh = s.scalar(select(Entry.id).limit(1)) is None
         shape_files = write_shape_files(folder / "shapes")
         routes = [c[0] for c in CORRIDORS]
@@ -403,8 +409,10 @@ def _prepare_riders(setup: Setup, folder: Path, buses: int, cards: int) -> Prepa
     from fare_gateway.cards import issue_card, set_card_status, store_check_code, topup_card
     from fare_gateway.denylist import network_key
     from fare_gateway.riders.passwords import hash_secret, new_check_code
-    from fare_gateway.tokens import create_token
+    from fare_gateway.tokens import create_token, token_id_of
+    from ledger import audit
     from ledger.adapters.models import Card
+    from ledger.audit import Actor
     from ledger.services import now_ms
 
     core = setup.core
@@ -425,14 +433,22 @@ def _prepare_riders(setup: Setup, folder: Path, buses: int, cards: int) -> Prepa
         rng = random.Random(42)
         categories = [rng.choice(CATEGORIES) for _ in card_ids]
         fingerprints = core.ledger.fingerprints
+        # The demo's seeding is audited like staff's: the README's audit walk-through
+        # shows who made the cards, top-ups, blocks and tokens it starts with.
+        demo = Actor.system(history.SEEDER)
         with core.sessions.begin() as s:
-            for role in ("admin", "ops", "finance"):
-                tokens[role] = create_token(s, role, label="demo", ttl_days=30,
-                                            fingerprints=fingerprints)
-            # The two finance holders of the four-eyes adjustments.
-            for name in (history.SARI, history.BUDI):
-                tokens[name] = create_token(s, "finance", label="demo", ttl_days=30,
-                                            name=name, fingerprints=fingerprints)
+            # The two finance holders of the four-eyes adjustments after the three roles.
+            for key, role, name in (("admin", "admin", ""), ("ops", "ops", ""),
+                                    ("finance", "finance", ""),
+                                    (history.SARI, "finance", history.SARI),
+                                    (history.BUDI, "finance", history.BUDI)):
+                tokens[key] = create_token(s, role, label="demo", ttl_days=30, name=name,
+                                           fingerprints=fingerprints)
+                # As `transit tokens create` records it.
+                audit.record(s, fingerprints, demo, "token.created",
+                             token_id_of(tokens[key]),
+                             {"role": role, "name": name,
+                              "token_id": token_id_of(tokens[key])})
             coded = set(s.scalars(select(Card.card).where(Card.card.in_(history.CODED))))
         for first in range(0, len(card_ids), CARDS_PER_TRANSACTION):
             part = card_ids[first:first + CARDS_PER_TRANSACTION]
@@ -441,13 +457,15 @@ def _prepare_riders(setup: Setup, folder: Path, buses: int, cards: int) -> Prepa
                 for i, card in enumerate(part, start=first):
                     if card in existing:
                         continue
-                    issue_card(s, core.ledger, core.policy, card, categories[i])
+                    issue_card(s, core.ledger, core.policy, card, categories[i],
+                               actor=demo)
                     # Most riders are well funded; some run low and meet the deny list.
                     amount = 6_000 if i % 7 == 3 else 100_000
                     topup_card(s, core.ledger, core.policy, card, amount,
-                               f"demo-initial-{card}")
+                               f"demo-initial-{card}", actor=demo)
                     if i % 23 == 5:
-                        set_card_status(s, core.ledger, core.policy, card, "blocked")
+                        set_card_status(s, core.ledger, core.policy, card, "blocked",
+                                        actor=demo)
         # One card a visitor can link on the riders' page, and the history's cards that
         # today's steps link and replace: new check codes at every run (codes are kept
         # only as hashes, so the ones of the run before cannot be shown again).
@@ -455,7 +473,7 @@ def _prepare_riders(setup: Setup, folder: Path, buses: int, cards: int) -> Prepa
         hashes = {card: hash_secret(code) for card, code in codes.items()}
         with core.sessions.begin() as s:
             for card, code_hash in hashes.items():
-                store_check_code(s, card, code_hash)
+                store_check_code(s, fingerprints, card, code_hash, actor=demo)
         settled = history.settle_closed_day(core, closed).final
         _private, public = network_key(core.sessions, settings.secret_key)
     finally:

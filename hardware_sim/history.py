@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 # Trans Semanggi K1 for the first three): yesterday's riders rode on those three,
 # whatever today's fleet.
 BUSES = (1, 2, 3)
+SEEDER = "demo"  # the system actor the demo's seeding is audited as (`Actor.system`)
 K1 = "TS1"  # the route of Dewi's questioned ride
 
 
@@ -213,6 +214,7 @@ def seed_closed_day(core: Core, validators: Mapping[int, Validator], day: date) 
     from fare_gateway.routes import RouteDirectory
     from fare_gateway.taps import Inbound, TapService
     from fare_gateway.taps.sql import sql_units
+    from ledger.audit import Actor
     from ledger.services import Ledger
     from transit.topics import Topics
     from transit.wire import Tap
@@ -231,9 +233,10 @@ def seed_closed_day(core: Core, validators: Mapping[int, Validator], day: date) 
     service = TapService(sql_units(core.sessions, ledger, policy), policy,
                          DeviceDirectory(core.sessions, key=core.settings.secret_key),
                          RouteDirectory(core.sessions), topics, core.metrics, clock=clock)
+    seeder = Actor.system(SEEDER)
     with core.sessions.begin() as s:
         for rider in RIDERS:
-            issue_card(s, ledger, policy, rider.card, rider.category)
+            issue_card(s, ledger, policy, rider.card, rider.category, actor=seeder)
     spools = {n: Spool(v.spool) for n, v in validators.items()}
     try:
         for step in timeline(day, policy.timezone):
@@ -242,7 +245,8 @@ def seed_closed_day(core: Core, validators: Mapping[int, Validator], day: date) 
             if isinstance(event, Topup):
                 reference = f"kiosk-{event.kiosk}-{day.isoformat()}-{event.card[-2:]}"
                 with core.sessions.begin() as s:
-                    topup_card(s, ledger, policy, event.card, event.amount, reference)
+                    topup_card(s, ledger, policy, event.card, event.amount, reference,
+                               actor=seeder)
                 continue
             bus = validators[event.bus]
             route = bus.route_id

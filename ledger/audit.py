@@ -42,7 +42,7 @@ class Actor:
     @classmethod
     def command(cls) -> Actor:
         """Whoever runs a `transit` command here: the operating-system user and host."""
-        user = command_user(os.geteuid(), os.environ.get("SUDO_USER"))
+        user = command_user(os.geteuid())
         return cls("command", user.id[:64], user.name[:100], "",
                    f"cli@{socket.gethostname()}"[:100])
 
@@ -60,22 +60,15 @@ class CommandUser:
     name: str
 
 
-def command_user(euid: int, sudo_user: str | None) -> CommandUser:
-    """The user of the effective uid `euid`, never USER or LOGNAME (which whoever runs
-    the command sets as they like: `USER=sari transit cards topup ...` must not be
-    recorded as sari); `uid N` when the uid has no name (a bare container).
-
-    `sudo_user` (SUDO_USER) is whom sudo says it ran for: kept beside the uid's name as a
-    claim (`root (sudo from budi)`), since anyone can set it too, and never instead of it.
-    """
+def command_user(euid: int) -> CommandUser:
+    """The user of the effective uid `euid`, never USER, LOGNAME or SUDO_USER (which
+    whoever runs the command sets as they like: `USER=sari transit cards topup ...` must
+    not be recorded as sari); `uid N` when the uid has no name (a bare container)."""
     try:
         user = pwd.getpwuid(euid).pw_name
     except KeyError:
         user = f"uid {euid}"
-    claimed = (sudo_user or "").strip()
-    if not claimed or claimed == user:
-        return CommandUser(user, user)
-    return CommandUser(user, f"{user} (sudo from {claimed[:32]})")
+    return CommandUser(user, user)
 
 
 def _payload(at_ms: int, actor: Actor, action: str, subject: str, detail: str

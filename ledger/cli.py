@@ -164,12 +164,12 @@ def settle_command(terms: Terms) -> click.Command:
     return settle
 
 
-Checks = Callable[[], Sequence["Check"]]
+Checks = Callable[[CommandContext], Sequence["Check"]]
 """The checks `transit reconcile` adds to the ledger's own (given by the composition root,
-made only when the command runs)."""
+made from the run's context only when the command runs)."""
 
 
-def reconcile_command(terms: Terms, checks: Checks = lambda: ()) -> click.Command:
+def reconcile_command(terms: Terms, checks: Checks = lambda _obj: ()) -> click.Command:
     """`transit reconcile`, in the business calendar and currency of `terms`, with the
     extra `checks` of the tables the ledger does not own."""
 
@@ -187,7 +187,7 @@ def reconcile_command(terms: Terms, checks: Checks = lambda: ()) -> click.Comman
         the_settler = settler(terms(obj), keyed)
         with session_factory(engine(obj))() as session:
             report = run(session, the_settler, business_date, Path(files) if files else None,
-                         fingerprints=keyed, checks=checks())
+                         fingerprints=keyed, checks=checks(obj))
         click.echo(report.text())
         if not report.ok:
             sys.exit(1)

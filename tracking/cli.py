@@ -25,9 +25,10 @@ def gtfs() -> None:
 @pass_transit
 def gtfs_import(obj: CommandContext, feed: str) -> None:
     """Load agencies, routes, stops, shapes and trips from FEED.zip (replaces the last)."""
-    from ledger.audit import Actor, record
+    from ledger.audit import Actor
     from ledger.fingerprint import Fingerprints
     from tracking.gtfs import import_feed
+    from tracking.integrity import record_network
 
     sessions = session_factory(engine(obj))
     fingerprints = Fingerprints(obj.settings.secret_key)
@@ -35,8 +36,8 @@ def gtfs_import(obj: CommandContext, feed: str) -> None:
     with sessions.begin() as session:
         report = import_feed(session, feed, fingerprints=fingerprints)
         # The routes decide which operator a fare credits: who loaded which file is kept,
-        # in the import's own transaction.
-        record(session, fingerprints, Actor.command(), "gtfs.imported", Path(feed).name, {
+        # in the import's own transaction, with the digest of the operators it set.
+        record_network(session, fingerprints, Actor.command(), Path(feed).name, {
             "sha256": file_sha256(feed), "agencies": report.agencies,
             "routes": report.routes, "stops": report.stops, "shapes": report.shapes,
             "shape_points": report.shape_points, "trips": report.trips,

@@ -23,12 +23,13 @@ def settlement_terms(obj: CommandContext) -> SettlementTerms:
                            fares.currency)
 
 
-def gateway_checks() -> Sequence[Check]:
-    """The checks of taps, the quarantine, the deny list, routes and tokens."""
+def gateway_checks(obj: CommandContext) -> Sequence[Check]:
+    """The checks of taps, the quarantine, the deny list (judged by the run's fare policy),
+    routes, tokens and adjustments."""
     # Imported when reconcile runs: the checks read every table the gateway has.
     from fare_gateway.integrity import gateway_checks as checks
 
-    return checks()
+    return checks(policy(obj))
 
 
 settle = settle_command(settlement_terms)

@@ -336,10 +336,10 @@ class RiderOffice:
                                          reported_ms=now_ms()))
                 else:
                     loss.account_id, loss.reported_ms = account_id, now_ms()
-            set_card_status(session, self.ledger, self.policy, token, "blocked")
-            if blocks:
-                self._audit(session, actor, "rider.card_lost", token,
-                            {"account": f"account:{account_id}"})
+            # Audited as the rider's report, only when it blocks the card.
+            set_card_status(session, self.ledger, self.policy, token, "blocked",
+                            actor=actor, action="rider.card_lost",
+                            detail={"account": f"account:{account_id}"})
             return self._views(session, [token])[0]
 
     def replace(self, account_id: int, card: object, new_card: object, code: object,

@@ -134,7 +134,8 @@ def test_reconcile_names_each_change_behind_the_gateway_s_back(
     assert report.exit_code == 0, report.output
     for line in ("ok       3 tap(s) match their fingerprints",
                  "ok       the quarantine's chain of 2 record(s) is whole",
-                 "ok       2 route(s) and their operators match their fingerprints",
+                 "ok       2 route(s) and their operators match their fingerprints and "
+                 "the set the last GTFS import recorded",
                  "ok       2 API token(s) match their fingerprints"):
         assert line in report.stdout.splitlines(), report.output
     assert any(line.startswith("ok       ") and "deny-list change(s)" in line
@@ -145,8 +146,13 @@ def test_reconcile_names_each_change_behind_the_gateway_s_back(
         created = conn.execute("SELECT action, actor_kind, detail FROM audit_log "
                                "WHERE action LIKE 'token.%' ORDER BY seq").fetchall()
         admin_mac = conn.execute("SELECT mac FROM api_tokens WHERE role = 'admin'").fetchone()[0]
-    assert [(s, json.loads(d)["routes"], json.loads(d)["sha256"]) for s, d in imported] == [
-        ("surabaya.zip", 2, hashlib.sha256(feed.read_bytes()).hexdigest())]
+        poor_balance = conn.execute("SELECT balance FROM cards WHERE card = %s",
+                                    (POOR,)).fetchone()[0]
+    lowest = core.policy.lowest_fare("regular")
+    assert poor_balance < 0 < lowest, poor_balance  # charged on an empty card
+    assert [(s, json.loads(d)["routes"], json.loads(d)["sha256"],
+             json.loads(d)["operators"]["routes"]) for s, d in imported] == [
+        ("surabaya.zip", 2, hashlib.sha256(feed.read_bytes()).hexdigest(), 2)]
     assert [(a, k, json.loads(d)) for a, k, d in created] == [
         ("token.created", "command",
          {"role": "admin", "name": "Siti Rahma", "token_id": admin.split("_")[1]}),
@@ -172,6 +178,12 @@ def test_reconcile_names_each_change_behind_the_gateway_s_back(
         version = conn.execute(
             "INSERT INTO denylist_changes (card, op, reason, changed_ms) "
             "VALUES (%s, '-', 'cleared', %s) RETURNING version", (BLOCKED, now)).fetchone()[0]
+        # A route gone, its fares then credited to `unassigned`: no row left to mismatch.
+        conn.execute("DELETE FROM routes WHERE route_id = 'R2'")
+        # The card without money taken off what validators are sent, every trace of it
+        # on the list deleted: list and replay still agree.
+        conn.execute("DELETE FROM denylist WHERE card = %s", (POOR,))
+        conn.execute("DELETE FROM denylist_changes WHERE card = %s", (POOR,))
         # The evidence of the forged tap.
         conn.execute("DELETE FROM quarantine WHERE reason = 'bad_signature'")
         # Admin tokens of the attacker's own: one bare, one with a genuine row's mac.
@@ -193,6 +205,10 @@ def test_reconcile_names_each_change_behind_the_gateway_s_back(
             "it off",
             f"card {BLOCKED} is blocked, but its last deny-list change ({version}) takes "
             "it off",
+            "the routes and their operators are not those the last GTFS import recorded "
+            "(audit record",
+            f"card {POOR} holds {poor_balance}, below its lowest fare ({lowest}), but no "
+            "deny-list change puts it on the list: validators are sent a list without it",
             "quarantine records 1 to 1 are missing",
             "API token f00df00df00df00d (admin) is unfingerprinted",
             "API token beefbeefbeefbeef (admin) was changed behind the application's back"):

@@ -29,6 +29,7 @@ from fare_gateway.taps import Inbound, Outcome, TapService
 from fare_gateway.taps.sql import sql_units
 from ledger.adapters.db import make_engine, session_factory
 from ledger.adapters.models import Entry
+from ledger.audit import Actor
 from ledger.services import Ledger, check_invariants
 from tests.support.clients import make_tap
 from tracking.adapters.models import Route
@@ -105,10 +106,10 @@ def rig(pg_url: str) -> Iterator[Rig]:
             add_device(s, device_id, vehicle_id, secret.hex(), key=None)
         s.add(Route(route_id="R1", agency_id="SBY", short_name="R1"))
         for card in CARDS:
-            issue_card(s, ledger, policy, card, "regular")
+            issue_card(s, ledger, policy, card, "regular", actor=Actor.command())
     with sessions.begin() as s:
         for card in CARDS:
-            topup_card(s, ledger, policy, card, FUNDS, f"fund-{card}")
+            topup_card(s, ledger, policy, card, FUNDS, f"fund-{card}", actor=Actor.command())
     devices = DeviceDirectory(sessions, ttl_s=3600, key=None)
     # The gateway's clock: the day after the last taps below (November 1-5).
     service = TapService(sql_units(sessions, ledger, policy), policy, devices,

@@ -40,6 +40,7 @@ from fare_gateway.taps import Inbound, TapService
 from fare_gateway.taps.sql import sql_units
 from ledger.adapters.db import make_engine, session_factory
 from ledger.adapters.models import Entry
+from ledger.audit import Actor
 from ledger.fingerprint import Fingerprints
 from ledger.services import Ledger
 from ledger.settlement import BusinessCalendar, Settler
@@ -47,7 +48,7 @@ from testbed.gateway import transit
 from tests.conftest import System
 from tests.support.clients import make_tap
 from tests.support.settlements import totals
-from tracking.integrity import new_route
+from tracking.integrity import new_route, record_network
 from transit.topics import Topics
 
 WIB = ZoneInfo("Asia/Jakarta")
@@ -148,7 +149,8 @@ class World:
     def topup(self, card: str, amount: int, reference: str, posted_ms: int) -> None:
         self.now_ms = posted_ms
         with self.sessions.begin() as s:
-            result = topup_card(s, self.ledger, self.policy, card, amount, reference)
+            result = topup_card(s, self.ledger, self.policy, card, amount, reference,
+                                actor=Actor.command())
         assert result.created
 
     def taps(self, posted_ms: int, *taps: tuple[Bus, str, str, int, dict[str, Any]]
@@ -180,8 +182,9 @@ def new_world(url: str, fingerprints: Fingerprints | None = None) -> World:
             add_device(s, bus.device_id, bus.vehicle_id, bus.secret.hex(), key=None)
         for route_id, agency in ROUTES.items():
             s.add(new_route(world.ledger.fingerprints, route_id, agency, short_name=route_id))
+        record_network(s, world.ledger.fingerprints, Actor.command(), "fixture")
         for card, category in ((A, "regular"), (S, "student"), (C, "regular")):
-            issue_card(s, world.ledger, world.policy, card, category)
+            issue_card(s, world.ledger, world.policy, card, category, actor=Actor.command())
     return world
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger.audit import Actor
 from ledger.domain import fare_entry
 from tests.integration.ledger.test_settlement import (
     BUS1,
@@ -35,7 +36,7 @@ from tests.integration.ledger.test_settlement import (
 )
 from tests.support.days import business_days_back
 from tests.support.settlements import totals
-from tracking.integrity import new_route
+from tracking.integrity import new_route, record_network
 
 # Money is written here: the embedded SQLite (the demo's database) is held to the
 # same results as PostgreSQL.
@@ -59,6 +60,7 @@ def build_hostile_day(w: World, day: str) -> None:
     `-staff`."""
     with w.sessions.begin() as s:
         s.add(new_route(w.ledger.fingerprints, "-R1", FORMULA, short_name="-R1"))
+        record_network(s, w.ledger.fingerprints, Actor.command(), "fixture")
     w.topup(A, 20000, "counter-1", at(day, 4))
     assert w.taps(at(day, 8), tap(BUS1, A, "-R1", at(day, 8) - 2000)) == ["charged"]
     hostile = {"card": A, "currency": "IDR", "operator_id": "@ops", "route_id": "+R2",

@@ -394,13 +394,19 @@ def test_rows_written_before_fingerprints_are_sealed_once_by_db_upgrade(
         p=m["previous_sha256"], e=m["entries_sha256"], c=m["chain_sha256"], n=m["entries"],
         m=settled.manifest_bytes.decode(), t=now)
     sql(pg_url, "SELECT setval('entries_id_seq', 3), setval('accounts_id_seq', 5)")
+    # S, with nothing on it, on the deny list as the gateway of then had put it.
+    sql(pg_url, "INSERT INTO denylist_changes (version, card, op, reason, changed_ms) "
+                "VALUES (1, :s, '+', 'balance', :n)", s=S, n=now)
+    sql(pg_url, "INSERT INTO denylist (card, reason, version) VALUES (:s, 'balance', 1)", s=S)
+    sql(pg_url, "SELECT setval('denylist_changes_version_seq', 1)")
 
     code, out = transit(pg_url, None, "db", "upgrade")
     assert code == 0, out
     assert "fingerprinted the rows written before fingerprints: entries 3, cards 2, " \
            "settlements 1" in out, out
     assert sql(pg_url, "SELECT action, detail FROM audit_log") == [
-        ("fingerprints.sealed", '{"cards":2,"entries":3,"settlements":1}')]
+        ("fingerprints.sealed",
+         '{"cards":2,"denylist":1,"denylist_changes":1,"entries":3,"settlements":1}')]
     assert one(pg_url, "SELECT count(*) FROM entries WHERE card = :a AND prev_mac IS NULL",
                a=A) == 1  # A's first entry starts its chain; its fare follows it
     out = reconciled(pg_url, None)
