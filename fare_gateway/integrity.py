@@ -32,6 +32,7 @@ from fare_gateway.adapters.models import (
     TapRecord,
 )
 from fare_gateway.denylist import change_mac, deny_reason, entry_mac
+from fare_gateway.fares.loaded import loaded_sha256
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.finance.integrity import adjustment_checks
 from fare_gateway.taps.sql import (
@@ -55,14 +56,14 @@ UNSEALED = ("written before fingerprints, or behind the application's back "
 WHAT_QUARANTINED = "quarantine record"
 
 
-def gateway_checks(policy: FarePolicy) -> list[Check]:
-    """The gateway's checks, in the order reconcile reports them; `policy` is the fare
-    policy in force, whose lowest fares decide who belongs on the deny list."""
-    fares = policy
+def gateway_checks(policy: FarePolicy, policy_sha256: str | None = None) -> list[Check]:
+    """The gateway's checks, in the order reconcile reports them; `policy` is the run's
+    fare policy (`TRANSIT_FARES`, whose file has `policy_sha256`), whose lowest fares
+    decide who belongs on the deny list."""
 
     def check_denylist(session: Session, fingerprints: Fingerprints) -> CheckResult:
         """The deny list's changes and rows as written, and the list what the cards say."""
-        return denylist_check(session, fingerprints, fares)
+        return denylist_check(session, fingerprints, policy, policy_sha256)
 
     return [check_taps, check_quarantine, check_denylist, check_routes, check_tokens,
             adjustment_checks]
@@ -159,10 +160,16 @@ def check_quarantine(session: Session, fingerprints: Fingerprints) -> CheckResul
     return CheckResult([f"the quarantine's chain of {count} record(s) is whole"], [])
 
 
-def denylist_check(session: Session, fingerprints: Fingerprints, policy: FarePolicy
-                   ) -> CheckResult:
+def denylist_check(session: Session, fingerprints: Fingerprints, policy: FarePolicy,
+                   policy_sha256: str | None = None) -> CheckResult:
     """The deny list's changes and rows as written, the list the replay of its changes,
-    and the replay what each card's status and balance make it under `policy`."""
+    and the replay what each card's status and balance make it under `policy`.
+
+    Balances are judged by lowest fares only when `policy` is the one the gateways run
+    (the newest `fares.loaded` record names its SHA-256, or none was ever recorded): the
+    list follows the policy in force, and a reconcile run with another `TRANSIT_FARES`
+    would take every card between the two policies' lowest fares for tampering. It then
+    says so in a warning, and judges the blocked cards alone."""
     changes, problems = _macs(
         session, DenyChange.__table__, ("version", "card", "op", "reason", "changed_ms"),
         "version", lambda row: change_mac(fingerprints, row["version"], row["card"],
@@ -174,14 +181,20 @@ def denylist_check(session: Session, fingerprints: Fingerprints, policy: FarePol
         lambda row: f"deny-list entry of card {row['card']} ({row['reason']})")
     problems += more
     problems += _replay_disagreements(session)
-    problems += _cards_disagreements(session, policy)
+    in_force = loaded_sha256(session)
+    by_balance = policy_sha256 is None or in_force is None or in_force == policy_sha256
+    problems += _cards_disagreements(session, policy, by_balance)
+    warnings = [] if by_balance else [
+        f"the gateways run the fare policy {in_force[:12]}..., this run's TRANSIT_FARES is "
+        f"{policy_sha256[:12]}...: the deny list was checked for blocked cards only, not for "
+        "balances below the lowest fare (run reconcile with the gateways' TRANSIT_FARES)"]
     checked = []
     if not problems:
         checked.append(f"{changes} deny-list change(s) and {entries} entr(y/ies) match "
                        "their fingerprints; the list is the replay of its changes, and "
                        "holds every card that is blocked or below its lowest fare, and "
-                       "no other")
-    return CheckResult(checked, problems)
+                       "no other" if by_balance else "holds every blocked card")
+    return CheckResult(checked, problems, warnings)
 
 
 def _last_changes() -> Subquery:
@@ -223,7 +236,8 @@ def _replay_disagreements(session: Session) -> list[str]:
     return found.problems()
 
 
-def _cards_disagreements(session: Session, policy: FarePolicy) -> list[str]:
+def _cards_disagreements(session: Session, policy: FarePolicy, by_balance: bool = True
+                         ) -> list[str]:
     """Every card whose place in the replayed list is not the one its category, status
     and balance give it now (`fare_gateway.denylist.deny_reason`), in one pass over the
     cards: a card's changes deleted with its row drop it from what validators are sent
@@ -239,6 +253,8 @@ def _cards_disagreements(session: Session, policy: FarePolicy) -> list[str]:
         reason = deny_reason(policy, category, status, balance)
         if (reason is not None) == (op == "+"):
             continue
+        if not by_balance and status != "blocked" and reason != "blocked":
+            continue  # a balance judged by another policy than the one in force
         if category not in lowest:
             lowest[category] = policy.lowest_fare(category)
         why = ("is blocked" if status == "blocked" else

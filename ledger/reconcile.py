@@ -85,6 +85,7 @@ class CheckResult:
 
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth saying, not a mismatch
 
 
 Check = Callable[[Session, Fingerprints], CheckResult]
@@ -269,6 +270,7 @@ def reconcile(session: Session, settler: Settler, day: date | None = None,
 def _add(report: Report, result: CheckResult) -> None:
     report.checked += result.checked
     report.problems += result.problems
+    report.warnings += result.warnings
 
 
 class _Findings:

@@ -27,9 +27,10 @@ def gateway_checks(obj: CommandContext) -> Sequence[Check]:
     """The checks of taps, the quarantine, the deny list (judged by the run's fare policy),
     routes, tokens and adjustments."""
     # Imported when reconcile runs: the checks read every table the gateway has.
+    from fare_gateway.fares.loaded import policy_sha256
     from fare_gateway.integrity import gateway_checks as checks
 
-    return checks(policy(obj))
+    return checks(policy(obj), policy_sha256(obj.settings.fares))
 
 
 settle = settle_command(settlement_terms)

@@ -44,10 +44,22 @@ def loaded_detail(setting: str, policy: FarePolicy) -> dict[str, object]:
             "currency": policy.currency}
 
 
+def loaded_sha256(session: Session) -> str | None:
+    """The SHA-256 of the policy the newest `fares.loaded` record names (None: none)."""
+    last = session.scalar(select(AuditRecord.detail).where(AuditRecord.action == ACTION)
+                          .order_by(AuditRecord.seq.desc()).limit(1))
+    found = None if last is None else _sha256_of(last)
+    return found if isinstance(found, str) else None
+
+
 def record_loaded(sessions: sessionmaker[Session], fingerprints: Fingerprints,
                   actor: audit.Actor, setting: str, policy: FarePolicy) -> bool:
     """Record that `policy` (read from `setting`) is in force, unless the trail's last
-    `fares.loaded` record names the same bytes; whether a record was written."""
+    `fares.loaded` record names the same bytes; whether a record was written.
+
+    A new policy may move lowest fares, and with them which cards the deny list must
+    hold: the list is brought in line with it for every card (`refresh_all`) before the
+    gateway takes taps."""
     detail = loaded_detail(setting, policy)
     with sessions.begin() as session:
         # The chain's head, locked first: two gateways starting at once with a new
@@ -55,13 +67,39 @@ def record_loaded(sessions: sessionmaker[Session], fingerprints: Fingerprints,
         # trail's first record there is no head to lock; two records are then possible.)
         session.execute(select(ChainHead.seq).where(ChainHead.name == audit.CHAIN)
                         .with_for_update())
-        last = session.scalar(select(AuditRecord.detail).where(AuditRecord.action == ACTION)
-                              .order_by(AuditRecord.seq.desc()).limit(1))
-        if last is not None and _sha256_of(last) == detail["sha256"]:
+        if loaded_sha256(session) == detail["sha256"]:
             return False
         audit.record(session, fingerprints, actor, ACTION, str(detail["source"])[:160],
                      detail)
-        return True
+    refresh_all(sessions, fingerprints, policy)
+    return True
+
+
+REFRESH_BATCH = 2000
+
+
+def refresh_all(sessions: sessionmaker[Session], fingerprints: Fingerprints,
+                policy: FarePolicy) -> int:
+    """The deny list brought in line with `policy` for every card, a batch of cards per
+    transaction (each batch locked, in card order, as the tap path locks them, so that a
+    tap charged meanwhile is judged after or before, never half-way); how many changes."""
+    from fare_gateway.denylist import refresh_denylist
+    from ledger.adapters.models import Card
+    from ledger.services import card_states
+
+    changes, after = 0, ""
+    while True:
+        with sessions.begin() as session:
+            batch = list(session.scalars(select(Card.card).where(Card.card > after)
+                                         .order_by(Card.card).limit(REFRESH_BATCH)))
+            if not batch:
+                return changes
+            states = card_states(session, batch, lock=True)
+            changes += refresh_denylist(
+                session, policy, batch,
+                {c: (s.category, s.status, s.balance) for c, s in states.items()},
+                fingerprints=fingerprints)
+        after = batch[-1]
 
 
 def _sha256_of(detail: str) -> object:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import unicodedata
 
-CONTROL = frozenset(("Cc", "Cs"))  # controls (C0, DEL, C1) and lone surrogates
+# Controls (C0, DEL, C1), lone surrogates, and the line and paragraph separators
+# (U+2028, U+2029), which viewers break lines on as they do on a line feed.
+CONTROL = frozenset(("Cc", "Cs", "Zl", "Zp"))
 INVISIBLE = frozenset(("Cc", "Cf", "Cs"))
 
 
 def has_control(text: str) -> bool:
-    """Whether `text` holds a control character or a lone surrogate."""
+    """Whether `text` holds a control character, a lone surrogate or a line separator."""
     return any(unicodedata.category(ch) in CONTROL for ch in text)
 
 

@@ -127,7 +127,8 @@ ADJUSTMENT_REQUEST: Schema = {
                    "maximum": rules.MAX_AMOUNT, "not": {"const": 0},
                    "description": "what the card gains, whole rupiah; negative: a debit"},
         "reason": {"type": "string", "minLength": 1, "maxLength": rules.MAX_REASON,
-                   "pattern": r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$",
+                   "pattern": r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\S"
+                              r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$",
                    "description": "why, one line of text (no control characters)"},
         "reference": REFERENCE},
 }

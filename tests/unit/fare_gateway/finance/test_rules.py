@@ -233,7 +233,7 @@ def test_four_eyes_needs_a_named_token() -> None:
 
 
 def test_control_characters_are_told_apart_from_text() -> None:
-    for bad in ("\x00", "a\nb", "\x1b[31m", "\x7f", "\x85", "\ud800"):
+    for bad in ("\x00", "a\nb", "\x1b[31m", "\x7f", "\x85", "\ud800", "ok\u2028x", "\u2029"):
         assert has_control(bad), repr(bad)
     for good in ("", "plain", "Rp 5.000 — ✓", "\u00a0", "\u200b", "日本"):
         assert not has_control(good), repr(good)
