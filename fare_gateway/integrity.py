@@ -47,7 +47,7 @@ from ledger import chain
 from ledger.adapters.models import Card
 from ledger.audit import Actor
 from ledger.fingerprint import Fingerprints
-from ledger.reconcile import LISTED, Check, CheckResult
+from ledger.reconcile import Check, CheckResult, Findings
 from tracking.integrity import check_routes, record_network, seal_routes, unrecorded_network
 
 STREAM = 2000  # rows read (and sealed) at a time
@@ -94,30 +94,6 @@ def _macs(session: Session, table: Table, fields: Sequence[str], order: str,
             found.add(f"{table.name} changed", f"{name(row)} was changed behind the "
                       "application's back (its fingerprint does not match)")
     return count, found.problems()
-
-
-class Findings:
-    """Problems by kind: the first `LISTED` of each named, the rest counted, so that a
-    mass change is one finding and memory stays bounded."""
-
-    def __init__(self) -> None:
-        self.listed: dict[str, list[str]] = {}
-        self.more: dict[str, int] = {}
-
-    def add(self, kind: str, problem: str) -> None:
-        listed = self.listed.setdefault(kind, [])
-        if len(listed) < LISTED:
-            listed.append(problem)
-        else:
-            self.more[kind] = self.more.get(kind, 0) + 1
-
-    def problems(self) -> list[str]:
-        out: list[str] = []
-        for kind, listed in self.listed.items():
-            out += listed
-            if kind in self.more:
-                out.append(f"... and {self.more[kind]} more like the above ({kind})")
-        return out
 
 
 # -- the checks ------------------------------------------------------------------------

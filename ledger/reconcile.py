@@ -273,8 +273,10 @@ def _add(report: Report, result: CheckResult) -> None:
     report.warnings += result.warnings
 
 
-class _Findings:
-    """Problems by kind, the first LISTED of each kept and the rest counted."""
+class Findings:
+    """Problems by kind, the first LISTED of each kept and the rest counted, so that a
+    mass change is one finding and memory stays bounded (the gateway's checks use it
+    too)."""
 
     def __init__(self) -> None:
         self.kinds: dict[str, list[str]] = {}
@@ -288,7 +290,7 @@ class _Findings:
             self.more[kind] = self.more.get(kind, 0) + 1
 
     def problems(self) -> list[str]:
-        out = []
+        out: list[str] = []
         for kind, listed in self.kinds.items():
             out += listed
             if kind in self.more:
@@ -302,7 +304,7 @@ def check_fingerprints(session: Session, fp: Fingerprints) -> CheckResult:
     One pass over the entries with their postings and cards, in (card, id) order, then
     the cards that have no entry; only one card's entries are held at a time.
     """
-    found = _Findings()
+    found = Findings()
     e, p, c = Entry.__table__.c, Posting.__table__.c, Card.__table__.c
     stmt = (select(e.id, *(e[name] for name in ENTRY_FIELDS), e.prev_mac, e.mac,
                    p.account_id.label("p_account"), p.amount.label("p_amount"),
@@ -386,7 +388,7 @@ def check_fingerprints(session: Session, fp: Fingerprints) -> CheckResult:
     return result
 
 
-def _check_card(found: _Findings, fp: Fingerprints, card: str, category: str, status: str,
+def _check_card(found: Findings, fp: Fingerprints, card: str, category: str, status: str,
                 account_id: int, head: str | None, mac: str | None,
                 chain: list[Chained]) -> None:
     if mac is None:

@@ -29,36 +29,13 @@ from fare_gateway.adapters.models import Adjustment
 from fare_gateway.finance.adjustments import FIELDS, TABLE, Holder, same_holder
 from ledger.adapters.models import AuditRecord, Entry
 from ledger.fingerprint import Fingerprints
-from ledger.reconcile import LISTED, CheckResult
+from ledger.reconcile import CheckResult, Findings
 
 STREAM = 2000
 ACTIONS = ("adjustment.requested", "adjustment.approved")
 SUBJECT = "adjustment:"
 # An audited fact: what the record says of the card and the amount, and who acted.
 Fact = tuple[str | None, int | None, str]
-
-
-class Problems:
-    """Problems by kind: the first `LISTED` of each named, the rest counted."""
-
-    def __init__(self) -> None:
-        self.listed: dict[str, list[str]] = {}
-        self.more: dict[str, int] = {}
-
-    def add(self, kind: str, problem: str) -> None:
-        listed = self.listed.setdefault(kind, [])
-        if len(listed) < LISTED:
-            listed.append(problem)
-        else:
-            self.more[kind] = self.more.get(kind, 0) + 1
-
-    def all(self) -> list[str]:
-        out: list[str] = []
-        for kind, listed in self.listed.items():
-            out += listed
-            if kind in self.more:
-                out.append(f"... and {self.more[kind]} more like the above ({kind})")
-        return out
 
 
 def _rows(session: Session) -> Iterator[dict[str, Any]]:
@@ -118,7 +95,7 @@ def _trail_problem(facts: list[Fact] | None, row: dict[str, Any], who: str | Non
 def adjustment_checks(session: Session, fingerprints: Fingerprints) -> CheckResult:
     """Adjustments as written by the application, each posted one under four eyes, in
     step with its ledger entry and with the audit trail."""
-    found = Problems()
+    found = Findings()
     facts = audited_facts(session)
     count = posted = 0
     for row in _rows(session):
@@ -144,7 +121,7 @@ def adjustment_checks(session: Session, fingerprints: Fingerprints) -> CheckResu
                           f"{approved} of its approval")
     entries = _entries_in_step(session, fingerprints, found)
     _posted_have_entries(session, found)
-    problems = found.all()
+    problems = found.problems()
     if problems:
         return CheckResult([], problems)
     return CheckResult([f"{count} adjustment(s) match their fingerprints and the audit "
@@ -152,7 +129,7 @@ def adjustment_checks(session: Session, fingerprints: Fingerprints) -> CheckResu
                         f"the {posted} posted under four eyes"], [])
 
 
-def _entries_in_step(session: Session, fingerprints: Fingerprints, found: Problems) -> int:
+def _entries_in_step(session: Session, fingerprints: Fingerprints, found: Findings) -> int:
     """Check each `adjustment` entry against its posted adjustment; how many there are."""
     e, a = Entry.__table__.c, Adjustment.__table__.c
     columns = ("mac", *FIELDS)
@@ -186,7 +163,7 @@ def _entries_in_step(session: Session, fingerprints: Fingerprints, found: Proble
     return count
 
 
-def _posted_have_entries(session: Session, found: Problems) -> None:
+def _posted_have_entries(session: Session, found: Findings) -> None:
     e, a = Entry.__table__.c, Adjustment.__table__.c
     for adjustment_id, card, amount, reference, entry_id, kind in session.execute(
             select(a.id, a.card, a.amount, a.reference, a.entry_id, e.kind)

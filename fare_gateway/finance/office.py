@@ -13,10 +13,9 @@ from fare_gateway.finance.detail import EVERY_LINE, DetailFilter, detail_lines
 from fare_gateway.finance.errors import Conflict
 from fare_gateway.finance.rollforward import DayFloat, day_float
 from fare_gateway.finance.search import Found, find_cards, parse_query
-from fare_gateway.finance.snapshot import snapshot
 from fare_gateway.riders import explain
 from fare_gateway.riders.statement import Statement, Statements
-from ledger.adapters.db import READS_ONLY, Sessions
+from ledger.adapters.db import READS_ONLY, Sessions, snapshot
 from ledger.services import Ledger
 from ledger.settlement import BusinessCalendar
 

@@ -37,7 +37,7 @@ from fare_gateway.http.operations import (
     operation,
 )
 from fare_gateway.http.settlements import DAY
-from fare_gateway.http.statements import ITEM, SERVICE_DATE
+from fare_gateway.http.statements import ITEM, SERVICE_DATE, STATEMENT
 from fare_gateway.riders.explain import LANGUAGES, language
 from fare_gateway.riders.statement import MAX_DAYS, StatementError
 from ledger.settlement import SettlementError, parse_day
@@ -101,16 +101,11 @@ STAFF_ITEM: Schema = {
                                                       "or an adjustment's, `dispute:N`, "
                                                       "the replacement card"}}}],
 }
+# The rider's statement, its items naming their entries.
 STAFF_STATEMENT: Schema = {
-    "title": "StaffStatement",
-    "type": "object",
-    "required": ["card", "currency", "from", "to", "opening_balance", "closing_balance",
-                 "items"],
-    "properties": {
-        "card": CARD_TOKEN, "currency": {"type": "string"},
-        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
-        "opening_balance": MONEY, "closing_balance": MONEY,
-        "items": {"type": "array", "items": STAFF_ITEM}},
+    **STATEMENT, "title": "StaffStatement",
+    "properties": {**STATEMENT["properties"],
+                   "items": {"type": "array", "items": STAFF_ITEM}},
 }
 REFERENCE: Schema = {"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,64}$",
                      "description": "names the adjustment for good: the same reference "
