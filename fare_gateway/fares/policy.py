@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from transit.topics import ID_PATTERN
@@ -18,6 +18,7 @@ HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 CURRENCY = re.compile(r"[A-Z]{3}")
 CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_FARE = 100_000_000
+MINUTES_PER_DAY = 24 * 60
 MAX_POLICY_BYTES = 64 * 1024  # the built-in policy is 564 bytes, the contract's example 1.5 KB
 
 
@@ -38,6 +39,7 @@ class Distance:
     base_km: int
     step_km: int
     step: int
+    infer_exit_minutes: int | None = None  # rule 5: a next entry may stand in for the exit
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class FarePolicy:
     transfer_window_minutes: int
     max_transfers: int
     daily_caps: dict[str, int]
+    weekly_caps: dict[str, int] = field(default_factory=dict)
+    monthly_caps: dict[str, int] = field(default_factory=dict)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -96,15 +100,22 @@ class FarePolicy:
         # bounded: a long-running gateway meets new minutes all day long.
         object.__setattr__(self, "_rule_at", lru_cache(maxsize=8192)(self._rule_at_minute))
 
-    def rule_for(self, route_id: str, ts_ms: int) -> FareRule | None:
-        """The first rule matching the route at the event's local time."""
-        found: FareRule | None = self._rule_at(route_id, ts_ms // 60_000)  # type: ignore[attr-defined]
+    def rule_for(self, route_id: str, ts_ms: int) -> FareRule:
+        """The first rule matching the route at the event's local time (every minute of
+        every route has one: `uncovered` refuses a policy that leaves one unpriced)."""
+        found: FareRule = self._rule_at(route_id, ts_ms // 60_000)  # type: ignore[attr-defined]
         return found
 
-    def _rule_at_minute(self, route_id: str, utc_minute: int) -> FareRule | None:
+    def _rule_at_minute(self, route_id: str, utc_minute: int) -> FareRule:
         local = self.local_time(utc_minute * 60_000)
-        minute = local.hour * 60 + local.minute
-        return next((rule for rule in self.rules if rule.matches(route_id, minute)), None)
+        return self.rule_at(route_id, local.hour * 60 + local.minute)
+
+    def rule_at(self, route_id: str, local_minute: int) -> FareRule:
+        """The first rule matching the route at a local minute of the day."""
+        for rule in self.rules:
+            if rule.matches(route_id, local_minute):
+                return rule
+        raise LookupError(f"no fare rule for route {route_id} at minute {local_minute}")
 
     def amount(self, table: dict[str, int], category: str) -> int:
         """A category's amount in a rule's table, falling back to the default category."""
@@ -113,8 +124,6 @@ class FarePolicy:
     def full_fare(self, route_id: str, ts_ms: int, category: str) -> int:
         """The full fare of an entry: the first matching rule's amount (max on distance routes)."""
         rule = self.rule_for(route_id, ts_ms)
-        if rule is None:
-            return 0
         if rule.distance is not None and rule.max is not None:
             return self.amount(rule.max, category)
         return self.amount(rule.amount, category)
@@ -124,7 +133,100 @@ class FarePolicy:
         return min(self.amount(rule.amount, category) for rule in self.rules)
 
     def cap(self, category: str) -> int | None:
+        """The category's daily cap (None: no cap)."""
         return self.daily_caps.get(category)
+
+    def caps(self, category: str) -> Caps:
+        """The category's daily, weekly and monthly caps (None: no cap)."""
+        return Caps(self.daily_caps.get(category), self.weekly_caps.get(category),
+                    self.monthly_caps.get(category))
+
+
+class Caps(NamedTuple):
+    """A category's caps by service day, week (Monday to Sunday) and calendar month."""
+
+    daily: int | None
+    weekly: int | None
+    monthly: int | None
+
+
+def week_of(service_date: date) -> date:
+    """The Monday of a service date's week (weeks run Monday to Sunday)."""
+    return service_date - timedelta(days=service_date.weekday())
+
+
+def month_of(service_date: date) -> date:
+    """The first day of a service date's calendar month."""
+    return service_date.replace(day=1)
+
+
+def _covered_minutes(rules: tuple[FareRule, ...], route_id: str) -> list[bool]:
+    covered = [False] * MINUTES_PER_DAY
+    for rule in rules:
+        if "*" not in rule.routes and route_id not in rule.routes:
+            continue
+        if rule.start_min is None or rule.end_min is None:
+            return [True] * MINUTES_PER_DAY
+        start, end = rule.start_min, rule.end_min
+        span = range(start, end) if start < end else [*range(start, MINUTES_PER_DAY),
+                                                      *range(0, end)]
+        for minute in span:
+            covered[minute] = True
+    return covered
+
+
+def windows(minutes: list[bool]) -> list[tuple[int, int]]:
+    """The [start, end) runs of True in a day of minutes; a run over midnight is one
+    window whose end is before its start."""
+    runs: list[tuple[int, int]] = []
+    minute = 0
+    while minute < MINUTES_PER_DAY:
+        if minutes[minute]:
+            start = minute
+            while minute < MINUTES_PER_DAY and minutes[minute]:
+                minute += 1
+            runs.append((start, minute % MINUTES_PER_DAY))
+        else:
+            minute += 1
+    if len(runs) > 1 and runs[0][0] == 0 and runs[-1][1] == 0:
+        runs = [(runs[-1][0], runs[0][1]), *runs[1:-1]]
+    return runs
+
+
+def hhmm(minute: int) -> str:
+    """A minute of the day as "HH:MM"."""
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+OTHER_ROUTES = "*"
+"""Stands for every route that no rule names, in `uncovered` and the fare table."""
+
+
+def named_routes(rules: tuple[FareRule, ...]) -> list[str]:
+    """The routes the rules name, in first-named order, then `OTHER_ROUTES`."""
+    names = dict.fromkeys(r for rule in rules for r in rule.routes if r != "*")
+    return [*names, OTHER_ROUTES]
+
+
+def uncovered(rules: tuple[FareRule, ...]) -> dict[str, list[tuple[int, int]]]:
+    """For each route (`OTHER_ROUTES`: any route no rule names), the local windows
+    [start, end) that no rule prices; empty when every minute of every route is."""
+    gaps = {}
+    for route in named_routes(rules):
+        missing = windows([not c for c in _covered_minutes(rules, route)])
+        if missing:
+            gaps[route] = missing
+    return gaps
+
+
+def describe_gaps(gaps: dict[str, list[tuple[int, int]]]) -> str:
+    """`uncovered`'s answer as one sentence naming each route's unpriced windows."""
+    parts = []
+    for route, runs in gaps.items():
+        name = "any other route" if route == OTHER_ROUTES else f"route {route}"
+        spans = ", ".join("all day" if s == e else f"{hhmm(s)}-{hhmm(e)}" for s, e in runs)
+        parts.append(f"{name} {spans}")
+    return "no rule prices " + "; ".join(parts)
 
 
 def _hhmm(value: Any, field: str) -> int:
@@ -196,7 +298,7 @@ def _rule(raw: Any, i: int, categories: tuple[str, ...], default: str) -> FareRu
         d = raw["distance"]
         if not isinstance(d, dict):
             raise PolicyError(f"{field}.distance", "must be a table {base_km, step_km, step}")
-        extra = set(d) - {"base_km", "step_km", "step"}
+        extra = set(d) - {"base_km", "step_km", "step", "infer_exit_minutes"}
         if extra:
             raise PolicyError(f"{field}.distance.{sorted(extra)[0]}", "unknown key")
         for key in ("base_km", "step_km", "step"):
@@ -206,6 +308,9 @@ def _rule(raw: Any, i: int, categories: tuple[str, ...], default: str) -> FareRu
             base_km=_int(d["base_km"], f"{field}.distance.base_km", 0, 10_000),
             step_km=_int(d["step_km"], f"{field}.distance.step_km", 1, 10_000),
             step=_int(d["step"], f"{field}.distance.step"),
+            infer_exit_minutes=(_int(d["infer_exit_minutes"],
+                                     f"{field}.distance.infer_exit_minutes", 1, 1440)
+                                if "infer_exit_minutes" in d else None),
         )
         for cat in set(amount) | set(maximum):
             base = amount.get(cat, amount[default])
@@ -255,6 +360,9 @@ def _parse(doc: dict[str, Any]) -> FarePolicy:
     if not isinstance(fares, list) or not fares:
         raise PolicyError("fares", "at least one [[fares]] rule is required")
     rules = tuple(_rule(raw, i, cats, default) for i, raw in enumerate(fares))
+    gaps = uncovered(rules)
+    if gaps:
+        raise PolicyError("fares", describe_gaps(gaps))
     transfers = doc.get("transfers", {})
     if not isinstance(transfers, dict):
         raise PolicyError("transfers", "must be a table")
@@ -266,12 +374,13 @@ def _parse(doc: dict[str, Any]) -> FarePolicy:
     caps = doc.get("caps", {})
     if not isinstance(caps, dict):
         raise PolicyError("caps", "must be a table")
-    extra = set(caps) - {"daily"}
+    extra = set(caps) - {"daily", "weekly", "monthly"}
     if extra:
         raise PolicyError(f"caps.{sorted(extra)[0]}", "unknown key")
-    daily = _table(caps["daily"], "caps.daily", cats) if "daily" in caps else {}
+    daily, weekly, monthly = (_table(caps[name], f"caps.{name}", cats) if name in caps else {}
+                              for name in ("daily", "weekly", "monthly"))
     return FarePolicy(currency, timezone, day_start, repeat, cats, default, rules,
-                      window, max_transfers, daily)
+                      window, max_transfers, daily, weekly, monthly)
 
 
 def load_policy(path: str | Path) -> FarePolicy:

@@ -45,6 +45,8 @@ max_transfers = 2
 
 [caps]
 daily = { regular = 10000, student = 5000 }   # per card and service day; absent = no cap
+weekly = { regular = 50000 }                  # Monday to Sunday, by service date
+monthly = { regular = 180000 }                # calendar month, by service date
 """
 
 DISTANCE_RULE = """
