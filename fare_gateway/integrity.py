@@ -12,7 +12,9 @@ that does not match its keyed fingerprint (`ledger.fingerprint`), or has none:
     each card), nor with the cards that are blocked;
   - routes (`routes.mac`, `tracking.integrity`): a route re-pointed to another operator;
   - API tokens (`api_tokens.mac`): a token row inserted, or its role, holder or expiry
-    changed; such a row also opens nothing (`fare_gateway.tokens.authenticate`).
+    changed; such a row also opens nothing (`fare_gateway.tokens.authenticate`);
+  - the cards' week and month totals (`fare_periods`), recomputed from the ledger's
+    entries (`fare_gateway.taps.period_checks`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from fare_gateway.denylist import change_mac, deny_reason, entry_mac
 from fare_gateway.fares.loaded import loaded_sha256
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.finance.integrity import adjustment_checks
+from fare_gateway.taps.period_checks import check_fare_periods
 from fare_gateway.taps.sql import (
     QUARANTINE_CHAIN,
     QUARANTINE_COLUMNS,
@@ -66,7 +69,7 @@ def gateway_checks(policy: FarePolicy, policy_sha256: str | None = None) -> list
         return denylist_check(session, fingerprints, policy, policy_sha256)
 
     return [check_taps, check_quarantine, check_denylist, check_routes, check_tokens,
-            adjustment_checks]
+            adjustment_checks, check_fare_periods]
 
 
 def _stream(session: Session, table: Table, columns: Sequence[str], order: str

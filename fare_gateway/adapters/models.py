@@ -81,6 +81,21 @@ class TapRecord(Base):
     mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class FarePeriod(Base):
+    """What a card's taps were charged in one week (Monday to Sunday of service dates)
+    or calendar month: the checkpoint from which a new tap's weekly and monthly caps
+    count, kept in step with the ledger in the batch that posts the charges, under the
+    card's lock (fare_gateway/taps/periods.py). `transit reconcile` checks it against
+    the ledger's entries."""
+
+    __tablename__ = "fare_periods"
+
+    card: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # week | month
+    start: Mapped[str] = mapped_column(String(10), primary_key=True)  # its first service date
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
 class QuarantineRecord(Base):
     """Messages that were refused: kept with the reason for inspection, never charged."""
 

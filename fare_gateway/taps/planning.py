@@ -27,8 +27,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from fare_gateway.fares.engine import PricedTap, price_day
+from fare_gateway.fares.engine import PricedTap
 from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.taps.periods import CardPeriods, PeriodKey, period_keys, periods_of
 from ledger.domain import UNASSIGNED_OPERATOR, CardState, EntryDraft, TapAmount, fare_entry
 from transit.wire import Tap
 
@@ -105,6 +106,7 @@ class Plan:
     conflicts: tuple[Arrival, ...]  # same tap_id, another body: kept for inspection
     rejected: tuple[Arrival, ...]  # new taps that break a rule: kept for inspection
     touched: tuple[str, ...]  # cards whose days were priced, sorted
+    periods: Mapping[PeriodKey, int]  # the week and month totals the drafts changed
 
 
 def admit(arrivals: Iterable[Arrival], cards: Mapping[str, CardState],
@@ -138,9 +140,26 @@ def admit(arrivals: Iterable[Arrival], cards: Mapping[str, CardState],
     return Admission(first, tuple(again), tuple(rows))
 
 
-def card_days(new: Iterable[Admitted]) -> set[CardDay]:
-    """The card-days that new taps re-price."""
-    return {(r.tap.card, r.service_date) for r in new}
+def first_days(new: Iterable[Admitted]) -> dict[str, str]:
+    """Each card's earliest service date among the new taps: the batch re-prices that
+    day and the card's days after it (a late tap can move their weekly or monthly caps).
+    """
+    first: dict[str, str] = {}
+    for r in new:
+        if r.tap.card not in first or r.service_date < first[r.tap.card]:
+            first[r.tap.card] = r.service_date
+    return first
+
+
+def days_in_play(new: Iterable[Admitted], history: Mapping[CardDay, Mapping[str, PricedTap]]
+                 ) -> set[CardDay]:
+    """The card-days a batch may re-price: the new taps' and those loaded after them."""
+    return {(r.tap.card, r.service_date) for r in new} | set(history)
+
+
+def periods_in_play(days: Iterable[CardDay]) -> set[PeriodKey]:
+    """The weeks and months whose totals the batch reads and may change."""
+    return period_keys(days)
 
 
 def routes_of(new: Iterable[Admitted], history: Mapping[CardDay, Mapping[str, PricedTap]]
@@ -162,15 +181,18 @@ def plan(admission: Admission, inserted: Collection[str], inbox: Mapping[str, In
          cards: Mapping[str, CardState],
          history: Mapping[CardDay, Mapping[str, PricedTap]],
          amounts: Mapping[str, TapAmount], operators: Mapping[str, str],
-         policy: FarePolicy) -> Plan:
+         periods: Mapping[PeriodKey, int], policy: FarePolicy) -> Plan:
     """Decide a batch once the inbox insert has said which tap ids it took.
 
     `inbox` holds the rows of the tap ids it did not take; `history` the accepted taps
-    already charged in the new taps' card-days; `amounts` what the ledger holds for
-    those taps; `operators` the operator of every route involved (`routes_of`).
+    already charged in each new tap's card from its earliest new day on (`first_days`);
+    `amounts` what the ledger holds for those taps; `operators` the operator of every
+    route involved (`routes_of`); `periods` the card's week and month totals as kept
+    (`periods_in_play`).
     """
     to_price = admission.to_price(inserted)
-    drafts, priced = _price(to_price, cards, history, amounts, operators, policy)
+    drafts, priced, totals = _price(to_price, cards, history, amounts, operators, periods,
+                                    policy)
     rows = {r.tap.tap_id: r for r in admission.rows}
     decisions: list[Decision] = []
     rejected: list[Arrival] = []
@@ -206,7 +228,7 @@ def plan(admission: Admission, inserted: Collection[str], inbox: Mapping[str, In
                                       prior.card if prior.status == "charged" else None))
     return Plan(tuple(drafts), {t: fare for t, (_, fare) in priced.items()},
                 tuple(decisions), tuple(conflicts), tuple(rejected),
-                tuple(sorted({r.tap.card for r in to_price})))
+                tuple(sorted({r.tap.card for r in to_price})), totals)
 
 
 def _told(row: Admitted) -> str:
@@ -224,53 +246,65 @@ def _told(row: Admitted) -> str:
 def _price(new: list[Admitted], cards: Mapping[str, CardState],
            history: Mapping[CardDay, Mapping[str, PricedTap]],
            amounts: Mapping[str, TapAmount], operators: Mapping[str, str],
-           policy: FarePolicy) -> tuple[list[EntryDraft], dict[str, tuple[str, int]]]:
-    """Re-price each new tap's card-day: its charge and corrections of earlier taps.
+           stored: Mapping[PeriodKey, int], policy: FarePolicy
+           ) -> tuple[list[EntryDraft], dict[str, tuple[str, int]], dict[PeriodKey, int]]:
+    """Re-price each new tap's card-day, and the later days of its card whose weekly or
+    monthly totals it moved: its charge and corrections of earlier taps.
 
-    Returns the drafts and each new tap's receipt status and fare: an entry's own charge
-    (`not_charged` for a repeat tap), or for an exit the change it made to the day
-    (usually a refund on its entry).
+    Returns the drafts, each new tap's receipt status and fare (an entry's own charge,
+    `not_charged` for a repeat tap; for an exit the change it made, usually a refund on
+    its entry), and the card's week and month totals that the drafts changed.
     """
-    days: dict[CardDay, list[Tap]] = defaultdict(list)
+    by_card: dict[str, list[Admitted]] = defaultdict(list)
     for row in new:
-        days[(row.tap.card, row.service_date)].append(row.tap)
+        by_card[row.tap.card].append(row)
     held = {tap_id: a.net for tap_id, a in amounts.items()}  # follows the drafts below
     drafts: list[EntryDraft] = []
     receipts: dict[str, tuple[str, int]] = {}
-    for (card, service_date), taps in sorted(days.items()):
+    totals: dict[PeriodKey, int] = {}
+    for card in sorted(by_card):
         category = cards[card].category
-        day = dict(history.get((card, service_date), {}))
-        for tap in sorted(taps, key=lambda t: (t.ts, t.device_id, t.seq)):
-            day[tap.tap_id] = priced_tap(tap)
-            price = price_day(policy, category, day.values())
+        book = CardPeriods(
+            policy, category, {d: taps for (c, d), taps in history.items() if c == card},
+            held, {(kind, start): total for (c, kind, start), total in stored.items()
+                   if c == card})
+        for row in sorted(by_card[card], key=lambda r: (r.tap.ts, r.tap.device_id, r.tap.seq)):
+            tap = row.tap
             change = 0
-            for tap_id, charge in sorted(price.charges.items()):
-                before = held.get(tap_id, 0)
-                if tap_id == tap.tap_id:
-                    if tap.kind != "entry" or charge.role == "repeat":
-                        continue  # costs nothing now; a later tap may change that
-                    kind, key = "fare", None
-                elif before != charge.amount:
-                    kind, key = "correction", f"corr:{tap_id}:{tap.tap_id}"
-                else:
-                    continue
-                delta = charge.amount - before
-                route_id = day[tap_id].route_id
-                charged = amounts.get(tap_id)
-                drafts.append(fare_entry(
-                    tap_id=tap_id, card=card, fare=delta, digest=tap.digest,
-                    currency=policy.currency, kind=kind, idem_key=key,
-                    # A correction goes to whoever the fare went to, even if the
-                    # route has changed hands in the GTFS data since.
-                    operator_id=(charged.operator_id if charged and charged.operator_id
-                                 else operators.get(route_id, UNASSIGNED_OPERATOR)),
-                    route_id=route_id, category=category, service_date=service_date))
-                held[tap_id] = charge.amount
-                change += delta
-            role = price.charges[tap.tap_id].role
-            receipts[tap.tap_id] = ("not_charged" if role == "repeat" else "charged",
-                                    price.amount(tap.tap_id) if tap.kind == "entry" else change)
-    return drafts, receipts
+            own = None
+            for service_date, price in book.add(row.service_date, priced_tap(tap)):
+                day = book.days[service_date]
+                for tap_id, charge in sorted(price.charges.items()):
+                    before = held.get(tap_id, 0)
+                    if tap_id == tap.tap_id:
+                        own = charge
+                        if tap.kind != "entry" or charge.role == "repeat":
+                            continue  # costs nothing now; a later tap may change that
+                        kind, key = "fare", None
+                    elif before != charge.amount:
+                        kind, key = "correction", f"corr:{tap_id}:{tap.tap_id}"
+                    else:
+                        continue
+                    delta = charge.amount - before
+                    route_id = day[tap_id].route_id
+                    charged = amounts.get(tap_id)
+                    drafts.append(fare_entry(
+                        tap_id=tap_id, card=card, fare=delta, digest=tap.digest,
+                        currency=policy.currency, kind=kind, idem_key=key,
+                        # A correction goes to whoever the fare went to, even if the
+                        # route has changed hands in the GTFS data since.
+                        operator_id=(charged.operator_id if charged and charged.operator_id
+                                     else operators.get(route_id, UNASSIGNED_OPERATOR)),
+                        route_id=route_id, category=category, service_date=service_date))
+                    held[tap_id] = charge.amount
+                    change += delta
+                    for period in periods_of(service_date):
+                        key_of = (card, *period)
+                        totals[key_of] = totals.get(key_of, stored.get(key_of, 0)) + delta
+            assert own is not None
+            receipts[tap.tap_id] = ("not_charged" if own.role == "repeat" else "charged",
+                                    own.amount if tap.kind == "entry" else change)
+    return drafts, receipts, totals
 
 
 def balances_after(cards: Mapping[str, CardState], posted: Mapping[str, int]

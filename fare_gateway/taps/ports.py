@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Protocol
 
 from fare_gateway.fares.engine import PricedTap
+from fare_gateway.taps.periods import PeriodKey
 from fare_gateway.taps.planning import Admitted, CardDay, InboxRow
 from ledger.domain import CardState, EntryDraft, Posted, TapAmount
 
@@ -50,12 +51,19 @@ class TapUnitOfWork(Protocol):
     def inbox(self, tap_ids: Sequence[str]) -> dict[str, InboxRow]:
         """What the inbox holds for these tap ids."""
 
-    def charged_taps(self, days: Collection[CardDay], exclude: Collection[str]
+    def charged_taps(self, first: Mapping[str, str], exclude: Collection[str]
                      ) -> dict[CardDay, dict[str, PricedTap]]:
-        """The accepted taps charged in these card-days, but for those in `exclude`."""
+        """The accepted taps charged in each card's days from `first[card]` (a service
+        date) on, but for those in `exclude`; only days that hold some."""
 
     def tap_amounts(self, days: Collection[CardDay]) -> dict[str, TapAmount]:
         """What the ledger holds now for each tap of these card-days."""
+
+    def period_totals(self, keys: Collection[PeriodKey]) -> dict[PeriodKey, int]:
+        """The kept week and month totals of these cards' periods (absent: none yet)."""
+
+    def save_periods(self, totals: Mapping[PeriodKey, int]) -> None:
+        """Keep these week and month totals."""
 
     def post(self, drafts: Sequence[EntryDraft], accounts: Mapping[str, int]) -> Posted:
         """Post the entries (`accounts`: the locked cards' account ids)."""

@@ -205,14 +205,16 @@ class TapService:
         skipped = sorted(set(admission.first) - inserted)
         inbox = uow.inbox(skipped) if skipped else {}
         new = admission.to_price(inserted)
-        days = planning.card_days(new)
+        first = planning.first_days(new)
         # The new taps are in the inbox already: their days' history leaves them out.
-        history = uow.charged_taps(days, {r.tap.tap_id for r in new}) if days else {}
+        history = uow.charged_taps(first, {r.tap.tap_id for r in new}) if first else {}
+        days = planning.days_in_play(new, history)
         amounts = uow.tap_amounts(days) if days else {}
+        periods = uow.period_totals(planning.periods_in_play(days)) if days else {}
         operators = {route: self.routes.operator(route, refresh=False)
                      for route in planning.routes_of(new, history)}
         plan = planning.plan(admission, inserted, inbox, cards, history, amounts, operators,
-                             self.policy)
+                             periods, self.policy)
         posted = uow.post(plan.drafts, {c: s.account_id for c, s in cards.items()}) \
             if plan.drafts else None
         balances = planning.balances_after(cards, posted.balances if posted else {})
@@ -220,6 +222,8 @@ class TapService:
             uow.refresh_denylist(_deny_states(plan, cards, balances))
         if plan.fares:
             uow.set_fares(plan.fares)
+        if plan.periods:
+            uow.save_periods(plan.periods)
         for arrival in plan.conflicts:
             rejects.append(_Reject(arrival.position, batch[arrival.position], "conflict",
                                    "same tap_id, different body", arrival.tap.device_id,

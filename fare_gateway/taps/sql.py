@@ -1,10 +1,11 @@
 """The tap path's unit of work on SQLAlchemy: one session, one transaction per batch.
 
 Reads are Core statements, not ORM ones: these rows are only read, and the ORM's row
-handling cost more than the queries. On PostgreSQL a batch of new taps makes ten round
+handling cost more than the queries. On PostgreSQL a batch of new taps makes twelve round
 trips (the pool's connection check, begin, lock the cards, insert the inbox rows, read
-the card-days' taps, read their ledger amounts, post the entries with the new balances,
-read the deny list, set the receipts' fares, commit), whatever its size;
+the card-days' taps, read their ledger amounts, read the cards' week and month totals,
+post the entries with the new balances, read the deny list, set the receipts' fares,
+keep the new week and month totals, commit), whatever its size;
 tests/integration/fare_gateway/test_tap_round_trips.py holds the count.
 
 Each inbox row carries its keyed fingerprint (`taps.mac`, `ledger.fingerprint`), made
@@ -24,14 +25,15 @@ from types import TracebackType
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fare_gateway.adapters.models import QuarantineRecord, TapRecord
+from fare_gateway.adapters.models import FarePeriod, QuarantineRecord, TapRecord
 from fare_gateway.denylist import refresh_denylist
 from fare_gateway.fares.engine import PricedTap
 from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.taps.periods import PeriodKey
 from fare_gateway.taps.planning import Admitted, CardDay, InboxRow
 from fare_gateway.taps.ports import Quarantined, TapUnitOfWork
 from ledger import chain
-from ledger.adapters.bulk import bulk_insert, bulk_update
+from ledger.adapters.bulk import bulk_insert, bulk_update, bulk_upsert
 from ledger.adapters.sql import one_of, parts
 from ledger.domain import CardState, EntryDraft, Posted, TapAmount
 from ledger.fingerprint import Fingerprints
@@ -126,33 +128,59 @@ class SqlTapUnitOfWork:
                 found[tap_id] = InboxRow(*row)
         return found
 
-    def charged_taps(self, days: Collection[CardDay], exclude: Collection[str]
+    def charged_taps(self, first: Mapping[str, str], exclude: Collection[str]
                      ) -> dict[CardDay, dict[str, PricedTap]]:
-        """Accepted taps already charged in these card-days."""
-        known: dict[CardDay, dict[str, PricedTap]] = {d: {} for d in days}
-        cards = sorted({c for c, _ in known})
-        dates = sorted({d for _, d in known})
+        """Accepted taps already charged in each card's days from `first[card]` on."""
+        known: dict[CardDay, dict[str, PricedTap]] = {}
+        by_start: dict[str, list[str]] = {}
+        for card, day in first.items():
+            by_start.setdefault(day, []).append(card)
         t = TapRecord.__table__.c
         # (One statement joining this read with the ledger's was tried: PostgreSQL
-        # planned it badly for large batches, 300 ms for 500 cards.)
+        # planned it badly for large batches, 300 ms for 500 cards.) Cards are grouped by
+        # their first day, so that one late tap does not make the whole batch read a
+        # week: a batch of taps made today is one statement, as before.
         conn = self.session.connection()
-        for part in parts(conn, cards):
-            rows = conn.execute(select(
-                t.tap_id, t.device_id, t.seq, t.ts, t.vehicle_id, t.route_id, t.kind,
-                t.lat_e6, t.lon_e6, t.card, t.service_date).where(
-                one_of(conn, t.card, part), one_of(conn, t.service_date, dates),
-                # Written into the statement, not bound: PostgreSQL's generic plan for a
-                # bound status scanned the whole table (1 ms instead of 0.1 for 13 cards).
-                t.status == literal("charged", literal_execute=True))).all()
-            for row in rows:
-                day = known.get((row[9], row[10]))
-                if day is not None and row[0] not in exclude:
-                    day[row[0]] = PricedTap(*row[:9])
+        for start, cards in sorted(by_start.items()):
+            for part in parts(conn, sorted(cards)):
+                rows = conn.execute(select(
+                    t.tap_id, t.device_id, t.seq, t.ts, t.vehicle_id, t.route_id, t.kind,
+                    t.lat_e6, t.lon_e6, t.card, t.service_date).where(
+                    one_of(conn, t.card, part), t.service_date >= start,
+                    # Written into the statement, not bound: PostgreSQL's generic plan for
+                    # a bound status scanned the whole table (1 ms instead of 0.1 for 13
+                    # cards).
+                    t.status == literal("charged", literal_execute=True))).all()
+                for row in rows:
+                    if row[0] not in exclude:
+                        known.setdefault((row[9], row[10]), {})[row[0]] = PricedTap(*row[:9])
         return known
 
     def tap_amounts(self, days: Collection[CardDay]) -> dict[str, TapAmount]:
         """The ledger's amounts for the taps of these card-days."""
         return self.ledger.tap_amounts(self.session, days)
+
+    def period_totals(self, keys: Collection[PeriodKey]) -> dict[PeriodKey, int]:
+        """The kept week and month totals of these periods."""
+        wanted = set(keys)
+        cards = sorted({c for c, _, _ in wanted})
+        starts = sorted({s for _, _, s in wanted})
+        p = FarePeriod.__table__.c
+        conn = self.session.connection()
+        found: dict[PeriodKey, int] = {}
+        for part in parts(conn, cards):
+            for card, kind, start, total in conn.execute(
+                    select(p.card, p.kind, p.start, p.total)
+                    .where(one_of(conn, p.card, part), one_of(conn, p.start, starts))):
+                if (card, kind, start) in wanted:
+                    found[(card, kind, start)] = int(total)
+        return found
+
+    def save_periods(self, totals: Mapping[PeriodKey, int]) -> None:
+        """The batch's new week and month totals, in one statement, in key order."""
+        bulk_upsert(self.session, FarePeriod.__table__, [
+            {"card": card, "kind": kind, "start": start, "total": total}
+            for (card, kind, start), total in sorted(totals.items())], replace=("total",))
 
     def post(self, drafts: Sequence[EntryDraft], accounts: Mapping[str, int]) -> Posted:
         """Post through the ledger."""

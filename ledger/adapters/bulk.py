@@ -67,6 +67,28 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
     return list(result.all()) if returning else []
 
 
+def bulk_upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]],
+                replace: Sequence[str]) -> None:
+    """Insert rows, or where the primary key is taken set the `replace` columns."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    if dialect_of(session) != "postgresql":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in replace}), list(rows))
+        return
+    columns = list(rows[0].keys())
+    arrays = ", ".join(f"CAST(:{c} AS {_pg_type(table.c[c])}[])" for c in columns)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in replace)
+    session.execute(text(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"),
+        {c: pg_array([r[c] for r in rows]) for c in columns})
+
+
 def bulk_update(session: Session, table: Table, key: str, column: str,
                 values: dict[str, int], *, add: bool = False) -> None:
     """For each key, set the integer `column` to its value (or add it, with add=True).

@@ -1,5 +1,6 @@
 """What a batch of taps costs PostgreSQL in round trips, so that the figure cannot grow
-unnoticed (docs/benchmarks.md: ten a batch, fifteen before the tap path was tuned).
+unnoticed (docs/benchmarks.md: twelve a batch; ten before the weekly and monthly caps'
+checkpoints, fifteen before the tap path was tuned).
 
 The real tap service on a real PostgreSQL database, driven in-process with signed taps;
 every round trip the batch makes is counted through SQLAlchemy's events: the pool's
@@ -44,11 +45,13 @@ FUNDS = 500_000  # far above any fare: no card moves on or off the deny list her
 
 # Round trips measured on the tap path before it was split into a planning step and a
 # unit of work (statements in brackets); the split must not add any.
-# New taps (7): ping, begin, lock, inbox, day taps, amounts, post, deny list, fares, commit.
-NEW_TAPS = 10
-MIXED_DUPLICATES = 11   # (8) the same, and a look-up of the tap ids already in the inbox
+# New taps (7): ping, begin, lock, inbox, day taps, amounts, post, deny list, fares, commit;
+# since weekly and monthly caps, two more: read the cards' week and month totals, and keep
+# the new ones (fare_gateway/taps/periods.py).
+NEW_TAPS = 12
+MIXED_DUPLICATES = 13   # (8) the same, and a look-up of the tap ids already in the inbox
 ONLY_DUPLICATES = 6     # (3) ping, begin, lock, inbox, look-up, commit: nothing to price
-LATE_TAP_REPRICES = 10  # (7) its corrections ride in the same posting statement
+LATE_TAP_REPRICES = 12  # (7) its corrections ride in the same posting statement
 
 
 def at(day: int, hh: int, mm: int = 0) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from fare_gateway.devices import KnownDevice, Refusal, SignedMessage, verify_signed
 from fare_gateway.fares.engine import PricedTap
 from fare_gateway.fares.policy import builtin_policy
+from fare_gateway.taps.periods import PeriodKey
 from fare_gateway.taps.planning import Admitted, CardDay, InboxRow, priced_tap
 from fare_gateway.taps.ports import Quarantined
 from ledger.domain import CARD, CardState, EntryDraft, Posted, TapAmount, card_deltas
@@ -69,6 +70,7 @@ class StoreState:
     entries: list[EntryDraft] = field(default_factory=list)
     denylist: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     quarantine: list[Quarantined] = field(default_factory=list)
+    periods: dict[PeriodKey, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,15 +128,24 @@ class FakeUnitOfWork:
         return {t: InboxRow(e.tap.digest, e.fare, e.tap.card, e.status, e.reason)
                 for t, e in self.work.inbox.items() if t in tap_ids}
 
-    def charged_taps(self, days: Collection[CardDay], exclude: Collection[str]
+    def charged_taps(self, first: Mapping[str, str], exclude: Collection[str]
                      ) -> dict[CardDay, dict[str, PricedTap]]:
         self.store.calls.append("charged_taps")
-        out: dict[CardDay, dict[str, PricedTap]] = {d: {} for d in days}
+        out: dict[CardDay, dict[str, PricedTap]] = {}
         for tap_id, e in self.work.inbox.items():
-            day = (e.tap.card, e.service_date)
-            if day in out and e.status == "charged" and tap_id not in exclude:
-                out[day][tap_id] = priced_tap(e.tap)
+            card, day = e.tap.card, e.service_date
+            if (card in first and day >= first[card] and e.status == "charged"
+                    and tap_id not in exclude):
+                out.setdefault((card, day), {})[tap_id] = priced_tap(e.tap)
         return out
+
+    def period_totals(self, keys: Collection[PeriodKey]) -> dict[PeriodKey, int]:
+        self.store.calls.append("period_totals")
+        return {k: self.work.periods[k] for k in keys if k in self.work.periods}
+
+    def save_periods(self, totals: Mapping[PeriodKey, int]) -> None:
+        self.store.calls.append("save_periods")
+        self.work.periods.update(totals)
 
     def tap_amounts(self, days: Collection[CardDay]) -> dict[str, TapAmount]:
         self.store.calls.append("tap_amounts")

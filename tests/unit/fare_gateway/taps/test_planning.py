@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from fare_gateway.fares.engine import PricedTap
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.taps import planning
+from fare_gateway.taps.periods import PeriodKey
 from fare_gateway.taps.planning import Arrival, InboxRow, Plan, priced_tap
 from ledger.domain import CARD, REVENUE, CardState, EntryDraft, TapAmount, card_deltas
 from tests.unit.fare_gateway.fares.test_engine_worked_examples import (
@@ -42,9 +43,10 @@ def decide(taps: Sequence[Tap], cards: Mapping[str, CardState], *,
            policy: FarePolicy = SBY_POLICY, inbox: Mapping[str, InboxRow] | None = None,
            history: Sequence[Tap] = (), amounts: Mapping[str, TapAmount] | None = None,
            operators: Mapping[str, str] | None = None,
-           rules: Mapping[int, str] | None = None) -> Plan:
+           rules: Mapping[int, str] | None = None,
+           periods: Mapping[PeriodKey, int] | None = None) -> Plan:
     """Admit and plan a batch; tap ids in `inbox` are the ones the insert skips, `rules`
-    the rule each tap (by position) breaks."""
+    the rule each tap (by position) breaks, `periods` the cards' week and month totals."""
     inbox = dict(inbox or {})
     rules = rules or {}
     admission = planning.admit([Arrival(i, t, rules.get(i)) for i, t in enumerate(taps)],
@@ -54,10 +56,11 @@ def decide(taps: Sequence[Tap], cards: Mapping[str, CardState], *,
     for t in history:
         day = (t.card, policy.service_date(t.ts).isoformat())
         days.setdefault(day, {})[t.tap_id] = priced_tap(t)
-    wanted = planning.card_days(admission.to_price(inserted))
-    loaded = {d: days.get(d, {}) for d in wanted}
+    first = planning.first_days(admission.to_price(inserted))
+    loaded = {d: taps for d, taps in days.items() if d[0] in first and d[1] >= first[d[0]]}
     return planning.plan(admission, inserted, inbox, cards, loaded, amounts or {},
-                         operators or {"R1": "SBY", "KRL-BOGOR": "KAI"}, policy)
+                         operators or {"R1": "SBY", "KRL-BOGOR": "KAI"}, periods or {},
+                         policy)
 
 
 def summary(drafts: Sequence[EntryDraft]) -> list[tuple[str, str, int, str | None]]:

@@ -75,8 +75,9 @@ def test_a_new_tap_is_charged_and_receipted_with_the_new_balance(store: FakeStor
     assert store.state.denylist == {A: ("regular", "active", 45_000)}
     assert store.commits == 1
     # The statements a batch of new taps makes, in the order PostgreSQL sees them.
-    assert store.calls == ["lock_cards", "admit", "charged_taps", "tap_amounts", "post",
-                           "refresh_denylist", "set_fares"]
+    assert store.calls == ["lock_cards", "admit", "charged_taps", "tap_amounts",
+                           "period_totals", "post", "refresh_denylist", "set_fares",
+                           "save_periods"]
 
 
 def test_the_same_tap_again_is_a_duplicate_with_the_original_fare(store: FakeStore) -> None:
