@@ -22,13 +22,21 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from fare_gateway.adapters.models import Device, DeviceVehicle, TapRecord
 from fare_gateway.devices import Binding, KnownDevice, SecretKeyError, unseal
-from fare_gateway.fares.engine import Charge, DayPrice, PricedTap, price_day
+from fare_gateway.fares.engine import (
+    NOTHING_EARLIER,
+    Charge,
+    DayPrice,
+    Earlier,
+    PricedTap,
+    price_day,
+)
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.riders import explain
+from fare_gateway.riders.statement import day_totals, period_start
 from fare_gateway.riders.times import iso_z
 from ledger.adapters.db import READS_ONLY, Sessions
 from transit.wire import Tap
@@ -135,9 +143,27 @@ def day_taps(session: Session, card: str, service_date: str) -> list[TapRecord]:
         .order_by(TapRecord.ts, TapRecord.device_id, TapRecord.seq)))
 
 
-def price_of_day(policy: FarePolicy, category: str, taps: Iterable[TapRecord]) -> DayPrice:
-    """What the fare rules charge for the day's charged taps now."""
-    return price_day(policy, category, [priced(t) for t in taps if t.status == "charged"])
+def earlier_on(session: Session, card: str, service_date: str) -> Earlier:
+    """What the ledger holds for the card's taps on the days before this one in its week
+    and in its month: where the day's weekly and monthly caps start."""
+    totals = day_totals(session.connection(), card, period_start([service_date]),
+                        service_date)
+    return totals.earlier(service_date)
+
+
+def price_of_day(policy: FarePolicy, category: str, taps: Iterable[TapRecord],
+                 earlier: Earlier | None = None) -> DayPrice:
+    """What the fare rules charge for the day's charged taps now, the weekly and monthly
+    caps starting from `earlier`: by default what the ledger holds for the card's
+    earlier days of the week and month, read in the rows' own session (rows held by
+    none, as a test builds them, have nothing before them)."""
+    rows = list(taps)
+    if earlier is None:
+        session = object_session(rows[0]) if rows else None
+        earlier = (NOTHING_EARLIER if session is None else
+                   earlier_on(session, rows[0].card, rows[0].service_date))
+    return price_day(policy, category, [priced(t) for t in rows if t.status == "charged"],
+                     earlier)
 
 
 # -- the tap and its receipt --------------------------------------------------------------------
@@ -247,15 +273,29 @@ HELD = {"id": " Buku besar mencatat {amount} untuk tap ini.",
         "en": " The ledger holds {amount} for this tap."}
 
 
-def explain_charge(row: TapRecord, charge: Charge | None, held: int, lang: str) -> str:
+def boarding(policy: FarePolicy, charge: Charge | None, taps: Iterable[TapRecord]
+             ) -> explain.Boarding | None:
+    """The day's entry that stood in for an inferred exit's missing tap-out, if any."""
+    if charge is None or charge.pricing != "inferred_exit" or charge.related is None:
+        return None
+    entry = next((t for t in taps if t.tap_id == charge.related), None)
+    if entry is None:
+        return None
+    return explain.Boarding(policy.local_time(entry.ts).strftime("%H:%M"), entry.route_id,
+                            entry.vehicle_id)
+
+
+def explain_charge(row: TapRecord, charge: Charge | None, held: int, lang: str,
+                   boarded: explain.Boarding | None = None) -> str:
     """One sentence saying why the tap cost what it did, in Indonesian or English, and
-    what the ledger holds for it when that differs."""
+    what the ledger holds for it when that differs; `boarded` is the next entry that
+    stood in for its missing tap-out (`boarding`), when the fare was worked out so."""
     lang = lang if lang in explain.LANGUAGES else explain.DEFAULT_LANGUAGE
     if not row.accepted:
         return explain.denied_sentence(row.reason, lang)
     if row.status == "unknown_card":
         return UNISSUED[lang]
-    text = explain.tap_sentence(charge, lang)
+    text = explain.tap_sentence(charge, lang, boarded=boarded)
     if charge is not None and held != charge.amount:
         text += HELD[lang].format(amount=explain.rupiah(held))
     return text
@@ -271,7 +311,8 @@ def explain_day(policy: FarePolicy, taps: list[TapRecord], price: DayPrice,
     parts = []
     for row in taps:
         at = policy.local_time(row.ts).strftime("%H:%M")
-        sentence = explain_charge(row, price.charges.get(row.tap_id),
-                                  held.get(row.tap_id, 0), lang)
+        charge = price.charges.get(row.tap_id)
+        sentence = explain_charge(row, charge, held.get(row.tap_id, 0), lang,
+                                  boarding(policy, charge, taps))
         parts.append(f"{at} {row.route_id}: {sentence}")
     return " ".join(parts)

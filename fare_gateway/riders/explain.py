@@ -1,24 +1,28 @@
 """One sentence for each line of a rider's statement, in Indonesian (the default) or English.
 
 The sentences say what the fare engine decided (`fare_gateway.fares.engine.Charge`:
-which rule, transfer, cap, repeat or distance) and what moved a card's balance
-otherwise (top-ups, refunds, a lost card's balance moved to its replacement, a
-correction after a tap that reached the gateway late). Pure functions of plain values:
-the statement works out the facts, these only word them.
+which rule, transfer, cap (daily, weekly or monthly), repeat, distance, or the next
+boarding that stood in for a missing tap-out) and what moved a card's balance otherwise
+(top-ups, refunds, a lost card's balance moved to its replacement, a correction after a
+tap that reached the gateway late, on the same day or on an earlier day of the week or
+month). Pure functions of plain values: the statement works out the facts, these only
+word them.
 
 Amounts are written the Indonesian way in both languages, `Rp5.000` (a dot between
 thousands, no decimals: the rupiah has none in use), so that a rider who switches
 language sees the same figures as on the bus and the top-up receipt. Kilometres keep
 the language's own decimal mark (`12,3 km`, `12.3 km`). Times are the network's local
-wall-clock time, `07:42`, as on the bus.
+wall-clock time, `07:42`, as on the bus; dates are written out, `17 November 2025`.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import NamedTuple
 
 from fare_gateway.fares.engine import Charge
+from fare_gateway.fares.policy import week_of
 
 LANGUAGES = ("id", "en")
 DEFAULT_LANGUAGE = "id"
@@ -77,6 +81,21 @@ def clock(minute_of_day: int) -> str:
     return f"{minute_of_day // 60 % 24:02d}:{minute_of_day % 60:02d}"
 
 
+MONTHS = {
+    "id": ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus",
+           "September", "Oktober", "November", "Desember"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+}
+
+
+def long_date(service_date: str, lang: str) -> str:
+    """`17 November 2025` for an ISO date, the month named in the language."""
+    day = date.fromisoformat(service_date)
+    months = MONTHS[lang] if lang in MONTHS else MONTHS[DEFAULT_LANGUAGE]
+    return f"{day.day} {months[day.month - 1]} {day.year}"
+
+
 class LateTap(NamedTuple):
     """The tap whose late arrival re-priced a day, as a correction's sentence names it."""
 
@@ -84,6 +103,15 @@ class LateTap(NamedTuple):
     clock: str  # local time it was made, `07:42`
     route_id: str
     kind: str  # entry | exit
+    service_date: str = ""  # its own service day (ISO), when known
+
+
+class Boarding(NamedTuple):
+    """Where a card next boarded: the entry that stood in for a missing tap-out."""
+
+    clock: str  # local time, `08:50`
+    route_id: str
+    vehicle_id: str
 
 
 TEXT: dict[str, dict[str, str]] = {
@@ -95,15 +123,22 @@ TEXT: dict[str, dict[str, str]] = {
         "flat": "tarif penuh {fare} ({rule})",
         "distance": "tarif jarak {fare} untuk {km} ({rule})",
         "max_no_exit": "tarif maksimum {fare} karena tidak ada tap keluar ({rule})",
-        "unpriced": "tidak ada tarif untuk rute dan jam ini",
+        "inferred_exit": "tarif jarak {fare} untuk {km} sampai tempat Anda naik berikutnya "
+                         "({boarded}), karena tidak ada tap keluar ({rule})",
+        "inferred_exit_bare": "tarif jarak {fare} untuk {km} sampai tempat Anda naik "
+                              "berikutnya, karena tidak ada tap keluar ({rule})",
+        "boarded": "pukul {clock} di rute {route}, kendaraan {vehicle}",
         "new_journey": "Perjalanan baru: {fare}",
         "transfer_paid": "Transfer dalam perjalanan yang sama: {fare}, dikurangi {paid} yang "
                          "sudah dibayar, jadi Anda membayar selisihnya {due}",
         "transfer_free": "Transfer gratis dalam perjalanan yang sama: {fare}, tidak lebih "
                          "dari {paid} yang sudah dibayar",
-        "capped_all": "; batas tarif harian sudah tercapai, jadi tidak ditagih",
-        "capped_part": "; batas tarif harian tercapai, jadi hanya {charged} yang ditagih "
-                       "({cut} dibebaskan)",
+        "daily": "batas harian",
+        "weekly": "batas mingguan",
+        "monthly": "batas bulanan",
+        "capped_all": "; {cap} sudah tercapai, jadi tidak ditagih ({cut} dibebaskan)",
+        "capped_part": "; {cap} tercapai, jadi hanya {charged} yang ditagih ({cut} "
+                       "dibebaskan)",
         "repeat": "Tap ulang di bus yang sama {seconds} detik setelah tap sebelumnya: "
                   "tidak ditagih.",
         "exit_leg": "Tap keluar setelah perjalanan {km}: tap ini sendiri tidak ditagih, ia "
@@ -115,8 +150,15 @@ TEXT: dict[str, dict[str, str]] = {
                              "perjalanan sungguhan: {why}",
         "corr_exit": "Tap keluar Anda pukul {clock} menghitung ulang perjalanan ini menurut "
                      "jarak ({km}): sekarang {now}; {change}.",
+        "corr_inferred": "Tidak ada tap keluar, jadi perjalanan ini dihitung ulang menurut "
+                         "jarak sampai tempat Anda naik berikutnya, pukul {clock} di rute "
+                         "{route} ({km}): sekarang {now}; {change}.",
         "corr_late": "Tap pukul {clock} di rute {route} yang baru kami terima kemudian "
                      "menghitung ulang hari itu: {why}; {change}.",
+        "corr_period": "Tap pada {date} pukul {clock} di rute {route} yang baru kami terima "
+                       "kemudian mengubah sisa {cap}: {why}; {change}.",
+        "corr_period_bare": "Tap pada {date} pukul {clock} di rute {route} yang baru kami "
+                            "terima kemudian mengubah sisa {cap}; {change}.",
         "corr_unknown": "Tap lain yang baru kami terima kemudian menghitung ulang hari itu: "
                         "{why}; {change}.",
         "corr_bare": "Tap lain yang baru kami terima kemudian menghitung ulang hari itu; "
@@ -154,15 +196,22 @@ TEXT: dict[str, dict[str, str]] = {
         "flat": "the full fare of {fare} ({rule})",
         "distance": "the distance fare of {fare} for {km} ({rule})",
         "max_no_exit": "the maximum fare of {fare}, as there was no tap-out ({rule})",
-        "unpriced": "no fare applies to this route and time",
+        "inferred_exit": "the distance fare of {fare} for {km} to where you next boarded "
+                         "({boarded}), as there was no tap-out ({rule})",
+        "inferred_exit_bare": "the distance fare of {fare} for {km} to where you next "
+                              "boarded, as there was no tap-out ({rule})",
+        "boarded": "at {clock} on route {route}, vehicle {vehicle}",
         "new_journey": "New journey: {fare}",
         "transfer_paid": "Transfer within the same journey: {fare}, less {paid} already "
                          "paid, so you paid the difference of {due}",
         "transfer_free": "Free transfer within the same journey: {fare}, no more than the "
                          "{paid} already paid",
-        "capped_all": "; the daily fare cap was reached, so nothing was charged",
-        "capped_part": "; the daily fare cap was reached, so only {charged} was charged "
-                       "({cut} waived)",
+        "daily": "daily cap",
+        "weekly": "weekly cap",
+        "monthly": "monthly cap",
+        "capped_all": "; the {cap} was reached, so nothing was charged ({cut} waived)",
+        "capped_part": "; the {cap} was reached, so only {charged} was charged ({cut} "
+                       "waived)",
         "repeat": "Repeat tap on the same bus {seconds} s after the previous one: not "
                   "charged.",
         "exit_leg": "Tap-out after a ride of {km}: free in itself, it sets that ride's "
@@ -174,8 +223,15 @@ TEXT: dict[str, dict[str, str]] = {
                              "real ride: {why}",
         "corr_exit": "Your tap-out at {clock} re-priced this ride by distance ({km}): it "
                      "now costs {now}; {change}.",
+        "corr_inferred": "There was no tap-out, so this ride was re-priced by distance to "
+                         "where you next boarded, at {clock} on route {route} ({km}): it "
+                         "now costs {now}; {change}.",
         "corr_late": "A tap made at {clock} on route {route} that reached us later "
                      "re-priced the day: {why}; {change}.",
+        "corr_period": "A tap made on {date} at {clock} on route {route} that reached us "
+                       "later changed what was left of the {cap}: {why}; {change}.",
+        "corr_period_bare": "A tap made on {date} at {clock} on route {route} that reached "
+                            "us later changed what was left of the {cap}; {change}.",
         "corr_unknown": "A tap that reached us later re-priced the day: {why}; {change}.",
         "corr_bare": "A tap that reached us later re-priced the day; {change}.",
         "back": "{amount} back to the card",
@@ -232,26 +288,42 @@ def rule_name(charge: Charge, lang: str = DEFAULT_LANGUAGE) -> str:
     return t["rule_window"].format(start=start, end=end)
 
 
-def _fare(charge: Charge, lang: str) -> str:
+CAPS = ("daily", "weekly", "monthly")
+
+
+def _fare(charge: Charge, lang: str, boarded: Boarding | None) -> str:
     t = _text(lang)
-    if charge.pricing == "unpriced" or charge.rule is None:
-        return t["unpriced"]
     rule = rule_name(charge, lang)
     fare = rupiah(charge.full_fare)
     if charge.pricing == "distance" and charge.km is not None:
         return t["distance"].format(fare=fare, km=kilometres(charge.km, lang), rule=rule)
+    if charge.pricing == "inferred_exit" and charge.km is not None:
+        km = kilometres(charge.km, lang)
+        if boarded is None:
+            return t["inferred_exit_bare"].format(fare=fare, km=km, rule=rule)
+        where = t["boarded"].format(clock=boarded.clock, route=boarded.route_id,
+                                    vehicle=boarded.vehicle_id)
+        return t["inferred_exit"].format(fare=fare, km=km, boarded=where, rule=rule)
     if charge.pricing == "max_no_exit":
         return t["max_no_exit"].format(fare=fare, rule=rule)
     return t["flat"].format(fare=fare, rule=rule)
 
 
-def _charge_clause(charge: Charge, lang: str) -> str:
+def cap_name(cap: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """`batas mingguan` / `weekly cap`: the cap that lowered a charge (daily when the
+    charge does not say)."""
+    return _text(lang)[cap if cap in CAPS else "daily"]
+
+
+def _charge_clause(charge: Charge, lang: str, boarded: Boarding | None = None) -> str:
     """Why an entry, exit or repeat cost what it did, without the closing full stop."""
-    return charge_sentence(charge, lang).removesuffix(".")
+    return charge_sentence(charge, lang, boarded).removesuffix(".")
 
 
-def charge_sentence(charge: Charge, lang: str = DEFAULT_LANGUAGE) -> str:
-    """Why a tap cost what it did: full fare, transfer, cap, repeat, distance, tap-out."""
+def charge_sentence(charge: Charge, lang: str = DEFAULT_LANGUAGE,
+                    boarded: Boarding | None = None) -> str:
+    """Why a tap cost what it did: full fare, transfer, cap, repeat, distance, tap-out;
+    `boarded` is the next entry that stood in for a missing tap-out (an inferred exit)."""
     t = _text(lang)
     if charge.role == "repeat":
         return t["repeat"].format(seconds=round(charge.since_ms / 1000))
@@ -259,7 +331,7 @@ def charge_sentence(charge: Charge, lang: str = DEFAULT_LANGUAGE) -> str:
         if charge.km is not None and charge.related is not None:
             return t["exit_leg"].format(km=kilometres(charge.km, lang))
         return t["exit"]
-    fare = _fare(charge, lang)
+    fare = _fare(charge, lang, boarded)
     due = charge.amount + charge.capped_by  # what the rules asked before the cap
     if charge.role == "transfer":
         paid = rupiah(charge.paid_before)
@@ -268,18 +340,19 @@ def charge_sentence(charge: Charge, lang: str = DEFAULT_LANGUAGE) -> str:
     else:
         text = t["new_journey"].format(fare=fare)
     if charge.capped:
-        text += (t["capped_all"] if charge.amount == 0 else
-                 t["capped_part"].format(charged=rupiah(charge.amount),
-                                         cut=rupiah(charge.capped_by)))
+        cap, cut = cap_name(charge.cap, lang), rupiah(charge.capped_by)
+        text += (t["capped_all"].format(cap=cap, cut=cut) if charge.amount == 0 else
+                 t["capped_part"].format(cap=cap, charged=rupiah(charge.amount), cut=cut))
     return text + "."
 
 
 def tap_sentence(charge: Charge | None, lang: str = DEFAULT_LANGUAGE,
-                 replaced_by: str | None = None) -> str:
+                 replaced_by: str | None = None, boarded: Boarding | None = None) -> str:
     """A tap line: why it cost what it did when it was posted; `replaced_by` names the
-    new card when the tap reached the gateway after this card had been replaced."""
+    new card when the tap reached the gateway after this card had been replaced, and
+    `boarded` the next entry that stood in for a missing tap-out."""
     t = _text(lang)
-    why = t["tap"] if charge is None else charge_sentence(charge, lang)
+    why = t["tap"] if charge is None else charge_sentence(charge, lang, boarded)
     if replaced_by is not None:
         return t["after_replacement"].format(card=replaced_by, why=_lower_first(why))
     return why
@@ -295,20 +368,50 @@ def _change(amount: int, lang: str) -> str:
     return t["same"]
 
 
+def period_moved(charge: Charge | None, late_on: str, corrected_on: str) -> str:
+    """Which cap a late tap of an earlier day moved for a later day: the week's when
+    both days are in one week (unless the month's is the cap that binds now), else the
+    month's."""
+    same_week = week_of(date.fromisoformat(late_on)) == week_of(date.fromisoformat(corrected_on))
+    if not same_week or (charge is not None and charge.cap == "monthly"):
+        return "monthly"
+    return "weekly"
+
+
 def correction_sentence(charge: Charge | None, amount: int, late: LateTap | None,
-                        lang: str = DEFAULT_LANGUAGE) -> str:
+                        lang: str = DEFAULT_LANGUAGE, *, corrected_on: str = "",
+                        boarded: Boarding | None = None) -> str:
     """A correction line: which later tap re-priced the day, what the corrected tap costs
     since (`charge`, as of that tap) and what it did to the balance (`amount`, signed as
-    on the statement: more than 0 is money back)."""
+    on the statement: more than 0 is money back).
+
+    `corrected_on` is the corrected tap's service day: a late tap of another day moved
+    what that day's week or month had left under its cap. `boarded` is the next entry
+    that stands in for the corrected ride's missing tap-out, if one does.
+    """
     t = _text(lang)
     change = _change(amount, lang)
+    if (late is not None and late.service_date and corrected_on
+            and late.service_date != corrected_on):
+        facts = dict(date=long_date(late.service_date, lang), clock=late.clock,
+                     route=late.route_id, change=change,
+                     cap=cap_name(period_moved(charge, late.service_date, corrected_on),
+                                  lang))
+        if charge is None:
+            return t["corr_period_bare"].format(**facts)
+        return t["corr_period"].format(why=_lower_first(_charge_clause(charge, lang, boarded)),
+                                       **facts)
     if charge is None:
         return t["corr_bare"].format(change=change)
-    if (late is not None and late.kind == "exit" and charge.related == late.tap_id
-            and charge.km is not None):
-        return t["corr_exit"].format(clock=late.clock, km=kilometres(charge.km, lang),
-                                     now=rupiah(charge.amount), change=change)
-    why = _lower_first(_charge_clause(charge, lang))
+    if late is not None and charge.related == late.tap_id and charge.km is not None:
+        if late.kind == "exit":
+            return t["corr_exit"].format(clock=late.clock, km=kilometres(charge.km, lang),
+                                         now=rupiah(charge.amount), change=change)
+        if charge.pricing == "inferred_exit":
+            return t["corr_inferred"].format(clock=late.clock, route=late.route_id,
+                                             km=kilometres(charge.km, lang),
+                                             now=rupiah(charge.amount), change=change)
+    why = _lower_first(_charge_clause(charge, lang, boarded))
     if late is None:
         return t["corr_unknown"].format(why=why, change=change)
     return t["corr_late"].format(clock=late.clock, route=late.route_id, why=why,

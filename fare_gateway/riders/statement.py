@@ -21,16 +21,24 @@ A sentence says what the engine decided when the money moved, so that a line's a
 and its sentence agree: a tap's day is priced again with the taps that had reached the
 gateway by then (those received earlier, and those of its own batch up to it in tap
 order, the order in which the gateway priced a batch), and a correction's sentence
-explains the corrected tap's new charge as of the late tap that caused it. Most days
+explains the corrected tap's new charge as of the late tap that caused it (a late tap of
+an earlier day of the week or month moves what a later day's caps leave: its
+correction is explained by the later day as it stood when that tap came in). Every
+pricing of a day, its replay included, starts the day's weekly and monthly caps from
+what the ledger holds for the card's earlier days of that week and month. Most days
 arrive in tap order and hold entries only: every tap's charge then depends on earlier
-taps alone, and one pricing of the whole day gives each tap's charge at its time.
+taps alone, and one pricing of the whole day gives each tap's charge at its time; not
+so on a rule that infers exits, where a later entry may stand in for an earlier one's
+missing tap-out.
 
 Reading it (`card_statement`) takes one pass over the card's postings, which returns
 the window's movements other than fares and, summed by the database, the lines before
 the window and the window's fares; the fares themselves are read from the card's
-entries by service date (a fare entry moves its amount, negated, on its card), and the
-card's taps by service date. Should the fares not add up to what the postings say
-(data written other than by the tap path), they are read from the postings instead.
+entries by service date (a fare entry moves its amount, negated, on its card), the
+card's taps by service date, and what its taps' entries hold per service date from the
+first Monday or first of the month the window's days count from (one grouped query).
+Should the fares not add up to what the postings say (data written other than by the
+tap path), they are read from the postings instead.
 """
 
 from __future__ import annotations
@@ -38,10 +46,12 @@ from __future__ import annotations
 import gc
 import math
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, and_, case, cast, func, literal, null, or_, select, union_all
@@ -49,8 +59,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from fare_gateway.adapters.models import CardReplacement, Dispute, TapRecord
-from fare_gateway.fares.engine import Charge, DayPrice, PricedTap, price_day
-from fare_gateway.fares.policy import FarePolicy
+from fare_gateway.fares.engine import (
+    NOTHING_EARLIER,
+    Charge,
+    DayPrice,
+    Earlier,
+    PricedTap,
+    price_day,
+)
+from fare_gateway.fares.policy import FarePolicy, FareRule, month_of, week_of
 from fare_gateway.riders import explain
 from fare_gateway.riders.links import own_card
 from fare_gateway.riders.times import iso_z
@@ -252,6 +269,74 @@ def statement_window(policy: FarePolicy, first: date | None, last: date | None,
 # -- pricing as it was ---------------------------------------------------------------
 
 
+def infers_exits(rule: FareRule) -> bool:
+    """A distance rule on which the card's next entry may stand in for a missing tap-out."""
+    return rule.distance is not None and rule.distance.infer_exit_minutes is not None
+
+
+class DayTotals:
+    """What the ledger holds for a card's taps by service date (ISO), and since when:
+    the net of each day's fares and corrections, as it stood at any posting time, from
+    which a day's weekly and monthly caps start.
+
+    Made from (service date, posting time, amount) sums. A day's caps start from what
+    its earlier days held when its taps were priced: a late tap of an earlier day,
+    posted after them, moved the totals only for what came after it.
+    """
+
+    def __init__(self, posted: Iterable[tuple[str, int, int]] = ()) -> None:
+        by_date: dict[str, list[tuple[int, int]]] = {}
+        for day, posted_ms, amount in posted:
+            by_date.setdefault(day, []).append((posted_ms, amount))
+        self.dates = sorted(by_date)
+        self._sums = [0]  # _sums[i]: the total of the first i dates
+        self._times: list[list[int]] = []  # each date's posting times, in order
+        self._running: list[list[int]] = []  # and its total after each of them
+        for day in self.dates:
+            moves = sorted(by_date[day])
+            self._times.append([t for t, _ in moves])
+            self._running.append(list(accumulate(a for _, a in moves)))
+            self._sums.append(self._sums[-1] + self._running[-1][-1])
+
+    def _span(self, first: str, before: str) -> range:
+        return range(bisect_left(self.dates, first), bisect_left(self.dates, before))
+
+    def between(self, first: str, before: str, at_ms: int | None = None) -> int:
+        """The total of the dates from `first` up to (not including) `before`: as it
+        stands, or as it stood once the entries posted by `at_ms` were in."""
+        span = self._span(first, before)
+        if not span:
+            return 0
+        if at_ms is None:
+            return self._sums[span.stop] - self._sums[span.start]
+        total = 0
+        for i in span:
+            k = bisect_right(self._times[i], at_ms)
+            if k:
+                total += self._running[i][k - 1]
+        return total
+
+    def earlier(self, service_date: str, at_ms: int | None = None) -> Earlier:
+        """What the card was charged before this day in its week and in its month (as
+        it stood at `at_ms`, if given)."""
+        day = date.fromisoformat(service_date)
+        return Earlier(self.between(week_of(day).isoformat(), service_date, at_ms),
+                       self.between(month_of(day).isoformat(), service_date, at_ms))
+
+    def settled_by(self, service_date: str) -> int:
+        """When the last entry of the days before this one in its week and month was
+        posted (-1: none): from then on its caps start where they do now."""
+        span = self._span(period_start([service_date]), service_date)
+        return max((self._times[i][-1] for i in span), default=-1)
+
+
+def period_start(service_dates: Iterable[str]) -> str:
+    """The first service date whose charges some of these days' caps count from: the
+    earliest Monday or first of the month among their weeks and months."""
+    days = [date.fromisoformat(d) for d in service_dates]
+    return min(min(week_of(d), month_of(d)) for d in days).isoformat()
+
+
 def arrival_key(tap: TapRow) -> tuple[int, int, str, int]:
     """The order in which the gateway priced a card's taps: by arrival, and within one
     batch (one `received_ms`) in tap order."""
@@ -263,32 +348,58 @@ def event_key(tap: TapRow) -> tuple[int, str, int]:
 
 
 class DayPrices:
-    """A card-day's prices as the gateway computed them when each of its taps arrived."""
+    """A card-day's prices as the gateway computed them when each of its taps arrived.
 
-    def __init__(self, policy: FarePolicy, category: str, taps: Iterable[TapRow]) -> None:
+    `totals` is what the ledger holds for the card's days (`DayTotals`): every pricing
+    of the day, the replay of its arrivals included, starts the day's weekly and
+    monthly caps from what its earlier days of the week and month held then.
+    """
+
+    def __init__(self, policy: FarePolicy, category: str, taps: Iterable[TapRow],
+                 totals: DayTotals | None = None) -> None:
         self.policy = policy
         self.category = category
         self.arrival = sorted(taps, key=arrival_key)
+        self.totals = totals
+        day = self.arrival[0].service_date if self.arrival else None
+        self.service_date = day
         # A day that arrived in tap order and holds entries only: a tap's charge depends
-        # on earlier taps alone (only an exit changes what an earlier tap costs), so the
-        # whole day's price is each tap's price at its own arrival.
-        self.causal = True
+        # on earlier taps alone, so the whole day's price is each tap's price at its own
+        # arrival. An exit changes what an earlier tap costs, and so does an entry after
+        # one on a rule that infers exits (it may stand in for the missing tap-out); and
+        # a late tap of an earlier day, posted after this day's first, moved the caps
+        # the day's later taps start from.
+        self.causal = totals is None or day is None or (
+            totals.settled_by(day) < self.arrival[0].received_ms)
         previous: tuple[int, str, int] | None = None
         for t in self.arrival:
-            order = (t.ts, t.device_id, t.seq)
-            if t.kind != "entry" or (previous is not None and order < previous):
-                self.causal = False
+            if not self.causal:
                 break
+            order = (t.ts, t.device_id, t.seq)
+            if (t.kind != "entry" or (previous is not None and order < previous)
+                    or infers_exits(policy.rule_for(t.route_id, t.ts))):
+                self.causal = False
             previous = order
-        self._as_of: dict[int, DayPrice] = {}
+        self._as_of: dict[tuple[int, Earlier], DayPrice] = {}
         self._position: dict[str, int] | None = None
-        self.whole = self._priced(len(self.arrival) - 1).charges if self.causal else None
+        self.whole = (self._priced(len(self.arrival) - 1, None).charges if self.causal
+                      else None)
 
-    def _priced(self, upto: int) -> DayPrice:
-        """The day priced with its first `upto + 1` arrivals."""
-        if upto not in self._as_of:
-            self._as_of[upto] = price_day(self.policy, self.category, self.arrival[:upto + 1])
-        return self._as_of[upto]
+    def earlier(self, at_ms: int | None = None) -> Earlier:
+        """What the day's week and month held before it, as of `at_ms` (None: now)."""
+        if self.totals is None or self.service_date is None:
+            return NOTHING_EARLIER
+        return self.totals.earlier(self.service_date, at_ms)
+
+    def _priced(self, upto: int, at_ms: int | None) -> DayPrice:
+        """The day priced with its first `upto + 1` arrivals, its caps starting from
+        what the ledger held at `at_ms`."""
+        earlier = self.earlier(at_ms)
+        key = (upto, earlier)
+        if key not in self._as_of:
+            self._as_of[key] = price_day(self.policy, self.category,
+                                         self.arrival[:upto + 1], earlier)
+        return self._as_of[key]
 
     def position(self, tap_id: str) -> int | None:
         """Where the tap came in the day's arrivals."""
@@ -296,14 +407,26 @@ class DayPrices:
             self._position = {t.tap_id: i for i, t in enumerate(self.arrival)}
         return self._position.get(tap_id)
 
-    def charge_at(self, tap_id: str, as_of: str | None = None) -> Charge | None:
-        """What `tap_id` cost once `as_of` (by default the tap itself) had been priced."""
+    def charge_at(self, tap_id: str, as_of: str | None = None, at_ms: int | None = None
+                  ) -> Charge | None:
+        """What `tap_id` cost once `as_of` (by default the tap itself) had been priced,
+        from the ledger as it stood at `at_ms` (that pricing's posting time; None: now).
+        """
         if self.whole is not None and (as_of is None or as_of == tap_id):
             return self.whole.get(tap_id)
         # Nothing is ever corrected in a causal day, but a correction there (a policy
         # changed since) is explained by the exact replay all the same.
         i = self.position(tap_id if as_of is None else as_of)
-        return None if i is None else self._priced(i).charges.get(tap_id)
+        return None if i is None else self._priced(i, at_ms).charges.get(tap_id)
+
+    def charge_when(self, tap_id: str, received_ms: int, at_ms: int | None = None
+                    ) -> Charge | None:
+        """What `tap_id` cost when a tap of another day received at `received_ms` (and
+        posted at `at_ms`) re-priced this one: with the day's taps received before it."""
+        upto = bisect_left(self.arrival, received_ms, key=lambda t: t.received_ms) - 1
+        if upto < 0:
+            return None
+        return self._priced(upto, at_ms).charges.get(tap_id)
 
 
 # -- stops ---------------------------------------------------------------------------
@@ -427,15 +550,20 @@ def assemble(policy: FarePolicy, card: str, category: str, opening: int,
              movements: Sequence[Movement], taps: Sequence[TapRow], window: Window,
              lang: str = explain.DEFAULT_LANGUAGE, *, replaced: Replacement | None = None,
              disputes: Mapping[int, str | None] | None = None,
-             stops: Mapping[str, StopRow] | None = None) -> Statement:
+             stops: Mapping[str, StopRow] | None = None,
+             held: DayTotals | None = None) -> Statement:
     """The statement from what the database holds: pure, the rules in the module's text.
 
     `movements` and `taps` may hold more than the window (the days that corrections in
-    the window re-priced, for their sentences); only the window's lines are shown.
-    `disputes` names each refunded dispute's tap; `stops` the stop of each tap by id.
+    the window re-priced, and the late taps of other days that caused them, for their
+    sentences); only the window's lines are shown. `disputes` names each refunded
+    dispute's tap; `stops` the stop of each tap by id; `held` what the ledger holds for
+    the card's taps by service date, from which each day's weekly and monthly caps
+    start (none: nothing before the window counts).
     """
     disputes = disputes or {}
     stops = stops or {}
+    totals = held or DayTotals()
     by_id = {t.tap_id: t for t in taps if t.status in SHOWN_TAPS}
     fares: dict[str, Movement] = {}
     day_category: dict[str, str] = {}
@@ -479,7 +607,7 @@ def assemble(policy: FarePolicy, card: str, category: str, opening: int,
     def day_of(service_date: str) -> DayPrices:
         if service_date not in days:
             days[service_date] = DayPrices(policy, day_category.get(service_date, category),
-                                           accepted.get(service_date, []))
+                                           accepted.get(service_date, []), totals)
         return days[service_date]
 
     sentences: dict[tuple[Any, ...], str] = {}
@@ -492,14 +620,17 @@ def assemble(policy: FarePolicy, card: str, category: str, opening: int,
         stop_id, stop_name = (stop.stop_id, stop.name) if stop else (None, None)
         if line.type == "tap" and tap is not None:
             # The common line, kept short: most of a long statement is rides.
-            charge = day_of(tap.service_date).charge_at(tap.tap_id)
+            fare = line.movement
+            # Priced from the ledger as it stood when the tap's fare was posted.
+            charge = day_of(tap.service_date).charge_at(
+                tap.tap_id, at_ms=fare.posted_ms if fare else tap.received_ms)
             replaced_by = (replaced.new_card if replaced is not None
                            and tap.received_ms > replaced.created_ms else None)
             key = (replaced_by, None if charge is None else charge[1:])
             text = sentences.get(key)
             if text is None:
-                text = sentences[key] = explain.tap_sentence(charge, lang, replaced_by)
-            fare = line.movement
+                text = sentences[key] = explain.tap_sentence(
+                    charge, lang, replaced_by, boarding(policy, charge, by_id))
             items.append(StatementItem(line.key[0], "tap", line.amount, balance, tap.tap_id,
                                        tap.route_id, tap.vehicle_id, None, text, stop_id,
                                        stop_name, line.service_date,
@@ -519,6 +650,18 @@ def assemble(policy: FarePolicy, card: str, category: str, opening: int,
     return Statement(card, policy.currency, window, opening, balance, tuple(items), lang)
 
 
+def boarding(policy: FarePolicy, charge: Charge | None, by_id: Mapping[str, TapRow]
+             ) -> explain.Boarding | None:
+    """The next entry that stood in for an inferred exit's missing tap-out, if known."""
+    if charge is None or charge.pricing != "inferred_exit" or charge.related is None:
+        return None
+    entry = by_id.get(charge.related)
+    if entry is None:
+        return None
+    return explain.Boarding(policy.local_time(entry.ts).strftime("%H:%M"), entry.route_id,
+                            entry.vehicle_id)
+
+
 def _sentence(policy: FarePolicy, line: _Line, day_of: Callable[[str], DayPrices],
               by_id: Mapping[str, TapRow], lang: str) -> str:
     """The explanation of any line but a ride's, which `assemble` words itself."""
@@ -534,11 +677,20 @@ def _sentence(policy: FarePolicy, line: _Line, day_of: Callable[[str], DayPrices
         late_tap = by_id.get(late_id) if late_id else None
         charge = None
         if corrected is not None:
-            charge = day_of(corrected.service_date).charge_at(corrected.tap_id, late_id)
+            day = day_of(corrected.service_date)
+            if late_tap is not None and late_tap.service_date != corrected.service_date:
+                # A late tap of another day moved what this day's week or month had
+                # left: the day as it stood when that tap came in.
+                charge = day.charge_when(corrected.tap_id, late_tap.received_ms, m.posted_ms)
+            else:
+                charge = day.charge_at(corrected.tap_id, late_id, m.posted_ms)
         late = None if late_tap is None else explain.LateTap(
             late_tap.tap_id, policy.local_time(late_tap.ts).strftime("%H:%M"),
-            late_tap.route_id, late_tap.kind)
-        return explain.correction_sentence(charge, m.amount, late, lang)
+            late_tap.route_id, late_tap.kind, late_tap.service_date)
+        return explain.correction_sentence(
+            charge, m.amount, late, lang,
+            corrected_on=corrected.service_date if corrected is not None else "",
+            boarded=boarding(policy, charge, by_id))
     if line.type == "topup":
         return explain.topup_sentence(m.amount, m.reference, lang)
     if line.type == "refund":
@@ -627,20 +779,40 @@ def _posted_fares(conn: Connection, account_id: int, window: Window) -> list[Mov
     return [Movement._make(row) for row in rows]
 
 
-def _taps(conn: Connection, card: str, window: Window, also: Iterable[str]) -> list[TapRow]:
-    """The card's taps of the window's days and of `also` (`ix_taps_card_service_date`)."""
+def _taps(conn: Connection, card: str, window: Window, also: Iterable[str],
+          tap_ids: Iterable[str] = ()) -> list[TapRow]:
+    """The card's taps of the window's days, of `also` and those named in `tap_ids`
+    (`ix_taps_card_service_date`)."""
     t = TapRecord.__table__.c
-    in_window = and_(t.service_date >= window.first_text,
-                     t.service_date <= window.last_text)
+    wanted = [and_(t.service_date >= window.first_text, t.service_date <= window.last_text)]
     extra = sorted(set(also))
+    if extra:
+        wanted.append(one_of(conn, t.service_date, extra))
+    named = sorted(set(tap_ids))
+    if named:
+        wanted.append(one_of(conn, t.tap_id, named))
     rows = conn.execute(
         select(t.tap_id, t.device_id, t.seq, t.ts, t.vehicle_id, t.route_id, t.kind,
                t.accepted, t.reason, t.lat_e6, t.lon_e6, t.service_date, t.status,
                t.received_ms)
-        .where(t.card == card, t.status.in_(SHOWN_TAPS),
-               or_(in_window, one_of(conn, t.service_date, extra)) if extra else in_window)
+        .where(t.card == card, t.status.in_(SHOWN_TAPS), or_(*wanted))
     ).all()
     return [TapRow._make(row) for row in rows]
+
+
+def day_totals(conn: Connection, card: str, first: str, last: str) -> DayTotals:
+    """What the ledger holds for the card's taps on each service date `first`..`last`:
+    its fare and correction entries (the entries that name a tap), summed by the
+    database per date and posting time (`ix_entries_card_service_date`; the tap path
+    posts a batch at one instant, so a card has a few sums a day)."""
+    e = Entry.__table__.c
+    rows = conn.execute(
+        select(e.service_date, e.posted_ms, cast(func.sum(e.amount), BigInteger))
+        .where(e.card == card, e.tap_id.is_not(None), e.service_date >= first,
+               e.service_date <= last)
+        .group_by(e.service_date, e.posted_ms)).all()
+    return DayTotals((day, int(posted), int(total)) for day, posted, total in rows
+                     if day is not None)
 
 
 def load_stops(conn: Connection) -> StopIndex:
@@ -676,7 +848,13 @@ def card_statement(session: Session, policy: FarePolicy, card: str,
     also = {m.service_date for m in movements
             if m.kind == "correction" and m.service_date
             and not window.holds_date(m.service_date)}
-    taps = _taps(conn, card, window, also)
+    # The tap behind each correction, which may be of another day (a late tap that
+    # moved its week's or month's totals).
+    causes = {late for m in movements if m.kind == "correction"
+              and (late := correction_late_tap(m)) is not None}
+    taps = _taps(conn, card, window, also, causes)
+    held = day_totals(conn, card, period_start([window.first_text, *also]),
+                      max([window.last_text, *also]))
     fares = _fares(conn, card, window)
     if (len(fares), sum(f.amount for f in fares)) != (postings.fares, postings.fares_sum):
         fares = _posted_fares(conn, account_id, window)
@@ -699,7 +877,7 @@ def card_statement(session: Session, policy: FarePolicy, card: str,
     return assemble(policy, card, category, postings.opening, movements,
                     taps, window, lang, replaced=Replacement(*gone) if gone else None,
                     disputes=disputes,
-                    stops=(stops or load_stops(conn)).nearest(points))
+                    stops=(stops or load_stops(conn)).nearest(points), held=held)
 
 
 @contextmanager

@@ -24,11 +24,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from fare_gateway.adapters.models import DenyEntry, Dispute
+from fare_gateway.adapters.models import DenyEntry, Dispute, FarePeriod
 from fare_gateway.fares.policy import builtin_policy
 from fare_gateway.riders.times import parse_instant
+from fare_gateway.taps.periods import periods_of
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
 from ledger.domain import fare_entry
@@ -404,6 +405,12 @@ def proved_double_charge_refunded_once_and_counted(system: System, world: dict[s
                 tap_id=tap.tap_id, card=D, fare=fare, digest="double", currency="IDR",
                 operator_id="unassigned", route_id="R1", category="regular",
                 service_date=day, kind="correction", idem_key=f"corr:{tap.tap_id}:double")])
+            # ... and counting it in the card's week and month, as a gateway that
+            # charged it twice would have (reconcile checks the totals against entries).
+            for kind, start in periods_of(day):
+                s.execute(update(FarePeriod).where(
+                    FarePeriod.card == D, FarePeriod.kind == kind, FarePeriod.start == start
+                ).values(total=FarePeriod.total + fare))
         before = balance(system, second, D)
         proved = open_dispute(system, second, card=D, tap_id=tap.tap_id,
                               category="charged_twice", message="Terpotong dua kali!")

@@ -1,13 +1,18 @@
 """The statement's sentences, every kind in Indonesian and English, the language an
-Accept-Language header chooses, and what the fare engine tells them (its `Charge`)."""
+Accept-Language header chooses, and what the fare engine tells them (its `Charge`):
+which cap lowered a charge (daily, weekly, monthly), the next boarding that stood in
+for a missing tap-out, a late tap of an earlier day that moved a week's or month's cap."""
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
-from fare_gateway.fares.engine import Charge, price_day
+from fare_gateway.fares.engine import Charge, Earlier, price_day
+from fare_gateway.fares.policy import parse_policy
 from fare_gateway.riders import explain
-from fare_gateway.riders.explain import LateTap
+from fare_gateway.riders.explain import Boarding, LateTap
 from tests.unit.fare_gateway.fares.test_engine_worked_examples import (
     KM_40,
     KRL,
@@ -15,6 +20,20 @@ from tests.unit.fare_gateway.fares.test_engine_worked_examples import (
     at,
     tap,
 )
+
+# The KRL rule with a next entry within 120 minutes standing in for a missing tap-out;
+# any other route 5000 flat.
+KRL_INFERRING = parse_policy(tomllib.loads("""
+timezone = "Asia/Jakarta"
+[[fares]]
+routes = ["KRL-BOGOR"]
+amount = { regular = 3000 }
+max = { regular = 13000 }
+distance = { base_km = 25, step_km = 10, step = 1000, infer_exit_minutes = 120 }
+[[fares]]
+routes = ["*"]
+amount = { regular = 5000 }
+"""))
 
 
 @pytest.mark.parametrize("header,expected", [
@@ -79,6 +98,44 @@ def test_the_engine_tells_a_distance_leg_by_its_exit_or_its_missing_exit() -> No
     assert leg != alone
 
 
+def test_the_engine_names_the_cap_that_took_the_charge_down() -> None:
+    ride = tap(at(9, 0), "SBY-0042")
+    # 48,000 already this week (cap 50,000), nothing this month beyond it: 2000 is left.
+    weekly = price_day(SBY, "regular", [ride], Earlier(week=48_000, month=48_000))
+    charge = weekly.charges[ride.tap_id]
+    assert (charge.amount, charge.capped_by, charge.cap) == (2000, 3000, "weekly")
+    assert explain.tap_sentence(charge, "en") == (
+        "New journey: the full fare of Rp5.000 (the standard fare); the weekly cap was "
+        "reached, so only Rp2.000 was charged (Rp3.000 waived).")
+    # 179,000 this month (cap 180,000): the month's cap is the tighter.
+    monthly = price_day(SBY, "regular", [ride], Earlier(week=0, month=179_000))
+    charge = monthly.charges[ride.tap_id]
+    assert (charge.amount, charge.capped_by, charge.cap) == (1000, 4000, "monthly")
+    assert explain.tap_sentence(charge, "id") == (
+        "Perjalanan baru: tarif penuh Rp5.000 (tarif umum); batas bulanan tercapai, jadi "
+        "hanya Rp1.000 yang ditagih (Rp4.000 dibebaskan).")
+
+
+def test_the_engine_prices_a_ride_to_where_the_card_next_boarded() -> None:
+    entry = tap(at(8, 0), "KRL-1001", "KRL-BOGOR")
+    onward = tap(at(8, 50), "SBY-0077", "R1", lat_e6=KM_40)
+    day = price_day(KRL_INFERRING, "regular", [entry, onward])
+    leg = day.charges[entry.tap_id]
+    # 40 km: 3000 + 1000 * ceil(15 / 10) = 5000, not the maximum of 13000.
+    assert (leg.pricing, leg.amount, leg.related) == ("inferred_exit", 5000, onward.tap_id)
+    boarded = Boarding("08:50", "R1", "SBY-0077")
+    assert explain.tap_sentence(leg, "en", boarded=boarded) == (
+        "New journey: the distance fare of Rp5.000 for 40.0 km to where you next boarded "
+        "(at 08:50 on route R1, vehicle SBY-0077), as there was no tap-out (the fare of "
+        "route KRL-BOGOR).")
+    assert explain.tap_sentence(leg, "id", boarded=boarded) == (
+        "Perjalanan baru: tarif jarak Rp5.000 untuk 40,0 km sampai tempat Anda naik "
+        "berikutnya (pukul 08:50 di rute R1, kendaraan SBY-0077), karena tidak ada tap "
+        "keluar (tarif rute KRL-BOGOR).")
+    # Only an inferred exit names where the card boarded next.
+    assert explain.tap_sentence(FULL, "en", boarded=boarded) == SENTENCES[0][2]
+
+
 # -- every kind, both languages ------------------------------------------------------
 
 
@@ -91,11 +148,14 @@ LEG = MAXED._replace(amount=5000, full_fare=5000, pricing="distance", km=40.0,
                      related="K:2")
 TRANSFER = FULL._replace(role="transfer", amount=3000, paid_before=2000)
 FREE = FULL._replace(role="transfer", amount=0, paid_before=5000)
-CAPPED = FULL._replace(amount=3000, capped=True, capped_by=2000)
-CAPPED_ALL = FULL._replace(amount=0, capped=True, capped_by=5000)
+CAPPED = FULL._replace(amount=3000, capped=True, capped_by=2000, cap="daily")
+CAPPED_ALL = FULL._replace(amount=0, capped=True, capped_by=5000, cap="daily")
+WEEKLY = FULL._replace(amount=2000, capped=True, capped_by=3000, cap="weekly")
+MONTHLY_ALL = TRANSFER._replace(amount=0, capped=True, capped_by=3000, cap="monthly")
+INFERRED = MAXED._replace(amount=5000, full_fare=5000, pricing="inferred_exit", km=40.0,
+                          related="SBY-0077-B:4")
 REPEAT = Charge("D:2", 0, 0, "repeat", related="D:1", since_ms=35_400)
 EXIT = Charge("K:2", 0, 0, "exit", km=40.0, related="K:1")
-UNPRICED = Charge("D:3", 0, 0, "new_journey", pricing="unpriced")
 
 # A list, not a dict: charges equal in their first five fields are one dict key.
 SENTENCES: list[tuple[Charge, str, str]] = [
@@ -119,22 +179,35 @@ SENTENCES: list[tuple[Charge, str, str]] = [
            "tidak lebih dari Rp5.000 yang sudah dibayar.",
      "Free transfer within the same journey: the full fare of Rp5.000 (the standard fare), "
      "no more than the Rp5.000 already paid."),
-    (CAPPED, "Perjalanan baru: tarif penuh Rp5.000 (tarif umum); batas tarif harian "
-             "tercapai, jadi hanya Rp3.000 yang ditagih (Rp2.000 dibebaskan).",
-     "New journey: the full fare of Rp5.000 (the standard fare); the daily fare cap was "
+    (CAPPED, "Perjalanan baru: tarif penuh Rp5.000 (tarif umum); batas harian tercapai, "
+             "jadi hanya Rp3.000 yang ditagih (Rp2.000 dibebaskan).",
+     "New journey: the full fare of Rp5.000 (the standard fare); the daily cap was "
      "reached, so only Rp3.000 was charged (Rp2.000 waived)."),
-    (CAPPED_ALL, "Perjalanan baru: tarif penuh Rp5.000 (tarif umum); batas tarif harian "
-                 "sudah tercapai, jadi tidak ditagih.",
-     "New journey: the full fare of Rp5.000 (the standard fare); the daily fare cap was "
-     "reached, so nothing was charged."),
+    (CAPPED_ALL, "Perjalanan baru: tarif penuh Rp5.000 (tarif umum); batas harian sudah "
+                 "tercapai, jadi tidak ditagih (Rp5.000 dibebaskan).",
+     "New journey: the full fare of Rp5.000 (the standard fare); the daily cap was "
+     "reached, so nothing was charged (Rp5.000 waived)."),
+    (WEEKLY, "Perjalanan baru: tarif penuh Rp5.000 (tarif umum); batas mingguan tercapai, "
+             "jadi hanya Rp2.000 yang ditagih (Rp3.000 dibebaskan).",
+     "New journey: the full fare of Rp5.000 (the standard fare); the weekly cap was "
+     "reached, so only Rp2.000 was charged (Rp3.000 waived)."),
+    (MONTHLY_ALL, "Transfer dalam perjalanan yang sama: tarif penuh Rp5.000 (tarif umum), "
+                  "dikurangi Rp2.000 yang sudah dibayar, jadi Anda membayar selisihnya "
+                  "Rp3.000; batas bulanan sudah tercapai, jadi tidak ditagih (Rp3.000 "
+                  "dibebaskan).",
+     "Transfer within the same journey: the full fare of Rp5.000 (the standard fare), less "
+     "Rp2.000 already paid, so you paid the difference of Rp3.000; the monthly cap was "
+     "reached, so nothing was charged (Rp3.000 waived)."),
+    (INFERRED, "Perjalanan baru: tarif jarak Rp5.000 untuk 40,0 km sampai tempat Anda naik "
+               "berikutnya, karena tidak ada tap keluar (tarif rute KRL-BOGOR).",
+     "New journey: the distance fare of Rp5.000 for 40.0 km to where you next boarded, as "
+     "there was no tap-out (the fare of route KRL-BOGOR)."),
     (REPEAT, "Tap ulang di bus yang sama 35 detik setelah tap sebelumnya: tidak ditagih.",
      "Repeat tap on the same bus 35 s after the previous one: not charged."),
     (EXIT, "Tap keluar setelah perjalanan 40,0 km: tap ini sendiri tidak ditagih, ia "
            "menetapkan tarif jarak perjalanan itu.",
      "Tap-out after a ride of 40.0 km: free in itself, it sets that ride's distance fare."),
     (Charge("K:3", 0, 0, "exit"), "Tap keluar: tidak ditagih.", "Tap-out: not charged."),
-    (UNPRICED, "Perjalanan baru: tidak ada tarif untuk rute dan jam ini.",
-     "New journey: no fare applies to this route and time."),
 ]
 
 
@@ -178,6 +251,54 @@ def test_corrections_name_the_tap_that_re_priced_the_day() -> None:
     assert explain.correction_sentence(None, 100, None, "id") == (
         "Tap lain yang baru kami terima kemudian menghitung ulang hari itu; Rp100 "
         "dikembalikan ke kartu.")
+
+
+def test_a_next_boarding_that_stood_in_for_the_tap_out_re_priced_the_ride() -> None:
+    onward = LateTap("SBY-0077-B:4", "08:50", "R1", "entry", "2025-11-28")
+    assert explain.correction_sentence(INFERRED, 8000, onward, "en",
+                                       corrected_on="2025-11-28") == (
+        "There was no tap-out, so this ride was re-priced by distance to where you next "
+        "boarded, at 08:50 on route R1 (40.0 km): it now costs Rp5.000; Rp8.000 back to "
+        "the card.")
+    assert explain.correction_sentence(INFERRED, 8000, onward, "id") == (
+        "Tidak ada tap keluar, jadi perjalanan ini dihitung ulang menurut jarak sampai "
+        "tempat Anda naik berikutnya, pukul 08:50 di rute R1 (40,0 km): sekarang Rp5.000; "
+        "Rp8.000 dikembalikan ke kartu.")
+
+
+def test_a_late_tap_of_an_earlier_day_moved_what_the_week_or_month_had_left() -> None:
+    # Monday 17 November's tap came in on Wednesday: Tuesday's ride is capped since.
+    monday = LateTap("SBY-0042-A:7", "07:10", "R1", "entry", "2025-11-17")
+    assert explain.correction_sentence(WEEKLY, 3000, monday, "en",
+                                       corrected_on="2025-11-18") == (
+        "A tap made on 17 November 2025 at 07:10 on route R1 that reached us later changed "
+        "what was left of the weekly cap: new journey: the full fare of Rp5.000 (the "
+        "standard fare); the weekly cap was reached, so only Rp2.000 was charged (Rp3.000 "
+        "waived); Rp3.000 back to the card.")
+    assert explain.correction_sentence(WEEKLY, 3000, monday, "id",
+                                       corrected_on="2025-11-18") == (
+        "Tap pada 17 November 2025 pukul 07:10 di rute R1 yang baru kami terima kemudian "
+        "mengubah sisa batas mingguan: perjalanan baru: tarif penuh Rp5.000 (tarif umum); "
+        "batas mingguan tercapai, jadi hanya Rp2.000 yang ditagih (Rp3.000 dibebaskan); "
+        "Rp3.000 dikembalikan ke kartu.")
+    # A tap of an earlier week moves only the month's; a late tap-out that lowered an
+    # earlier day leaves more of the cap, and the charge goes up again.
+    early_march = LateTap("SBY-0042-A:9", "18:05", "R1", "exit", "2026-03-01")
+    assert explain.correction_sentence(FULL, -5000, early_march, "id",
+                                       corrected_on="2026-03-04") == (
+        "Tap pada 1 Maret 2026 pukul 18:05 di rute R1 yang baru kami terima kemudian "
+        "mengubah sisa batas bulanan: perjalanan baru: tarif penuh Rp5.000 (tarif umum); "
+        "tambahan Rp5.000 ditagih.")
+    assert explain.correction_sentence(None, 100, early_march, "en",
+                                       corrected_on="2026-03-04") == (
+        "A tap made on 1 March 2026 at 18:05 on route R1 that reached us later changed what "
+        "was left of the monthly cap; Rp100 back to the card.")
+    # Within one week, the month's cap is named when it is the one that binds now.
+    assert explain.period_moved(MONTHLY_ALL, "2025-11-17", "2025-11-18") == "monthly"
+    assert explain.period_moved(FULL, "2025-11-17", "2025-11-23") == "weekly"
+    assert explain.period_moved(FULL, "2025-11-23", "2025-11-24") == "monthly"
+    assert [explain.long_date("2026-01-05", lang) for lang in ("id", "en")] == [
+        "5 Januari 2026", "5 January 2026"]
 
 
 @pytest.mark.parametrize("reason,indonesian,english", [

@@ -194,13 +194,13 @@ def test_the_daily_cap_partly_then_wholly() -> None:
     s = r.statement()
     assert [a for _, a, _ in lines(s)] == [-2000, -5000, -3000, 0]  # cap 10000
     assert said(s)[2:] == [
-        "New journey: the full fare of Rp5.000 (the standard fare); the daily fare cap was "
+        "New journey: the full fare of Rp5.000 (the standard fare); the daily cap was "
         "reached, so only Rp3.000 was charged (Rp2.000 waived).",
-        "New journey: the full fare of Rp5.000 (the standard fare); the daily fare cap was "
-        "reached, so nothing was charged."]
+        "New journey: the full fare of Rp5.000 (the standard fare); the daily cap was "
+        "reached, so nothing was charged (Rp5.000 waived)."]
     assert said(r.statement(lang="id"))[3] == (
-        "Perjalanan baru: tarif penuh Rp5.000 (tarif umum); batas tarif harian sudah "
-        "tercapai, jadi tidak ditagih.")
+        "Perjalanan baru: tarif penuh Rp5.000 (tarif umum); batas harian sudah tercapai, "
+        "jadi tidak ditagih (Rp5.000 dibebaskan).")
 
 
 def test_a_distance_ride_charged_the_maximum_then_corrected_by_its_exit() -> None:
