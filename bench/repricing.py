@@ -235,6 +235,7 @@ class Case:
     days_repriced: int
     later_corrections: int
     weekly_moved: bool
+    reprice: Callable[[], object]  # the re-pricing alone: the card's book, the tap added
 
 
 def prepare(policy: FarePolicy, taps: list[PricedTap], new: PricedTap) -> Case:
@@ -255,18 +256,23 @@ def prepare(policy: FarePolicy, taps: list[PricedTap], new: PricedTap) -> Case:
     kept = kept_totals(after)
     if any(kept[k] != v for k, v in result.periods.items()):
         raise SystemExit("the plan's week and month totals disagree with price_card")
-    book = CardPeriods(policy, "regular",
-                       {d: day_taps for (_, d), day_taps in batch.history.items()},
-                       {t: a.net for t, a in batch.amounts.items()},
-                       {(kind, start): v for (_, kind, start), v in batch.periods.items()})
-    days_repriced = len(list(book.add(when.isoformat(), new)))
+    days = {d: day_taps for (_, d), day_taps in batch.history.items()}
+    nets = {t: a.net for t, a in batch.amounts.items()}
+    kept_now = {(kind, start): v for (_, kind, start), v in batch.periods.items()}
+
+    def reprice() -> list[object]:
+        """What replaced `price_day` of the whole day: the card's book, the tap added."""
+        book = CardPeriods(policy, "regular", days, nets, kept_now)
+        return list(book.add(when.isoformat(), new))
+
+    days_repriced = len(reprice())
     corrections = sum(1 for d in result.drafts
                       if d.kind == "correction" and (d.service_date or "") > when.isoformat())
     weekly = any(policy.service_date(t.ts) > when
                  and before.amount(t.tap_id) != after.amount(t.tap_id)
                  and "weekly" in (before.charges[t.tap_id].cap, after.charges[t.tap_id].cap)
                  for t in taps)
-    return Case(batch, days_repriced, corrections, weekly)
+    return Case(batch, days_repriced, corrections, weekly, reprice)
 
 
 CARD_POLICIES = (
@@ -341,6 +347,7 @@ def main() -> None:
             work[f"{key}_{n}_taps"] = partial(price_day, policy, "regular", day(n, distance))
     cases = card_cases()
     work.update((name, case.batch.run) for name, case in cases.items())
+    work.update((f"{name}_reprice", case.reprice) for name, case in cases.items())
     us = best_us(work)
     floor = us["parse_verify"]
     print(f"parse + verify one signed tap: {floor:.1f} us (work every tap costs)")
@@ -353,14 +360,20 @@ def main() -> None:
                   f"= {t / floor:4.1f}x parse+verify, {t / BUDGET_US:4.0%} of the budget")
     print_cards(cases, us, figures)
     for key in ("flat", "distance"):
-        card, whole = figures[f"card_{key}_100_in_order_us"], figures[f"{key}_20_taps_us"]
-        met = card <= whole
+        whole = figures[f"{key}_20_taps_us"]
+        alone = figures[f"card_{key}_100_in_order_reprice_us"] = round(
+            us[f"card_{key}_100_in_order_reprice"], 2)
+        late_alone = figures[f"card_{key}_100_late_reprice_us"] = round(
+            us[f"card_{key}_100_late_reprice"], 2)
+        card = figures[f"card_{key}_100_in_order_us"]
+        old_path = figures[f"card_{key}_20_in_one_day_us"]
+        met = alone <= whole and card <= old_path
         figures[f"goal_{key}_100_in_order_met"] = met
         print(f"goal ({key}): in order, one more tap on a card with 100 taps in its month "
-              f"({card:.1f} us) costs no more than a 20-tap day re-priced whole by price_day "
-              f"({whole:.1f} us): {'met' if met else 'NOT met'}; through the same planning "
-              f"path, one more tap on a 20-tap day costs "
-              f"{figures[f'card_{key}_20_in_one_day_us']:.1f} us")
+              f"costs no more than one on a 20-tap day did: re-pricing alone "
+              f"{alone:.1f} us (late {late_alone:.1f}) against price_day of the whole day "
+              f"{whole:.1f} us; the whole plan {card:.1f} us against {old_path:.1f} us "
+              f"through the same path: {'met' if met else 'NOT met'}")
     figures["load_average_at_start"] = load
     print(f"load average at the start (1 min): {load:.2f} on {os.cpu_count()} cores")
     write_figures(args.json, "repricing", figures)
