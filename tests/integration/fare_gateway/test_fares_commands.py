@@ -60,6 +60,17 @@ def test_check_refuses_a_policy_that_leaves_minutes_unpriced(tmp_path: Path) -> 
            "any other route all day")
 
 
+def test_the_gateway_will_not_start_on_a_policy_that_leaves_minutes_unpriced(
+        tmp_path: Path) -> None:
+    policy = tmp_path / "early.toml"
+    policy.write_text('[[fares]]\nroutes = ["*"]\nstart = "05:00"\nend = "23:00"\n'
+                      'amount = { regular = 2000 }\n')
+    env = clean_env(TRANSIT_FARES=str(policy),
+                    TRANSIT_DATABASE_URL=f"sqlite:///{tmp_path}/transit.db")
+    failed(transit("gateway", env=env, check=False), "TRANSIT_FARES",
+           "no rule prices any other route 23:00-05:00")
+
+
 def test_price_caps_a_regular_riders_week(tmp_path: Path) -> None:
     policy = tmp_path / "fares.toml"
     policy.write_text(CONTRACT_EXAMPLE)
