@@ -272,16 +272,16 @@ def price_day(policy: FarePolicy, category: str, taps: Iterable[TapFacts],
         capped_by = 0
         cap = ""
         if capping:
-            # The tightest of the three wins; on a tie the shortest period is named.
+            # The tightest of the three wins; on a tie the shortest period is named (a
+            # period already past its cap, after a policy lowered it, leaves nothing).
             allowed = charge
-            if day_cap is not None and day_cap - day_total < allowed:
-                allowed, cap = day_cap - day_total, "daily"
-            if week_cap is not None and week_cap - week_total < allowed:
-                allowed, cap = week_cap - week_total, "weekly"
-            if month_cap is not None and month_cap - month_total < allowed:
-                allowed, cap = month_cap - month_total, "monthly"
+            if day_cap is not None and max(0, day_cap - day_total) < allowed:
+                allowed, cap = max(0, day_cap - day_total), "daily"
+            if week_cap is not None and max(0, week_cap - week_total) < allowed:
+                allowed, cap = max(0, week_cap - week_total), "weekly"
+            if month_cap is not None and max(0, month_cap - month_total) < allowed:
+                allowed, cap = max(0, month_cap - month_total), "monthly"
             if cap:
-                allowed = max(0, allowed)
                 charge, capped_by = allowed, charge - allowed
             day_total += charge
             week_total += charge

@@ -19,7 +19,7 @@ import tomllib
 from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 
-from fare_gateway.fares.engine import CardPrice, PricedTap, price_card
+from fare_gateway.fares.engine import CardPrice, Earlier, PricedTap, price_card, price_day
 from fare_gateway.fares.policy import FarePolicy, builtin_policy, parse_policy, week_of
 from tests.unit.fare_gateway.fares.test_engine_worked_examples import tap
 
@@ -289,3 +289,14 @@ def test_weekly_and_monthly_tying_name_the_weekly() -> None:
     ]
     assert caps_named(card, tuesday) == [("", 0), ("weekly", 2000), ("weekly", 5000)]
     assert [card.charges[t.tap_id].full_fare for t in tuesday] == [2000, 5000, 5000]
+
+
+def test_a_week_already_past_its_cap_is_named_before_a_longer_period() -> None:
+    # After a policy lowered the weekly cap mid-week, the week may start past it: both
+    # the week (50,000 - 60,000 < 0) and the month (180,000 - 180,000 = 0) leave nothing;
+    # the shorter period is named, and the charge is 0, never negative.
+    policy = builtin_policy()
+    entry = PricedTap("A:1", "A", 1, 1764313202123, "V1", "R1", "entry", 0, 0)
+    day = price_day(policy, "regular", [entry], Earlier(week=60_000, month=180_000))
+    charge = day.charges["A:1"]
+    assert (charge.amount, charge.cap, charge.capped_by) == (0, "weekly", 5000)
