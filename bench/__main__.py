@@ -218,6 +218,14 @@ def repricing_rows(label: str, f: Figures) -> list[Row]:
                         f"parse + verify a tap {f['parse_verify_us']:.1f} us",
                         f"< {budget:.0f} us (a tap at 10,000 taps/s)",
                         met(us < budget)))
+        if f"card_{key}_100_in_order_reprice_us" in f:
+            alone = f[f"card_{key}_100_in_order_reprice_us"]
+            plan = f[f"card_{key}_100_in_order_us"]
+            rows.append(Row(label, f"one more tap, 100 taps in its month ({what}): "
+                            f"re-pricing {alone:.1f} us, whole plan {plan:.1f} us",
+                            f"a 20-tap day: price_day {us:.1f} us, whole plan "
+                            f"{f[f'card_{key}_20_in_one_day_us']:.1f} us",
+                            "no more than a 20-tap day", met(f[f"goal_{key}_100_in_order_met"])))
     return rows
 
 
