@@ -66,6 +66,7 @@ from testbed.broker import Broker
 from testbed.postgres import create_pg_database, drop_pg_database
 from tests.conftest import System
 from tests.support.clients import make_tap
+from tests.support.fare_periods import count_in_periods
 from tests.support.feeds import SMALL, write_feed
 from tests.support.riders import call, issue, link, rider, rider_system, send
 from transit.cli import cli
@@ -192,6 +193,7 @@ def seed_the_day_before(staff: Staff, day: date) -> int:
                 tap_id="SBY-0099-Z:1", card=Y1, fare=FARE, digest=digest_of("y", Y1),
                 currency="IDR", operator_id="SBY", route_id="R1", category="regular",
                 service_date=day.isoformat())], {Y1: state.account_id})
+            count_in_periods(session, Y1, day.isoformat(), FARE)
     finally:
         engine.dispose()
     return 40_000 + 35_000 - FARE

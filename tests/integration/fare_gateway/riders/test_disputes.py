@@ -24,12 +24,11 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from fare_gateway.adapters.models import DenyEntry, Dispute, FarePeriod
+from fare_gateway.adapters.models import DenyEntry, Dispute
 from fare_gateway.fares.policy import builtin_policy
 from fare_gateway.riders.times import parse_instant
-from fare_gateway.taps.periods import periods_of
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
 from ledger.domain import fare_entry
@@ -39,6 +38,7 @@ from testbed.postgres import create_pg_database, drop_pg_database
 from tests.conftest import System
 from tests.integration.fare_gateway.http.client import Api, expect
 from tests.support.clients import make_tap
+from tests.support.fare_periods import count_in_periods
 from tests.support.faults import wait_until
 from tests.support.riders import issue, link, rider, rider_system
 from transit.wire import Position, Receipt
@@ -407,10 +407,7 @@ def proved_double_charge_refunded_once_and_counted(system: System, world: dict[s
                 service_date=day, kind="correction", idem_key=f"corr:{tap.tap_id}:double")])
             # ... and counting it in the card's week and month, as a gateway that
             # charged it twice would have (reconcile checks the totals against entries).
-            for kind, start in periods_of(day):
-                s.execute(update(FarePeriod).where(
-                    FarePeriod.card == D, FarePeriod.kind == kind, FarePeriod.start == start
-                ).values(total=FarePeriod.total + fare))
+            count_in_periods(s, D, day, fare)
         before = balance(system, second, D)
         proved = open_dispute(system, second, card=D, tap_id=tap.tap_id,
                               category="charged_twice", message="Terpotong dua kali!")
