@@ -24,6 +24,7 @@ from testbed.broker import run_mosquitto
 from testbed.gateway import Gateway, transit
 from testbed.ports import free_port, retry_on_taken_port
 from tests.support.clients import make_tap
+from tests.support.fare_clock import full_fare_time
 from transit.wire import Receipt
 
 CARD = "04A1B2C3D4E5F6"
@@ -306,7 +307,7 @@ def test_a_tap_over_tls_is_charged_and_receipted(setup: Setup) -> None:
     a = device_client(setup, DEV_A, tls=True)
     try:
         a.subscribe(setup.topic(DEV_A, "receipt"))
-        tap = make_tap(setup.secrets[DEV_A], DEV_A, 1, CARD, ts=int(time.time() * 1000))
+        tap = make_tap(setup.secrets[DEV_A], DEV_A, 1, CARD, ts=full_fare_time())
         a.publish(setup.topic(DEV_A, "tap"), tap.encode())
         receipt = Receipt.parse(a.wait_for(setup.topic(DEV_A, "receipt"), timeout=20))
         assert (receipt.status, receipt.fare, receipt.balance) == ("charged", 5000, 45_000)

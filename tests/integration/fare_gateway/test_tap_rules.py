@@ -27,6 +27,7 @@ from ledger.services import check_invariants
 from tests.conftest import System
 from tests.support.agent import AgentProcess
 from tests.support.clients import MqttPeer, make_tap
+from tests.support.fare_clock import full_fare_time
 from transit.wire import Position, Receipt, Tap
 
 # Money is written here: the embedded SQLite (the demo's database) is held to the
@@ -136,7 +137,7 @@ def test_a_validator_cannot_move_another_buss_revenue(system: System, peer: Mqtt
     key_a, key_b = system.add_device(DEV_A, BUS_A), system.add_device(DEV_B, BUS_B)
     system.issue(CARD, 50_000)
     system.issue(OTHER_CARD, 50_000)
-    real_ts = now_ms() - 10 * MIN
+    real_ts = full_fare_time(10 * MIN)  # at an hour the regular fare covers
     # The attack: A's validator, correctly signed, names bus B 60 s before the rider's
     # real tap on B, on A's route. Believed, B's tap would become a repeat of it and
     # B's fare would move to operator A by a correction.
@@ -225,8 +226,10 @@ def test_taps_dated_outside_the_window_are_rejected_and_their_batch_is_charged(
              "8 days ago": now - 8 * DAY, "6 minutes ahead": now + 6 * MIN}
     bad = {what: make_tap(system.secret, system.device_id, seq, CARD, ts=ts)
            for seq, (what, ts) in enumerate(dated.items(), 10)}
-    good = [make_tap(system.secret, system.device_id, 1, CARD, ts=now - 3 * MIN),
-            make_tap(system.secret, system.device_id, 2, OTHER_CARD, ts=now - 2 * MIN)]
+    # The good taps' time is one no early fare covers, a minute apart as ever.
+    good_at = full_fare_time(3 * MIN)
+    good = [make_tap(system.secret, system.device_id, 1, CARD, ts=good_at),
+            make_tap(system.secret, system.device_id, 2, OTHER_CARD, ts=good_at + MIN)]
     # One burst: the bad taps between the good ones, as a batch receives them.
     publish(system, peer, good[0], *bad.values(), good[1])
     got = {r.tap_id: r for r in wait_receipts(peer, len(bad) + 2)}
@@ -275,7 +278,7 @@ def test_a_tap_rejected_for_being_ahead_is_not_charged_once_the_clock_catches_up
 
 def test_only_a_charge_tells_the_cards_balance(system: System, peer: MqttPeer) -> None:
     system.issue(CARD, 50_000)
-    ts = now_ms() - 10 * MIN
+    ts = full_fare_time(10 * MIN)  # at an hour the regular fare covers
     charged = make_tap(system.secret, system.device_id, 1, CARD, ts=ts)
     unknown = make_tap(system.secret, system.device_id, 2, "0499999999", ts=ts + MIN)
     denied = make_tap(system.secret, system.device_id, 3, CARD, ts=ts + 2 * MIN,

@@ -19,6 +19,7 @@ from testbed.pcsc import AgentProcess, PrivatePcscd, SystemPcscd
 from tests.conftest import System
 from tests.integration.validator_agent.conftest import AgentFactory
 from tests.support.clients import MqttPeer
+from tests.support.fare_clock import regular_fare_at
 from transit.denylist import DenyList
 from transit.wire import Tap
 
@@ -32,6 +33,13 @@ DENIED = "04DE11A5C0FFEE"
 def _taps_on(peer: MqttPeer, count: int, timeout: float = 15.0) -> list[Tap]:
     got = peer.wait_for(lambda m: sum(t.endswith("/tap") for t, _ in m) >= count, timeout)
     return [Tap.parse(p) for t, p in got if t.endswith("/tap")]
+
+
+def _tap_of(peer: MqttPeer, seq: int) -> Tap:
+    got = peer.wait_for(lambda m: any(t.endswith("/tap") and Tap.parse(p).seq == seq
+                                      for t, p in m), 15.0)
+    return next(tap for tap in (Tap.parse(p) for t, p in got if t.endswith("/tap"))
+                if tap.seq == seq)
 
 
 def _tap_peer(system: System) -> MqttPeer:
@@ -56,8 +64,10 @@ def test_a_card_on_the_reader_becomes_a_signed_tap_that_is_charged_and_receipted
         assert (shown["card"], shown["seq"], shown["accepted"], shown["reason"]) == \
             (card, seq, True, None)
         receipt = agent.wait_receipt(seq, since=mark)
+        # The agent stamps the tap with its own clock: it is due the fare of that time.
+        fare = regular_fare_at(_tap_of(peer, seq).ts)
         assert (receipt["status"], receipt["fare"], receipt["balance"]) == \
-            ("charged", 5000, 45_000), receipt
+            ("charged", fare, 50_000 - fare), receipt
 
     taps = _taps_on(peer, 2)
     assert [(t.seq, t.card, t.accepted) for t in taps[:2]] == [(1, CARD_A, True),
@@ -223,6 +233,7 @@ def test_a_denylisted_card_is_refused_offline_and_accepted_after_the_list_update
     assert agent.wait_receipt(1, timeout=45)["status"] == "not_charged"
     assert agent.wait_receipt(2, timeout=45)["status"] == "not_charged"
 
+    peer = _tap_peer(system)
     mark = agent.mark()
     system.transit("cards", "topup", DENIED, "20000", "--reference", "x")
     took = _wait_listed(spool, DENIED, False, 5, agent)
@@ -231,4 +242,7 @@ def test_a_denylisted_card_is_refused_offline_and_accepted_after_the_list_update
     assert (shown["seq"], shown["accepted"], shown["reason"]) == (3, True, None), \
         f"{shown} ({took:.2f}s after the top-up the list had the card removed)"
     receipt = agent.wait_receipt(3, since=mark)
-    assert (receipt["status"], receipt["fare"], receipt["balance"]) == ("charged", 5000, 15_000)
+    fare = regular_fare_at(_tap_of(peer, 3).ts)  # stamped by the agent's own clock
+    assert (receipt["status"], receipt["fare"], receipt["balance"]) == \
+        ("charged", fare, 20_000 - fare)
+    peer.close()
