@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from transit.cli import Group
+from transit.context import CommandContext, pass_transit
 from transit.errors import TransitError
 
 if TYPE_CHECKING:
@@ -154,3 +155,21 @@ def _price_json(policy: FarePolicy, tapfile: TapFile, ordered: list[CsvTap],
                     "total": price.total}
              for card, price in prices.items()}
     return {"currency": policy.currency, "taps": taps, "cards": cards}
+
+
+@fares.command("rebuild-totals")
+@pass_transit
+def fares_rebuild_totals(obj: CommandContext) -> None:
+    """Set every card's week and month totals (where its weekly and monthly caps count
+    from) to what the ledger's entries add up to, after `transit reconcile` named one."""
+    from fare_gateway.cli.core import core
+    from fare_gateway.taps.period_checks import rebuild_fare_periods
+    from ledger.audit import Actor
+
+    the_core = core(obj)
+    mended = rebuild_fare_periods(the_core.sessions, the_core.ledger, Actor.command())
+    for m in mended:
+        click.echo(f"card {m.card}: {m.kind} from {m.start} "
+                   f"{'missing' if m.was is None else m.was} -> {m.now}")
+    click.echo(f"{len(mended)} total(s) set to what the ledger says"
+               if mended else "every total already agrees with the ledger")

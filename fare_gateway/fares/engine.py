@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import NamedTuple, Protocol
 
 from geopy.distance import geodesic
@@ -322,8 +322,9 @@ class CardPrice:
     weeks: dict[date, int] = field(default_factory=dict)
     months: dict[date, int] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def charges(self) -> dict[str, Charge]:
+        """Every tap's charge (built once: a card priced is not priced again)."""
         return {t: c for day in self.days.values() for t, c in day.charges.items()}
 
     @property
@@ -331,8 +332,8 @@ class CardPrice:
         return sum(day.total for day in self.days.values())
 
     def amount(self, tap_id: str) -> int:
-        return next((day.amount(tap_id) for day in self.days.values()
-                     if tap_id in day.charges), 0)
+        charge = self.charges.get(tap_id)
+        return charge.amount if charge else 0
 
 
 def price_card(policy: FarePolicy, category: str, taps: Iterable[TapFacts]) -> CardPrice:

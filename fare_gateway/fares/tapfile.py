@@ -96,7 +96,9 @@ def read_taps(path: str | Path, policy: FarePolicy) -> TapFile:
 
 def parse_taps(text: str, policy: FarePolicy, source: str = "taps") -> TapFile:
     """Check the text of a taps file line by line and turn it into engine taps."""
-    lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    # Every line ending csv reads (\n, \r\n and a lone \r) counts toward the limit.
+    lines = (text.count("\n") + text.count("\r") - text.count("\r\n")
+             + (0 if text.endswith(("\n", "\r")) or not text else 1))
     if lines > MAX_TAPFILE_LINES:
         raise TapFileError(f"{source}: more than {MAX_TAPFILE_LINES:,} lines, the limit for "
                            "a taps file: split it")
@@ -251,6 +253,9 @@ def parse_ts(text: str, tz: ZoneInfo) -> int:
             when = datetime.fromisoformat(text)
         except ValueError as exc:  # the right shape, but a 25th hour or a 31 November
             raise ValueError(f"ts {text!r} is no real time ({exc})") from None
+        if not 2000 <= when.year <= 2099:  # before localising: year 1 has no UTC
+            side = "before 2000" if when.year < 2000 else "after 2099"
+            raise ValueError(f"ts {text!r} is {side}")
         if match.group("offset") is None:
             when = _local(when, tz, text)
         ms = (when - EPOCH) // MS

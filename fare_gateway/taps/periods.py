@@ -8,9 +8,10 @@ so that a new tap re-prices its own day alone, from those totals less what the d
 loaded in the batch hold, instead of re-pricing a month from its first tap.
 
 A late tap can change what later days of its week and month cost. The batch loads
-every charged day of the card from its earliest new tap on (no more than the tap
-window's seven days in practice); a later day is priced again when the totals it starts
-from have moved, and left alone when they have not.
+every charged day of the card from its earliest new tap on (no more than the tap window,
+`TRANSIT_TAP_MAX_AGE_DAYS`, 7 days by default); a later day is priced again when the
+totals it starts from have moved enough to change what its weekly or monthly cap leaves
+it, and left alone when they have not.
 """
 
 from __future__ import annotations

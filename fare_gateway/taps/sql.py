@@ -5,7 +5,9 @@ handling cost more than the queries. On PostgreSQL a batch of new taps makes twe
 trips (the pool's connection check, begin, lock the cards, insert the inbox rows, read
 the card-days' taps, read their ledger amounts, read the cards' week and month totals,
 post the entries with the new balances, read the deny list, set the receipts' fares,
-keep the new week and month totals, commit), whatever its size;
+keep the new week and month totals, commit), whatever its size, when its taps are of
+their cards' latest days (a late tap adds a read of taps and one of amounts per group of
+cards with the same days);
 tests/integration/fare_gateway/test_tap_round_trips.py holds the count.
 
 Each inbox row carries its keyed fingerprint (`taps.mac`, `ledger.fingerprint`), made
@@ -157,8 +159,22 @@ class SqlTapUnitOfWork:
         return known
 
     def tap_amounts(self, days: Collection[CardDay]) -> dict[str, TapAmount]:
-        """The ledger's amounts for the taps of these card-days."""
-        return self.ledger.tap_amounts(self.session, days)
+        """The ledger's amounts for the taps of these card-days.
+
+        The ledger reads every date asked for of every card asked for: cards are grouped
+        by their dates, so that one late tap does not make the whole batch read a week
+        of entries (16 ms instead of 3 for 500 cards, one of them 8 days late).
+        """
+        by_dates: dict[frozenset[str], list[CardDay]] = {}
+        dates: dict[str, set[str]] = {}
+        for card, day in days:
+            dates.setdefault(card, set()).add(day)
+        for card, held in dates.items():
+            by_dates.setdefault(frozenset(held), []).extend((card, d) for d in held)
+        found: dict[str, TapAmount] = {}
+        for group in by_dates.values():
+            found.update(self.ledger.tap_amounts(self.session, group))
+        return found
 
     def period_totals(self, keys: Collection[PeriodKey]) -> dict[PeriodKey, int]:
         """The kept week and month totals of these periods."""

@@ -243,3 +243,21 @@ def test_reconcile_names_a_total_changed_or_deleted_behind_the_gateways_back(
     assert code == 1 and len(lines) == 1, lines
     assert lines[0].startswith(f"MISMATCH card {A}'s month from 2025-11-01 is kept as missing "
                                "but its entries add up to 65000"), lines
+
+    # The operator's remedy: the totals set from the ledger, once, and audited.
+    env = {"TRANSIT_DATABASE_URL": db_url}
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE fare_periods SET total = 1 "
+                          "WHERE card = :c AND kind = 'week' AND start = '2025-11-17'"),
+                     {"c": A})
+    mended = transit_here("fares", "rebuild-totals", env=env).stdout.splitlines()
+    assert mended == [f"card {A}: month from 2025-11-01 missing -> 65000",
+                      f"card {A}: week from 2025-11-17 1 -> 50000",
+                      "2 total(s) set to what the ledger says"], mended
+    assert reconcile(db_url) == (0, [
+        "ok       3 week and month total(s) agree with the ledger"])
+    assert transit_here("fares", "rebuild-totals", env=env).stdout.splitlines() == [
+        "every total already agrees with the ledger"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_log "
+                                 "WHERE action = 'fare_periods.rebuilt'")).scalar() == 1

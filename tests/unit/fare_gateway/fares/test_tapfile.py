@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from fare_gateway.fares import tapfile
 from fare_gateway.fares.engine import PricedTap
 from fare_gateway.fares.policy import builtin_policy
 from fare_gateway.fares.tapfile import (
@@ -162,3 +163,19 @@ def test_reading_is_bounded_and_errors_name_the_file(tmp_path: Path) -> None:
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + HEADER.encode() + b"\nC1,2025-11-24 08:00,entry,B,R1,,\n")
     assert [t.card for t in read_taps(bom, builtin_policy()).taps] == ["C1"]
+
+
+def test_local_times_far_outside_the_century_are_refused_as_such() -> None:
+    policy = builtin_policy()
+    for text, words in (("0001-01-01 00:00", "before 2000"), ("9999-12-31 23:59", "after 2099")):
+        with pytest.raises(ValueError, match=words):
+            parse_ts(text, policy.tz)
+
+
+def test_lone_carriage_returns_count_toward_the_line_limit(monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.setattr(tapfile, "MAX_TAPFILE_LINES", 3)
+    text = "card,ts,kind,vehicle_id,route_id,lat,lon\r" + "\r".join(
+        f"04A1B2C3D4E5F6,2025-11-24 08:0{i},entry,BUS,R1,," for i in range(3))
+    with pytest.raises(TapFileError, match="more than 3 lines"):
+        parse_taps(text, builtin_policy())
