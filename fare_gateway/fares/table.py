@@ -57,8 +57,12 @@ class FareWindow:
 
 def route_windows(policy: FarePolicy, route: str) -> list[tuple[int, int, int]]:
     """The (start, end, rule index) windows of a route's day, by start time."""
-    index = {id(rule): i for i, rule in enumerate(policy.rules)}
-    by_minute = [index[id(policy.rule_at(route, m))] for m in range(MINUTES_PER_DAY)]
+    # Only the rules that name the route or "*" can price it: a policy naming 1,500
+    # routes took minutes when every minute of every route tried every rule.
+    mine = [(i, rule) for i, rule in enumerate(policy.rules)
+            if "*" in rule.routes or route in rule.routes]
+    by_minute = [next(i for i, rule in mine if rule.matches(route, m))
+                 for m in range(MINUTES_PER_DAY)]
     found = [(start, end, rule) for rule in sorted(set(by_minute))
              for start, end in windows([r == rule for r in by_minute])]
     return sorted(found)
