@@ -36,6 +36,7 @@ from fare_gateway.fares.engine import (
 )
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.riders import explain
+from fare_gateway.riders.statement import boarding as next_boarding
 from fare_gateway.riders.statement import day_totals, period_start
 from fare_gateway.riders.times import iso_z
 from ledger.adapters.db import READS_ONLY, Sessions
@@ -276,13 +277,9 @@ HELD = {"id": " Buku besar mencatat {amount} untuk tap ini.",
 def boarding(policy: FarePolicy, charge: Charge | None, taps: Iterable[TapRecord]
              ) -> explain.Boarding | None:
     """The day's entry that stood in for an inferred exit's missing tap-out, if any."""
-    if charge is None or charge.pricing != "inferred_exit" or charge.related is None:
+    if charge is None or charge.pricing != "inferred_exit":
         return None
-    entry = next((t for t in taps if t.tap_id == charge.related), None)
-    if entry is None:
-        return None
-    return explain.Boarding(policy.local_time(entry.ts).strftime("%H:%M"), entry.route_id,
-                            entry.vehicle_id)
+    return next_boarding(policy, charge, {t.tap_id: t for t in taps})
 
 
 def explain_charge(row: TapRecord, charge: Charge | None, held: int, lang: str,

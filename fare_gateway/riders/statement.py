@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import BigInteger, and_, case, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.engine import Connection
@@ -650,7 +650,18 @@ def assemble(policy: FarePolicy, card: str, category: str, opening: int,
     return Statement(card, policy.currency, window, opening, balance, tuple(items), lang)
 
 
-def boarding(policy: FarePolicy, charge: Charge | None, by_id: Mapping[str, TapRow]
+class Boarded(Protocol):
+    """What `boarding` reads of the entry that stood in for a tap-out."""
+
+    @property
+    def ts(self) -> int: ...
+    @property
+    def route_id(self) -> str: ...
+    @property
+    def vehicle_id(self) -> str: ...
+
+
+def boarding(policy: FarePolicy, charge: Charge | None, by_id: Mapping[str, Boarded]
              ) -> explain.Boarding | None:
     """The next entry that stood in for an inferred exit's missing tap-out, if known."""
     if charge is None or charge.pricing != "inferred_exit" or charge.related is None:
