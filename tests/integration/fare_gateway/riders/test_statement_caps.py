@@ -36,8 +36,6 @@ from tests.support.clients import make_tap
 from tests.support.riders import call, issue, link, rider, rider_system
 from transit.wire import Receipt, Tap
 
-pytestmark = pytest.mark.sqlite_too
-
 CARD = "04C1CA9CA9CA90"
 WIB = ZoneInfo("Asia/Jakarta")
 BUS_B = ("SBY-0077-B", "SBY-0077")
