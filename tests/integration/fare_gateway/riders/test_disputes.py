@@ -18,6 +18,7 @@ import csv
 import io
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -27,7 +28,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fare_gateway.adapters.models import DenyEntry, Dispute
-from fare_gateway.fares.policy import builtin_policy
+from fare_gateway.fares.policy import parse_policy
 from fare_gateway.riders.times import parse_instant
 from ledger.adapters.db import session_factory
 from ledger.adapters.models import Entry
@@ -51,7 +52,37 @@ H = 3_600_000
 MIN = 60_000
 A, B, C, D, X = ("04D15A0000A1", "04D15B0000B2", "04D15C0000C3", "04D15D0000D4",
                  "04D15E0000E4")
-POLICY = builtin_policy()
+# The built-in policy with its early fare (05:00-07:00) on a route no tap here takes:
+# the taps are made around "now", and must cost the same whenever the suite runs, while
+# the lowest fare (the deny list's threshold) stays the built-in one.
+POLICY_TEXT = """
+currency = "IDR"
+timezone = "Asia/Jakarta"
+service_day_start = "03:00"
+repeat_tap_seconds = 120
+categories = ["regular", "student", "senior"]
+default_category = "regular"
+
+[[fares]]
+routes = ["EARLY"]
+start = "05:00"
+end = "07:00"
+amount = { regular = 2000, student = 1000, senior = 0 }
+
+[[fares]]
+routes = ["*"]
+amount = { regular = 5000, student = 2500, senior = 0 }
+
+[transfers]
+window_minutes = 120
+max_transfers = 2
+
+[caps]
+daily = { regular = 10000, student = 5000 }
+weekly = { regular = 50000 }
+monthly = { regular = 180000 }
+"""
+POLICY = parse_policy(tomllib.loads(POLICY_TEXT))
 
 
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
@@ -63,7 +94,9 @@ def system(request: pytest.FixtureRequest, broker: Broker,
     url = create_pg_database() if request.param == "postgresql" else \
         f"sqlite:///{folder}/transit.db"
     try:
-        with rider_system(url, broker, folder, TRANSIT_AUTH_FAILURES="100000/60") as system:
+        (folder / "fares.toml").write_text(POLICY_TEXT)
+        with rider_system(url, broker, folder, TRANSIT_AUTH_FAILURES="100000/60",
+                          TRANSIT_FARES=str(folder / "fares.toml")) as system:
             yield system
     finally:
         if request.param == "postgresql":
