@@ -146,9 +146,14 @@ class DayPrice:
         return charge.amount if charge else 0
 
 
-def has_position(tap: TapFacts) -> bool:
+def has_fix(lat_e6: int, lon_e6: int) -> bool:
     """A tap made without a fix carries 0, 0 (in the sea off Africa: no bus there)."""
-    return tap.lat_e6 != 0 or tap.lon_e6 != 0
+    return lat_e6 != 0 or lon_e6 != 0
+
+
+def has_position(tap: TapFacts) -> bool:
+    """Whether the tap carries a position (`has_fix`)."""
+    return has_fix(tap.lat_e6, tap.lon_e6)
 
 
 def distance_km(a: TapFacts, b: TapFacts) -> float:

@@ -65,6 +65,7 @@ from fare_gateway.fares.engine import (
     DayPrice,
     Earlier,
     PricedTap,
+    has_fix,
     price_day,
 )
 from fare_gateway.fares.policy import FarePolicy, FareRule, month_of, week_of
@@ -456,11 +457,6 @@ def _near_cells(lat_cell: int, lon_cell: int, within_m: float) -> list[tuple[int
             for lo in range(_cell(lon_lo), _cell(lon_hi) + 1)]
 
 
-def has_position(lat_e6: int, lon_e6: int) -> bool:
-    """A tap made without a fix carries 0, 0 (in the sea off Africa: no stop there)."""
-    return (lat_e6, lon_e6) != (0, 0)
-
-
 class StopIndex:
     """Stops by cell, for the nearest stop of many points at once."""
 
@@ -486,7 +482,7 @@ class StopIndex:
         near: dict[tuple[int, int], tuple[list[StopRow], float]] = {}
         found: dict[str, StopRow] = {}
         for key, (lat, lon) in points.items():
-            if not self.by_cell or not has_position(lat, lon):
+            if not self.by_cell or not has_fix(lat, lon):
                 continue
             cell = (_cell(lat), _cell(lon))
             around = near.get(cell)
