@@ -45,7 +45,7 @@ from bench.results import write_figures  # noqa: E402
 from fare_gateway.fares.engine import CardPrice, PricedTap, price_card, price_day  # noqa: E402
 from fare_gateway.fares.policy import FarePolicy, builtin_policy, parse_policy  # noqa: E402
 from fare_gateway.taps import planning  # noqa: E402
-from fare_gateway.taps.periods import MONTH, WEEK, CardPeriods, PeriodKey  # noqa: E402
+from fare_gateway.taps.periods import MONTH, WEEK, CardPeriods, PeriodKey, period_keys  # noqa: E402
 from fare_gateway.taps.planning import Arrival, CardDay, Plan  # noqa: E402
 from ledger.domain import CardState, TapAmount  # noqa: E402
 from transit.wire import Tap  # noqa: E402
@@ -217,7 +217,7 @@ def loaded(policy: FarePolicy, taps: list[PricedTap], tap: Tap, before: CardPric
                for key in days for t in history.get(key, {}).values()
                if t.kind == "entry" and charges[t.tap_id].role != "repeat"}
     kept = kept_totals(before)
-    periods = {k: kept[k] for k in planning.periods_in_play(days) if k in kept}
+    periods = {k: kept[k] for k in period_keys(days) if k in kept}
     return Batch(policy, arrivals, cards, history, amounts, periods)
 
 

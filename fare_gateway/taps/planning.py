@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from fare_gateway.fares.engine import PricedTap
 from fare_gateway.fares.policy import FarePolicy
-from fare_gateway.taps.periods import CardPeriods, PeriodKey, period_keys, periods_of
+from fare_gateway.taps.periods import CardPeriods, PeriodKey, periods_of
 from ledger.domain import UNASSIGNED_OPERATOR, CardState, EntryDraft, TapAmount, fare_entry
 from transit.wire import Tap
 
@@ -157,9 +157,6 @@ def days_in_play(new: Iterable[Admitted], history: Mapping[CardDay, Mapping[str,
     return {(r.tap.card, r.service_date) for r in new} | set(history)
 
 
-def periods_in_play(days: Iterable[CardDay]) -> set[PeriodKey]:
-    """The weeks and months whose totals the batch reads and may change."""
-    return period_keys(days)
 
 
 def routes_of(new: Iterable[Admitted], history: Mapping[CardDay, Mapping[str, PricedTap]]
@@ -188,7 +185,7 @@ def plan(admission: Admission, inserted: Collection[str], inbox: Mapping[str, In
     already charged in each new tap's card from its earliest new day on (`first_days`);
     `amounts` what the ledger holds for those taps; `operators` the operator of every
     route involved (`routes_of`); `periods` the card's week and month totals as kept
-    (`periods_in_play`).
+    (`periods.period_keys` of the days in play).
     """
     to_price = admission.to_price(inserted)
     drafts, priced, totals = _price(to_price, cards, history, amounts, operators, periods,

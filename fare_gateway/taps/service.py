@@ -25,6 +25,7 @@ from fare_gateway.devices import KnownDevice, Refusal, SignedMessage
 from fare_gateway.fares.policy import FarePolicy
 from fare_gateway.metrics import Metrics
 from fare_gateway.taps import planning
+from fare_gateway.taps.periods import period_keys
 from fare_gateway.taps.planning import Arrival, Decision, Plan
 from fare_gateway.taps.ports import Quarantined, TapUnitOfWork
 from ledger.domain import CardState
@@ -210,7 +211,7 @@ class TapService:
         history = uow.charged_taps(first, {r.tap.tap_id for r in new}) if first else {}
         days = planning.days_in_play(new, history)
         amounts = uow.tap_amounts(days) if days else {}
-        periods = uow.period_totals(planning.periods_in_play(days)) if days else {}
+        periods = uow.period_totals(period_keys(days)) if days else {}
         operators = {route: self.routes.operator(route, refresh=False)
                      for route in planning.routes_of(new, history)}
         plan = planning.plan(admission, inserted, inbox, cards, history, amounts, operators,
