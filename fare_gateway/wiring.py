@@ -99,6 +99,7 @@ def run_gateway(settings: Settings) -> None:
     from tracking.network import Network
     from tracking.store import TrackingStore, redis_client
     from tracking.streams import StreamSlots
+    from tracking.track import TrackWriter
 
     core = Core.build(settings)
     # Refuse a database without the current schema now, in one line, rather than with
@@ -126,10 +127,12 @@ def run_gateway(settings: Settings) -> None:
     service = TapService(sql_units(core.sessions, core.ledger, core.policy), core.policy,
                          devices, RouteDirectory(core.sessions), topics, core.metrics,
                          window=window)
-    consumer = TapConsumer(settings, service, core.metrics)
     store = TrackingStore(redis_client(settings.redis_url), settings.topic_prefix)
+    consumer = TapConsumer(settings, service, core.metrics, heard=store.heard)
+    track = TrackWriter(core.sessions, core.metrics.registry, keep_days=settings.track_days)
     positions = PositionConsumer(settings, PositionIngest(
-        store, devices, Network(core.sessions), topics, core.metrics.registry, window))
+        store, devices, Network(core.sessions), topics, core.metrics.registry, window,
+        track=track))
     deps = ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
                    broker_ok=lambda: consumer.connected, tracking=store,
                    tile_url=settings.map_tiles, gateway_id=settings.gateway_id,
@@ -176,6 +179,8 @@ def run_gateway(settings: Settings) -> None:
     # The try opens at once: a signal that comes before the server runs must still stop
     # what was started.
     try:
+        track.start()
+        started.append(track.stop)  # stopped after the positions, so it writes theirs
         positions.start()
         started.append(positions.stop)
         denylist = DenyListPublisher(core.sessions, consumer.client, topics,

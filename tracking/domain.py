@@ -119,3 +119,62 @@ def next_stop(position: Point, heading: int | None, stops: list[StopOnRoute]
     if abs((to_stop - heading + 180) % 360 - 180) <= 90:
         return stop
     return stops[nearest + 1] if nearest + 1 < len(stops) else stop
+
+
+# -- validators -------------------------------------------------------------------------
+
+SILENT_AFTER_S = 90  # contract section 8: online means heard within the last 90 s
+
+
+def validator_state(heard_ms: int | None, status_online: bool | None,
+                    status_ms: int | None, now_ms: int,
+                    silent_after_s: float = SILENT_AFTER_S,
+                    offline_after_s: float = OFFLINE_AFTER_S) -> str:
+    """`online`, `silent` or `offline`, from what the gateways heard (contract section 8).
+
+    `heard_ms` is when anything of the device was last received (a tap, a position, a
+    status); `status_online` and `status_ms` what its last status said and when it came.
+    The last word heard being an offline status (its last will, or a clean stop) means
+    offline at once; otherwise it is online while heard within `silent_after_s`, silent
+    after that (its status, if any, still claiming online), and offline once nothing was
+    heard for `offline_after_s`. A device never heard from is offline.
+    """
+    if heard_ms is None:
+        return "offline"
+    if status_online is False and status_ms is not None and status_ms >= heard_ms:
+        return "offline"
+    quiet_s = (now_ms - heard_ms) / 1000
+    if quiet_s < silent_after_s:
+        return "online"
+    if quiet_s < offline_after_s:
+        return "silent"
+    return "offline"
+
+
+SPOOL_SAMPLE_EVERY_S = 15  # a depth is kept as a sample at most this often, per device
+SPOOL_SAMPLES = 40  # ... and this many are kept: 10 minutes at that spacing
+SPOOL_GROWING_S = 120
+SPOOL_GROWING_BY = 5
+
+
+def spool_growing_since(samples: list[tuple[int, int]],
+                        for_s: float = SPOOL_GROWING_S,
+                        by: int = SPOOL_GROWING_BY) -> int | None:
+    """Since when a validator's spool keeps growing, or None.
+
+    `samples` are its reported depths as `(received_ms, depth)`, newest first. It keeps
+    growing when the depth has not gone down from the oldest sample of its latest rise to
+    the newest one, over at least `for_s` seconds, and rose by at least `by` taps: taps are
+    made and not receipted (the gateway answers nothing, or the link only goes one way).
+    The answer is the oldest sample of that rise.
+    """
+    if len(samples) < 2:
+        return None
+    start = 0
+    while start + 1 < len(samples) and samples[start + 1][1] <= samples[start][1]:
+        start += 1
+    newest_ms, newest_depth = samples[0]
+    since_ms, since_depth = samples[start]
+    if (newest_ms - since_ms) / 1000 >= for_s and newest_depth - since_depth >= by:
+        return since_ms
+    return None

@@ -56,6 +56,14 @@ class DeviceCheck(Protocol):
         ...
 
 
+class TrackSink(Protocol):
+    """Where every accepted position goes to be kept on disk (`tracking.track`)."""
+
+    def append(self, records: Sequence[VehicleRecord]) -> None:
+        """Take accepted positions, oldest first per vehicle; never blocks for long."""
+        ...
+
+
 # A revoked device's positions are counted with those of devices nobody registered: to
 # the map both are strangers, and the metric's labels stay what dashboards know.
 POSITION_REASONS = {"inactive_device": "unknown_device"}
@@ -72,8 +80,10 @@ class PositionIngest:
 
     def __init__(self, store: TrackingStore, devices: DeviceCheck, network: Network,
                  topics: Topics, registry: CollectorRegistry,
-                 window: EventWindow = DEFAULT_WINDOW) -> None:
+                 window: EventWindow = DEFAULT_WINDOW, track: TrackSink | None = None
+                 ) -> None:
         self.store = store
+        self.track = track
         self.devices = devices
         self.network = network
         self.topics = topics
@@ -103,6 +113,7 @@ class PositionIngest:
         accepted.sort(key=lambda p: (p.vehicle_id, p.ts))
         last = self.store.last(p.vehicle_id for p in accepted)
         records: dict[str, VehicleRecord] = {}
+        kept: list[VehicleRecord] = []
         for pos in accepted:
             prev = records.get(pos.vehicle_id) or last.get(pos.vehicle_id)
             point = Point(pos.ts, pos.lat_e6, pos.lon_e6)
@@ -117,12 +128,18 @@ class PositionIngest:
                 speed = d_speed if speed is None else speed
                 heading = d_heading if heading is None else heading
             stop = self.network.next_stop(pos.route_id, pos.trip_id, point, heading)
-            records[pos.vehicle_id] = VehicleRecord(
+            record = VehicleRecord(
                 pos.vehicle_id, pos.device_id, pos.route_id, pos.trip_id, pos.ts, pos.lat_e6,
                 pos.lon_e6, speed, heading, stop.stop_id if stop else None,
                 stop.name if stop else None)
+            records[pos.vehicle_id] = record
+            kept.append(record)
             count("accepted")
-        self.store.save(list(records.values()))
+        # Every device whose signature held was heard, whatever its position was worth.
+        self.store.save(list(records.values()), heard=[p.device_id for p in accepted],
+                        heard_ms=now)
+        if self.track is not None:
+            self.track.append(kept)
         for outcome, n in outcomes.items():
             self.positions.labels(outcome).inc(n)
         return outcomes

@@ -5,6 +5,10 @@ Keys, under a namespace per topic prefix:
   {ns}:v:{vehicle}     hash: the latest position and what was derived from it
   {ns}:trail:{vehicle} list: the last TRAIL positions, newest first
   {ns}:dev:{device}    hash: the validator's last status message and when it came
+  {ns}:heard           hash: device -> when anything of it (tap, position, status) was
+                       last received by any gateway (ms)
+  {ns}:spool:{device}  list: its reported spool depths, "received_ms,depth", newest first,
+                       one per SPOOL_SAMPLE_EVERY_S at most (tracking.domain)
   {ns}:events          pub/sub channel of position changes (feeds every gateway's SSE)
 """
 
@@ -17,6 +21,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import redis
+
+from tracking.domain import SPOOL_SAMPLE_EVERY_S, SPOOL_SAMPLES
 
 TRAIL = 50
 
@@ -75,13 +81,18 @@ class TrackingStore:
                 out[vid] = VehicleRecord.from_hash(_decode(raw))
         return out
 
-    def save(self, records: list[VehicleRecord]) -> None:
+    def save(self, records: list[VehicleRecord], heard: Iterable[str] = (),
+             heard_ms: int = 0) -> None:
         """Store accepted positions (oldest first): the trail gets each, the vehicle's
-        hash and GEO entry its newest."""
-        if not records:
+        hash and GEO entry its newest; and that the devices `heard` were heard from at
+        `heard_ms`, in the same round trip."""
+        heard_map = dict.fromkeys(heard, str(heard_ms))
+        if not records and not heard_map:
             return
         latest: dict[str, VehicleRecord] = {}
         pipe = self.redis.pipeline(transaction=False)
+        if heard_map:
+            pipe.hset(f"{self.ns}:heard", mapping=heard_map)
         for r in records:
             latest[r.vehicle_id] = r
             pipe.lpush(f"{self.ns}:trail:{r.vehicle_id}", f"{r.ts},{r.lat_e6},{r.lon_e6}")
@@ -89,7 +100,9 @@ class TrackingStore:
             pipe.hset(f"{self.ns}:v:{r.vehicle_id}", mapping=r.to_hash())
             pipe.geoadd(f"{self.ns}:geo", (r.lon_e6 / 1e6, r.lat_e6 / 1e6, r.vehicle_id))
             pipe.ltrim(f"{self.ns}:trail:{r.vehicle_id}", 0, TRAIL - 1)
-        pipe.publish(f"{self.ns}:events", json.dumps([asdict(r) for r in latest.values()]))
+        if latest:
+            pipe.publish(f"{self.ns}:events",
+                         json.dumps([asdict(r) for r in latest.values()]))
         pipe.execute()
 
     def vehicles(self) -> list[VehicleRecord]:
@@ -103,10 +116,35 @@ class TrackingStore:
             out.append((int(ts), int(lat), int(lon)))
         return out
 
+    def heard(self, device_ids: Iterable[str], received_ms: int) -> None:
+        """Record that these devices were heard from now (one round trip)."""
+        mapping = dict.fromkeys(device_ids, str(received_ms))
+        if mapping:
+            self.redis.hset(f"{self.ns}:heard", mapping=mapping)
+
+    def last_heard(self) -> dict[str, int]:
+        """When each device was last heard from, by any gateway (ms)."""
+        return {_s(k): int(v) for k, v in self.redis.hgetall(f"{self.ns}:heard").items()}
+
     def save_status(self, device_id: str, status: dict[str, Any], received_ms: int) -> None:
-        self.redis.hset(f"{self.ns}:dev:{device_id}", mapping={
-            "status": json.dumps(status), "received_ms": str(received_ms)})
-        self.redis.sadd(f"{self.ns}:devices", device_id)
+        """Keep a validator's status message; it was heard now, and its spool depth joins
+        its samples when the last one is old enough."""
+        key = f"{self.ns}:dev:{device_id}"
+        sampled = self.redis.hget(key, "sampled_ms")
+        pipe = self.redis.pipeline(transaction=False)
+        mapping = {"status": json.dumps(status), "received_ms": str(received_ms)}
+        depth = status.get("spool_depth")
+        if isinstance(depth, int) and not isinstance(depth, bool) and (
+                sampled is None
+                or received_ms - int(sampled) >= SPOOL_SAMPLE_EVERY_S * 1000):
+            mapping["sampled_ms"] = str(received_ms)
+            samples = f"{self.ns}:spool:{device_id}"
+            pipe.lpush(samples, f"{received_ms},{depth}")
+            pipe.ltrim(samples, 0, SPOOL_SAMPLES - 1)
+        pipe.hset(key, mapping=mapping)
+        pipe.sadd(f"{self.ns}:devices", device_id)
+        pipe.hset(f"{self.ns}:heard", device_id, str(received_ms))
+        pipe.execute()
 
     def statuses(self) -> dict[str, tuple[dict[str, Any], int]]:
         ids = sorted(_s(d) for d in self.redis.smembers(f"{self.ns}:devices"))
@@ -118,6 +156,18 @@ class TrackingStore:
             h = _decode(raw)
             if h:
                 out[d] = (json.loads(h["status"]), int(h["received_ms"]))
+        return out
+
+    def spool_samples(self, device_ids: Iterable[str]) -> dict[str, list[tuple[int, int]]]:
+        """Each device's sampled spool depths, `(received_ms, depth)` newest first."""
+        ids = list(device_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for d in ids:
+            pipe.lrange(f"{self.ns}:spool:{d}", 0, -1)
+        out: dict[str, list[tuple[int, int]]] = {}
+        for d, raw in zip(ids, pipe.execute(), strict=True):
+            pairs = [_s(item).split(",") for item in raw]
+            out[d] = [(int(ms), int(depth)) for ms, depth in pairs]
         return out
 
     def events(self, stop: Stop, quiet_s: float = 15.0

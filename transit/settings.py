@@ -38,6 +38,7 @@ DEFAULTS: dict[str, str] = {
     "TRANSIT_BROKER_WAIT_S": "10",
     # Contract section 10: a tap older than this is refused (ts_out_of_range).
     "TRANSIT_TAP_MAX_AGE_DAYS": "7",
+    "TRANSIT_TRACK_DAYS": "30",
     # Live vehicle streams one gateway serves at once, and one token may hold; each
     # holds a server thread (docs/operations.md, "Serving many clients").
     "TRANSIT_HTTP_STREAMS": "128",
@@ -220,6 +221,7 @@ class Settings:
     auth_failures: FailureLimit = FailureLimit()
     broker_wait_s: float = 10.0
     tap_max_age_days: int = 7
+    track_days: int = 30  # days of vehicle tracks kept on disk
     http_streams: int = 128
     streams_per_token: int = 64
     rider_token_hours: int = 24
@@ -257,6 +259,7 @@ class Settings:
             auth_failures=_failure_limit(get("TRANSIT_AUTH_FAILURES")),
             broker_wait_s=_seconds(env, "TRANSIT_BROKER_WAIT_S"),
             tap_max_age_days=_positive_int(env, "TRANSIT_TAP_MAX_AGE_DAYS"),
+            track_days=_positive_int(env, "TRANSIT_TRACK_DAYS"),
             http_streams=_positive_int(env, "TRANSIT_HTTP_STREAMS"),
             streams_per_token=_positive_int(env, "TRANSIT_STREAMS_PER_TOKEN"),
             rider_token_hours=_positive_int(env, "TRANSIT_RIDER_TOKEN_HOURS"),
@@ -320,6 +323,7 @@ class Settings:
             "TRANSIT_AUTH_FAILURES": f"{self.auth_failures.limit}/{self.auth_failures.window_s}",
             "TRANSIT_BROKER_WAIT_S": str(self.broker_wait_s),
             "TRANSIT_TAP_MAX_AGE_DAYS": str(self.tap_max_age_days),
+            "TRANSIT_TRACK_DAYS": str(self.track_days),
             "TRANSIT_HTTP_STREAMS": str(self.http_streams),
             "TRANSIT_STREAMS_PER_TOKEN": str(self.streams_per_token),
             "TRANSIT_RIDER_TOKEN_HOURS": str(self.rider_token_hours),

@@ -3,7 +3,17 @@ riders' side (check codes, accounts, linked cards, replacements, disputes)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ledger.adapters.db import Base, BigId
@@ -42,6 +52,10 @@ class DeviceVehicle(Base):
     vehicle_id: Mapped[str] = mapped_column(String(64))
 
 
+# The inbox rows the operators' exceptions view lists besides the quarantine.
+EXCEPTION_STATUSES = "status IN ('unknown_card', 'rejected')"
+
+
 class TapRecord(Base):
     """The inbox: one row per tap_id, inserted in the same transaction as its charge."""
 
@@ -50,7 +64,12 @@ class TapRecord(Base):
                       Index("ix_taps_received_ms", "received_ms"),
                       # A vehicle's taps around a time: a dispute's evidence of where the
                       # bus was (each tap carries its position).
-                      Index("ix_taps_vehicle_ts", "vehicle_id", "ts"))
+                      Index("ix_taps_vehicle_ts", "vehicle_id", "ts"),
+                      # The operators' exceptions view, newest first: a partial index, so
+                      # the taps that are charged (nearly all) cost it nothing.
+                      Index("ix_taps_exceptions", "received_ms",
+                            postgresql_where=text(EXCEPTION_STATUSES),
+                            sqlite_where=text(EXCEPTION_STATUSES)))
 
     tap_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64))

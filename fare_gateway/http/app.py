@@ -17,7 +17,7 @@ from fare_gateway.finance.office import FinanceOffice
 from fare_gateway.fleet import FleetRecords
 from fare_gateway.health import check_health
 from fare_gateway.http.audit import audit_blueprint
-from fare_gateway.http.auth import Authenticator, AuthFailures, install, require
+from fare_gateway.http.auth import Authenticator, AuthFailures, current_actor, install, require
 from fare_gateway.http.cards import cards_blueprint
 from fare_gateway.http.disputes import disputes_blueprint
 from fare_gateway.http.errors import register_error_handlers
@@ -26,12 +26,14 @@ from fare_gateway.http.headers import protective_headers
 from fare_gateway.http.health import health_blueprint
 from fare_gateway.http.openapi import openapi_blueprint
 from fare_gateway.http.operations import operation
+from fare_gateway.http.ops import ops_blueprint
 from fare_gateway.http.pages import pages_blueprint
 from fare_gateway.http.riders import riders_blueprint
 from fare_gateway.http.settlements import settlements_blueprint
 from fare_gateway.http.statements import statements_blueprint
 from fare_gateway.http.taps import taps_blueprint
 from fare_gateway.metrics import Metrics
+from fare_gateway.ops import OpsOffice
 from fare_gateway.riders import evidence
 from fare_gateway.riders.accounts import FailureLimits, RiderOffice
 from fare_gateway.riders.dispute_office import DisputeOffice
@@ -112,9 +114,12 @@ def create_app(deps: ApiDeps) -> Flask:
     app.register_blueprint(statements_blueprint(deps.sessions, policy))
     app.register_blueprint(audit_blueprint(deps.sessions, deps.ledger.fingerprints))
     app.register_blueprint(finance_blueprint(FinanceOffice(deps.sessions, deps.ledger, policy)))
+    app.register_blueprint(ops_blueprint(OpsOffice(deps.sessions, deps.tracking, disputes)))
     if deps.tracking is not None:
+        from tracking.alerts_http import AlertsDeps, alerts_blueprint
         from tracking.http import TrackingDeps, tracking_blueprint
         from tracking.services import NetworkMap
+        from tracking.tracks_http import TracksDeps, tracks_blueprint
 
         fleet = FleetRecords(deps.sessions)
         Gauge("transit_http_streams_open", "Vehicle streams open now",
@@ -125,6 +130,9 @@ def create_app(deps: ApiDeps) -> Flask:
             holder=lambda: str(g.principal.token_id), tile_url=deps.tile_url,
             service_date=lambda ms: policy.service_date(ms).isoformat(),
             stopping=deps.stopping)))
+        app.register_blueprint(tracks_blueprint(TracksDeps(deps.sessions, require, operation)))
+        app.register_blueprint(alerts_blueprint(AlertsDeps(
+            deps.sessions, deps.ledger.fingerprints, current_actor, require, operation)))
     app.register_blueprint(pages_blueprint())
     app.register_blueprint(openapi_blueprint())
     return app

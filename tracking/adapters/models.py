@@ -1,9 +1,10 @@
 """GTFS static tables: agencies, routes (each with the operator its fares credit), stops,
-shapes, trips."""
+shapes, trips; and what tracking keeps itself: the vehicles' tracks and the service
+alerts."""
 
 from __future__ import annotations
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import BigInteger, Column, Index, Integer, SmallInteger, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ledger.adapters.db import Base
@@ -70,3 +71,46 @@ class TripStop(Base):
     trip_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     stop_id: Mapped[str] = mapped_column(String(100))
+
+
+# Every accepted position, kept for `TRANSIT_TRACK_DAYS` days. On PostgreSQL the table is
+# partitioned by range of `ts`, one partition per UTC day (`vehicle_positions_YYYYMMDD`,
+# made as positions arrive), so that retention drops whole days in one statement and a
+# track's query reads only the days it spans (tracking/track.py). No primary key: a
+# position is not an effect, and two validators on one bus may report the same instant.
+vehicle_positions = Table(
+    "vehicle_positions", Base.metadata,
+    Column("vehicle_id", String(64), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("route_id", String(64), nullable=False),
+    Column("trip_id", String(64), nullable=True),
+    Column("lat_e6", Integer, nullable=False),
+    Column("lon_e6", Integer, nullable=False),
+    Column("speed_cms", Integer, nullable=True),
+    Column("bearing_deg", SmallInteger, nullable=True),
+    Index("ix_vehicle_positions_vehicle_ts", "vehicle_id", "ts"),
+    postgresql_partition_by="RANGE (ts)",
+)
+
+
+class ServiceAlert(Base):
+    """A service alert for riders (GTFS-Realtime Alerts): made and ended by operations,
+    never deleted, so that what riders were told stays on record."""
+
+    __tablename__ = "service_alerts"
+
+    alert_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Texts as JSON objects of language -> text ({"id": "...", "en": "..."}).
+    header: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    cause: Mapped[str] = mapped_column(String(32))
+    effect: Mapped[str] = mapped_column(String(32))
+    route_ids: Mapped[str] = mapped_column(Text)  # JSON list
+    stop_ids: Mapped[str] = mapped_column(Text)  # JSON list
+    start_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    end_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(100))
+    ended_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(100), nullable=True)

@@ -43,13 +43,16 @@ class Store:
     def __init__(self) -> None:
         self.saved: list[VehicleRecord] = []
         self.statuses: list[tuple[str, dict[str, object]]] = []
+        self.heard: dict[str, int] = {}
 
     def last(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
         list(vehicle_ids)
         return {}
 
-    def save(self, records: list[VehicleRecord]) -> None:
+    def save(self, records: list[VehicleRecord], heard: Iterable[str] = (),
+             heard_ms: int = 0) -> None:
         self.saved.extend(records)
+        self.heard.update(dict.fromkeys(heard, heard_ms))
 
     def save_status(self, device_id: str, status: dict[str, object], now: int) -> None:
         self.statuses.append((device_id, status))
