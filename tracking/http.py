@@ -21,7 +21,13 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyReques
 
 from tracking.domain import state
 from tracking.realtime import vehicle_feed
-from tracking.services import DeviceRoster, Network, VehicleTaps, validator_states
+from tracking.services import (
+    DeviceRoster,
+    Network,
+    ValidatorState,
+    VehicleTaps,
+    validator_states,
+)
 from tracking.store import TrackingStore, VehicleRecord
 from tracking.streams import Refusal, StreamSlots
 
@@ -169,6 +175,7 @@ class TrackingDeps:
     stopping: threading.Event = field(default_factory=threading.Event)
     stale_after_s: float = 90
     offline_after_s: float = 600
+    silent_after_s: float = 90  # a validator not heard for longer is `silent`
 
 
 def vehicle_json(r: VehicleRecord, now_ms: int, deps: TrackingDeps) -> dict[str, Any]:
@@ -185,6 +192,16 @@ def vehicle_json(r: VehicleRecord, now_ms: int, deps: TrackingDeps) -> dict[str,
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def validators_now(deps: TrackingDeps) -> list[ValidatorState]:
+    """Every registered validator's state now, from what the gateways heard."""
+    roster = deps.roster.registered()
+    return validator_states(
+        roster, deps.store.statuses(), now_ms(), deps.offline_after_s,
+        heard=deps.store.last_heard(),
+        samples=deps.store.spool_samples(d.device_id for d in roster),
+        silent_after_s=deps.silent_after_s)
 
 
 def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
@@ -272,8 +289,7 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
                            "never heard from is listed offline.")
     @require("ops")
     def validators() -> Response:
-        states = validator_states(deps.roster.registered(), deps.store.statuses(), now_ms(),
-                                  deps.offline_after_s)
+        states = validators_now(deps)
         return jsonify({"validators": [asdict(s) for s in states]})
 
     @bp.get("/gtfs-rt/vehicle-positions")

@@ -17,6 +17,12 @@ from sqlalchemy.orm import Session
 
 from ledger.adapters.db import Sessions
 from tracking.adapters.models import Route, ShapePoint, Stop, Trip
+from tracking.domain import (
+    OFFLINE_AFTER_S,
+    SILENT_AFTER_S,
+    spool_growing_since,
+    validator_state,
+)
 
 DEFAULT_ROUTE_COLOR = "3366CC"  # a route the feed gives no colour
 
@@ -48,16 +54,20 @@ class VehicleTaps(Protocol):
 
 @dataclass(frozen=True)
 class ValidatorState:
-    """A registered validator and what its last status message said."""
+    """A registered validator: its state from what was heard of it, and what its last
+    status message said (as of `last_status_ms`)."""
 
     device_id: str
     vehicle_id: str
     registration: str
-    online: bool
-    last_seen_ms: int | None
+    state: str  # online | silent | offline (tracking.domain.validator_state)
+    online: bool  # state == "online"
+    last_seen_ms: int | None  # when anything of it was last heard: tap, position, status
     last_seen_s: float | None
+    last_status_ms: int | None  # when its last status came: the spool depth is as of then
     spool_depth: Any
     spool_full: Any
+    spool_growing_since_ms: int | None  # tracking.domain.spool_growing_since
     denylist_version: Any
     software: Any
     route_id: Any
@@ -65,17 +75,27 @@ class ValidatorState:
 
 def validator_states(devices: Sequence[RegisteredDevice],
                      statuses: Mapping[str, tuple[dict[str, Any], int]], now_ms: int,
-                     offline_after_s: float) -> list[ValidatorState]:
-    """Each registered device with its reported state; online only if it said so lately."""
+                     offline_after_s: float = OFFLINE_AFTER_S, *,
+                     heard: Mapping[str, int] | None = None,
+                     samples: Mapping[str, list[tuple[int, int]]] | None = None,
+                     silent_after_s: float = SILENT_AFTER_S) -> list[ValidatorState]:
+    """Each registered device with its state, judged from when it was last heard
+    (`heard`: taps and positions; a status counts too) and what its status said."""
+    heard = heard or {}
+    samples = samples or {}
     out = []
     for device in devices:
         reported, received = statuses.get(device.device_id, ({}, None))
-        online = bool(reported.get("online")) and received is not None and (
-            now_ms - received) / 1000 < offline_after_s
+        times = [t for t in (heard.get(device.device_id), received) if t is not None]
+        last = max(times) if times else None
+        said = reported.get("online") if received is not None else None
+        state = validator_state(last, None if said is None else bool(said), received,
+                                now_ms, silent_after_s, offline_after_s)
         out.append(ValidatorState(
-            device.device_id, device.vehicle_id, device.status, online, received,
-            None if received is None else round((now_ms - received) / 1000, 1),
+            device.device_id, device.vehicle_id, device.status, state, state == "online",
+            last, None if last is None else round((now_ms - last) / 1000, 1), received,
             reported.get("spool_depth"), reported.get("spool_full", False),
+            spool_growing_since(samples.get(device.device_id, [])),
             reported.get("denylist_version"), reported.get("software"),
             reported.get("route_id")))
     return out

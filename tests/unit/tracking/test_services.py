@@ -39,8 +39,22 @@ def test_a_validator_is_online_only_if_it_said_so_lately() -> None:
                                                                         None)
 
 
-def test_online_ends_at_the_offline_threshold() -> None:
+def test_online_turns_silent_after_90_s_and_offline_after_600_s() -> None:
     roster = [Registered("A", "BUS-1", "active")]
-    for age_ms, online in ((599_999, True), (600_000, False)):
+    for age_ms, expected in ((89_999, "online"), (90_000, "silent"), (599_999, "silent"),
+                             (600_000, "offline")):
         (state,) = validator_states(roster, {"A": ({"online": True}, NOW - age_ms)}, NOW, 600)
-        assert state.online is online, age_ms
+        assert (state.state, state.online) == (expected, expected == "online"), age_ms
+
+
+def test_taps_and_positions_heard_keep_a_validator_online_its_will_takes_it_offline() -> None:
+    roster = [Registered("A", "BUS-1", "active"), Registered("B", "BUS-2", "active")]
+    statuses = {"A": ({"online": True, "spool_depth": 4}, NOW - 300_000),
+                "B": ({"online": False}, NOW - 1_000)}  # its last will, after its last tap
+    heard = {"A": NOW - 2_000, "B": NOW - 1_500}
+    a, b = validator_states(roster, statuses, NOW, 600, heard=heard)
+    assert (a.state, a.last_seen_ms, a.last_status_ms, a.spool_depth) == (
+        "online", NOW - 2_000, NOW - 300_000, 4)
+    assert b.state == "offline"
+    (b_later,) = validator_states(roster[1:], statuses, NOW, 600, heard={"B": NOW - 500})
+    assert b_later.state == "online"  # heard again after its will: back
