@@ -140,7 +140,8 @@ def run_gateway(settings: Settings) -> None:
                    streams=StreamSlots(settings.http_streams, settings.streams_per_token),
                    rider_limits=RiderLimits.shared(settings),
                    rider_token_hours=settings.rider_token_hours,
-                   secret_key=settings.secret_key)
+                   secret_key=settings.secret_key,
+                   validator_silent_s=settings.validator_silent_s)
     app = create_app(deps)
     host, port = settings.http_bind
     try:

@@ -50,9 +50,14 @@ from hardware_sim import history
 from transit.context import CommandContext, pass_transit
 from transit.errors import TransitError, ensure_free, why_unreachable
 from transit.settings import Settings
+from validator_agent.agent import DRILL_OFFLINE_S
 
 log = logging.getLogger("transit.demo")
 LOCK_FILE = "demo.lock"
+# Unless TRANSIT_VALIDATOR_SILENT_S is set: a bus in a tunnel for a minute is never silent
+# by the contract's 90 s, and the demo's drill is there to show one that is.
+DEMO_SILENT_S = 30.0
+TILES_EXAMPLE = "https://tile.example.org/{z}/{x}/{y}.png"
 
 CATEGORIES = ["regular"] * 6 + ["student"] * 3 + ["senior"]
 
@@ -117,7 +122,25 @@ def _run_settings(settings: Settings, folder: Path) -> Settings:
         run = replace(run, gateway_id=f"demo-{secrets.token_hex(4)}")
     if settings.is_default("TRANSIT_LOG_LEVEL"):
         run = replace(run, log_level="WARNING")
+    if settings.is_default("TRANSIT_VALIDATOR_SILENT_S"):
+        run = replace(run, validator_silent_s=DEMO_SILENT_S)
     return run
+
+
+def tiles_line(tile_url: str) -> str:
+    """What the map draws on: the tile server of TRANSIT_MAP_TILES, or how to set one."""
+    if tile_url:
+        return f"map tiles: {tile_url} (TRANSIT_MAP_TILES)"
+    return ("map tiles: none, routes and stops on a plain background; for streets set "
+            f"TRANSIT_MAP_TILES={TILES_EXAMPLE} (a tile server you run or are licensed "
+            "to use)")
+
+
+def drill_line(silent_s: float) -> str:
+    """The tunnel drill, and when the panel calls a validator silent."""
+    return (f"drill: now and then a bus drives into a tunnel for {DRILL_OFFLINE_S:g} s "
+            f"(SIGUSR1 to its agent); a validator unheard for {silent_s:g} s is silent "
+            "(TRANSIT_VALIDATOR_SILENT_S, 90 in service)")
 
 
 def _free_port(preferred: int | None = None) -> int:
@@ -516,10 +539,35 @@ def _status(engine: Any, base: str, tokens: dict[str, str], fleet: list[Bus]) ->
         revenue = s.scalar(select(func.coalesce(func.sum(Entry.amount), 0)).where(
             Entry.kind.in_(("fare", "correction")))) or 0
     live = sum(1 for v in vehicles if v["state"] == "live")
-    spooled = sum(v.get("spool_depth") or 0 for v in validators)
     receipts = sum(b.receipts for b in fleet)
     return (f"status: {live}/{len(fleet)} buses live, {charged} taps charged, "
-            f"revenue Rp {revenue:,}, {spooled} taps spooled, {receipts} receipts at the buses")
+            f"revenue Rp {revenue:,}; {validators_summary(validators)}; "
+            f"{receipts} receipts at the buses")
+
+
+def validators_summary(validators: list[dict[str, Any]]) -> str:
+    """The validators as the operations panel shows them (`/api/v1/validators`): how
+    many in each state, and for each one not online that was heard, its spool as it
+    last reported it and how long ago it was heard."""
+    counts = {state: 0 for state in ("online", "silent", "offline")}
+    notes: dict[str, list[str]] = {"silent": [], "offline": []}
+    for v in validators:
+        state = v.get("state", "offline")
+        counts[state] = counts.get(state, 0) + 1
+        if state != "online" and v.get("last_seen_s") is not None:
+            notes.setdefault(state, []).append(_validator_note(v))
+    parts = []
+    for state, n in counts.items():
+        told = notes.get(state) or []
+        parts.append(f"{n} {state}" + (f" ({'; '.join(told)})" if told else ""))
+    return "validators " + ", ".join(parts)
+
+
+def _validator_note(v: dict[str, Any]) -> str:
+    depth = v.get("spool_depth")
+    spool = ("no spool reported" if not isinstance(depth, int)
+             else f"{depth} tap{'' if depth == 1 else 's'} spooled at its last report")
+    return f"{v.get('vehicle_id') or v['device_id']}: {spool}, heard {v['last_seen_s']:.0f} s ago"
 
 
 def _read_events(bus: Bus, stream: IO[bytes]) -> None:
@@ -622,6 +670,7 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
                                      name="history", daemon=True)
             today.start()
         click.echo(f"map: {base}/")
+        click.echo(tiles_line(run.map_tiles))
         click.echo(f"admin token: {tokens['admin']}")
         click.echo(f"ops token: {tokens['ops']}")
         click.echo(f"finance token: {tokens['finance']}")
@@ -635,6 +684,7 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
                  else f"day {day} (settled once it has closed)")
         click.echo(f"finance: {state}, float {base}/api/v1/finance/float/{day} "
                    "(README: Finance on the demo)")
+        click.echo(drill_line(run.validator_silent_s))
         sys.stdout.flush()
         _ride(fleet, card_ids, run, base, tokens, time_scale, duration, stopping)
     finally:

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, abort, jsonify, request, send_from_direct
 from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 
 from tracking.domain import state
-from tracking.realtime import vehicle_feed
+from tracking.realtime import StaticIds, vehicle_feed
 from tracking.services import (
     DeviceRoster,
     Network,
@@ -79,20 +79,34 @@ VEHICLE_DETAIL = {
                                                "lon": {"type": "number"}}}},
             "service_date": {"type": "string", "format": "date"}}}],
 }
+VALIDATOR_STATES = ("online", "silent", "offline")
 VALIDATOR = {
     "title": "Validator",
     "type": "object",
-    "required": ["device_id", "vehicle_id", "registration", "online", "last_seen_ms",
-                 "last_seen_s", "spool_depth", "spool_full", "denylist_version", "software",
-                 "route_id"],
+    "required": ["device_id", "vehicle_id", "registration", "state", "online", "last_seen_ms",
+                 "last_seen_s", "last_status_ms", "spool_depth", "spool_full",
+                 "spool_growing_since_ms", "denylist_version", "software", "route_id"],
     "properties": {
         "device_id": {"type": "string"}, "vehicle_id": {"type": "string"},
         "registration": {"type": "string", "description": "`active` or `revoked`"},
-        "online": {"type": "boolean",
-                   "description": "it said so in a status received lately"},
-        "last_seen_ms": {"type": ["integer", "null"]}, "last_seen_s": NUMBER_OR_NULL,
-        "spool_depth": {"description": "taps it holds without a receipt, as it reported"},
-        "spool_full": {"description": "whether its spool is full, as it reported"},
+        "state": {"enum": list(VALIDATOR_STATES),
+                  "description": "from what the gateways heard of it; see the operation"},
+        "online": {"type": "boolean", "description": "`state` is `online`"},
+        "last_seen_ms": {"type": ["integer", "null"],
+                         "description": "when anything of it (a tap, a position, a status) "
+                                        "was last heard, ms since the epoch; null: never"},
+        "last_seen_s": {**NUMBER_OR_NULL, "description": "seconds since then"},
+        "last_status_ms": {"type": ["integer", "null"],
+                           "description": "when its last status message came: the fields "
+                                          "it reports (spool, deny list, software, route) "
+                                          "are as of then"},
+        "spool_depth": {"description": "taps it held without a receipt, as it last reported"},
+        "spool_full": {"description": "whether its spool was full, as it last reported"},
+        "spool_growing_since_ms": {
+            "type": ["integer", "null"],
+            "description": "since when its reported spool depth keeps rising (by 5 taps or "
+                           "more over 2 minutes or more, never going down): taps are made "
+                           "and no receipt comes back; null: it is not"},
         "denylist_version": {"description": "the deny list it enforces, as it reported"},
         "software": {"description": "its software, as it reported"},
         "route_id": {"description": "the route it serves, as it reported"}},
@@ -176,6 +190,8 @@ class TrackingDeps:
     stale_after_s: float = 90
     offline_after_s: float = 600
     silent_after_s: float = 90  # a validator not heard for longer is `silent`
+    # The static network's ids the public feed may name (`tracking.feed_ids.FeedIds`).
+    known: Callable[[], StaticIds] | None = None
 
 
 def vehicle_json(r: VehicleRecord, now_ms: int, deps: TrackingDeps) -> dict[str, Any]:
@@ -283,10 +299,16 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
         return resp
 
     @bp.get("/api/v1/validators")
-    @operation("Every registered validator: online, last seen, spool depth", tag="tracking",
-               responses={200: {JSON: VALIDATORS}},
-               description="From each validator's retained status message; a validator "
-                           "never heard from is listed offline.")
+    @operation("Every registered validator: its state, last heard, spool depth",
+               tag="tracking", responses={200: {JSON: VALIDATORS}},
+               description="`state`: `online`: heard (a tap, a position or a status) "
+                           "within the last 90 s; `silent`: nothing heard for longer, though "
+                           "its last status still says online (a tunnel, a dead link or "
+                           "power); `offline`: its last will or an offline status came after "
+                           "the last thing heard of it, or nothing heard for 10 minutes, or "
+                           "never heard from. The 90 s are `TRANSIT_VALIDATOR_SILENT_S`. "
+                           "What it reports (spool depth, deny list, software) is as of its "
+                           "last status, `last_status_ms`.")
     @require("ops")
     def validators() -> Response:
         states = validators_now(deps)
@@ -304,7 +326,8 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
         wanted = request.args.get("format", "protobuf")
         if wanted not in FEED_FORMATS:
             abort(400, f"format must be one of {', '.join(FEED_FORMATS)}")
-        feed = vehicle_feed(deps.store.vehicles(), max_age_s=deps.offline_after_s)
+        feed = vehicle_feed(deps.store.vehicles(), max_age_s=deps.offline_after_s,
+                            known=None if deps.known is None else deps.known())
         if wanted == "json":
             from google.protobuf.json_format import MessageToDict
 

@@ -24,6 +24,7 @@ class Message:
 
     topic: str
     payload: bytes
+    retained: bool = False  # the broker's retained copy, said before we subscribed
 
 
 class Signed(Protocol):
@@ -165,5 +166,14 @@ class PositionIngest:
                 device_id):
             self.statuses.labels("refused").inc()
             return
-        self.store.save_status(device_id, status, now)
+        if msg.retained:
+            # Said before this gateway subscribed: as of the device's own time of it
+            # (never later than now), so a restart does not make every device look
+            # heard a moment ago.
+            said = status.get("ts")
+            when = min(said, now) if isinstance(said, int) and not isinstance(
+                said, bool) and said > 0 else 0
+            self.store.save_status(device_id, status, when, retained=True)
+        else:
+            self.store.save_status(device_id, status, now)
         self.statuses.labels("accepted").inc()

@@ -1,45 +1,144 @@
-"""The GTFS-Realtime 2.0 VehiclePositions feed (gtfs-realtime-bindings)."""
+"""The GTFS-Realtime 2.0 feeds (gtfs-realtime-bindings): VehiclePositions and Alerts.
+
+Pure builders over plain records. What a feed may name of the static network (routes,
+trips, stops) is handed in, so that a device configured with a route the imported feed
+does not have never puts an id in the public feed that its consumers cannot resolve
+(the MobilityData validator's E003, E004, E011 and E035).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from google.transit import gtfs_realtime_pb2
 
 from tracking.store import VehicleRecord
 
+VERSION = "2.0"
+# How far ahead of the gateway's clock a position may be and still be shown (the window
+# positions are accepted in, transit.window): a bus whose clock runs a little fast stays
+# on the feed, dated no later than the header.
+MAX_AHEAD_MS = 5 * 60_000
+
+
+@dataclass(frozen=True)
+class StaticIds:
+    """The ids of the imported static feed a realtime feed may name."""
+
+    routes: frozenset[str] = frozenset()
+    # (a trip id as a vehicle carries it, the vehicle's route) -> the trip's id in the
+    # static feed: a trip of another route is no trip of this vehicle's (E035).
+    trips: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    stops: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class FeedAlert:
+    """What the Alerts feed says of one alert: texts as (language, text) pairs,
+    Indonesian first; informed entities as (field, id) pairs, the field one of
+    `agency_id`, `route_id`, `stop_id`; times in epoch milliseconds."""
+
+    alert_id: str
+    header: tuple[tuple[str, str], ...]
+    description: tuple[tuple[str, str], ...]
+    cause: str
+    effect: str
+    start_ms: int | None
+    end_ms: int | None
+    informed: tuple[tuple[str, str], ...]
+
+
+def _header(feed: gtfs_realtime_pb2.FeedMessage, now_ms: int) -> None:
+    feed.header.gtfs_realtime_version = VERSION
+    feed.header.incrementality = gtfs_realtime_pb2.FeedHeader.FULL_DATASET
+    feed.header.timestamp = now_ms // 1000
+
 
 def vehicle_feed(records: list[VehicleRecord], now_ms: int | None = None,
-                 max_age_s: float = 600.0) -> gtfs_realtime_pb2.FeedMessage:
+                 max_age_s: float = 600.0, known: StaticIds | None = None
+                 ) -> gtfs_realtime_pb2.FeedMessage:
     """A FULL_DATASET feed of every vehicle heard from in the last `max_age_s` seconds.
 
-    Entity ids are the vehicle ids (unique and stable); no entity is newer than the
-    header, whose timestamp is the newest position's (or now, with none).
+    Entity ids are the vehicle ids (unique and stable). The header is dated now, and no
+    entity later than it: a position from a clock running ahead is dated now. With
+    `known`, a route, trip or stop the static feed does not have is left out, and so is
+    a trip of another route than the vehicle's.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    recent = [r for r in records if 0 <= now_ms - r.ts <= max_age_s * 1000]
+    recent = [r for r in records
+              if -MAX_AHEAD_MS <= now_ms - r.ts <= max_age_s * 1000]
     feed = gtfs_realtime_pb2.FeedMessage()
-    feed.header.gtfs_realtime_version = "2.0"
-    feed.header.incrementality = gtfs_realtime_pb2.FeedHeader.FULL_DATASET
-    newest = max((r.ts for r in recent), default=now_ms)
-    feed.header.timestamp = max(newest, now_ms) // 1000
+    _header(feed, now_ms)
     for r in sorted(recent, key=lambda r: r.vehicle_id):
         entity = feed.entity.add()
         entity.id = r.vehicle_id
         vp = entity.vehicle
         vp.vehicle.id = r.vehicle_id
         vp.vehicle.label = r.vehicle_id
-        vp.trip.route_id = r.route_id
-        if r.trip_id:
-            vp.trip.trip_id = r.trip_id
+        route_id, trip_id, stop_id = _named(r, known)
+        if route_id:
+            vp.trip.route_id = route_id
+        if trip_id:
+            vp.trip.trip_id = trip_id
+            vp.trip.schedule_relationship = gtfs_realtime_pb2.TripDescriptor.SCHEDULED
         vp.position.latitude = r.lat_e6 / 1e6
         vp.position.longitude = r.lon_e6 / 1e6
         if r.bearing_deg is not None:
             vp.position.bearing = float(r.bearing_deg % 360)
         if r.speed_cms is not None:
-            vp.position.speed = r.speed_cms / 100.0
-        vp.timestamp = r.ts // 1000
-        if r.next_stop_id:
-            vp.stop_id = r.next_stop_id
+            vp.position.speed = max(0, r.speed_cms) / 100.0
+        vp.timestamp = min(r.ts, now_ms) // 1000
+        if stop_id:
+            vp.stop_id = stop_id
             vp.current_status = gtfs_realtime_pb2.VehiclePosition.IN_TRANSIT_TO
     return feed
+
+
+def _named(r: VehicleRecord, known: StaticIds | None
+           ) -> tuple[str | None, str | None, str | None]:
+    """The vehicle's route, trip and next stop, as far as the static feed has them."""
+    if known is None:
+        return r.route_id, r.trip_id, r.next_stop_id
+    route_id = r.route_id if r.route_id in known.routes else None
+    trip_id = known.trips.get((r.trip_id, r.route_id)) if r.trip_id else None
+    stop_id = r.next_stop_id if r.next_stop_id in known.stops else None
+    return route_id, trip_id, stop_id
+
+
+def alert_feed(alerts: Sequence[FeedAlert], now_ms: int | None = None
+               ) -> gtfs_realtime_pb2.FeedMessage:
+    """A FULL_DATASET feed of `alerts` (the caller's choice: those active now), in the
+    order given; an alert informing no entity is left out (the validator's E032)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    feed = gtfs_realtime_pb2.FeedMessage()
+    _header(feed, now_ms)
+    for a in alerts:
+        if not a.informed:
+            continue
+        entity = feed.entity.add()
+        entity.id = a.alert_id
+        alert = entity.alert
+        if a.start_ms is not None or a.end_ms is not None:
+            period = alert.active_period.add()
+            if a.start_ms is not None:
+                period.start = a.start_ms // 1000
+            if a.end_ms is not None:
+                # Rounded up: the alert is not over before the instant it was given.
+                period.end = -(-a.end_ms // 1000)
+        for kind, value in a.informed:
+            setattr(alert.informed_entity.add(), kind, value)
+        alert.cause = gtfs_realtime_pb2.Alert.Cause.Value(a.cause)
+        alert.effect = gtfs_realtime_pb2.Alert.Effect.Value(a.effect)
+        _translated(alert.header_text, a.header)
+        _translated(alert.description_text, a.description)
+    return feed
+
+
+def _translated(target: gtfs_realtime_pb2.TranslatedString,
+                texts: Sequence[tuple[str, str]]) -> None:
+    for language, text in texts:
+        translation = target.translation.add()
+        translation.text = text
+        translation.language = language

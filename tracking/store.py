@@ -126,15 +126,23 @@ class TrackingStore:
         """When each device was last heard from, by any gateway (ms)."""
         return {_s(k): int(v) for k, v in self.redis.hgetall(f"{self.ns}:heard").items()}
 
-    def save_status(self, device_id: str, status: dict[str, Any], received_ms: int) -> None:
+    def save_status(self, device_id: str, status: dict[str, Any], received_ms: int, *,
+                    retained: bool = False) -> None:
         """Keep a validator's status message; it was heard now, and its spool depth joins
-        its samples when the last one is old enough."""
+        its samples when the last one is old enough.
+
+        A `retained` status is the broker's copy of one said earlier (a gateway that
+        connects receives every device's): it is kept as of `received_ms`, the time it
+        was said, only if nothing newer is, and it does not count as heard now.
+        """
         key = f"{self.ns}:dev:{device_id}"
-        sampled = self.redis.hget(key, "sampled_ms")
+        sampled, known = self.redis.hmget(key, ["sampled_ms", "received_ms"])
+        if retained and known is not None and int(known) >= received_ms:
+            return
         pipe = self.redis.pipeline(transaction=False)
         mapping = {"status": json.dumps(status), "received_ms": str(received_ms)}
         depth = status.get("spool_depth")
-        if isinstance(depth, int) and not isinstance(depth, bool) and (
+        if not retained and isinstance(depth, int) and not isinstance(depth, bool) and (
                 sampled is None
                 or received_ms - int(sampled) >= SPOOL_SAMPLE_EVERY_S * 1000):
             mapping["sampled_ms"] = str(received_ms)
@@ -143,7 +151,8 @@ class TrackingStore:
             pipe.ltrim(samples, 0, SPOOL_SAMPLES - 1)
         pipe.hset(key, mapping=mapping)
         pipe.sadd(f"{self.ns}:devices", device_id)
-        pipe.hset(f"{self.ns}:heard", device_id, str(received_ms))
+        if not retained:
+            pipe.hset(f"{self.ns}:heard", device_id, str(received_ms))
         pipe.execute()
 
     def statuses(self) -> dict[str, tuple[dict[str, Any], int]]:

@@ -49,6 +49,9 @@ DEFAULTS: dict[str, str] = {
     # also per address), allowed in a window of seconds before 429: eight digits behind
     # a slow hash and 5 tries per quarter hour take centuries to guess.
     "TRANSIT_RIDER_FAILURES": "5/900",
+    # Contract section 8: a validator not heard from for this long is `silent`. A knob for
+    # drills and tests, which cannot wait a minute and a half; keep 90 in service.
+    "TRANSIT_VALIDATOR_SILENT_S": "90",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -135,14 +138,15 @@ def _redis_url(url: str) -> None:
                             f"unix://, not {got}")
 
 
-def _positive_int(env: Mapping[str, str], name: str) -> int:
+def _positive_int(env: Mapping[str, str], name: str, *, zero_ok: bool = False) -> int:
     raw = env.get(name) or DEFAULTS[name]
     try:
         value = int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name}: expected a whole number, got {raw!r}") from exc
-    if value <= 0:
-        raise SettingsError(f"{name}: must be positive, got {value}")
+    if value < 0 or (value == 0 and not zero_ok):
+        raise SettingsError(f"{name}: must be {'0 or more' if zero_ok else 'positive'}, "
+                            f"got {value}")
     return value
 
 
@@ -154,6 +158,19 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
         raise SettingsError(f"{name}: expected a number of seconds, got {raw!r}") from None
     if not 0 <= value <= 3600:
         raise SettingsError(f"{name}: must be between 0 and 3600 seconds, got {raw!r}")
+    return value
+
+
+def _silent_s(env: Mapping[str, str]) -> float:
+    # Past 600 s a validator would go from online straight to offline (contract section 8).
+    name = "TRANSIT_VALIDATOR_SILENT_S"
+    raw = env.get(name) or DEFAULTS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 600:
+        raise SettingsError(f"{name}: seconds, more than 0 and at most 600, got {raw!r}")
     return value
 
 
@@ -221,11 +238,12 @@ class Settings:
     auth_failures: FailureLimit = FailureLimit()
     broker_wait_s: float = 10.0
     tap_max_age_days: int = 7
-    track_days: int = 30  # days of vehicle tracks kept on disk
+    track_days: int = 30  # days of vehicle tracks kept on disk; 0: none kept
     http_streams: int = 128
     streams_per_token: int = 64
     rider_token_hours: int = 24
     rider_failures: FailureLimit = FailureLimit(5, 900)
+    validator_silent_s: float = 90.0  # TRANSIT_VALIDATOR_SILENT_S
     # The variables the environment set (not empty): what the defaults did not decide.
     given: frozenset[str] = frozenset()
 
@@ -259,12 +277,14 @@ class Settings:
             auth_failures=_failure_limit(get("TRANSIT_AUTH_FAILURES")),
             broker_wait_s=_seconds(env, "TRANSIT_BROKER_WAIT_S"),
             tap_max_age_days=_positive_int(env, "TRANSIT_TAP_MAX_AGE_DAYS"),
-            track_days=_positive_int(env, "TRANSIT_TRACK_DAYS"),
+            # 0 keeps no track at all (tracking/track.py)
+            track_days=_positive_int(env, "TRANSIT_TRACK_DAYS", zero_ok=True),
             http_streams=_positive_int(env, "TRANSIT_HTTP_STREAMS"),
             streams_per_token=_positive_int(env, "TRANSIT_STREAMS_PER_TOKEN"),
             rider_token_hours=_positive_int(env, "TRANSIT_RIDER_TOKEN_HOURS"),
             rider_failures=_failure_limit(get("TRANSIT_RIDER_FAILURES"),
                                           "TRANSIT_RIDER_FAILURES"),
+            validator_silent_s=_silent_s(env),
             given=frozenset(k for k, v in env.items() if k.startswith("TRANSIT_") and v),
         )
         settings.validate()
@@ -329,5 +349,6 @@ class Settings:
             "TRANSIT_RIDER_TOKEN_HOURS": str(self.rider_token_hours),
             "TRANSIT_RIDER_FAILURES": (f"{self.rider_failures.limit}/"
                                        f"{self.rider_failures.window_s}"),
+            "TRANSIT_VALIDATOR_SILENT_S": str(self.validator_silent_s),
         }
         return {name: value for name, value in variables.items() if value}

@@ -25,6 +25,8 @@ from validator_agent.spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0
+KEEPALIVE_S = 20  # the broker publishes the last will after 1.5 x this without a word
+DRILL_OFFLINE_S = 60.0  # SIGUSR1 to `transit agent`: off the broker this long
 INFLIGHT_WINDOW = 200  # taps published and awaiting receipts at once
 
 
@@ -60,6 +62,7 @@ class Agent:
         self.taps_refused_spool_full = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._drop = threading.Event()  # go_offline asked to drop the connection
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self._last_position_ms: int | None = None
@@ -80,8 +83,7 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
-        connect_async(self.client, self.config.mqtt, keepalive=20)
-        self.client.loop_start()
+        self._connect()
         for thread in self._threads:
             thread.start()
 
@@ -100,10 +102,31 @@ class Agent:
         return self._connected.is_set()
 
     def go_offline(self, seconds: float) -> None:
-        """Drop the broker connection for a while, as a bus does in a tunnel."""
+        """Drop the broker connection for a while, as a bus does in a tunnel (the drill).
+
+        Safe from a signal handler: the publishing thread, which owns the connection,
+        drops it and makes it again once the time is up."""
         log.info("going offline for %.0f s", seconds)
         self._offline_until = time.monotonic() + seconds
-        self.client.disconnect()
+        self._drop.set()
+        self._wake.set()
+
+    def _connect(self) -> None:
+        """Connect in the background; paho's network loop keeps the connection, making it
+        again after a dropped link or a broker restart (1 s later, then doubling the wait
+        up to 30 s)."""
+        connect_async(self.client, self.config.mqtt, keepalive=KEEPALIVE_S)
+        self.client.loop_start()
+
+    def _disconnect(self) -> None:
+        """End the connection and paho's network loop with it, until `_connect`.
+
+        The loop is stopped first: a requested disconnect ends paho's loop on its own
+        (so nothing would make the connection again), and one caught between two
+        attempts to reconnect would otherwise still make the next one."""
+        self.client.loop_stop()
+        self.client.disconnect()  # a clean DISCONNECT: the broker drops the last will
+        self._connected.clear()
 
     # -- the tap --------------------------------------------------------------
     def card_presented(self, card: str | None, seen_monotonic: float,
@@ -251,9 +274,13 @@ class Agent:
             self._wake.wait(0.2)
             self._wake.clear()
             try:
-                if self._offline_until and time.monotonic() >= self._offline_until:
+                if self._drop.is_set():
+                    self._drop.clear()
+                    self._disconnect()
+                elif self._offline_until and time.monotonic() >= self._offline_until:
                     self._offline_until = 0.0
-                    self.client.reconnect()
+                    self._connect()
+                    log.info("back from offline; connecting to the broker")
                 if self._connected.is_set():
                     self._publish_due_taps()
                     self._publish_position()

@@ -78,7 +78,7 @@ def agent(obj: CommandContext, device_id: str, vehicle_id: str, route_id: str,
     """Run the validator agent on a bus (the broker from TRANSIT_MQTT_URL)."""
     from transit.topics import ID_PATTERN, Topics
     from validator_agent.adapters.fare_file import repeat_tap_seconds as policy_seconds
-    from validator_agent.agent import Agent, AgentConfig
+    from validator_agent.agent import DRILL_OFFLINE_S, Agent, AgentConfig
     from validator_agent.feedback import ConsoleFeedback
     from validator_agent.spool import Spool, SpoolUnusable
 
@@ -117,7 +117,7 @@ def agent(obj: CommandContext, device_id: str, vehicle_id: str, route_id: str,
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     # SIGUSR1: lose the network for a minute, as in a tunnel (for drills and the demo).
-    signal.signal(signal.SIGUSR1, lambda _s, _f: the_agent.go_offline(60))
+    signal.signal(signal.SIGUSR1, lambda _s, _f: the_agent.go_offline(DRILL_OFFLINE_S))
     if feed is not None:
         feed.start()
     the_agent.start()

@@ -24,6 +24,7 @@ from fare_gateway.http.errors import register_error_handlers
 from fare_gateway.http.finance import finance_blueprint
 from fare_gateway.http.headers import protective_headers
 from fare_gateway.http.health import health_blueprint
+from fare_gateway.http.inputs import json_object
 from fare_gateway.http.openapi import openapi_blueprint
 from fare_gateway.http.operations import operation
 from fare_gateway.http.ops import ops_blueprint
@@ -71,6 +72,7 @@ class ApiDeps:
     rider_limits: FailureLimits | None = None
     rider_token_hours: int = Settings.rider_token_hours
     secret_key: bytes | None = None  # opens device secrets: a disputed tap's signature
+    validator_silent_s: float = Settings.validator_silent_s  # TRANSIT_VALIDATOR_SILENT_S
 
 
 def create_app(deps: ApiDeps) -> Flask:
@@ -114,9 +116,11 @@ def create_app(deps: ApiDeps) -> Flask:
     app.register_blueprint(statements_blueprint(deps.sessions, policy))
     app.register_blueprint(audit_blueprint(deps.sessions, deps.ledger.fingerprints))
     app.register_blueprint(finance_blueprint(FinanceOffice(deps.sessions, deps.ledger, policy)))
-    app.register_blueprint(ops_blueprint(OpsOffice(deps.sessions, deps.tracking, disputes)))
+    app.register_blueprint(ops_blueprint(OpsOffice(deps.sessions, deps.tracking, disputes,
+                                                   deps.validator_silent_s)))
     if deps.tracking is not None:
         from tracking.alerts_http import AlertsDeps, alerts_blueprint
+        from tracking.feed_ids import FeedIds
         from tracking.http import TrackingDeps, tracking_blueprint
         from tracking.services import NetworkMap
         from tracking.tracks_http import TracksDeps, tracks_blueprint
@@ -129,10 +133,12 @@ def create_app(deps: ApiDeps) -> Flask:
             require=require, operation=operation, streams=deps.streams,
             holder=lambda: str(g.principal.token_id), tile_url=deps.tile_url,
             service_date=lambda ms: policy.service_date(ms).isoformat(),
-            stopping=deps.stopping)))
+            stopping=deps.stopping, silent_after_s=deps.validator_silent_s,
+            known=FeedIds(deps.sessions))))
         app.register_blueprint(tracks_blueprint(TracksDeps(deps.sessions, require, operation)))
         app.register_blueprint(alerts_blueprint(AlertsDeps(
-            deps.sessions, deps.ledger.fingerprints, current_actor, require, operation)))
+            deps.sessions, deps.ledger.fingerprints, current_actor, require, operation,
+            json_body=json_object)))
     app.register_blueprint(pages_blueprint())
     app.register_blueprint(openapi_blueprint())
     return app

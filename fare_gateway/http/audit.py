@@ -7,9 +7,10 @@ from flask import Blueprint, Response, jsonify, request
 
 from fare_gateway.http.auth import require
 from fare_gateway.http.errors import ApiError
+from fare_gateway.http.inputs import INSTANT
+from fare_gateway.http.inputs import instant_arg as _instant
+from fare_gateway.http.inputs import whole_arg as _whole
 from fare_gateway.http.operations import Schema, json_content, operation
-from fare_gateway.riders.disputes import AS_OF, AS_OF_PATTERN
-from fare_gateway.riders.times import parse_instant
 from fare_gateway.trail import DEFAULT_LIMIT, MAX_LIMIT, SCOPES, read_page
 from ledger.adapters.db import Sessions
 from ledger.fingerprint import Fingerprints
@@ -19,9 +20,6 @@ from ledger.fingerprint import Fingerprints
 TAG = "audit"
 MAX_SEQ = 2**63 - 1
 HASH: Schema = {"type": "string", "pattern": "^([0-9a-f]{64})?$"}
-INSTANT: Schema = {"type": "string", "pattern": AS_OF_PATTERN,
-                   "description": "an ISO-8601 instant with `Z` or an offset "
-                                  "(2026-12-01T08:15:02.123Z), or epoch milliseconds"}
 RECORD: Schema = {
     "title": "AuditRecord",
     "type": "object",
@@ -73,27 +71,6 @@ TRAIL: Schema = {
                                                "record"},
                       "records_checked": {"type": "integer", "minimum": 0}}}},
 }
-
-
-def _instant(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    ms = parse_instant(raw) if AS_OF.fullmatch(raw) else None
-    if ms is None:
-        raise ApiError(400, "bad_time", f"{name} must be an ISO-8601 instant with Z or an "
-                                        "offset, or epoch milliseconds")
-    return ms
-
-
-def _whole(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, f"bad_{name}", f"{name} must be a whole number from {low} to "
-                                           f"{high}")
-    return int(raw)
 
 
 def audit_blueprint(sessions: Sessions, fingerprints: Fingerprints) -> Blueprint:

@@ -1,4 +1,5 @@
-"""Reading a request's input: its JSON body and the card named in its path."""
+"""Reading a request's input: its JSON body, the card named in its path, and the
+instants and counts of its query."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from flask import request
 
 from fare_gateway.cards import CardError, parse_card
 from fare_gateway.http.errors import ApiError
+from fare_gateway.http.operations import Schema
 from ledger.services import CardNotFound
+from transit.instants import AS_OF, AS_OF_PATTERN, parse_instant
+
+INSTANT: Schema = {"type": "string", "pattern": AS_OF_PATTERN,
+                   "description": "an ISO-8601 instant with `Z` or an offset "
+                                  "(2026-12-01T08:15:02.123Z), or epoch milliseconds"}
 
 
 class _RepeatedKey(Exception):
@@ -65,3 +72,28 @@ def known_card(card: str) -> Iterator[None]:
         yield
     except CardNotFound:
         raise ApiError(404, "not_found", f"no card {card}") from None
+
+
+def instant_arg(name: str, code: str = "bad_time") -> int | None:
+    """The query's instant `name` (as `INSTANT` describes it) in epoch milliseconds, None
+    when absent; a malformed one is a 400 `code`."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    ms = parse_instant(raw) if AS_OF.fullmatch(raw) else None
+    if ms is None:
+        raise ApiError(400, code, f"{name} must be an ISO-8601 instant with Z or an "
+                                  "offset, or epoch milliseconds")
+    return ms
+
+
+def whole_arg(name: str, default: int, low: int, high: int) -> int:
+    """The query's whole number `name`, from `low` to `high` (`default` when absent); any
+    other value is a 400 `bad_{name}`."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"bad_{name}", f"{name} must be a whole number from {low} to "
+                                           f"{high}")
+    return int(raw)

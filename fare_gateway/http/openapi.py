@@ -58,6 +58,9 @@ TAGS = [
     {"name": "settlements", "description": "A business day's settlement for finance "
                                            "(contract section 6)."},
     {"name": "tracking", "description": "Vehicles, validators and the GTFS-Realtime feed."},
+    {"name": "operations", "description": "The command center: refused messages and taps "
+                                          "not charged, and what needs an operator now "
+                                          "(contract section 8)."},
     {"name": "map", "description": "The operations map and the files it loads."},
     {"name": "riders", "description": "Passengers' accounts, their cards, statements, lost "
                                       "and replaced cards (contract section 7)."},

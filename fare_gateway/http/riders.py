@@ -1,5 +1,6 @@
 """Riders' accounts and cards (contract section 7): sign up, log in and out, delete the
-account, link a card, list the cards, report one lost and replace it."""
+account, link a card, list the cards, report one lost and replace it; and the service
+alerts on the rider's routes."""
 
 from __future__ import annotations
 
@@ -28,9 +29,12 @@ from fare_gateway.riders.accounts import (
     WrongCode,
     WrongLogin,
 )
+from fare_gateway.riders.explain import language
 from fare_gateway.riders.passwords import MAX_PASSWORD, MIN_PASSWORD
+from fare_gateway.riders.rider_alerts import RIDDEN_DAYS, RiderAlertDesk
 from fare_gateway.riders.times import iso_z
 from fare_gateway.tokens import RIDER
+from tracking.alerts import Alert, in_language
 
 TAG = "riders"
 STATUSES: dict[type[RiderError], int] = {BadInput: 422, WrongLogin: 401, WrongCode: 403,
@@ -116,6 +120,34 @@ LOGGED_OUT: Schema = {
     "required": ["revoked_at"],
     "properties": {"revoked_at": {**INSTANT, "description": "when the token stopped working"}},
 }
+RIDER_ALERT: Schema = {
+    "title": "RiderServiceAlert",
+    "type": "object",
+    "required": ["alert_id", "language", "header", "description", "cause", "effect",
+                 "route_ids", "stops", "network_wide", "start", "end"],
+    "properties": {
+        "alert_id": {"type": "string"},
+        "language": {"type": "string", "description": "of header and description"},
+        "header": {"type": "string"}, "description": {"type": "string"},
+        "cause": {"type": "string", "description": "the GTFS-Realtime cause"},
+        "effect": {"type": "string", "description": "the GTFS-Realtime effect"},
+        "route_ids": {"type": "array", "items": {"type": "string"}},
+        "stops": {"type": "array", "items": {
+            "type": "object", "required": ["stop_id", "name"],
+            "properties": {"stop_id": {"type": "string"}, "name": {"type": "string"}}}},
+        "network_wide": {"type": "boolean",
+                         "description": "about the whole network, not some routes"},
+        "start": INSTANT, "end": {**INSTANT, "type": ["string", "null"]}},
+}
+RIDER_ALERTS: Schema = {
+    "title": "RiderServiceAlerts",
+    "type": "object",
+    "required": ["alerts", "routes"],
+    "properties": {"alerts": {"type": "array", "items": RIDER_ALERT},
+                   "routes": {"type": "array", "items": {"type": "string"},
+                              "description": "the routes the account's cards rode, by "
+                                             "which the alerts were chosen"}},
+}
 DELETED: Schema = {
     "title": "RiderAccountDeleted",
     "type": "object",
@@ -137,6 +169,7 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
     """The riders' account and card endpoints, over the rider office."""
     bp = Blueprint("riders", __name__)
     currency = riders.policy.currency
+    alert_desk = RiderAlertDesk(riders.sessions, riders.policy)
     card_param = {"card": CARD_TOKEN}
 
     def account_id() -> int:
@@ -261,4 +294,35 @@ def riders_blueprint(riders: RiderOffice) -> Blueprint:
                         "currency": currency, "replaced": done.replaced}), (
             201 if created else 200)
 
+    @bp.get("/api/v1/rider/alerts")
+    @operation("Service alerts on the rider's routes", tag=TAG,
+               responses={200: json_content(RIDER_ALERTS)},
+               description="The service alerts active now on the routes the account's "
+                           f"cards rode in the last {RIDDEN_DAYS} days (or at a stop those "
+                           "routes serve), and those about the whole network, with their "
+                           "texts in the request's `Accept-Language` (Indonesian or "
+                           "English; Indonesian when the alert has no text in it), named "
+                           "by each alert's `language`.")
+    @require(RIDER)
+    def alerts() -> Response:
+        lang = language(request.headers.get("Accept-Language"))
+        seen = alert_desk.for_account(account_id())
+        resp = jsonify({"alerts": [rider_alert_json(a, lang, seen.stop_names)
+                                   for a in seen.alerts], "routes": seen.routes})
+        resp.headers["Content-Language"] = lang
+        resp.vary.add("Accept-Language")
+        return resp
+
     return bp
+
+
+def rider_alert_json(a: Alert, lang: str, stop_names: dict[str, str]) -> dict[str, Any]:
+    """An alert as a rider reads it, in `lang` where it has a text in it."""
+    header_lang, header = in_language(a.header, lang)
+    _, description = in_language(a.description, header_lang)
+    return {"alert_id": a.alert_id, "language": header_lang, "header": header,
+            "description": description, "cause": a.cause, "effect": a.effect,
+            "route_ids": list(a.route_ids),
+            "stops": [{"stop_id": s, "name": stop_names.get(s, s)} for s in a.stop_ids],
+            "network_wide": a.network_wide, "start": iso_z(a.start_ms),
+            "end": None if a.end_ms is None else iso_z(a.end_ms)}

@@ -15,6 +15,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from fare_gateway.riders.times import iso_z
+from transit.instants import AS_OF as AS_OF
+from transit.instants import AS_OF_PATTERN as AS_OF_PATTERN
+from transit.instants import DATE_PATTERN
 
 HOUR_MS = 3_600_000
 ESCALATE_AFTER_MS = 24 * HOUR_MS
@@ -28,20 +31,7 @@ MAX_AGE_DAYS = 90  # the oldest service day a rider may question, counted back f
 MAX_PENDING = 20  # unanswered disputes an account may hold at once
 AUTO = "auto"  # `answered_by` of an answer the gateway gave itself (charged_twice)
 
-# An `as_of` as the API describes it, exactly: epoch milliseconds (up to 14 digits), or
-# an ISO-8601 instant of the years 1971-8999 with `Z` or an offset. The pattern admits
-# only real dates (February 29 in leap years alone), so that every value it matches
-# parses and every other is refused: the description and the server agree to the letter.
-_YEAR = r"(?:197[1-9]|19[89][0-9]|[2-8][0-9]{3})"
-_LEAP = (r"(?:19(?:7[26]|8[048]|9[26])|[2-8][0-9](?:0[48]|[2468][048]|[13579][26])"
-         r"|(?:[2468][048]|[3579][26])00)")
-_MONTH_DAY = (r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
-              r"|(?:0[13578]|1[02])-31)")
-DATE_PATTERN = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP}-02-29)"
-_TIME = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
-_ZONE = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-AS_OF_PATTERN = rf"^(?:[0-9]{{1,14}}|{DATE_PATTERN}{_TIME}{_ZONE})$"
-AS_OF = re.compile(AS_OF_PATTERN)
+# A date as the API takes it (its pattern and `AS_OF` live in `transit.instants`).
 DAY = re.compile(rf"{DATE_PATTERN}")
 
 

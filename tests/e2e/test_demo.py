@@ -64,15 +64,18 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     reader.start()
     try:
         deadline = started + 60
-        while len(lines) < 9 and time.monotonic() < deadline and proc.poll() is None:
+        while len(lines) < 11 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-        assert len(lines) >= 9, f"demo printed {lines}"
+        assert len(lines) >= 11, f"demo printed {lines}"
         assert re.fullmatch(r"map: http://127\.0\.0\.1:\d+/", lines[0]), lines[0]
+        # No TRANSIT_MAP_TILES: it says so, and how to set one.
+        assert lines[1].startswith("map tiles: none, ") and "TRANSIT_MAP_TILES=https://" in (
+            lines[1]), lines[1]
         tokens = {}
         holders = ("admin", "ops", "finance", "Sari Wulandari", "Budi Santoso")
         prefixes = ("admin token: ", "ops token: ", "finance token: ",
                     "finance token (Sari Wulandari): ", "finance token (Budi Santoso): ")
-        for line, holder, prefix in zip(lines[1:6], holders, prefixes, strict=True):
+        for line, holder, prefix in zip(lines[2:7], holders, prefixes, strict=True):
             assert line.startswith(prefix), line
             tokens[holder] = line[len(prefix):]
         base = lines[0].removeprefix("map: ").rstrip("/")
@@ -80,14 +83,15 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert db.exists()
         # The card it names links on the riders' page with the check code it prints.
         rider_line = re.fullmatch(rf"riders' page: {re.escape(base)}/rider/ \(sign up, then "
-                                  r"link card ([0-9A-F]+) with check code (\d{8})\)", lines[6])
-        assert rider_line, lines[6]
+                                  r"link card ([0-9A-F]+) with check code (\d{8})\)", lines[7])
+        assert rider_line, lines[7]
         policy = builtin_policy()
         calendar = BusinessCalendar(policy.timezone, policy.service_day_start_min)
         today = calendar.day_of(int(time.time() * 1000)).isoformat()
         closed = (date.fromisoformat(today) - timedelta(days=1)).isoformat()
-        assert lines[8] == (f"finance: settled day {closed}, float {base}/api/v1/finance/"
-                            f"float/{closed} (README: Finance on the demo)"), lines[8]
+        assert lines[9] == (f"finance: settled day {closed}, float {base}/api/v1/finance/"
+                            f"float/{closed} (README: Finance on the demo)"), lines[9]
+        assert lines[10].startswith("drill: "), lines[10]
         sari = tokens["Sari Wulandari"]
 
         # Yesterday is closed and settled: the history's fares, the correction its late
@@ -121,7 +125,8 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
             live = any(v["state"] == "live" for v in vehicles)
             status = [ln for ln in lines if ln.startswith("status: ")]
             if status:
-                m = re.search(r"(\d+) taps charged.*?(\d+) receipts at the buses", status[-1])
+                m = re.search(r"(\d+) taps charged.*?; validators \d+ online, \d+ silent.*?"
+                              r"(\d+) receipts at the buses", status[-1])
                 assert m, status[-1]
                 charged, receipted = int(m.group(1)) > 0, int(m.group(2)) > 0
             time.sleep(1)

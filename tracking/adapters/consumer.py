@@ -69,7 +69,7 @@ class PositionConsumer:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._queue.put_nowait(Message(msg.topic, bytes(msg.payload)))
+            self._queue.put_nowait(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
         except queue.Full:  # overload: drop the oldest kind of data we have, positions
             self.dropped += 1
 

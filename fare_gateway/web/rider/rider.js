@@ -14,6 +14,9 @@
   const SERVICE_DAY_START_MS = 3 * 3600000; // a tap at 01:30 belongs to the day before
   const VIEWS = ["login", "signup", "cards", "statement", "replace", "dispute", "disputes", "account"];
   const DISPUTABLE = new Set(["tap", "denied", "correction"]);
+  // The GTFS-Realtime effects worth a word on the page (the others say nothing).
+  const EFFECT_WORDS = new Set(["NO_SERVICE", "REDUCED_SERVICE", "SIGNIFICANT_DELAYS", "DETOUR",
+    "ADDITIONAL_SERVICE", "MODIFIED_SERVICE", "STOP_MOVED", "ACCESSIBILITY_ISSUE"]);
 
   const state = {
     token: store.getItem(TOKEN_KEY),
@@ -24,6 +27,7 @@
     statement: null,
     disputes: [],
     target: null,      // what the dispute form is about
+    alerts: [],        // service alerts on the rider's routes, in the page's language
   };
   const words = T.languages(window.RIDER_WORDS, () => redraw());
   const t = words.t;
@@ -116,6 +120,7 @@
   async function go(view) {
     clearMessages();
     const loaded = view === "cards" ? await loadCards() : view === "disputes" ? await loadDisputes() : true;
+    if (view === "cards" && loaded) { loadAlerts(); }
     if (!loaded && !state.token) { return; } // the session ended: the login is on screen
     if (view === "account") { $("account-email").textContent = state.email; }
     show(view);
@@ -127,6 +132,7 @@
     retell();
     drawCards();
     drawDisputes();
+    if (state.view === "cards" && state.token) { loadAlerts(); } // their texts come in the language
     if (state.view === "statement" && state.card) { loadStatement(); }
     if (state.target) { drawTarget(); }
   }
@@ -139,7 +145,8 @@
   }
 
   function forget() {
-    state.token = null; state.email = ""; state.cards = []; state.disputes = [];
+    state.token = null; state.email = ""; state.cards = []; state.disputes = []; state.alerts = [];
+    drawAlerts();
     state.statement = null; state.card = null; state.target = null;
     store.removeItem(TOKEN_KEY); store.removeItem(EMAIL_KEY);
     ["login-password", "signup-password"].forEach((id) => { $(id).value = ""; });
@@ -292,6 +299,41 @@
       tell($("notice"), "moved_already", { card: answer.body.card });
     }
   });
+
+  // -- service alerts on the rider's routes -------------------------------------------
+
+  // The gateway picks the alerts (the routes the cards rode lately, and the whole
+  // network) and their texts in the page's language. A failure hides them: the cards
+  // matter more than the alerts.
+  let alertsAsked = 0;
+  async function loadAlerts() {
+    const asked = ++alertsAsked;
+    const answer = await call("/api/v1/rider/alerts");
+    if (asked !== alertsAsked) { return; } // a later request (another language) won
+    state.alerts = ok(answer) && answer.body ? answer.body.alerts || [] : [];
+    drawAlerts();
+  }
+
+  function drawAlerts() {
+    $("alerts").hidden = state.alerts.length === 0;
+    $("alerts-list").replaceChildren(...state.alerts.map((a) => {
+      const effect = EFFECT_WORDS.has(a.effect) ? t("effect_" + a.effect) : null;
+      const where = a.network_wide ? t("alert_network")
+        : [a.route_ids.length ? t("alert_routes", { routes: a.route_ids.join(", ") }) : null,
+          a.stops.length ? t("alert_stops", { stops: a.stops.map((s) => s.name).join(", ") }) : null]
+          .filter(Boolean).join(" · ");
+      const li = box("li", "alert", [
+        effect ? text("span", effect, "badge effect") : null,
+        text("strong", a.header, "alert-header"),
+        text("p", a.description, "alert-description"),
+        text("p", [where, a.end ? t("alert_until", { when: when(a.end, words.lang) }) : null]
+          .filter(Boolean).join(" · "), "alert-where"),
+      ]);
+      li.dataset.id = a.alert_id;
+      li.lang = a.language;
+      return li;
+    }));
+  }
 
   // -- the statement ------------------------------------------------------------------
 

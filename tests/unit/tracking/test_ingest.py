@@ -44,6 +44,7 @@ class Store:
         self.saved: list[VehicleRecord] = []
         self.statuses: list[tuple[str, dict[str, object]]] = []
         self.heard: dict[str, int] = {}
+        self.status_times: list[tuple[int, bool]] = []
 
     def last(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
         list(vehicle_ids)
@@ -54,8 +55,10 @@ class Store:
         self.saved.extend(records)
         self.heard.update(dict.fromkeys(heard, heard_ms))
 
-    def save_status(self, device_id: str, status: dict[str, object], now: int) -> None:
+    def save_status(self, device_id: str, status: dict[str, object], now: int, *,
+                    retained: bool = False) -> None:
         self.statuses.append((device_id, status))
+        self.status_times.append((now, retained))
 
 
 class Network:
@@ -119,3 +122,17 @@ def test_status_is_kept_only_for_a_registered_device() -> None:
     service.handle([Message("transit/v1/dev/SBY-0042-A/status", b'{"online": true}'),
                     Message("transit/v1/dev/SBY-9999-X/status", b'{"online": true}')])
     assert store.statuses == [("SBY-0042-A", {"online": True})]
+
+
+def test_a_retained_status_is_kept_as_of_when_it_was_said() -> None:
+    """A gateway that (re)connects receives every device's retained status: that is not
+    the device heard now, or a silent validator would look online after each restart."""
+    service, store = ingest(Devices("SBY-0042-A"))
+    said = int(time.time() * 1000) - 300_000
+    topic = "transit/v1/dev/SBY-0042-A/status"
+    service.handle([Message(topic, f'{{"online": true, "ts": {said}}}'.encode(), True),
+                    Message(topic, b'{"online": true, "ts": 99999999999999}', True)])
+    now = int(time.time() * 1000)
+    (first, retained), (future, _) = store.status_times
+    assert (first, retained) == (said, True)
+    assert now - 5_000 <= future <= now  # a clock ahead is never believed past now

@@ -58,3 +58,16 @@ def test_taps_and_positions_heard_keep_a_validator_online_its_will_takes_it_offl
     assert b.state == "offline"
     (b_later,) = validator_states(roster[1:], statuses, NOW, 600, heard={"B": NOW - 500})
     assert b_later.state == "online"  # heard again after its will: back
+
+
+def test_the_silent_threshold_is_the_deployment_s_and_a_rising_spool_is_dated() -> None:
+    roster = [Registered("A", "BUS-1", "active")]
+    statuses = {"A": ({"online": True, "spool_depth": 9}, NOW - 4_000)}
+    # Depths sampled every 15 s, newest first: rising from 2 to 9 over 150 s.
+    samples = {"A": [(NOW - 4_000 - 15_000 * i, 9 - i * 7 // 10) for i in range(11)]}
+    (drill,) = validator_states(roster, statuses, NOW, 600, samples=samples,
+                                silent_after_s=3)
+    assert (drill.state, drill.last_seen_s, drill.spool_depth) == ("silent", 4.0, 9)
+    assert drill.spool_growing_since_ms == NOW - 4_000 - 150_000
+    (service,) = validator_states(roster, statuses, NOW, 600, samples={"A": samples["A"][:2]})
+    assert (service.state, service.spool_growing_since_ms) == ("online", None)

@@ -32,6 +32,13 @@ CONTRACT: dict[str, tuple[str, ...] | None] = {
     "GET /api/v1/vehicles": ("admin", "ops"),
     "GET /api/v1/vehicles/stream": ("admin", "ops"),
     "GET /api/v1/validators": ("admin", "ops"),
+    "GET /api/v1/exceptions": ("admin", "ops"),  # section 8
+    "GET /api/v1/ops/alerts": ("admin", "ops"),
+    "POST /api/v1/alerts": ("admin", "ops"),
+    "GET /api/v1/alerts": ("admin", "ops"),
+    "DELETE /api/v1/alerts/{alert_id}": ("admin", "ops"),
+    "GET /gtfs-rt/alerts": None,
+    "GET /api/v1/rider/alerts": ("rider",),
     "GET /gtfs-rt/vehicle-positions": None,
     "GET /api/v1/settlements/{day}": ("admin", "finance"),
     "GET /api/v1/settlements/{day}/lines.csv": ("admin", "finance"),
