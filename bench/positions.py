@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.positions [--positions 50000] [--vehicles 2000]
                                         [--publishers 4] [--qos 0] [--db sqlite]
-                                        [--json FILE]
+                                        [--track on|off|compare] [--json FILE]
 
 Measures, in one run on one machine:
   1. raw Mosquitto publish -> subscribe for the same payloads, publishers and QoS;
@@ -13,7 +13,14 @@ Measures, in one run on one machine:
   3. end to end: signed positions of `--vehicles` buses driving along the real Transjakarta
      route shapes (100 m every 5 s) from publisher processes -> a private Mosquitto ->
      `transit gateway` (verify, plausibility, speed/bearing, next stop, Redis) -> Redis,
-     counted in `transit_positions_total` on /metrics and checked in /api/v1/vehicles.
+     counted in `transit_positions_total` on /metrics and checked in /api/v1/vehicles;
+     with the durable track (`--track on`, as deployed: every accepted position also
+     written to `vehicle_positions`, counted in `transit_track_positions_total`), or
+     without it (`off`: TRANSIT_TRACK_DAYS=0), or both one after the other (`compare`);
+  4. with `--track compare`: the same rows, read back from the table, written again by
+     the track's own table code alone (`COPY ... FROM STDIN` in batches of 10,000 on
+     PostgreSQL), and the disk the track takes per bus-day (pg_total_relation_size of
+     the day's partition, for a bus reporting every 5 s).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -46,12 +54,14 @@ from testbed.broker import Broker
 from testbed.environment import REDIS_URL, transjakarta_feed
 from testbed.gateway import Gateway, transit
 from testbed.postgres import create_pg_database, drop_pg_database
+from tracking.track import BATCH_ROWS
 from transit.wire import Position
 
 STEP_M = 100.0
 STEP_MS = 5_000
 EARTH_M = 6_371_008.8
 REDIS_BENCH_DB = 9  # redis-benchmark's own keys go to a database of their own
+BUS_DAY = 86_400_000 // STEP_MS  # the positions of a bus reporting every 5 s all day
 
 
 # -- the network the buses drive along ------------------------------------------------------------
@@ -262,13 +272,15 @@ def per_position(rates: dict[str, float], conns: str) -> float:
 # -- 3. end to end --------------------------------------------------------------------------------
 
 def metrics_positions(base_url: str) -> dict[str, float]:
+    return metric_total(base_url, "transit_positions_total")
+
+
+def metric_total(base_url: str, family: str) -> dict[str, float]:
+    """The samples of the counter `family` on /metrics, by outcome."""
     with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    out = {}
-    for m in re.finditer(r'^transit_positions_total\{outcome="([^"]+)"\} ([0-9.e+]+)$', text,
-                         re.M):
-        out[m.group(1)] = float(m.group(2))
-    return out
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        rf'^{family}\{{outcome="([^"]+)"\}} ([0-9.e+]+)$', text, re.M)}
 
 
 def api_vehicles(base_url: str, token: str) -> list[dict[str, object]]:
@@ -276,6 +288,138 @@ def api_vehicles(base_url: str, token: str) -> list[dict[str, object]]:
                                  headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=60) as resp:
         return list(json.loads(resp.read())["vehicles"])
+
+
+@dataclass
+class EndToEnd:
+    """One end-to-end run's figures."""
+
+    ingested: float
+    accepted: float
+    seconds: float  # from the first publish to the last position counted
+    publish_s: float
+    counts: dict[str, float]
+    vehicles: int
+    current: int  # vehicles at their last position
+    states: list[str]
+    track_written: float = 0.0
+    track_dropped: float = 0.0
+    track_seconds: float = float("inf")  # from the first publish to the last written
+
+    @property
+    def rate(self) -> float:
+        return self.ingested / self.seconds
+
+    @property
+    def track_rate(self) -> float:
+        return self.track_written / self.track_seconds
+
+
+def end_to_end(env: dict[str, str], workdir: Path, broker_port: int,
+               parts: list[list[tuple[str, bytes]]], last: dict[str, int], total: int,
+               qos: int, with_track: bool) -> EndToEnd:
+    """Publish every position into a gateway of its own and count what it ingests (and,
+    with the track, what it writes to `vehicle_positions`)."""
+    env = dict(env, TRANSIT_TRACK_DAYS="30" if with_track else "0")
+    log = workdir / f"gateway-track-{'on' if with_track else 'off'}.log"
+    gateway = Gateway(env, log).start()
+    try:
+        token = transit("tokens", "create", "--role", "ops", env=env).stdout.strip()
+        t0 = time.perf_counter()
+        pubs = threading.Thread(target=run_processes, args=(
+            publish_all, [(broker_port, part, qos) for part in parts]))
+        pubs.start()
+        seen, t_last, t_pub = 0.0, t0, None
+        counts: dict[str, float] = {}
+        while True:
+            time.sleep(0.1)
+            if t_pub is None and not pubs.is_alive():
+                t_pub = time.perf_counter()
+            counts = metrics_positions(gateway.base_url)
+            n = sum(counts.values())
+            if n > seen:
+                seen, t_last = n, time.perf_counter()
+            if n >= total or time.perf_counter() - t_last > 15:
+                break
+        pubs.join()
+        run = EndToEnd(seen, counts.get("accepted", 0), t_last - t0, (t_pub or t_last) - t0,
+                       counts, 0, 0, [])
+        if with_track:
+            t_written = time.perf_counter()
+            while True:
+                track = metric_total(gateway.base_url, "transit_track_positions_total")
+                done = track.get("written", 0) + track.get("dropped", 0)
+                if done > run.track_written + run.track_dropped:
+                    t_written = time.perf_counter()
+                run.track_written, run.track_dropped = track.get("written", 0), track.get(
+                    "dropped", 0)
+                if done >= run.accepted or time.perf_counter() - t_written > 15:
+                    break
+                time.sleep(0.05)
+            run.track_seconds = t_written - t0
+        vehicles = api_vehicles(gateway.base_url, token)
+        run.vehicles = len(vehicles)
+        run.current = sum(1 for v in vehicles if v["ts"] == last.get(str(v["vehicle_id"])))
+        run.states = sorted({str(v["state"]) for v in vehicles})
+        return run
+    finally:
+        gateway.stop()
+
+
+def copy_alone(db_url: str) -> tuple[float, int, float]:
+    """The track's disk (bytes of its partitions, indexes included), then the same rows
+    written again by `SqlTrack` alone into the emptied table: (bytes, rows, seconds)."""
+    from sqlalchemy import select
+
+    from ledger.adapters.db import make_engine, session_factory
+    from tracking.adapters.models import vehicle_positions
+    from tracking.adapters.track_sql import SqlTrack
+    from tracking.store import VehicleRecord
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(vehicle_positions)).all()
+            disk = float(conn.exec_driver_sql(
+                "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+                "WHERE inhparent = 'vehicle_positions'::regclass").scalar() or 0)
+            conn.exec_driver_sql("TRUNCATE vehicle_positions")
+            conn.commit()
+        records = [VehicleRecord(r.vehicle_id, r.device_id, r.route_id, r.trip_id, r.ts,
+                                 r.lat_e6, r.lon_e6, r.speed_cms, r.bearing_deg, None, None)
+                   for r in rows]
+        table = SqlTrack(session_factory(engine))
+        t0 = time.perf_counter()
+        for i in range(0, len(records), BATCH_ROWS):
+            table.write(records[i:i + BATCH_ROWS])
+        return disk, len(records), time.perf_counter() - t0
+    finally:
+        engine.dispose()
+
+
+def empty_track(db_url: str) -> None:
+    """Remove every position from `vehicle_positions` (its partitions stay, emptied to
+    the last page: the disk figure counts no dead rows)."""
+    from ledger.adapters.db import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE vehicle_positions" if engine.dialect.name ==
+                                 "postgresql" else "DELETE FROM vehicle_positions")
+    finally:
+        engine.dispose()
+
+
+def clear_live_state(prefix: str) -> None:
+    """Remove the benchmark's vehicles from Redis."""
+    import redis
+
+    r = redis.Redis.from_url(REDIS_URL)
+    keys = list(r.scan_iter(match=f"transit:{prefix}:*", count=5000))
+    for i in range(0, len(keys), 5000):
+        r.delete(*keys[i:i + 5000])
+    r.close()
 
 
 def main() -> None:
@@ -287,6 +431,11 @@ def main() -> None:
     ap.add_argument("--qos", type=int, choices=[0, 1], default=0,
                     help="publish QoS (validators send positions at QoS 0)")
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--track", choices=["on", "off", "compare"], default="on",
+                    help="the durable track: on (as deployed), off (TRANSIT_TRACK_DAYS=0), "
+                         "or compare: both, then the database's COPY of the same rows alone")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="with --track compare: runs of each, alternating (medians shown)")
     ap.add_argument("--redis-requests", type=int, default=100_000)
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = ap.parse_args()
@@ -301,7 +450,6 @@ def main() -> None:
     env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
                TRANSIT_TOPIC_PREFIX=prefix, TRANSIT_REDIS_URL=REDIS_URL,
                TRANSIT_LOG_LEVEL="WARNING", TRANSIT_GATEWAY_ID=f"posbench-{uuid.uuid4().hex[:6]}")
-    gateway = None
     try:
         from fare_gateway.devices import add_device
         from fare_gateway.schema import upgrade
@@ -337,41 +485,70 @@ def main() -> None:
             print(f"   one position's commands (HSET+GEOADD+LPUSH+LTRIM+HGETALL), {conns}: "
                   f"{per_position(rates, conns):,.0f} positions/s")
 
-        gateway = Gateway(env, workdir / "gateway.log").start()
-        token = transit("tokens", "create", "--role", "ops", env=env).stdout.strip()
-        t0 = time.perf_counter()
-        pubs = threading.Thread(target=run_processes, args=(
-            publish_all, [(broker.port, part, args.qos) for part in parts]))
-        pubs.start()
-        seen, t_last, t_pub = 0.0, t0, None
-        counts: dict[str, float] = {}
-        while True:
-            time.sleep(0.1)
-            if t_pub is None and not pubs.is_alive():
-                t_pub = time.perf_counter()
-            counts = metrics_positions(gateway.base_url)
-            n = sum(counts.values())
-            if n > seen:
-                seen, t_last = n, time.perf_counter()
-            if n >= total or time.perf_counter() - t_last > 15:
-                break
-        pubs.join()
-        elapsed = t_last - t0
-        accepted = counts.get("accepted", 0)
-        vehicles = api_vehicles(gateway.base_url, token)
-        current = sum(1 for v in vehicles if v["ts"] == last.get(str(v["vehicle_id"])))
-        print(f"3. end to end, publishers -> Mosquitto -> gateway -> Redis: "
-              f"{seen:,.0f} of {total:,} positions ingested in {elapsed:.2f}s = "
-              f"{seen / elapsed:,.0f} positions/s ({accepted / elapsed:,.0f} accepted/s); "
-              f"publishing took {(t_pub or t_last) - t0:.2f}s")
-        print(f"   outcomes: {dict(sorted(counts.items()))}")
-        print(f"   /api/v1/vehicles: {len(vehicles):,} vehicles, {current:,} at their last "
-              f"position; states {sorted({str(v['state']) for v in vehicles})} (their "
-              f"timestamps were set before publishing, to end 5 s before it began)")
-        print(f"   end to end is {seen / elapsed / raw:.0%} of raw MQTT and "
-              f"{seen / elapsed / per_position(rates, '1 conn'):.1%} of Redis's rate for the "
-              f"same commands on one connection; goal 20,000 positions/s: "
-              f"{'met' if seen / elapsed >= 20_000 else 'not met'}")
+        runs: dict[bool, list[EndToEnd]] = {False: [], True: []}
+        # compare: off, on, on, off, ... so that a machine growing busier or quieter
+        # during the runs weighs on both alike
+        order = {"on": [True], "off": [False],
+                 "compare": [k % 4 in (1, 2) for k in range(2 * args.rounds)]}[args.track]
+        for with_track in order:
+            clear_live_state(prefix)  # a run's vehicles must not meet the last run's
+            if with_track:  # the table holds one run's positions: those copied in 4.
+                empty_track(db_url)
+            run = end_to_end(env, workdir, broker.port, parts, last, total, args.qos,
+                             with_track)
+            runs[with_track].append(run)
+            print(f"3. end to end {'with' if with_track else 'without'} the durable track, "
+                  f"publishers -> Mosquitto -> gateway -> Redis"
+                  f"{' (+ vehicle_positions)' if with_track else ''}: {run.ingested:,.0f} of "
+                  f"{total:,} positions ingested in {run.seconds:.2f}s = {run.rate:,.0f} "
+                  f"positions/s ({run.accepted / run.seconds:,.0f} accepted/s); publishing "
+                  f"took {run.publish_s:.2f}s")
+            print(f"   outcomes: {dict(sorted(run.counts.items()))}")
+            if with_track:
+                print(f"   track: {run.track_written:,.0f} of {run.accepted:,.0f} accepted "
+                      f"positions written to vehicle_positions "
+                      f"{run.track_seconds:.2f}s after the first publish = "
+                      f"{run.track_rate:,.0f} positions/s"
+                      + (f"; {run.track_dropped:,.0f} dropped" if run.track_dropped else ""))
+            print(f"   /api/v1/vehicles: {run.vehicles:,} vehicles, {run.current:,} at their "
+                  f"last position; states {run.states} (their timestamps were set before "
+                  f"publishing, to end 5 s before it began)")
+            print(f"   end to end is {run.rate / raw:.0%} of raw MQTT and "
+                  f"{run.rate / per_position(rates, '1 conn'):.1%} of Redis's rate for the "
+                  f"same commands on one connection; goal 20,000 positions/s: "
+                  f"{'met' if run.rate >= 20_000 else 'not met'}")
+        track_figures: dict[str, object] = {"track": args.track}
+        if args.track == "compare":
+            off_rate = statistics.median(r.rate for r in runs[False])
+            on_rate = statistics.median(r.rate for r in runs[True])
+            written_rate = statistics.median(r.track_rate for r in runs[True])
+            cost = 1 - min(on_rate, written_rate) / off_rate
+            print(f"   the track costs {cost:.0%} of the rate without it (median of "
+                  f"{args.rounds} run{'s' if args.rounds > 1 else ''} each: the slower of "
+                  f"ingest and track, {min(on_rate, written_rate):,.0f} positions/s, against "
+                  f"{off_rate:,.0f}); limit 25%: {'met' if cost <= 0.25 else 'not met'}")
+            track_figures.update(
+                rounds=args.rounds, track_off_positions_s=round(off_rate),
+                track_on_positions_s=round(on_rate),
+                track_written_positions_s=round(written_rate),
+                track_written=int(min(r.track_written for r in runs[True])),
+                track_cost=round(cost, 3))
+            if args.db == "postgresql":
+                disk, copied, copy_s = copy_alone(db_url)
+                per_day = disk / copied * BUS_DAY if copied else 0.0
+                print(f"4. PostgreSQL alone, the same {copied:,} rows written again by the "
+                      f"track's table code (COPY FROM STDIN, binary, batches of "
+                      f"{BATCH_ROWS:,}): {copy_s:.2f}s = {copied / copy_s:,.0f} rows/s")
+                print(f"   disk: {disk / copied:.0f} bytes a position (table and index, "
+                      f"pg_total_relation_size) = {per_day / 1e6:.1f} MB a bus-day of "
+                      f"{BUS_DAY:,} positions (one each 5 s)")
+                track_figures.update(copy_rows_s=round(copied / copy_s),
+                                     track_bytes_per_position=round(disk / copied),
+                                     track_mb_per_bus_day=round(per_day / 1e6, 2))
+        main_run = runs[args.track != "off"][-1]
+        seen, elapsed, accepted = main_run.ingested, main_run.seconds, main_run.accepted
+        counts, current = main_run.counts, main_run.current
+        vehicles = main_run.vehicles
         write_figures(args.json, "positions", {
             "vehicles": args.vehicles, "positions": total, "publishers": args.publishers,
             "qos": args.qos, "db": args.db, "payload_bytes": size,
@@ -382,21 +559,13 @@ def main() -> None:
             "end_to_end_positions_s": round(seen / elapsed),
             "accepted_positions_s": round(accepted / elapsed),
             "outcomes": {k: int(v) for k, v in sorted(counts.items())},
-            "api_vehicles": len(vehicles), "api_vehicles_at_last_position": current,
-            "goal_positions_s": 20_000})
+            "api_vehicles": vehicles, "api_vehicles_at_last_position": current,
+            "goal_positions_s": 20_000, **track_figures})
     finally:
-        if gateway is not None:
-            gateway.stop()
         broker.stop()
         if args.db == "postgresql":
             drop_pg_database(db_url)
-        import redis
-
-        r = redis.Redis.from_url(REDIS_URL)
-        keys = list(r.scan_iter(match=f"transit:{prefix}:*", count=5000))
-        for i in range(0, len(keys), 5000):
-            r.delete(*keys[i:i + 5000])
-        r.close()
+        clear_live_state(prefix)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,5 +1,5 @@
-"""Tracking's subcommands of `transit` (`gtfs import`), and the translator of a feed's
-refusal into one line."""
+"""Tracking's subcommands of `transit` (`gtfs import`, `tracks prune`), and the
+translator of a feed's refusal into one line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ledger.adapters.db import session_factory
 from ledger.cli import engine
 from transit.cli import Group
 from transit.context import CommandContext, pass_transit
+from transit.errors import TransitError
 
 
 @click.group(cls=Group)
@@ -45,6 +46,34 @@ def gtfs_import(obj: CommandContext, feed: str) -> None:
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"imported {report} in {time.perf_counter() - started:.1f}s")
+
+
+@click.group(cls=Group)
+def tracks() -> None:
+    """The vehicles' tracks on disk (kept TRANSIT_TRACK_DAYS days)."""
+
+
+@tracks.command("prune")
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help="keep this many days instead of TRANSIT_TRACK_DAYS (0 drops them all)")
+@pass_transit
+def tracks_prune(obj: CommandContext, days: int | None) -> None:
+    """Remove the track's days older than TRANSIT_TRACK_DAYS (or --days) now, as every
+    gateway does at start and hourly."""
+    from tracking.adapters.track_sql import SqlTrack
+    from tracking.track import TrackUnavailable, oldest_kept_day
+
+    keep = obj.settings.track_days if days is None else days
+    if days is None and keep == 0:
+        raise TransitError("TRANSIT_TRACK_DAYS is 0: no track is kept, and what was kept "
+                           "before stays; give --days N to remove what is older than N days")
+    table = SqlTrack(session_factory(engine(obj)))
+    try:
+        pruned = table.prune(oldest_kept_day(int(time.time() * 1000), keep))
+    except TrackUnavailable as exc:
+        raise TransitError(f"{exc}: is TRANSIT_DATABASE_URL right and the database "
+                           "running?") from None
+    click.echo(pruned.describe())
 
 
 def file_sha256(path: str | Path) -> str:
