@@ -6,6 +6,7 @@ Redis, for `TRANSIT_TRACK_DAYS` days (tracking/track.py).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,15 @@ class BadRange(BadRequest):
     """400 `bad_range`: an interval backwards or too long."""
 
     name = "Bad Range"
+
+
+class BadVehicle(BadRequest):
+    """400 `bad_vehicle`: not a vehicle id (contract section 1)."""
+
+    name = "Bad Vehicle"
+
+
+VEHICLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class BadLimit(BadRequest):
@@ -167,11 +177,14 @@ def tracks_blueprint(deps: TracksDeps) -> Blueprint:
                     "site set another; 0 keeps none): they survive a restart of the "
                     "gateway and of Redis. The interval spans at most 48 hours "
                     "(400 `bad_range`, also when `from` is after `to`); an instant "
-                    "that is not one is a 400 `bad_time`. When more positions lie in "
+                    "that is not one is a 400 `bad_time`, a vehicle id that is not one a "
+                    "400 `bad_vehicle`. When more positions lie in "
                     "the interval than `limit`, `truncated` is true and `next_from` "
                     "says where the next page begins.")
     @deps.require("ops")
     def track(vehicle_id: str) -> Response:
+        if not VEHICLE_ID.fullmatch(vehicle_id):
+            raise BadVehicle("vehicle_id must be 1-64 of A-Z a-z 0-9 . _ -")
         start, end = interval(int(deps.clock() * 1000))
         limit = _limit()
         points, next_from = page(table.read(vehicle_id, start, end, limit + 1), limit)

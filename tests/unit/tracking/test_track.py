@@ -312,3 +312,8 @@ def test_bad_times_and_ranges_are_400s(client: FlaskClient) -> None:
                         (f"?limit={MAX_POINTS + 1}", "bad_limit"), ("?limit=0", "bad_limit")):
         status, body = track(client, query)
         assert status == 400 and body["error"]["code"] == code, (query, body)
+
+
+def test_a_vehicle_id_that_is_not_one_is_a_400(client: FlaskClient) -> None:
+    resp = client.get("/api/v1/vehicles/%C2%84/track")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "bad_vehicle"

@@ -34,6 +34,7 @@ CONTRACT: dict[str, tuple[str, ...] | None] = {
     "GET /api/v1/validators": ("admin", "ops"),
     "GET /api/v1/exceptions": ("admin", "ops"),  # section 8
     "GET /api/v1/ops/alerts": ("admin", "ops"),
+    "GET /api/v1/vehicles/{vehicle_id}/track": ("admin", "ops"),
     "POST /api/v1/alerts": ("admin", "ops"),
     "GET /api/v1/alerts": ("admin", "ops"),
     "DELETE /api/v1/alerts/{alert_id}": ("admin", "ops"),
