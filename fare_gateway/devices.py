@@ -59,6 +59,10 @@ class SecretKeyError(DeviceError):
     """The at-rest encryption key is malformed, missing or wrong for a stored secret."""
 
 
+def _never() -> bool:
+    return False
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -440,12 +444,17 @@ class DeviceDirectory:
 
     A device's entry is dropped as soon as its change is announced (`forget`, called by
     the watcher of `fare_gateway.adapters.device_watch`), so a revocation or a move takes
-    effect within a second; the time to live `ttl_s` (5) is the fallback should an
-    announcement be lost. Ids that are not registered are remembered apart, briefly
-    (`unknown_ttl_s`) and at most `unknown_capacity` of them: a flood of made-up ids
-    (measured: +22 MB per 50,000 when they were kept without bound) only churns that
-    small table and never pushes the fleet's own devices out. Both tables drop their
-    least recently used entry when full, never everything at once.
+    effect within a second. While changes are heard (`changes_heard`, set by the wiring
+    to the watcher's state) an entry lives `heard_ttl_s` (300): longer than any
+    validator's position cadence, so the fleet stays cached (with 5 s, a fleet of 2,000
+    buses reporting every 5 s missed the cache on nearly every position, and position
+    ingest fell to a quarter of its rate on database look-ups). While they are not heard,
+    `ttl_s` (5) is what bounds how long a revocation can go unnoticed. Ids that are not
+    registered are remembered apart, briefly (`unknown_ttl_s`) and at most
+    `unknown_capacity` of them: a flood of made-up ids (measured: +22 MB per 50,000 when
+    they were kept without bound) only churns that small table and never pushes the
+    fleet's own devices out. Both tables drop their least recently used entry when full,
+    never everything at once.
 
     `key` is the at-rest key the secrets are sealed with (`Settings.secret_key`; None when
     they are stored in the clear).
@@ -453,9 +462,13 @@ class DeviceDirectory:
 
     def __init__(self, sessions: sessionmaker[Session], ttl_s: float = 5.0, *,
                  key: bytes | None, capacity: int = 20_000, unknown_capacity: int = 2_048,
-                 unknown_ttl_s: float = 2.0) -> None:
+                 unknown_ttl_s: float = 2.0, heard_ttl_s: float = 300.0) -> None:
         self.sessions = sessions
         self.ttl_s = ttl_s
+        self.heard_ttl_s = max(heard_ttl_s, ttl_s)
+        # Whether every device change is being heard as it commits (the watcher's
+        # `hearing`); until the wiring says so, changes are not assumed heard.
+        self.changes_heard: Callable[[], bool] = _never
         self.unknown_ttl_s = min(unknown_ttl_s, ttl_s)
         self.key = key
         warn_if_unsealed(key)
@@ -484,8 +497,9 @@ class DeviceDirectory:
     def get(self, device_id: str) -> KnownDevice | None:
         """The device of this id, from the cache while it is fresh."""
         now = time.monotonic()
+        ttl_s = self.heard_ttl_s if self.changes_heard() else self.ttl_s
         with self._lock:
-            known = self._known.get(device_id, now, self.ttl_s)
+            known = self._known.get(device_id, now, ttl_s)
             unknown = known is None and self._unknown.get(device_id, now, self.unknown_ttl_s)
             epoch = self._epoch
         if known is not None or unknown:

@@ -123,6 +123,7 @@ def run_gateway(settings: Settings) -> None:
     # One directory for taps and positions, told of every device change at once.
     devices = DeviceDirectory(core.sessions, key=settings.secret_key)
     watch = device_watch(core.engine, devices, core.metrics)
+    devices.changes_heard = lambda: watch.hearing  # then the cache may keep devices long
     window = EventWindow(settings.tap_max_age_days)
     service = TapService(sql_units(core.sessions, core.ledger, core.policy), core.policy,
                          devices, RouteDirectory(core.sessions), topics, core.metrics,

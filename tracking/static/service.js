@@ -13,7 +13,7 @@ export function createServiceAlerts(network) {
   const list = $("service-alerts");
   let last = null;
   let failure = null;
-  let unanswered = null; // {sent, reference} of a form the gateway could not be asked
+  let unanswered = null; // {sent, reference, endMs} of a form the gateway could not be asked
 
   function fillEnums() {
     [["sa-cause", CAUSE_NAMES, "cause_", DEFAULT_CAUSE], ["sa-effect", EFFECT_NAMES, "effect_", DEFAULT_EFFECT]].forEach(([id, names, prefix, fallback]) => {
@@ -108,14 +108,18 @@ export function createServiceAlerts(network) {
     };
     // The same form sent again after the gateway could not be reached keeps its
     // reference: one alert, however many times it was sent.
+    // Its end is kept too: worked out again, it would differ from the one the gateway
+    // may have received, and the retry would be refused as another alert.
     const sent = JSON.stringify(body) + "|" + minutes;
-    body.reference = unanswered && unanswered.sent === sent ? unanswered.reference : freshReference();
-    if (minutes > 0) { body.end = Date.now() + minutes * 60000; }
+    const again = unanswered && unanswered.sent === sent ? unanswered : null;
+    body.reference = again ? again.reference : freshReference();
+    const endMs = again ? again.endMs : (minutes > 0 ? Date.now() + minutes * 60000 : null);
+    if (endMs != null) { body.end = endMs; }
     const submit = $("service-form").querySelector("button[type=submit]");
     submit.disabled = true;
     const answer = await api("/api/v1/alerts", { method: "POST", body });
     submit.disabled = false;
-    unanswered = answer.status === 0 ? { sent, reference: body.reference } : null;
+    unanswered = answer.status === 0 ? { sent, reference: body.reference, endMs } : null;
     if (!ok(answer)) {
       const said = errorOf(answer).message;
       say($("sa-error"), said ? t("sa_refused", { message: said }) : unavailable(answer));

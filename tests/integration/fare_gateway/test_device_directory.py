@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +32,7 @@ from fare_gateway.adapters.device_watch import (
     Forgetful,
     device_watch,
 )
+from fare_gateway.adapters.models import Device
 from fare_gateway.devices import DeviceDirectory, add_device, move_device, revoke_device
 from fare_gateway.metrics import Metrics
 from fare_gateway.schema import upgrade
@@ -418,3 +419,28 @@ def test_a_running_gateway_stays_bounded_under_made_up_ids(broker: Broker,
     print(f"gateway RSS: {(before - start) / 1e6:+.2f} MB over the first 20,000 made-up "
           f"device ids, {grown / 1e6:+.2f} MB over the next 20,000")
     assert grown < 3_000_000  # kept for ever, 20,000 ids took about 6 MB
+
+
+def test_devices_stay_cached_while_changes_are_heard_and_only_briefly_when_not(
+        tmp_path: Path) -> None:
+    """A fleet reporting every 5 s stays cached while every change is heard (each one
+    drops its device at once); while changes are not heard, the short time to live is
+    what bounds how long a change made behind the watcher's back goes unseen."""
+    engine, sessions = fleet_db(f"sqlite:///{tmp_path}/fleet.db", 1)
+    directory = DeviceDirectory(sessions, ttl_s=0, heard_ttl_s=HOUR, key=None)
+    hearing = [True]
+    directory.changes_heard = lambda: hearing[0]
+    reads: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda *a: reads.append(a[2]) if "FROM devices" in a[2] else None)
+    try:
+        assert directory.get("BUS-0-A") is not None and len(reads) == 1
+        with sessions.begin() as s:  # revoked without the announcement a change makes
+            s.execute(update(Device).values(status="revoked"))
+        still = directory.get("BUS-0-A")
+        assert still is not None and still.active and len(reads) == 1  # cached
+        hearing[0] = False
+        gone = directory.get("BUS-0-A")
+        assert gone is not None and not gone.active and len(reads) == 2
+    finally:
+        engine.dispose()
