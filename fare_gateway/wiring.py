@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
@@ -95,6 +96,7 @@ def run_gateway(settings: Settings) -> None:
     from fare_gateway.taps.sql import sql_units
     from ledger.audit import Actor
     from tracking.adapters.consumer import PositionConsumer
+    from tracking.heard import HeardLog
     from tracking.ingest import PositionIngest
     from tracking.network import Network
     from tracking.store import TrackingStore, redis_client
@@ -129,7 +131,9 @@ def run_gateway(settings: Settings) -> None:
                          devices, RouteDirectory(core.sessions), topics, core.metrics,
                          window=window)
     store = TrackingStore(redis_client(settings.redis_url), settings.topic_prefix)
-    consumer = TapConsumer(settings, service, core.metrics, heard=store.heard)
+    heard = HeardLog(store)
+    consumer = TapConsumer(settings, service, core.metrics,
+                           heard=lambda ids: heard.note(ids, int(time.time() * 1000)))
     track = TrackWriter(core.sessions, core.metrics.registry, keep_days=settings.track_days)
     positions = PositionConsumer(settings, PositionIngest(
         store, devices, Network(core.sessions), topics, core.metrics.registry, window,
@@ -181,6 +185,8 @@ def run_gateway(settings: Settings) -> None:
     # The try opens at once: a signal that comes before the server runs must still stop
     # what was started.
     try:
+        heard.start()
+        started.append(heard.stop)
         track.start()
         started.append(track.stop)  # stopped after the positions, so it writes theirs
         positions.start()

@@ -136,9 +136,13 @@ class PositionIngest:
             records[pos.vehicle_id] = record
             kept.append(record)
             count("accepted")
-        # Every device whose signature held was heard, whatever its position was worth.
-        self.store.save(list(records.values()), heard=[p.device_id for p in accepted],
-                        heard_ms=now)
+        # Every device whose signature held was heard, whatever its position was worth:
+        # as of its newest position's own time (never later than now), so that a batch
+        # that waited (a gateway's backlog) does not make a dead validator look alive.
+        heard: dict[str, int] = {}
+        for p in accepted:
+            heard[p.device_id] = max(heard.get(p.device_id, 0), min(p.ts, now))
+        self.store.save(list(records.values()), heard=heard)
         if self.track is not None:
             self.track.append(kept)
         for outcome, n in outcomes.items():

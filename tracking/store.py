@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -81,12 +81,12 @@ class TrackingStore:
                 out[vid] = VehicleRecord.from_hash(_decode(raw))
         return out
 
-    def save(self, records: list[VehicleRecord], heard: Iterable[str] = (),
-             heard_ms: int = 0) -> None:
+    def save(self, records: list[VehicleRecord], heard: Mapping[str, int] | None = None
+             ) -> None:
         """Store accepted positions (oldest first): the trail gets each, the vehicle's
-        hash and GEO entry its newest; and that the devices `heard` were heard from at
-        `heard_ms`, in the same round trip."""
-        heard_map = dict.fromkeys(heard, str(heard_ms))
+        hash and GEO entry its newest; and when the devices `heard` were heard from, in
+        the same round trip."""
+        heard_map = {d: str(ms) for d, ms in (heard or {}).items()}
         if not records and not heard_map:
             return
         latest: dict[str, VehicleRecord] = {}
@@ -116,11 +116,11 @@ class TrackingStore:
             out.append((int(ts), int(lat), int(lon)))
         return out
 
-    def heard(self, device_ids: Iterable[str], received_ms: int) -> None:
-        """Record that these devices were heard from now (one round trip)."""
-        mapping = dict.fromkeys(device_ids, str(received_ms))
-        if mapping:
-            self.redis.hset(f"{self.ns}:heard", mapping=mapping)
+    def heard(self, when: Mapping[str, int]) -> None:
+        """Record when these devices were heard from (one round trip)."""
+        if when:
+            self.redis.hset(f"{self.ns}:heard",
+                            mapping={d: str(ms) for d, ms in when.items()})
 
     def last_heard(self) -> dict[str, int]:
         """When each device was last heard from, by any gateway (ms)."""
@@ -149,6 +149,9 @@ class TrackingStore:
             samples = f"{self.ns}:spool:{device_id}"
             pipe.lpush(samples, f"{received_ms},{depth}")
             pipe.ltrim(samples, 0, SPOOL_SAMPLES - 1)
+            # Gone ten minutes after the last: a validator back after hours starts
+            # afresh, not "growing since yesterday".
+            pipe.expire(samples, SPOOL_SAMPLES * SPOOL_SAMPLE_EVERY_S)
         pipe.hset(key, mapping=mapping)
         pipe.sadd(f"{self.ns}:devices", device_id)
         if not retained:

@@ -41,14 +41,13 @@ class TapConsumer:
     """Consumes `{prefix}/dev/+/tap`, optionally through a shared subscription."""
 
     def __init__(self, settings: Settings, service: TapService, metrics: Metrics,
-                 heard: Callable[[Iterable[str], int], None] | None = None) -> None:
+                 heard: Callable[[Iterable[str]], None] | None = None) -> None:
         self.settings = settings
         self.service = service
         self.metrics = metrics
         # Told which devices a batch's signed taps came from (the validators' `state`):
-        # tracking's `TrackingStore.heard`, one Redis round trip per batch.
+        # tracking's `HeardLog`, which only notes them; Redis is written off this thread.
         self.heard = heard
-        self._heard_failing = False
         self.topics = Topics(settings.topic_prefix)
         self.subscription = self.topics.all_devices("tap", settings.share_group)
         # SimpleQueue: the network thread puts every message, so the cheapest queue wins.
@@ -201,18 +200,4 @@ class TapConsumer:
                 published += 1
         self.metrics.receipts.inc(published)
         if self.heard is not None and published:
-            self._tell_heard(o.receipt.device_id for o in outcomes if o.receipt is not None)
-
-    def _tell_heard(self, device_ids: Iterable[str]) -> None:
-        """Say which devices were heard; Redis away costs the validators' panel its
-        freshness, never a tap."""
-        assert self.heard is not None
-        try:
-            self.heard(device_ids, int(time.time() * 1000))
-        except Exception as exc:
-            if not self._heard_failing:
-                log.warning("cannot record which validators were heard (%s): the "
-                            "validators' state may lag until it works again", exc)
-            self._heard_failing = True
-            return
-        self._heard_failing = False
+            self.heard(o.receipt.device_id for o in outcomes if o.receipt is not None)

@@ -98,6 +98,10 @@ ALERTS: Schema = {
 }
 
 
+MAX_BACK_MS = 7 * DAY_MS  # how far back `since` may reach
+MAX_PER_KIND = 100  # alerts listed of each kind; `counts` counts them all
+
+
 def ops_blueprint(office: OpsOffice) -> Blueprint:
     """The exceptions and the operators' alerts."""
     bp = Blueprint("ops", __name__)
@@ -105,7 +109,9 @@ def ops_blueprint(office: OpsOffice) -> Blueprint:
     @bp.get("/api/v1/exceptions")
     @operation("Refused messages and taps not charged, newest first", tag=TAG,
                query={"since": {**INSTANT, "description": "from this instant on (default: "
-                                                          "the last 24 hours); "
+                                                          "the last 24 hours; at most 7 "
+                                                          "days back: an earlier one is "
+                                                          "taken as 7 days ago); "
                                                           + INSTANT["description"]},
                       "reason": {"type": "string", "pattern": f"^{REASON.pattern}$",
                                  "examples": list(REASONS),
@@ -130,7 +136,9 @@ def ops_blueprint(office: OpsOffice) -> Blueprint:
     def exceptions() -> Response:
         now = office.clock()
         since = instant_arg("since", "bad_since")
-        since = now - DAY_MS if since is None else since
+        # At most a week back: the counts read every exception since `since`, and a
+        # flood of refused messages must not make each of the maps' polls read months.
+        since = now - DAY_MS if since is None else max(since, now - MAX_BACK_MS)
         reason = request.args.get("reason")
         if reason is not None and not REASON.fullmatch(reason):
             raise ApiError(400, "bad_reason", "reason must be a reason code: lower-case "
@@ -155,11 +163,18 @@ def ops_blueprint(office: OpsOffice) -> Blueprint:
                            "unanswered for 24 hours (`dispute_escalated`) and past their "
                            "48-hour deadline (`dispute_overdue`); `bunching` comes with "
                            "the predictions. `since` is when the condition began; newest "
-                           "first. Without Redis only the disputes' alerts are told.")
+                           "first, at most 100 of each kind (`counts` counts them all). "
+                           "Without Redis only the disputes' alerts are told.")
     @require("ops")
     def alerts() -> Response:
         found = office.alerts()
-        return jsonify({"alerts": [a.as_json() for a in found], "counts": kinds_of(found)})
+        shown: dict[str, int] = {}
+        listed = []
+        for a in found:  # newest first: the newest of each kind are the ones listed
+            shown[a.kind] = shown.get(a.kind, 0) + 1
+            if shown[a.kind] <= MAX_PER_KIND:
+                listed.append(a.as_json())
+        return jsonify({"alerts": listed, "counts": kinds_of(found)})
 
     return bp
 

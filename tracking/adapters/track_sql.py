@@ -44,6 +44,10 @@ PARTITIONS = text(f"SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid
 # A partition made or dropped waits this long at most for the table's readers and
 # writers (other gateways) to let go; the hourly run tries again.
 LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
+# Making and dropping partitions, one gateway at a time: PostgreSQL can fail a CREATE
+# ... PARTITION OF that races a DROP of a sibling partition ("could not find tuple for
+# parent of relation", XX000), which IF [NOT] EXISTS does not cover. Held until commit.
+PARTITIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('transit vehicle_positions'))"
 DUPLICATE = {"42P07", "23505"}  # made by another gateway at the same moment
 NO_PARTITION = "23514"  # a row for a day that has no partition (dropped meanwhile)
 UNDEFINED_TABLE = "42P01"
@@ -112,6 +116,7 @@ class SqlTrack:
         try:
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(LOCK_TIMEOUT)
+                conn.exec_driver_sql(PARTITIONS_LOCK)
                 conn.exec_driver_sql(
                     f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {TABLE} "
                     f"FOR VALUES FROM ({day_start(day)}) TO ({day_start(day + 1)})")
@@ -186,6 +191,7 @@ class SqlTrack:
         try:
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(LOCK_TIMEOUT)
+                conn.exec_driver_sql(PARTITIONS_LOCK)
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         except sqlalchemy.exc.DBAPIError as exc:
             if _sqlstate(exc) == UNDEFINED_TABLE:  # dropped by another gateway just now

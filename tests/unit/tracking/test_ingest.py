@@ -4,7 +4,7 @@ store and the network: which messages are trusted, and the reason codes of the o
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry
 
@@ -50,10 +50,10 @@ class Store:
         list(vehicle_ids)
         return {}
 
-    def save(self, records: list[VehicleRecord], heard: Iterable[str] = (),
-             heard_ms: int = 0) -> None:
+    def save(self, records: list[VehicleRecord], heard: Mapping[str, int] | None = None
+             ) -> None:
         self.saved.extend(records)
-        self.heard.update(dict.fromkeys(heard, heard_ms))
+        self.heard.update(heard or {})
 
     def save_status(self, device_id: str, status: dict[str, object], now: int, *,
                     retained: bool = False) -> None:
