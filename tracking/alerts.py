@@ -39,7 +39,6 @@ CAUSES = tuple(gtfs_realtime_pb2.Alert.Cause.keys())
 EFFECTS = tuple(gtfs_realtime_pb2.Alert.Effect.keys())
 DEFAULT_CAUSE, DEFAULT_EFFECT = "UNKNOWN_CAUSE", "UNKNOWN_EFFECT"
 STATES = ("active", "upcoming", "ended", "expired")
-CURRENT = ("active", "upcoming")
 FIELDS = ("header", "description", "cause", "effect", "route_ids", "stop_ids", "start",
           "end", "reference")
 LANGUAGE = "id"  # the network's language: every alert has a text in it
@@ -296,7 +295,9 @@ class AlertOffice:
                               draft.end_ms, now, _holder(actor))
                 session.add(_row(alert))
                 session.flush()
+                # What riders are told, word for word: the trail must be able to say it.
                 audit.record(session, self._key(), actor, "alert.created", alert_id, {
+                    "header": dict(alert.header), "description": dict(alert.description),
                     "cause": alert.cause, "effect": alert.effect,
                     "route_ids": list(alert.route_ids), "stop_ids": list(alert.stop_ids),
                     "start_ms": alert.start_ms, "end_ms": alert.end_ms,

@@ -68,7 +68,7 @@ VEHICLE_DETAIL = {
     "title": "VehicleDetail",
     "allOf": [VEHICLE, {
         "type": "object",
-        "required": ["taps_today", "trail", "service_date"],
+        "required": ["taps_today", "trail", "service_date", "service_day_start_ms"],
         "properties": {
             "taps_today": {"type": "integer", "minimum": 0,
                            "description": "taps on this vehicle in today's service day"},
@@ -77,7 +77,9 @@ VEHICLE_DETAIL = {
                                 "properties": {"ts": {"type": "integer"},
                                                "lat": {"type": "number"},
                                                "lon": {"type": "number"}}}},
-            "service_date": {"type": "string", "format": "date"}}}],
+            "service_date": {"type": "string", "format": "date"},
+            "service_day_start_ms": {"type": "integer",
+                                     "description": "when today's service day began"}}}],
 }
 VALIDATOR_STATES = ("online", "silent", "offline")
 VALIDATOR = {
@@ -184,6 +186,8 @@ class TrackingDeps:
     holder: Callable[[], str]  # who holds a stream, for the per-token cap: the token's id
     tile_url: str = ""
     # The service day an event time falls in (the fare policy's local day).
+    # When the service day of an event time began (ms): by default the UTC day's start.
+    service_day_start: Callable[[int], int] = lambda ms: ms - ms % 86_400_000
     service_date: Callable[[int], str] = lambda ms: time.strftime(
         "%Y-%m-%d", time.gmtime(ms / 1000))
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -256,6 +260,7 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
         out["trail"] = [{"ts": ts, "lat": lat / 1e6, "lon": lon / 1e6}
                         for ts, lat, lon in deps.store.trail(vehicle_id)]
         out["service_date"] = today
+        out["service_day_start_ms"] = deps.service_day_start(now)
         return jsonify(out)
 
     @bp.get("/api/v1/vehicles/stream")

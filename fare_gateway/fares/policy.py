@@ -93,6 +93,13 @@ class FarePolicy:
         """The service day of an event: local date, the day starting at `service_day_start`."""
         return (self.local_time(ts_ms) - timedelta(minutes=self.service_day_start_min)).date()
 
+    def service_day_start_ms(self, ts_ms: int) -> int:
+        """When the service day of an event began (epoch ms)."""
+        day = self.service_date(ts_ms)
+        start = datetime(day.year, day.month, day.day, tzinfo=self.tz) + timedelta(
+            minutes=self.service_day_start_min)
+        return int(start.timestamp() * 1000)
+
     def __post_init__(self) -> None:
         # Re-pricing a day asks for the same (route, minute) again at every new tap. A
         # rule depends only on the route and the local minute of the day, and time zone

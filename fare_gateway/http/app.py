@@ -133,6 +133,7 @@ def create_app(deps: ApiDeps) -> Flask:
             require=require, operation=operation, streams=deps.streams,
             holder=lambda: str(g.principal.token_id), tile_url=deps.tile_url,
             service_date=lambda ms: policy.service_date(ms).isoformat(),
+            service_day_start=policy.service_day_start_ms,
             stopping=deps.stopping, silent_after_s=deps.validator_silent_s,
             known=FeedIds(deps.sessions))))
         app.register_blueprint(tracks_blueprint(TracksDeps(deps.sessions, require, operation)))

@@ -3,9 +3,6 @@
 // time shown; closing it returns to the live map.
 import { $, api, arrow, box, clock, millis, ok, say, t, turn } from "./shared.js";
 
-// The service day starts at 03:00 WIB (the fare policy's default): a bus out at 01:30
-// is still on the day before.
-const DAY_START = "T03:00:00+07:00";
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_PAGES = 50;
 // A bus standing still or out of service for longer is skipped over, not waited for.
@@ -22,9 +19,10 @@ export function createReplay(map) {
 
   async function dayOf(id) {
     const answer = await api("/api/v1/vehicles/" + encodeURIComponent(id));
-    const date = ok(answer) && answer.body.service_date;
-    const from = date ? millis(date + DAY_START) : null;
-    return from != null ? from : Date.now() - DAY_MS;
+    // The fare policy's service day (03:00 local by default: a bus out at 01:30 is
+    // still on the day before), as the gateway works it out.
+    const from = ok(answer) ? answer.body.service_day_start_ms : null;
+    return typeof from === "number" ? from : Date.now() - DAY_MS;
   }
 
   // Every position from `from` to now, following the pages the API cuts a long day into.

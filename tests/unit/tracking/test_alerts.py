@@ -4,6 +4,7 @@ reference, ended once, audited, in the feed while active, on the routes riders r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,11 @@ def test_made_listed_in_the_feed_then_ended_once_all_audited(
     assert [a.state(clock.now) for a in office.listed(everything=True)] == ["ended"]
     assert trail(sessions) == [("alert.created", alert.alert_id),
                                ("alert.ended", alert.alert_id)]
+    with sessions() as session:  # the trail says what riders were told, word for word
+        told = json.loads(session.scalars(select(AuditRecord.detail).order_by(
+            AuditRecord.seq)).first() or "{}")
+    assert (told["header"], told["description"]) == (
+        {"en": "Road closed", "id": "Jalan ditutup"}, {"id": "Bus lewat Jl. Darmo."})
     with pytest.raises(AlertNotFound):
         office.end("0" * 32, OPS)
     with pytest.raises(AlertNotFound):

@@ -389,3 +389,11 @@ def test_missing_file_and_non_utf8(tmp_path: Path) -> None:
 def test_policy_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_policy({"fares": []})
+
+
+def test_the_service_day_start_of_an_event() -> None:
+    p = builtin_policy()
+    start = wib_ms(2025, 11, 27, 3, 0)
+    assert p.service_day_start_ms(wib_ms(2025, 11, 28, 1, 30)) == start  # the day before
+    assert p.service_day_start_ms(start) == start
+    assert p.service_day_start_ms(start - 1) == start - 86_400_000
