@@ -26,7 +26,7 @@ from tracking.services import (
     Network,
     ValidatorState,
     VehicleTaps,
-    validator_states,
+    validators_heard,
 )
 from tracking.store import TrackingStore, VehicleRecord
 from tracking.streams import Refusal, StreamSlots
@@ -216,12 +216,8 @@ def now_ms() -> int:
 
 def validators_now(deps: TrackingDeps) -> list[ValidatorState]:
     """Every registered validator's state now, from what the gateways heard."""
-    roster = deps.roster.registered()
-    return validator_states(
-        roster, deps.store.statuses(), now_ms(), deps.offline_after_s,
-        heard=deps.store.last_heard(),
-        samples=deps.store.spool_samples(d.device_id for d in roster),
-        silent_after_s=deps.silent_after_s)
+    return validators_heard(deps.roster.registered(), deps.store, now_ms(),
+                            deps.silent_after_s, deps.offline_after_s)
 
 
 def tracking_blueprint(deps: TrackingDeps) -> Blueprint:

@@ -8,7 +8,7 @@ below the gateway and imports nothing of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,6 +99,27 @@ def validator_states(devices: Sequence[RegisteredDevice],
             reported.get("denylist_version"), reported.get("software"),
             reported.get("route_id")))
     return out
+
+
+class HeardReports(Protocol):
+    """What the gateways heard of the validators (`tracking.store.TrackingStore`)."""
+
+    def statuses(self) -> dict[str, tuple[dict[str, Any], int]]: ...
+
+    def last_heard(self) -> dict[str, int]: ...
+
+    def spool_samples(self, device_ids: Iterable[str]
+                      ) -> dict[str, list[tuple[int, int]]]: ...
+
+
+def validators_heard(roster: Sequence[RegisteredDevice], reports: HeardReports, now_ms: int,
+                     silent_after_s: float = SILENT_AFTER_S,
+                     offline_after_s: float = OFFLINE_AFTER_S) -> list[ValidatorState]:
+    """Every registered validator's state at `now_ms`, from what the gateways heard."""
+    return validator_states(
+        roster, reports.statuses(), now_ms, offline_after_s, heard=reports.last_heard(),
+        samples=reports.spool_samples(d.device_id for d in roster),
+        silent_after_s=silent_after_s)
 
 
 Network = dict[str, list[dict[str, Any]]]

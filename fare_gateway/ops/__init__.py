@@ -8,14 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fare_gateway.fleet import FleetRecords
-from fare_gateway.ops.alerts import Alert, Thresholds, decide_alerts
+from fare_gateway.ops.alerts import OpsAlert, Thresholds, decide_alerts
 from fare_gateway.ops.exception_log import ExceptionsPage, read_exceptions
 from fare_gateway.ops.exceptions import Cursor
 from fare_gateway.riders.dispute_office import DisputeOffice
 from ledger.adapters.db import Sessions
 from ledger.services import now_ms
 from tracking.domain import SILENT_AFTER_S
-from tracking.services import validator_states
+from tracking.services import validators_heard
 from tracking.store import TrackingStore
 
 
@@ -32,7 +32,7 @@ class OpsOffice:
     tracking: TrackingStore | None
     disputes: DisputeOffice
     silent_after_s: float = SILENT_AFTER_S
-    bunching: Callable[[int], Sequence[Alert]] | None = None
+    bunching: Callable[[int], Sequence[OpsAlert]] | None = None
     clock: Callable[[], int] = now_ms
 
     def exceptions(self, since: int, reason: str | None, before: Cursor | None,
@@ -40,7 +40,7 @@ class OpsOffice:
         """A page of the exceptions received from `since` on, newest first."""
         return read_exceptions(self.sessions, since, reason, before, limit)
 
-    def alerts(self) -> list[Alert]:
+    def alerts(self) -> list[OpsAlert]:
         """Everything that needs an operator now, newest first."""
         now = self.clock()
         thresholds = Thresholds(silent_after_s=self.silent_after_s)
@@ -50,11 +50,7 @@ class OpsOffice:
         if self.tracking is None:
             return decide_alerts(now, (), (), pending, thresholds, others)
         store = self.tracking
-        roster = FleetRecords(self.sessions).registered()
-        validators = validator_states(
-            roster, store.statuses(), now, thresholds.offline_after_s,
-            heard=store.last_heard(),
-            samples=store.spool_samples(d.device_id for d in roster if d.status == "active"),
-            silent_after_s=thresholds.silent_after_s)
+        validators = validators_heard(FleetRecords(self.sessions).registered(), store, now,
+                                      thresholds.silent_after_s, thresholds.offline_after_s)
         return decide_alerts(now, store.vehicles(), validators, pending, thresholds,
                              others)

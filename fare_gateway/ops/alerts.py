@@ -45,7 +45,7 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
-class Alert:
+class OpsAlert:
     """One condition that needs an operator."""
 
     kind: str
@@ -63,8 +63,8 @@ class Alert:
 
 def decide_alerts(now_ms: int, vehicles: Iterable[VehicleRecord],
                   validators: Iterable[ValidatorState], disputes: Iterable[DisputeRecord],
-                  thresholds: Thresholds = Thresholds(), others: Iterable[Alert] = ()
-                  ) -> list[Alert]:
+                  thresholds: Thresholds = Thresholds(), others: Iterable[OpsAlert] = ()
+                  ) -> list[OpsAlert]:
     """Every alert as of `now_ms`, newest `since` first.
 
     `disputes` are those not answered by `now_ms` (any others are left out); `others`
@@ -78,14 +78,14 @@ def decide_alerts(now_ms: int, vehicles: Iterable[VehicleRecord],
 
 
 def stale_vehicle(vehicle: VehicleRecord, now_ms: int, thresholds: Thresholds
-                  ) -> Alert | None:
+                  ) -> OpsAlert | None:
     """`vehicle_stale` while its last position is 90 s to 10 minutes old (after that it
     is offline: off service, or its validator is down, which has its own alert)."""
     age_s = max(0.0, (now_ms - vehicle.ts) / 1000)
     if state(age_s, thresholds.stale_after_s, thresholds.offline_after_s) != "stale":
         return None
     age = int(age_s)
-    return Alert(
+    return OpsAlert(
         VEHICLE_STALE, vehicle.vehicle_id, vehicle.ts + round(thresholds.stale_after_s * 1000),
         f"Vehicle {vehicle.vehicle_id} (route {vehicle.route_id}) has sent no position for "
         f"{age} s; the last came from validator {vehicle.device_id}.",
@@ -96,7 +96,7 @@ def stale_vehicle(vehicle: VehicleRecord, now_ms: int, thresholds: Thresholds
 
 
 def validator_alerts(validators: Iterable[ValidatorState], thresholds: Thresholds
-                     ) -> list[Alert]:
+                     ) -> list[OpsAlert]:
     """`validator_silent` for an active validator whose status says online but that has
     not been heard from for longer than the silent threshold; `spool_growing` for one,
     online or silent, whose spool keeps growing (an offline one cannot send its taps)."""
@@ -106,7 +106,7 @@ def validator_alerts(validators: Iterable[ValidatorState], thresholds: Threshold
             continue
         if v.state == "silent" and v.last_seen_ms is not None:
             since = v.last_seen_ms + round(thresholds.silent_after_s * 1000)
-            out.append(Alert(
+            out.append(OpsAlert(
                 VALIDATOR_SILENT, v.device_id, since,
                 f"Validator {v.device_id} on vehicle {v.vehicle_id} says it is online, but "
                 f"nothing has been heard from it since {iso_z(v.last_seen_ms)}.",
@@ -115,7 +115,7 @@ def validator_alerts(validators: Iterable[ValidatorState], thresholds: Threshold
                 {"device_id": v.device_id, "vehicle_id": v.vehicle_id,
                  "last_seen_ms": v.last_seen_ms}))
         if v.state != "offline" and v.spool_growing_since_ms is not None:
-            out.append(Alert(
+            out.append(OpsAlert(
                 SPOOL_GROWING, v.device_id, v.spool_growing_since_ms,
                 f"The spool of validator {v.device_id} on vehicle {v.vehicle_id} keeps "
                 f"growing: {v.spool_depth} taps wait for their receipts.",
@@ -126,7 +126,7 @@ def validator_alerts(validators: Iterable[ValidatorState], thresholds: Threshold
     return out
 
 
-def dispute_alert(dispute: DisputeRecord, now_ms: int) -> Alert | None:
+def dispute_alert(dispute: DisputeRecord, now_ms: int) -> OpsAlert | None:
     """`dispute_overdue` from its due time (48 h unanswered), `dispute_escalated` from
     its escalation (24 h) until then; nothing for one answered or still open."""
     status = status_at(dispute.created_ms, dispute.answered_ms, now_ms)
@@ -139,18 +139,18 @@ def dispute_alert(dispute: DisputeRecord, now_ms: int) -> Alert | None:
                             "category": dispute.category, "tap_id": dispute.tap_id,
                             "created_at": iso_z(dispute.created_ms), "due_at": due}
     if status == "overdue":
-        return Alert(DISPUTE_OVERDUE, str(ident), due_at(dispute.created_ms),
+        return OpsAlert(DISPUTE_OVERDUE, str(ident), due_at(dispute.created_ms),
                      f"Dispute {ident} {what} was due at {due}: answer it now.",
                      f"Sengketa {ident} {apa} melewati batas waktu {due}: segera jawab.",
                      data)
-    return Alert(DISPUTE_ESCALATED, str(ident), escalate_at(dispute.created_ms),
+    return OpsAlert(DISPUTE_ESCALATED, str(ident), escalate_at(dispute.created_ms),
                  f"Dispute {ident} {what} has had no answer for 24 hours; it is due at "
                  f"{due}.",
                  f"Sengketa {ident} {apa} belum dijawab selama 24 jam; batas waktunya "
                  f"{due}.", data)
 
 
-def kinds_of(alerts: Sequence[Alert]) -> dict[str, int]:
+def kinds_of(alerts: Sequence[OpsAlert]) -> dict[str, int]:
     """How many alerts of each kind (every kind named, 0 where none)."""
     counts = dict.fromkeys(KINDS, 0)
     for a in alerts:

@@ -15,7 +15,7 @@ from fare_gateway.ops.alerts import (
     SPOOL_GROWING,
     VALIDATOR_SILENT,
     VEHICLE_STALE,
-    Alert,
+    OpsAlert,
     Thresholds,
     decide_alerts,
     kinds_of,
@@ -60,7 +60,7 @@ def dispute(ident: int, age_ms: int, answered_ago_ms: int | None = None) -> Disp
                          None if answered_ago_ms is None else NOW - answered_ago_ms)
 
 
-def kinds(alerts: list[Alert]) -> list[tuple[str, str, int]]:
+def kinds(alerts: list[OpsAlert]) -> list[tuple[str, str, int]]:
     return [(a.kind, a.subject, a.since) for a in alerts]
 
 
@@ -145,7 +145,7 @@ def test_disputes_escalate_at_24_hours_and_are_overdue_at_48() -> None:
 
 
 def test_newest_first_then_by_kind_with_alerts_decided_elsewhere() -> None:
-    bunched = Alert(BUNCHING, "SBY-0043", NOW - 60 * S, "bunched", "berdempetan")
+    bunched = OpsAlert(BUNCHING, "SBY-0043", NOW - 60 * S, "bunched", "berdempetan")
     found = decide_alerts(NOW, [Vehicle("SBY-0042", NOW - 150 * S)],
                           [Validator("A", "silent", NOW - 150 * S)],
                           [dispute(9, 72 * H)], others=[bunched])
