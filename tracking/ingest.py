@@ -136,12 +136,11 @@ class PositionIngest:
             records[pos.vehicle_id] = record
             kept.append(record)
             count("accepted")
-        # Every device whose signature held was heard, whatever its position was worth:
-        # as of its newest position's own time (never later than now), so that a batch
-        # that waited (a gateway's backlog) does not make a dead validator look alive.
-        heard: dict[str, int] = {}
-        for p in accepted:
-            heard[p.device_id] = max(heard.get(p.device_id, 0), min(p.ts, now))
+        # Every device whose signature held was heard now, whatever its position was
+        # worth: even one dated long ago (a GPS without a fresh fix) says the validator
+        # is talking. Positions are never queued for a gateway (a clean session), so
+        # "received" is "sent" give or take the broker's hop.
+        heard = dict.fromkeys((p.device_id for p in accepted), now)
         self.store.save(list(records.values()), heard=heard)
         if self.track is not None:
             self.track.append(kept)
