@@ -92,6 +92,10 @@ NEAR, FAR = "10.200.0.1", "10.200.0.2"  # the two ends of the private link
 def far(socket_path: str) -> None:
     """In the far namespace, once the link's end is in it: the relay to the Unix socket,
     and the commands (from the near process) that drop and restore the link."""
+    # Running, so `unshare` has made this namespace: the link's end can be moved in.
+    # (Moved before, it would land in the namespace `unshare` was started from, and
+    # this one would have no `far`: a busy machine showed that race.)
+    _say(ready=True)
     sys.stdin.readline()  # "go": the near process has moved the link's end in here
     for setup in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{FAR}/24",
                   "dev", "far"], ["ip", "link", "set", "far", "up"]):
@@ -127,6 +131,7 @@ def near(socket_path: str, url: str) -> None:
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                bufsize=1)
     assert far_end.stdin is not None and far_end.stdout is not None
+    far_end.stdout.readline()  # {"ready": true}: its namespace exists
     # `unshare` runs the program in the process it made the namespace in: this pid.
     subprocess.run(["ip", "link", "set", "far", "netns", str(far_end.pid)], check=True)
     for setup in (["ip", "addr", "add", f"{NEAR}/24", "dev", "near"],
