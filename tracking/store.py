@@ -46,6 +46,15 @@ class VehicleRecord:
     bearing_deg: int | None
     next_stop_id: str | None
     next_stop_name: str | None
+    # What trip assignment (tracking.matching) made of the position: the pattern it
+    # runs, how far along its shape (m), the service date of its trip (YYYYMMDD), where
+    # the trip came from (`device` or `matched`), and its recent progress as
+    # "ts:dist_m" pairs, newest last (what the next assignment starts from).
+    pattern_id: str | None = None
+    dist_m: int | None = None
+    start_date: str | None = None
+    trip_source: str | None = None
+    progress: str = ""
 
     def to_hash(self) -> dict[str, str]:
         return {k: ("" if v is None else str(v)) for k, v in asdict(self).items()}
@@ -58,7 +67,9 @@ class VehicleRecord:
         return cls(h["vehicle_id"], h["device_id"], h["route_id"], h.get("trip_id") or None,
                    int(h["ts"]), int(h["lat_e6"]), int(h["lon_e6"]), opt_int("speed_cms"),
                    opt_int("bearing_deg"), h.get("next_stop_id") or None,
-                   h.get("next_stop_name") or None)
+                   h.get("next_stop_name") or None, h.get("pattern_id") or None,
+                   opt_int("dist_m"), h.get("start_date") or None,
+                   h.get("trip_source") or None, h.get("progress") or "")
 
 
 class TrackingStore:

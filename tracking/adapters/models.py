@@ -71,6 +71,95 @@ class TripStop(Base):
     trip_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     stop_id: Mapped[str] = mapped_column(String(100))
+    # GTFS times as seconds after the service day's "noon minus 12 h" (25:10:00 is
+    # 90,600); None where the feed gives none (Transjakarta's trips are patterns).
+    arrival_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    departure_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class CalendarEntry(Base):
+    """calendar.txt: on which weekdays, between which dates, a service runs."""
+
+    __tablename__ = "service_calendar"
+
+    service_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # Seven characters, Monday first, "1" where the service runs: "1111100".
+    weekdays: Mapped[str] = mapped_column(String(7))
+    start_date: Mapped[str] = mapped_column(String(8))  # YYYYMMDD, as GTFS writes it
+    end_date: Mapped[str] = mapped_column(String(8))
+
+
+class ServiceDate(Base):
+    """calendar_dates.txt: a service added (1) or removed (2) on one date."""
+
+    __tablename__ = "service_dates"
+
+    service_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    date: Mapped[str] = mapped_column(String(8), primary_key=True)
+    exception_type: Mapped[int] = mapped_column(SmallInteger)
+
+
+class TripFrequency(Base):
+    """frequencies.txt: a trip run every `headway_s` between two times of the day."""
+
+    __tablename__ = "trip_frequencies"
+
+    trip_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    start_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    end_s: Mapped[int] = mapped_column(Integer)
+    headway_s: Mapped[int] = mapped_column(Integer)
+    exact_times: Mapped[int] = mapped_column(SmallInteger, default=0)
+
+
+class VehicleCapacity(Base):
+    """How many riders a vehicle carries (`transit vehicles capacity V N`); a vehicle
+    without a row carries `tracking.occupancy.DEFAULT_CAPACITY`."""
+
+    __tablename__ = "vehicle_capacities"
+
+    vehicle_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capacity: Mapped[int] = mapped_column(Integer)
+    set_ms: Mapped[int] = mapped_column(BigInteger)
+    set_by: Mapped[str] = mapped_column(String(100))
+
+
+class SegmentDay(Base):
+    """What the buses did between two consecutive stops of a pattern, per hour of one
+    service day: the learner's aggregate of the recorded tracks (`tracking.learn`).
+    Predictions combine the last days' rows; a day is learned once, after it ends."""
+
+    __tablename__ = "segment_days"
+
+    pattern_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    from_index: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0 = first stop
+    hour: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # local, 0-23
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    n: Mapped[int] = mapped_column(Integer)
+    sum_ms: Mapped[int] = mapped_column(BigInteger)  # travel, stop to stop, dwell included
+    sumsq_s: Mapped[int] = mapped_column(BigInteger)  # sum of squared seconds (spread)
+
+
+class LearnedDay(Base):
+    """A service day whose tracks the learner has read (so it is read once)."""
+
+    __tablename__ = "learned_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    learned_ms: Mapped[int] = mapped_column(BigInteger)
+    passages: Mapped[int] = mapped_column(Integer)
+
+
+class HeadwayThreshold(Base):
+    """When buses count as bunched or gapped, as per cent of the headway; route `*` is
+    the default for every route without its own row."""
+
+    __tablename__ = "headway_thresholds"
+
+    route_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bunched_pct: Mapped[int] = mapped_column(SmallInteger)
+    gapped_pct: Mapped[int] = mapped_column(SmallInteger)
+    set_ms: Mapped[int] = mapped_column(BigInteger)
+    set_by: Mapped[str] = mapped_column(String(100))
 
 
 # Every accepted position, kept for `TRANSIT_TRACK_DAYS` days. On PostgreSQL the table is
