@@ -3,7 +3,7 @@
     .venv/bin/python -m bench [--quick] [--only NAME,...] [--out FILE]
 
 In order: tap_throughput (one gateway, then two), positions, settlement, finance_export,
-repricing, statement, reader_latency (when pcscd and the vpcd reader driver are
+repricing, statement, predictions, reader_latency (when pcscd and the vpcd reader driver are
 installed) and memory. Each benchmark's own output is shown as it runs; its key
 figures are read from the JSON file it writes with `--json FILE`, or, for a script
 without that option, from its printed lines. The table gives, for each benchmark, the
@@ -243,6 +243,19 @@ def statement_rows(label: str, f: Figures) -> list[Row]:
     return rows
 
 
+def predictions_rows(label: str, f: Figures) -> list[Row]:
+    ours, base = f["ours_5_10"], f[f"{f['better_baseline']}_5_10"]
+    return [
+        Row(label, f"arrivals 5-10 min ahead: median {ours['median_s']:.0f} s, p90 "
+                   f"{ours['p90_s']:.0f} s ({f['gain_5_10']:+.0%} against the better baseline)",
+            f"{f['better_baseline'].replace('_', ' ')}: median {base['median_s']:.0f} s, "
+            f"p90 {base['p90_s']:.0f} s", f"{f['goal']:.0%} less error", met(f["goal_met"])),
+        Row(label, f"occupancy: MAE {f['occupancy_mae']:.1f} riders (mean load "
+                   f"{f['occupancy_mean_true_load']:.0f})",
+            f"boardings minus tap-outs: MAE {f['occupancy_naive_mae']:.1f}", "-", "-"),
+    ]
+
+
 def reader_rows(label: str, f: Figures) -> list[Row]:
     p99 = f["end_to_end_p99_ms"]
     return [Row(label, f"card present -> feedback: p50 {f['end_to_end_p50_ms']:.0f} ms, "
@@ -308,6 +321,8 @@ def benches(memory_minutes: float | None) -> list[Bench]:
         Bench("statement", "statement", "bench.statement", ["--sqlite"],
               ["--days", "60", "--others", "200", "--runs", "20", "--sqlite"],
               statement_rows, timeout_s=1800),
+        Bench("predictions", "predictions", "bench.predictions", [], ["--quick"],
+              predictions_rows, timeout_s=1800),
         Bench("reader_latency", "reader_latency", "bench.reader_latency", [], ["--taps", "5"],
               reader_rows, missing=reader_missing, timeout_s=900),
         Bench("memory", "memory", "bench.memory", memory_full,
@@ -434,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="small sizes, a few minutes in all: a smoke check, not figures")
     ap.add_argument("--only", metavar="NAME,...",
                     help="run only these (tap_throughput, positions, settlement, "
-                         "finance_export, repricing, statement, reader_latency, memory)")
+                         "finance_export, repricing, statement, predictions, "
+                         "reader_latency, memory)")
     ap.add_argument("--memory-minutes", type=float, metavar="N",
                     help="length of the memory run (default: the benchmark's own, 10)")
     ap.add_argument("--out", metavar="FILE", help="write the combined results to FILE as JSON")

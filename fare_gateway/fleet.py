@@ -1,8 +1,11 @@
 """The gateway's records of the fleet, as tracking asks for them: the registered
-validators (`tracking.services.DeviceRoster`) and the taps made on a vehicle
-(`tracking.services.VehicleTaps`)."""
+validators (`tracking.services.DeviceRoster`), the taps made on a vehicle
+(`tracking.services.VehicleTaps`) and the charged taps occupancy follows
+(`tracking.occupancy_live.TapLog`)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 
@@ -31,3 +34,41 @@ class FleetRecords:
                     TapRecord.vehicle_id == vehicle_id,
                     TapRecord.service_date == service_date,
                     TapRecord.status != "rejected")) or 0)
+
+    def charged_since(self, received_ms: int, limit: int) -> list[ChargedTap]:
+        """Charged taps received at or after `received_ms`, oldest first, at most `limit`
+        (`tracking.occupancy_live.TapLog`; ix_taps_received_ms)."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(*_CHARGED).where(TapRecord.received_ms >= received_ms,
+                                        TapRecord.status == "charged")
+                .order_by(TapRecord.received_ms, TapRecord.tap_id).limit(limit))
+            return [ChargedTap(*row) for row in rows]
+
+    def charged_recent(self, since_ms: int, limit: int) -> list[ChargedTap]:
+        """The newest `limit` charged taps received at or after `since_ms`."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(*_CHARGED).where(TapRecord.received_ms >= since_ms,
+                                        TapRecord.status == "charged")
+                .order_by(TapRecord.received_ms.desc()).limit(limit))
+            return [ChargedTap(*row) for row in rows]
+
+
+class ChargedTap(NamedTuple):
+    """A charged tap, as occupancy reads it."""
+
+    tap_id: str
+    received_ms: int
+    vehicle_id: str
+    route_id: str
+    card: str
+    kind: str
+    ts: int
+    lat_e6: int
+    lon_e6: int
+
+
+_CHARGED = (TapRecord.tap_id, TapRecord.received_ms, TapRecord.vehicle_id,
+            TapRecord.route_id, TapRecord.card, TapRecord.kind, TapRecord.ts,
+            TapRecord.lat_e6, TapRecord.lon_e6)

@@ -88,6 +88,7 @@ def run_gateway(settings: Settings) -> None:
     from fare_gateway.adapters.device_watch import device_watch
     from fare_gateway.denylist import DenyListPublisher, network_key
     from fare_gateway.fares.loaded import record_loaded
+    from fare_gateway.fleet import FleetRecords
     from fare_gateway.http import ApiDeps, AuthFailures, create_app
     from fare_gateway.http.serving import make_server
     from fare_gateway.riders.limits import RiderLimits
@@ -98,7 +99,10 @@ def run_gateway(settings: Settings) -> None:
     from tracking.adapters.consumer import PositionConsumer
     from tracking.heard import HeardLog
     from tracking.ingest import PositionIngest
+    from tracking.learn import Learner
     from tracking.network import Network
+    from tracking.occupancy_live import Capacities, LiveOccupancy
+    from tracking.schedule_load import ScheduleSource
     from tracking.store import TrackingStore, redis_client
     from tracking.streams import StreamSlots
     from tracking.track import TrackWriter
@@ -135,9 +139,11 @@ def run_gateway(settings: Settings) -> None:
     consumer = TapConsumer(settings, service, core.metrics,
                            heard=lambda ids: heard.note(ids, int(time.time() * 1000)))
     track = TrackWriter(core.sessions, core.metrics.registry, keep_days=settings.track_days)
+    # One schedule for the gateway: trip assignment reads it per batch of positions.
+    schedule = ScheduleSource(core.sessions)
     positions = PositionConsumer(settings, PositionIngest(
         store, devices, Network(core.sessions), topics, core.metrics.registry, window,
-        track=track))
+        track=track, schedule=schedule))
     deps = ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
                    broker_ok=lambda: consumer.connected, tracking=store,
                    tile_url=settings.map_tiles, gateway_id=settings.gateway_id,
@@ -147,6 +153,17 @@ def run_gateway(settings: Settings) -> None:
                    rider_token_hours=settings.rider_token_hours,
                    secret_key=settings.secret_key,
                    validator_silent_s=settings.validator_silent_s)
+    deps.schedule = schedule
+    # How full each bus is, from the taps every gateway stores; riders tap out on the
+    # routes priced by distance.
+    occupancy = LiveOccupancy(
+        FleetRecords(core.sessions), store, Capacities(core.sessions), schedule,
+        taps_out=lambda route_id, ts: core.policy.rule_for(route_id, ts).distance
+        is not None)
+    deps.occupancy = occupancy.occupancy
+    # Learns each closed service day's segment times from the tracks, at start and hourly
+    # (PostgreSQL: one gateway at a time, by an advisory lock).
+    learner = Learner(core.sessions, schedule)
     app = create_app(deps)
     host, port = settings.http_bind
     try:
@@ -189,6 +206,10 @@ def run_gateway(settings: Settings) -> None:
         started.append(heard.stop)
         track.start()
         started.append(track.stop)  # stopped after the positions, so it writes theirs
+        learner.start()
+        started.append(learner.stop)
+        occupancy.start()
+        started.append(occupancy.stop)
         positions.start()
         started.append(positions.stop)
         denylist = DenyListPublisher(core.sessions, consumer.client, topics,

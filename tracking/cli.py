@@ -1,5 +1,5 @@
-"""Tracking's subcommands of `transit` (`gtfs import`, `tracks prune`), and the
-translator of a feed's refusal into one line."""
+"""Tracking's subcommands of `transit` (`gtfs import`, `tracks prune`, `predictions
+learn`), and the translator of a feed's refusal into one line."""
 
 from __future__ import annotations
 
@@ -74,6 +74,41 @@ def tracks_prune(obj: CommandContext, days: int | None) -> None:
         raise TransitError(f"{exc}: is TRANSIT_DATABASE_URL right and the database "
                            "running?") from None
     click.echo(pruned.describe())
+
+
+@click.group(cls=Group)
+def predictions() -> None:
+    """Arrival predictions: the segment times learned from the tracks."""
+
+
+@predictions.command("learn")
+@click.option("--days", type=click.IntRange(min=1, max=366), default=7, show_default=True,
+              help="look back this many closed service days")
+@pass_transit
+def predictions_learn(obj: CommandContext, days: int) -> None:
+    """Learn each closed service day of the last --days not learned yet (as every
+    gateway does at start and hourly), one line per day."""
+    from sqlalchemy.exc import OperationalError
+
+    from tracking.learn import learn_pending
+    from tracking.schedule_load import read_schedule
+
+    sessions = session_factory(engine(obj))
+    try:
+        with sessions() as session:
+            schedule = read_schedule(session)
+        if not schedule.patterns:
+            raise TransitError("no schedule to learn along: run transit gtfs import FEED "
+                               "first")
+        learned = learn_pending(sessions, schedule, int(time.time() * 1000), days)
+    except OperationalError as exc:
+        raise TransitError(f"cannot read the tracks: {str(exc.orig).strip().splitlines()[0]}"
+                           ": is TRANSIT_DATABASE_URL right and the database running?"
+                           ) from None
+    for day in learned:
+        click.echo(day.describe())
+    if not learned:
+        click.echo(f"nothing to learn: the last {days} closed days are learned already")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -38,11 +38,16 @@ class FeedIds:
         with self.sessions() as session:
             session.connection(execution_options=READS_ONLY)  # SQLite: no write lock
             trips: dict[tuple[str, str], str] = {}
-            for trip_id, route_id in session.execute(select(Trip.trip_id, Trip.route_id)):
+            directions: dict[tuple[str, str], set[int | None]] = {}
+            for trip_id, route_id, direction in session.execute(
+                    select(Trip.trip_id, Trip.route_id, Trip.direction_id)):
                 # A trip id the feed gives several trips is kept as `ID@n`, one per trip
                 # (tracking.gtfs); the static feed's consumers know it as `ID`.
                 original = trip_id.split("@", 1)[0]
                 trips[trip_id, route_id] = trips[original, route_id] = original
+                directions.setdefault((original, route_id), set()).add(direction)
             return StaticIds(
                 routes=frozenset(session.scalars(select(Route.route_id))), trips=trips,
-                stops=frozenset(session.scalars(select(Stop.stop_id))))
+                stops=frozenset(session.scalars(select(Stop.stop_id))),
+                directions={k: d for k, v in directions.items() if len(v) == 1
+                            for d in v if d is not None})

@@ -36,6 +36,11 @@ MAX_ROWS = {
     "trips.txt": 50_000,
     "shapes.txt": 1_000_000,
     "stop_times.txt": 2_000_000,
+    # A service a row; a date a service a row (a year of daily exceptions for 250
+    # services); a time window a trip a row.
+    "calendar.txt": 10_000,
+    "calendar_dates.txt": 100_000,
+    "frequencies.txt": 100_000,
 }
 
 

@@ -20,6 +20,8 @@ from flask import Blueprint, Response, abort, jsonify, request, send_from_direct
 from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 
 from tracking.domain import state
+from tracking.occupancy import STATUSES as OCCUPANCY_STATUSES
+from tracking.occupancy import Occupancy
 from tracking.realtime import StaticIds, vehicle_feed
 from tracking.services import (
     DeviceRoster,
@@ -60,7 +62,24 @@ VEHICLE = {
         "age_s": {"type": "number", "description": "seconds since that position"},
         "state": {"enum": ["live", "stale", "offline"]},
         "device_id": {"type": "string"}, "next_stop_id": STRING_OR_NULL,
-        "next_stop_name": STRING_OR_NULL},
+        "next_stop_name": STRING_OR_NULL,
+        "start_date": {"type": ["string", "null"],
+                       "description": "the service date of its trip, YYYYMMDD"},
+        "trip_source": {"enum": ["device", "matched", None],
+                        "description": "`device`: the trip its validator named, found "
+                                       "on its line; `matched`: assigned from where and "
+                                       "when it runs"},
+        "pattern_id": {"type": ["string", "null"],
+                       "description": "the way of its route it runs (stops along a "
+                                      "shape), named by its first trip"},
+        "occupancy_status": {"enum": [*OCCUPANCY_STATUSES, None],
+                             "description": "how full it is, estimated from its taps "
+                                            "(GTFS-Realtime `OccupancyStatus`); null: no "
+                                            "estimate yet"},
+        "occupancy_percentage": {"type": ["integer", "null"], "minimum": 0,
+                                 "description": "riders aboard, estimated, in per cent of "
+                                                "its capacity (`transit vehicles "
+                                                "capacity`; 80 when not set)"}},
 }
 VEHICLES = {"title": "Vehicles", "type": "object", "required": ["vehicles"],
             "properties": {"vehicles": {"type": "array", "items": VEHICLE}}}
@@ -196,18 +215,30 @@ class TrackingDeps:
     silent_after_s: float = 90  # a validator not heard for longer is `silent`
     # The static network's ids the public feed may name (`tracking.feed_ids.FeedIds`).
     known: Callable[[], StaticIds] | None = None
+    # A vehicle's occupancy estimated from its taps (`tracking.occupancy_live`).
+    occupancy: Callable[[str], Occupancy | None] | None = None
 
 
 def vehicle_json(r: VehicleRecord, now_ms: int, deps: TrackingDeps) -> dict[str, Any]:
     """A vehicle as the API shows it, its state judged from its last position's age."""
     age = max(0.0, (now_ms - r.ts) / 1000)
-    return {"vehicle_id": r.vehicle_id, "route_id": r.route_id, "trip_id": r.trip_id,
+    # The trip as the static feed names it: a reused feed id is stored as `ID@n`.
+    trip_id = r.trip_id.split("@", 1)[0] if r.trip_id else None
+    return {"vehicle_id": r.vehicle_id, "route_id": r.route_id, "trip_id": trip_id,
             "lat": r.lat_e6 / 1e6, "lon": r.lon_e6 / 1e6, "bearing": r.bearing_deg,
             "speed_mps": None if r.speed_cms is None else r.speed_cms / 100,
             "ts": r.ts, "age_s": round(age, 1),
             "state": state(age, deps.stale_after_s, deps.offline_after_s),
             "device_id": r.device_id, "next_stop_id": r.next_stop_id,
-            "next_stop_name": r.next_stop_name}
+            "next_stop_name": r.next_stop_name, "start_date": r.start_date,
+            "trip_source": r.trip_source, "pattern_id": r.pattern_id,
+            **_occupancy_json(r.vehicle_id, deps)}
+
+
+def _occupancy_json(vehicle_id: str, deps: TrackingDeps) -> dict[str, Any]:
+    full = None if deps.occupancy is None else deps.occupancy(vehicle_id)
+    return {"occupancy_status": None if full is None else full.status,
+            "occupancy_percentage": None if full is None else full.percentage}
 
 
 def now_ms() -> int:
@@ -328,7 +359,8 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
         if wanted not in FEED_FORMATS:
             abort(400, f"format must be one of {', '.join(FEED_FORMATS)}")
         feed = vehicle_feed(deps.store.vehicles(), max_age_s=deps.offline_after_s,
-                            known=None if deps.known is None else deps.known())
+                            known=None if deps.known is None else deps.known(),
+                            occupancy=deps.occupancy)
         if wanted == "json":
             from google.protobuf.json_format import MessageToDict
 

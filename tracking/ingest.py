@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
 from tracking.domain import Point, derived_motion, refusal
+from tracking.matching import Matcher
 from tracking.network import Network
+from tracking.schedule import Schedule
 from tracking.store import TrackingStore, VehicleRecord
 from transit.topics import Topics
 from transit.window import DEFAULT_WINDOW, EventWindow
 from transit.wire import Position, WireError
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Message:
@@ -76,14 +80,17 @@ class PositionIngest:
     A position is dropped, and counted by its reason, when its device cannot be trusted,
     when it names another vehicle than its device's (one validator must not move another
     bus on the map) or when `tracking.domain.refusal` finds it cannot be true, its time
-    outside `window` included.
+    outside `window` included. Each accepted position is assigned the trip it runs
+    (`tracking.matching`) against the schedule `schedule` returns.
     """
 
     def __init__(self, store: TrackingStore, devices: DeviceCheck, network: Network,
                  topics: Topics, registry: CollectorRegistry,
-                 window: EventWindow = DEFAULT_WINDOW, track: TrackSink | None = None
-                 ) -> None:
+                 window: EventWindow = DEFAULT_WINDOW, track: TrackSink | None = None,
+                 schedule: Callable[[], Schedule] | None = None) -> None:
         self.store = store
+        self.schedule = schedule
+        self._matcher: Matcher | None = None
         self.track = track
         self.devices = devices
         self.network = network
@@ -113,6 +120,7 @@ class PositionIngest:
                 count(outcome)
         accepted.sort(key=lambda p: (p.vehicle_id, p.ts))
         last = self.store.last(p.vehicle_id for p in accepted)
+        matcher = self._matching() if accepted else None
         records: dict[str, VehicleRecord] = {}
         kept: list[VehicleRecord] = []
         for pos in accepted:
@@ -128,11 +136,23 @@ class PositionIngest:
                 d_speed, d_heading = derived_motion(point, prev_point)
                 speed = d_speed if speed is None else speed
                 heading = d_heading if heading is None else heading
-            stop = self.network.next_stop(pos.route_id, pos.trip_id, point, heading)
-            record = VehicleRecord(
-                pos.vehicle_id, pos.device_id, pos.route_id, pos.trip_id, pos.ts, pos.lat_e6,
-                pos.lon_e6, speed, heading, stop.stop_id if stop else None,
-                stop.name if stop else None)
+            fit = matcher.assign(pos.route_id, pos.ts, pos.lat_e6, pos.lon_e6, heading,
+                                 pos.trip_id, prev) if matcher is not None else None
+            if fit is not None:
+                on = fit.next_stop
+                record = VehicleRecord(
+                    pos.vehicle_id, pos.device_id, pos.route_id, fit.trip_id, pos.ts,
+                    pos.lat_e6, pos.lon_e6, speed, heading, on.stop_id if on else None,
+                    on.name if on else None, fit.pattern_id, fit.dist_m, fit.start_date,
+                    fit.trip_source, fit.progress)
+            else:
+                # A route without patterns, or a vehicle on none of them: the nearest
+                # trip's next stop, and the device's trip as it said it.
+                stop = self.network.next_stop(pos.route_id, pos.trip_id, point, heading)
+                record = VehicleRecord(
+                    pos.vehicle_id, pos.device_id, pos.route_id, pos.trip_id, pos.ts,
+                    pos.lat_e6, pos.lon_e6, speed, heading, stop.stop_id if stop else None,
+                    stop.name if stop else None)
             records[pos.vehicle_id] = record
             kept.append(record)
             count("accepted")
@@ -147,6 +167,19 @@ class PositionIngest:
         for outcome, n in outcomes.items():
             self.positions.labels(outcome).inc(n)
         return outcomes
+
+    def _matching(self) -> Matcher | None:
+        """The matcher of the schedule in force (made again when it is read again)."""
+        if self.schedule is None:
+            return None
+        try:
+            schedule = self.schedule()
+        except Exception:  # the database away: positions are kept, trips wait
+            log.exception("schedule not read; positions stored without trips")
+            return None
+        if self._matcher is None or self._matcher.schedule is not schedule:
+            self._matcher = Matcher(schedule)
+        return self._matcher
 
     def _verify(self, msg: Message, accepted: list[Position]) -> str | None:
         try:

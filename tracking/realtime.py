@@ -9,11 +9,12 @@ does not have never puts an id in the public feed that its consumers cannot reso
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from google.transit import gtfs_realtime_pb2
 
+from tracking.occupancy import Occupancy
 from tracking.store import VehicleRecord
 
 VERSION = "2.0"
@@ -32,6 +33,9 @@ class StaticIds:
     # static feed: a trip of another route is no trip of this vehicle's (E035).
     trips: Mapping[tuple[str, str], str] = field(default_factory=dict)
     stops: frozenset[str] = frozenset()
+    # (a trip's static id, its route) -> its direction_id, where every trip of that id
+    # and route has the same one (a consumer resolves a reused id to any of them: E024).
+    directions: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,14 +61,16 @@ def _header(feed: gtfs_realtime_pb2.FeedMessage, now_ms: int) -> None:
 
 
 def vehicle_feed(records: list[VehicleRecord], now_ms: int | None = None,
-                 max_age_s: float = 600.0, known: StaticIds | None = None
+                 max_age_s: float = 600.0, known: StaticIds | None = None,
+                 occupancy: Callable[[str], Occupancy | None] | None = None
                  ) -> gtfs_realtime_pb2.FeedMessage:
     """A FULL_DATASET feed of every vehicle heard from in the last `max_age_s` seconds.
 
     Entity ids are the vehicle ids (unique and stable). The header is dated now, and no
     entity later than it: a position from a clock running ahead is dated now. With
     `known`, a route, trip or stop the static feed does not have is left out, and so is
-    a trip of another route than the vehicle's.
+    a trip of another route than the vehicle's. With `occupancy`, each vehicle carries
+    its `occupancy_status` and `occupancy_percentage` where it has an estimate.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     recent = [r for r in records
@@ -83,6 +89,11 @@ def vehicle_feed(records: list[VehicleRecord], now_ms: int | None = None,
         if trip_id:
             vp.trip.trip_id = trip_id
             vp.trip.schedule_relationship = gtfs_realtime_pb2.TripDescriptor.SCHEDULED
+            if r.start_date:
+                vp.trip.start_date = r.start_date
+            direction = known.directions.get((trip_id, r.route_id)) if known else None
+            if direction is not None:
+                vp.trip.direction_id = direction
         vp.position.latitude = r.lat_e6 / 1e6
         vp.position.longitude = r.lon_e6 / 1e6
         if r.bearing_deg is not None:
@@ -93,6 +104,12 @@ def vehicle_feed(records: list[VehicleRecord], now_ms: int | None = None,
         if stop_id:
             vp.stop_id = stop_id
             vp.current_status = gtfs_realtime_pb2.VehiclePosition.IN_TRANSIT_TO
+        # How full it is, estimated from its taps (`tracking.occupancy`).
+        full = None if occupancy is None else occupancy(r.vehicle_id)
+        if full is not None:
+            vp.occupancy_status = gtfs_realtime_pb2.VehiclePosition.OccupancyStatus.Value(
+                full.status)
+            vp.occupancy_percentage = full.percentage
     return feed
 
 
@@ -100,7 +117,9 @@ def _named(r: VehicleRecord, known: StaticIds | None
            ) -> tuple[str | None, str | None, str | None]:
     """The vehicle's route, trip and next stop, as far as the static feed has them."""
     if known is None:
-        return r.route_id, r.trip_id, r.next_stop_id
+        # A reused feed id is stored as `ID@n`; the static feed knows it as `ID`.
+        return r.route_id, r.trip_id.split("@", 1)[0] if r.trip_id else None, \
+            r.next_stop_id
     route_id = r.route_id if r.route_id in known.routes else None
     trip_id = known.trips.get((r.trip_id, r.route_id)) if r.trip_id else None
     stop_id = r.next_stop_id if r.next_stop_id in known.stops else None

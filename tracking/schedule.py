@@ -325,7 +325,7 @@ def build_schedule(trips: Sequence[TripRow], stops: Mapping[str, StopRow],
 FIT_M = 150.0  # a shape fits a trip when half its stops lie this close to it or closer
 
 
-def _fit_m(shape: Shape, stops: Sequence[StopRow]) -> float:
+def fit_m(shape: Shape, stops: Sequence[StopRow]) -> float:
     """The median distance of (up to 7 of) the stops from the shape."""
     step = max(1, len(stops) // 7)
     sample = stops[::step]
@@ -355,13 +355,13 @@ def _fitting_shape(shape_id: str | None, stops: Sequence[StopRow],
 
     if shape_id and len(shapes.get(shape_id, ())) >= 2:
         own = shape(shape_id)
-        if _fit_m(own, stops) <= FIT_M:
+        if fit_m(own, stops) <= FIT_M:
             return own
         base = shape_id.split("@", 1)[0]
         siblings = [k for k in shapes if k.split("@", 1)[0] == base and k != shape_id
                     and len(shapes[k]) >= 2]
         if siblings:
-            fits = [(_fit_m(shape(k), stops), k) for k in siblings]
+            fits = [(fit_m(shape(k), stops), k) for k in siblings]
             best_m, best = min(fits)
             if best_m <= FIT_M:
                 return shape(best)

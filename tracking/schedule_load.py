@@ -3,6 +3,7 @@ and read again a while after a `transit gtfs import`."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -34,6 +35,9 @@ from tracking.schedule import (
 # Building the Transjakarta schedule (574 trips, 86,000 shape points) takes about a
 # second; the network changes once per import.
 TTL_S = 300.0
+EMPTY_TTL_S = 1.0  # before the first import: the network is seen a second after it
+
+log = logging.getLogger(__name__)
 
 
 def read_schedule(session: Session) -> Schedule:
@@ -69,19 +73,53 @@ def read_schedule(session: Session) -> Schedule:
 
 
 class ScheduleSource:
-    """The schedule, read again every `ttl_s` seconds; callers share one instance."""
+    """The schedule, read again every `ttl_s` seconds; callers share one instance.
 
-    def __init__(self, sessions: Sessions, ttl_s: float = TTL_S) -> None:
+    Only the first call waits for the read: later ones are read in the background
+    while the schedule in hand is still returned, so the position ingest calling this
+    per batch never stalls for the second or so a read of a large feed takes. An empty
+    schedule (before the first import) is read again, at once, when asked for more than
+    `empty_ttl_s` after it was read.
+    """
+
+    def __init__(self, sessions: Sessions, ttl_s: float = TTL_S,
+                 empty_ttl_s: float = EMPTY_TTL_S) -> None:
         self.sessions = sessions
         self.ttl_s = ttl_s
+        self.empty_ttl_s = empty_ttl_s
         self._schedule: Schedule | None = None
         self._loaded = -1e18
         self._lock = threading.Lock()
+        self._reading = False
 
     def __call__(self) -> Schedule:
         with self._lock:
-            if self._schedule is None or time.monotonic() - self._loaded > self.ttl_s:
-                with self.sessions() as session:
-                    self._schedule = read_schedule(session)
+            age = time.monotonic() - self._loaded
+            if self._schedule is None or (not self._schedule.patterns
+                                          and age > self.empty_ttl_s):
+                # Nothing to serve meanwhile: read now (an empty network in
+                # milliseconds; the first read after an import in about a second).
+                self._schedule = self._read()
                 self._loaded = time.monotonic()
+                return self._schedule
+            if not self._reading and age > self.ttl_s:
+                self._reading = True
+                threading.Thread(target=self._refresh, name="schedule-read",
+                                 daemon=True).start()
             return self._schedule
+
+    def _read(self) -> Schedule:
+        with self.sessions() as session:
+            return read_schedule(session)
+
+    def _refresh(self) -> None:
+        try:
+            schedule = self._read()
+        except Exception:  # the database away: the schedule in hand serves on
+            log.exception("schedule not read again; the one in hand is kept")
+            schedule = None
+        with self._lock:
+            if schedule is not None:
+                self._schedule = schedule
+            self._loaded = time.monotonic()
+            self._reading = False

@@ -44,10 +44,12 @@ def _read_hex_file(path: str, what: str, size: int) -> bytes:
 @click.option("--reader", type=click.Choice(["pcsc", "sim"]), default="pcsc", show_default=True,
               help="pcsc: every PC/SC reader; sim: card UIDs read from standard input.")
 @click.option("--gps", default="none", show_default=True,
-              help="gpsd[:HOST:PORT] | nmea:DEVICE | sim[:LAT,LON] | sim:SHAPE.json | none")
+              help="gpsd[:HOST:PORT] | nmea:DEVICE | sim[:LAT,LON] | sim:SHAPE.json | "
+                   "sim:PLAN.json | none")
 @click.option("--sim-time-scale", default=1.0, show_default=True,
               type=click.FloatRange(min=0.1, max=100),
-              help="With --gps sim:SHAPE.json: how much faster than real time the bus drives.")
+              help="With --gps sim:SHAPE.json or sim:PLAN.json: how much faster than real time "
+                   "the bus drives (a plan's timetable runs that much faster too).")
 @click.option("--spool", "spool_path", default="spool.db", show_default=True,
               type=click.Path(dir_okay=False), help="The durable tap spool (SQLite).")
 @click.option("--spool-capacity", default=100_000, show_default=True,
@@ -187,11 +189,22 @@ def _gps_feed(spec: str, time_scale: float = 1.0):  # type: ignore[no-untyped-de
     if kind == "sim" and arg.endswith(".json"):
         import json
 
-        from validator_agent.adapters.sim_gps import drive
+        from validator_agent.adapters.sim_gps import drive, follow, plan_of
 
         try:
-            shape = [tuple(p) for p in json.loads(Path(arg).read_text())]
-        except (OSError, ValueError, TypeError) as exc:
+            data = json.loads(Path(arg).read_text())
+        except (OSError, ValueError) as exc:
+            raise TransitError(f"--gps sim:{arg}: not a JSON list of [lat, lon] or a "
+                               f"plan: {exc}") from None
+        if isinstance(data, dict):  # a bus on a timetable
+            try:
+                plan = plan_of(data)
+            except ValueError as exc:
+                raise TransitError(f"--gps sim:{arg}: not a plan: {exc}") from None
+            return FixFeed(lambda: follow(plan, time_scale=time_scale), max_age_s=30)
+        try:
+            shape = [tuple(p) for p in data]
+        except TypeError as exc:
             raise TransitError(f"--gps sim:{arg}: not a JSON list of [lat, lon]: "
                                f"{exc}") from None
         if len(shape) < 2:
@@ -207,4 +220,4 @@ def _gps_feed(spec: str, time_scale: float = 1.0):  # type: ignore[no-untyped-de
             raise TransitError("--gps sim:LAT,LON needs two numbers") from None
         return FixFeed(lambda: standing(*point))
     raise TransitError(f"--gps: unknown source {spec!r} (gpsd[:HOST:PORT], nmea:DEVICE, "
-                       "sim[:LAT,LON], sim:SHAPE.json or none)")
+                       "sim[:LAT,LON], sim:SHAPE.json, sim:PLAN.json or none)")

@@ -42,6 +42,8 @@ from fare_gateway.tokens import principal_for
 from ledger.adapters.db import Sessions
 from ledger.services import Ledger
 from ledger.settlement import BusinessCalendar, Settler, settle_day
+from tracking.occupancy import Occupancy
+from tracking.schedule import Schedule
 from tracking.store import TrackingStore
 from tracking.streams import StreamSlots
 from transit.settings import Settings
@@ -73,6 +75,11 @@ class ApiDeps:
     rider_token_hours: int = Settings.rider_token_hours
     secret_key: bytes | None = None  # opens device secrets: a disputed tap's signature
     validator_silent_s: float = Settings.validator_silent_s  # TRANSIT_VALIDATOR_SILENT_S
+    # The schedule the gateway shares (`tracking.schedule_load.ScheduleSource`); without
+    # it, the trip updates read one of their own.
+    schedule: Callable[[], Schedule] | None = None
+    # Each vehicle's occupancy from its taps (`tracking.occupancy_live.LiveOccupancy`).
+    occupancy: Callable[[str], Occupancy | None] | None = None
 
 
 def create_app(deps: ApiDeps) -> Flask:
@@ -116,8 +123,22 @@ def create_app(deps: ApiDeps) -> Flask:
     app.register_blueprint(statements_blueprint(deps.sessions, policy))
     app.register_blueprint(audit_blueprint(deps.sessions, deps.ledger.fingerprints))
     app.register_blueprint(finance_blueprint(FinanceOffice(deps.sessions, deps.ledger, policy)))
+    # The operators' alerts tell bunched buses from the headways (with tracking only).
+    headways = None
+    bunching = None
+    if deps.tracking is not None:
+        from fare_gateway.ops.alerts import bunching_alerts
+        from tracking.headways_http import HeadwayOffice
+        from tracking.schedule_load import ScheduleSource
+
+        headways = HeadwayOffice(deps.sessions, deps.tracking,
+                                 deps.schedule or ScheduleSource(deps.sessions),
+                                 fingerprints=deps.ledger.fingerprints)
+        bunching = partial(lambda office, now: bunching_alerts(office.bunched(now)),
+                           headways)
     app.register_blueprint(ops_blueprint(OpsOffice(deps.sessions, deps.tracking, disputes,
-                                                   deps.validator_silent_s)))
+                                                   deps.validator_silent_s,
+                                                   bunching=bunching)))
     if deps.tracking is not None:
         from tracking.alerts_http import AlertsDeps, alerts_blueprint
         from tracking.feed_ids import FeedIds
@@ -135,11 +156,25 @@ def create_app(deps: ApiDeps) -> Flask:
             service_date=lambda ms: policy.service_date(ms).isoformat(),
             service_day_start=policy.service_day_start_ms,
             stopping=deps.stopping, silent_after_s=deps.validator_silent_s,
-            known=FeedIds(deps.sessions))))
+            known=FeedIds(deps.sessions), occupancy=deps.occupancy)))
         app.register_blueprint(tracks_blueprint(TracksDeps(deps.sessions, require, operation)))
         app.register_blueprint(alerts_blueprint(AlertsDeps(
             deps.sessions, deps.ledger.fingerprints, current_actor, require, operation,
             json_body=json_object)))
+        from tracking.headways_http import HeadwaysDeps, headways_blueprint
+
+        assert headways is not None
+        app.register_blueprint(headways_blueprint(HeadwaysDeps(
+            headways, current_actor, require, operation, json_body=json_object)))
+        from tracking.learn import SegmentDays
+        from tracking.predict import LearnedSource
+        from tracking.predictions_http import PredictionsDeps, predictions_blueprint
+        from tracking.schedule_load import ScheduleSource
+
+        schedule = deps.schedule or ScheduleSource(deps.sessions)
+        app.register_blueprint(predictions_blueprint(PredictionsDeps(
+            deps.tracking, schedule, LearnedSource(SegmentDays(deps.sessions), schedule),
+            operation)))
     app.register_blueprint(pages_blueprint())
     app.register_blueprint(openapi_blueprint())
     return app

@@ -161,8 +161,10 @@ def ops_blueprint(office: OpsOffice) -> Blueprint:
                            "but that have not been heard from (`validator_silent`) or "
                            "whose spool keeps growing (`spool_growing`), disputes "
                            "unanswered for 24 hours (`dispute_escalated`) and past their "
-                           "48-hour deadline (`dispute_overdue`); `bunching` comes with "
-                           "the predictions. `since` is when the condition began; newest "
+                           "48-hour deadline (`dispute_overdue`), and two buses of a route's "
+                           "direction closer than its bunched threshold (`bunching`, "
+                           "`/api/v1/routes/{route_id}/headways`). `since` is when the "
+                           "condition began; newest "
                            "first, at most 100 of each kind (`counts` counts them all). "
                            "Without Redis only the disputes' alerts are told.")
     @require("ops")

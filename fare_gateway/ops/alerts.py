@@ -7,8 +7,8 @@ Indonesian (`detail_id`), with the figures behind it in `data` for a page to sho
 its own words. They are listed newest `since` first: what has just gone wrong is on top,
 and what has waited longest at the bottom; the same instant goes by `KINDS`' order.
 
-`bunching` is decided elsewhere, from the headways once tracking predicts them: such
-alerts come in through `others` and are ordered with the rest.
+`bunching` is decided from the headways (tracking.headways): `bunching_alert` words a
+bunched pair, which comes in through `others` and is ordered with the rest.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tracking.domain import OFFLINE_AFTER_S, SILENT_AFTER_S, STALE_AFTER_S, stat
 from transit.instants import iso_z
 
 if TYPE_CHECKING:  # plain records; their modules' adapters are not needed to read them
+    from tracking.headways import Bunch
     from tracking.services import ValidatorState
     from tracking.store import VehicleRecord
 
@@ -148,6 +149,36 @@ def dispute_alert(dispute: DisputeRecord, now_ms: int) -> OpsAlert | None:
                  f"{due}.",
                  f"Sengketa {ident} {apa} belum dijawab selama 24 jam; batas waktunya "
                  f"{due}.", data)
+
+
+def bunching_alert(bunch: Bunch, since_ms: int) -> OpsAlert:
+    """`bunching` for two vehicles of a route's direction closer than the bunched
+    threshold of its headway, since they were first seen so."""
+    direction = "-" if bunch.direction_id is None else str(bunch.direction_id)
+    pair = f"{bunch.leader} & {bunch.follower}"
+    gap_m, gap_s, headway_s = round(bunch.gap_m), round(bunch.gap_s), round(bunch.headway_s)
+    pct = bunch.thresholds.bunched_pct
+    source = {"frequency": "frequencies", "scheduled": "timetable",
+              "observed": "observed"}.get(bunch.headway_source, bunch.headway_source)
+    sumber = {"frequency": "frekuensi", "scheduled": "jadwal",
+              "observed": "pengamatan"}.get(bunch.headway_source, bunch.headway_source)
+    return OpsAlert(
+        BUNCHING, f"{bunch.route_id}/{direction}: {pair}", since_ms,
+        f"Route {bunch.route_id} (direction {direction}): {bunch.follower} runs {gap_m} m "
+        f"({gap_s} s) behind {bunch.leader}, under {pct} % of the {headway_s} s headway "
+        f"({source}).",
+        f"Rute {bunch.route_id} (arah {direction}): {bunch.follower} berjalan {gap_m} m "
+        f"({gap_s} detik) di belakang {bunch.leader}, di bawah {pct} % dari jarak antar "
+        f"bus {headway_s} detik ({sumber}).",
+        {"route_id": bunch.route_id, "direction_id": bunch.direction_id,
+         "leader": bunch.leader, "follower": bunch.follower, "gap_m": gap_m,
+         "gap_s": gap_s, "headway_s": headway_s, "headway_source": bunch.headway_source,
+         "bunched_pct": pct})
+
+
+def bunching_alerts(found: Iterable[tuple[Bunch, int]]) -> list[OpsAlert]:
+    """The `bunching` alerts of the bunched pairs, each with when it was first seen."""
+    return [bunching_alert(bunch, since) for bunch, since in found]
 
 
 def kinds_of(alerts: Sequence[OpsAlert]) -> dict[str, int]:

@@ -5,10 +5,12 @@ no test holds them in memory."""
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import struct
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tracking.gtfs_files import MAX_ROWS, Limits
@@ -179,3 +181,54 @@ def at_the_limits(path: Path, limits: Limits | None = None) -> Path:
                                  (stop_time(i) for i in range(per_trip * trips))),
     }
     return write_feed(path, files, level=1)
+
+
+TIMED_SERVICE = "timed-daily"  # every day of 2020-2099: never expired like the real one
+
+
+def timed_copy(src: Path, dest: Path, trip_id: str, departures: Sequence[int],
+               step_s: int) -> Path:
+    """A copy of the feed at `src` in which the trip `trip_id` (an id only one trip
+    carries) has a timetable: it leaves at `departures[0]` (seconds of the service day,
+    past 24 h allowed) and reaches each next stop `step_s` later, and a copy of it,
+    `{trip_id}-2`, `-3`..., leaves at each other departure. They run every day, on a
+    service of their own added to calendar.txt."""
+
+    def hms(s: int) -> str:
+        return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+    def table(text: str) -> tuple[list[str], list[dict[str, str]]]:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        return list(reader.fieldnames or ()), list(reader)
+
+    def written(header: list[str], rows: Iterable[dict[str, str]]) -> str:
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+
+    with zipfile.ZipFile(src) as z:
+        text = {n: z.read(n).decode("utf-8-sig") for n in z.namelist()}
+    files: dict[str, Content] = dict(text)
+    ids = [trip_id] + [f"{trip_id}-{n}" for n in range(2, len(departures) + 1)]
+    header, trips = table(text["trips.txt"])
+    (own,) = [t for t in trips if t["trip_id"] == trip_id]
+    trips = [t for t in trips if t["trip_id"] != trip_id] + [
+        {**own, "trip_id": i, "service_id": TIMED_SERVICE} for i in ids]
+    files["trips.txt"] = written(header, trips)
+    header, times = table(text["stop_times.txt"])
+    mine = sorted((r for r in times if r["trip_id"] == trip_id),
+                  key=lambda r: int(r["stop_sequence"]))
+    rest = [r for r in times if r["trip_id"] != trip_id]
+    for i, start in zip(ids, departures, strict=True):
+        rest += [{**r, "trip_id": i, "arrival_time": hms(start + k * step_s),
+                  "departure_time": hms(start + k * step_s)} for k, r in enumerate(mine)]
+    files["stop_times.txt"] = written(header, rest)
+    header, calendar = table(text.get("calendar.txt", ""))
+    header = header or ["service_id", "monday", "tuesday", "wednesday", "thursday",
+                        "friday", "saturday", "sunday", "start_date", "end_date"]
+    calendar.append({"service_id": TIMED_SERVICE, **dict.fromkeys(header[1:8], "1"),
+                     "start_date": "20200101", "end_date": "20991231"})
+    files["calendar.txt"] = written(header, calendar)
+    return write_feed(dest, files)

@@ -10,6 +10,11 @@ timestamp at most 60 s in the future (E050), a speed up to 26 m/s (W004), the ag
 coverage area the bounding box of its shapes widened by 1,609 m (E028), a vehicle on a
 trip within 200 m of the trip's shape (E029).
 
+TripUpdates are checked for their trips (E003, E004, E024, E035), their stops (E011,
+E015, and E045/E051 against the trip's own stop_times), their order (E002, E036, E037),
+their times (E001, E022, E025, and the entity timestamp's E012/E050), the fields a
+stop_time_update must carry (E040, E043, E044) and start_date (E021).
+
 The static feed is read straight from its zip, not through the code under test.
 """
 
@@ -74,6 +79,21 @@ RULES = {r.code: r for r in (
     Rule("W006", WARNING, "trip missing trip_id"),
     Rule("W008", WARNING, "Header timestamp is older than 65 seconds"),
     Rule("W009", WARNING, "schedule_relationship not populated"),
+    # TripUpdates
+    Rule("E002", ERROR, "stop_time_updates for a given trip_id must be strictly sorted by "
+                        "stop_sequence"),
+    Rule("E021", ERROR, "Invalid start_date format"),
+    Rule("E022", ERROR, "Sequential stop_time_update times are not increasing"),
+    Rule("E025", ERROR, "stop_time_update departure time is before arrival time"),
+    Rule("E036", ERROR, "Sequential stop_time_updates have the same stop_sequence"),
+    Rule("E037", ERROR, "Sequential stop_time_updates have the same stop_id"),
+    Rule("E040", ERROR, "stop_time_update doesn't contain stop_id or stop_sequence"),
+    Rule("E041", ERROR, "trip doesn't have any stop_time_updates"),
+    Rule("E043", ERROR, "stop_time_update doesn't have arrival or departure"),
+    Rule("E044", ERROR, "stop_time_update arrival/departure doesn't have delay or time"),
+    Rule("E045", ERROR, "GTFS-rt stop_time_update stop_sequence and stop_id do not match "
+                        "GTFS"),
+    Rule("E051", ERROR, "GTFS-rt stop_sequence not found in GTFS data"),
     # The specification's own rules, which the validator numbers not.
     Rule("S001", ERROR, "entity.id is not unique in the feed"),
     Rule("S002", ERROR, "entity carries no trip_update, vehicle or alert"),
@@ -134,6 +154,10 @@ class StaticFeed:
     trips: dict[str, tuple[Trip, ...]]
     stops: dict[str, int]  # stop_id -> location_type
     shapes: dict[str, tuple[Line, ...]] = field(default_factory=dict)
+    # trip_id -> each trip's (stop_sequence, stop_id) in order, as `trips` (a reused id's
+    # rows numbered from the start again are the next trip of that id)
+    stop_times: dict[str, tuple[tuple[tuple[int, str], ...], ...]] = field(
+        default_factory=dict)
 
     @functools.cached_property
     def coverage(self) -> tuple[float, float, float, float]:
@@ -175,12 +199,21 @@ def static_feed(path: Path) -> StaticFeed:
             if not blocks or point[0] <= blocks[-1][-1][0]:  # numbered from the start again
                 blocks.append([])
             blocks[-1].append(point)
+        timed: dict[str, list[list[tuple[int, str]]]] = {}
+        for r in _rows(z, "stop_times.txt"):
+            row = (int(r["stop_sequence"]), r["stop_id"])
+            blocks_t = timed.setdefault(r["trip_id"], [])
+            if not blocks_t or row[0] <= blocks_t[-1][-1][0]:
+                blocks_t.append([])
+            blocks_t[-1].append(row)
         if not lines:  # coverage from the stops, as the validator does without shapes
             lines[""] = [[(0, float(r["stop_lat"]), float(r["stop_lon"]))
                           for r in _rows(z, "stops.txt")]]
     shapes = {sid: tuple([(lat, lon) for _seq, lat, lon in block] for block in blocks)
               for sid, blocks in lines.items()}
-    return StaticFeed(agencies, routes, trips, stops, shapes)
+    stop_times = {tid: tuple(tuple(sorted(b)) for b in blocks_t)
+                  for tid, blocks_t in timed.items()}
+    return StaticFeed(agencies, routes, trips, stops, shapes, stop_times)
 
 
 def metres_to_shape(lat: float, lon: float, shape: Line) -> float:
@@ -266,6 +299,8 @@ class Checker:
                 self._vehicle(e.vehicle, where, feed.header.timestamp, vehicle_ids)
             if e.HasField("alert"):
                 self._alert(e.alert, where)
+            if e.HasField("trip_update"):
+                self._trip_update(e.trip_update, where, feed.header.timestamp)
         self.findings.extend(_unknown_fields(feed, "feed"))
         return self.findings
 
@@ -349,6 +384,77 @@ class Checker:
             self._add("E024", f"{where} trip_id {trip.trip_id!r}")
         if not trip.HasField("schedule_relationship"):
             self._add("W009", f"{where} trip")
+
+    def _stops_of(self, trip: rt.TripDescriptor) -> tuple[tuple[int, str], ...] | None:
+        """The static stop_times of the trip a descriptor names (of its route)."""
+        known = self.static.trips.get(trip.trip_id, ()) if trip.trip_id else ()
+        blocks = self.static.stop_times.get(trip.trip_id, ())
+        nth = next((n for n, t in enumerate(known) if t.route_id == trip.route_id), 0)
+        return blocks[nth] if nth < len(blocks) else None
+
+    def _trip_update(self, tu: rt.TripUpdate, where: str, header_ts: int) -> None:
+        self._trip(tu.trip, where)
+        if tu.trip.HasField("start_date") and not (
+                len(tu.trip.start_date) == 8 and tu.trip.start_date.isdigit()
+                and 1 <= int(tu.trip.start_date[4:6]) <= 12
+                and 1 <= int(tu.trip.start_date[6:]) <= 31):
+            self._add("E021", f"{where} start_date {tu.trip.start_date!r}")
+        if not tu.vehicle.id:
+            self._add("W002", where)
+        if not tu.HasField("timestamp"):
+            self._add("W001", where)
+        else:
+            self._timestamp(tu.timestamp, f"{where} timestamp", header_ts)
+        canceled = tu.trip.schedule_relationship == rt.TripDescriptor.CANCELED
+        if not tu.stop_time_update and not canceled:
+            self._add("E041", where)
+        static_stops = self._stops_of(tu.trip)
+        by_seq = dict(static_stops) if static_stops is not None else None
+        prev: rt.TripUpdate.StopTimeUpdate | None = None
+        prev_time: int | None = None
+        skip = (rt.TripUpdate.StopTimeUpdate.SKIPPED, rt.TripUpdate.StopTimeUpdate.NO_DATA)
+        for k, u in enumerate(tu.stop_time_update):
+            at = f"{where} stop_time_update[{k}]"
+            has_seq, has_stop = u.HasField("stop_sequence"), u.HasField("stop_id")
+            if not has_seq and not has_stop:
+                self._add("E040", at)
+            if has_stop:
+                self._stop(u.stop_id, at, vehicle=True)
+            if has_seq and by_seq is not None:
+                if u.stop_sequence not in by_seq:
+                    self._add("E051", f"{at} stop_sequence {u.stop_sequence}")
+                elif has_stop and by_seq[u.stop_sequence] != u.stop_id:
+                    self._add("E045", f"{at} stop_sequence {u.stop_sequence} is "
+                                      f"{by_seq[u.stop_sequence]!r}, not {u.stop_id!r}")
+            if prev is not None:
+                if has_seq and prev.HasField("stop_sequence"):
+                    if u.stop_sequence < prev.stop_sequence:
+                        self._add("E002", f"{at} stop_sequence {u.stop_sequence} after "
+                                          f"{prev.stop_sequence}")
+                    elif u.stop_sequence == prev.stop_sequence:
+                        self._add("E036", f"{at} stop_sequence {u.stop_sequence}")
+                elif has_stop and u.stop_id == prev.stop_id:
+                    self._add("E037", f"{at} stop_id {u.stop_id!r}")
+            events = [(name, getattr(u, name)) for name in ("arrival", "departure")
+                      if u.HasField(name)]
+            if not events and u.schedule_relationship not in skip:
+                self._add("E043", at)
+            times: list[int] = []
+            for name, event in events:
+                if not event.HasField("time") and not event.HasField("delay"):
+                    self._add("E044", f"{at} {name}")
+                if event.HasField("time"):
+                    self._timestamp(event.time, f"{at} {name}.time", measured=False)
+                    times.append(event.time)
+            if (u.HasField("arrival") and u.HasField("departure") and u.arrival.HasField(
+                    "time") and u.departure.HasField("time")
+                    and u.departure.time < u.arrival.time):
+                self._add("E025", at)
+            if times:
+                if prev_time is not None and min(times) <= prev_time:
+                    self._add("E022", f"{at} time {min(times)} not after {prev_time}")
+                prev_time = max(times)
+            prev = u
 
     def _stop(self, stop_id: str, where: str, vehicle: bool) -> None:
         if stop_id not in self.static.stops:

@@ -12,7 +12,8 @@ const LABELS_ZOOM = 12; // below it labels would only pile up: arrows alone
 const FOCUS_ZOOM = 15;
 const TAPS_REFRESH_MS = 30000;
 
-export function createFleet(map, network, onReplay) {
+// `arrivals` (arrivals.js), when given, shows the bus's next stops in its popup.
+export function createFleet(map, network, onReplay, arrivals) {
   const buses = new Map(); // vehicle_id -> entry
   const body = $("vehicles").querySelector("tbody");
   const filter = { search: "", route: "", state: "" };
@@ -145,13 +146,14 @@ export function createFleet(map, network, onReplay) {
     if (popup.id) {
       drawPopup();
       if (Date.now() - popup.tapsAt > TAPS_REFRESH_MS) { loadTaps(popup.id); }
+      if (arrivals) { arrivals.load().then(drawPopup); }
     }
   }
 
   // -- the popup of one bus ------------------------------------------------------------------
 
   const POPUP_FIELDS = [["route", "p_route"], ["trip", "p_trip"], ["state", "p_state"], ["speed", "p_speed"],
-    ["seen", "p_seen"], ["next", "p_next"], ["taps", "p_taps"], ["device", "p_device"]];
+    ["seen", "p_seen"], ["next", "p_next"], ["load", "p_load"], ["taps", "p_taps"], ["device", "p_device"]];
 
   function popupContent(id) {
     const list = box("dl", "popup");
@@ -167,7 +169,9 @@ export function createFleet(map, network, onReplay) {
       list.append(term, value);
     });
     popup.replay = button(t("replay_day"), "small", () => { map.closePopup(); onReplay(id); });
-    return box("div", "popup-box", [text("strong", id, "popup-title"), list, popup.replay]);
+    popup.arrivals = arrivals ? arrivals.node() : null;
+    const next = popup.arrivals ? [popup.arrivals.el] : [];
+    return box("div", "popup-box", [text("strong", id, "popup-title"), list, ...next, popup.replay]);
   }
 
   function drawPopup() {
@@ -186,8 +190,11 @@ export function createFleet(map, network, onReplay) {
     set("speed", state === "live" && v.speed_mps != null ? t("speed", { n: (v.speed_mps * 3.6).toFixed(0) }) : t("speed_none"));
     set("seen", ago(age) + " (" + clock(v.ts) + ")");
     set("next", v.next_stop_name || "-");
+    // Estimated from its taps against its capacity (tracking/occupancy.py).
+    set("load", v.occupancy_status ? t("load", { status: t("load_" + v.occupancy_status), n: v.occupancy_percentage }) : "-");
     set("taps", popup.taps == null ? "-" : String(popup.taps));
     set("device", v.device_id || "-");
+    if (popup.arrivals) { arrivals.draw(popup.arrivals, v.vehicle_id); }
   }
 
   async function loadTaps(id) {
@@ -210,9 +217,10 @@ export function createFleet(map, network, onReplay) {
     popup.leaflet.setContent(content).setLatLng(entry.marker.getLatLng()).openOn(map);
     drawPopup();
     loadTaps(id);
+    if (arrivals) { arrivals.load().then(drawPopup); }
   }
 
-  popup.leaflet.on("remove", () => { popup.id = null; popup.fields = null; });
+  popup.leaflet.on("remove", () => { popup.id = null; popup.fields = null; popup.arrivals = null; });
 
   // Centres the map on a bus and opens its popup.
   function focus(id) {

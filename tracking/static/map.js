@@ -12,12 +12,14 @@ import { WORDS } from "./words.js";
 import { $, api, keepToken, ok, say, session, t, unavailable } from "./shared.js";
 import { createNetwork, routeOptions } from "./network.js";
 import { createFleet } from "./fleet.js";
+import { createArrivals } from "./arrivals.js";
 import { follow } from "./stream.js";
 import { createValidators } from "./validators.js";
 import { createExceptions } from "./exceptions.js";
 import { createOpsAlerts } from "./opsalerts.js";
 import { createServiceAlerts } from "./service.js";
 import { createReplay } from "./replay.js";
+import { createHeadways } from "./headways.js";
 
 const T = window.TransitPage;
 const SIGNED_OUT_KEY = "transit-map-signed-out"; // tells the reloaded page why
@@ -101,7 +103,7 @@ async function start(vehicles) {
   } };
   zoom.redraw();
   const replay = createReplay(map);
-  const fleet = createFleet(map, network, replay.start);
+  const fleet = createFleet(map, network, replay.start, createArrivals(net));
   $("follow").addEventListener("change", (ev) => {
     network.follow(ev.target.value);
     fleet.setFilter({ route: ev.target.value });
@@ -111,8 +113,9 @@ async function start(vehicles) {
   const alerts = createOpsAlerts();
   const exceptions = createExceptions();
   const service = createServiceAlerts(network);
-  parts.push(zoom, network, fleet, replay, validators, alerts, exceptions, service);
-  tabs({ alerts, validators, exceptions, service });
+  const headways = createHeadways(net);
+  parts.push(zoom, network, fleet, replay, validators, alerts, exceptions, service, headways);
+  tabs({ alerts, validators, exceptions, service, headways });
   window.setInterval(() => { fleet.tick(); validators.tick(); alerts.tick(); }, TICK_MS);
   follow((all) => all.forEach(fleet.update), fleet.update);
 }

@@ -1,7 +1,7 @@
 """The GTFS-Realtime feeds pass the MobilityData validator's rules against the imported
 static feed (contract section 8), from outside: the real Transjakarta feed imported into
 a running gateway (SQLite, Redis, Mosquitto), buses driven along its real shapes over
-MQTT, alerts made through the API, then both feeds fetched as protobuf and checked by
+MQTT, alerts made through the API, then the three feeds fetched as protobuf and checked by
 tests/support/gtfs_rt_rules.py: no error, and no warning but those a bus without a trip
 must give."""
 
@@ -168,3 +168,41 @@ def test_alerts_made_through_the_api_pass_the_validator_rules(
     # when read beside it.
     vehicles_feed = feed(tj, "/gtfs-rt/vehicle-positions")
     assert errors(check(vehicles_feed, static, time.time(), detours=[alerts])) == []
+
+
+def test_trip_updates_of_buses_on_real_trips_pass_the_validator_rules(
+        tj: System, static: StaticFeed) -> None:
+    ops = tj.token("ops")
+    trips = trips_with_shapes(static, 4)
+    end = now_ms() - 2_000
+    items = []
+    for n, (trip_id, route_id, line) in enumerate(trips):
+        items += drive(tj, f"TJ-U{n}", line, end, route=route_id, trip_id=trip_id)
+    peer = tj.peer()
+    try:
+        peer.publish_many(items, qos=1)
+    finally:
+        peer.close()
+    wanted = {f"TJ-U{n}" for n in range(len(trips))}
+    wait_until("every bus's last position", lambda: wanted <= set(vehicles(tj, ops)))
+
+    def updated() -> rt.FeedMessage | None:
+        message = feed(tj, "/gtfs-rt/trip-updates")
+        return message if wanted <= {e.id for e in message.entity} else None
+
+    first = wait_until("a trip update of every bus", updated, timeout=30)
+    # Served from the cache of a few seconds, or built again later: never the same
+    # header time with other content (E017), never an earlier one (E018).
+    second = feed(tj, "/gtfs-rt/trip-updates")
+    now_s = time.time()
+    positions = {e.id: e.vehicle.trip.trip_id
+                 for e in feed(tj, "/gtfs-rt/vehicle-positions").entity}
+    for e in first.entity:
+        if e.id in wanted:
+            assert e.trip_update.stop_time_update, e.id
+            # W003: the two feeds agree on which trip the vehicle runs
+            assert e.trip_update.trip.trip_id == positions[e.id], e.id
+    for message, previous in ((first, None), (second, first)):
+        found = check(message, static, now_s, previous=previous)
+        assert errors(found) == [], findings_text(errors(found))
+        assert found == [], findings_text(found)

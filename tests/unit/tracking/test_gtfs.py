@@ -29,11 +29,22 @@ from tests.support.feeds import (
     rewrite_entry,
     write_feed,
 )
-from tracking.adapters.models import Agency, Route, ShapePoint, Stop, Trip, TripStop
+from tracking.adapters.models import (
+    Agency,
+    CalendarEntry,
+    Route,
+    ServiceDate,
+    ShapePoint,
+    Stop,
+    Trip,
+    TripFrequency,
+    TripStop,
+)
 from tracking.gtfs import GtfsError, ImportReport, import_feed
 from tracking.gtfs_files import MAX_ROWS, BoundedMember, Limits, directory_size
 
-TABLES = (Agency, Route, Stop, ShapePoint, Trip, TripStop)
+TABLES = (Agency, Route, Stop, ShapePoint, Trip, TripStop, CalendarEntry, ServiceDate,
+          TripFrequency)
 STOPS_HEADER = "stop_id,stop_name,stop_lat,stop_lon\n"
 
 
@@ -289,3 +300,111 @@ def test_lines_rows_and_shapes_are_counted(db: Db) -> None:
     again = two_shapes.replace("B,", "A,")
     db.refused(db.feed(changed("shapes.txt", again), "again.zip"), "shapes.txt:4",
                limits=Limits(shapes=1))
+
+
+# -- times, the calendar and frequencies --------------------------------------------------------
+
+TIMED = ("trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+         "T1,07:58:00,08:00:00,Terminal Purabaya,1\nT1,,,SBY-WARU,2\n"
+         "T1,25:10:00,25:10:30,SBY-RAJAWALI,3\n"
+         "T1,6:00:00,6:00:00,SBY-RAJAWALI,1\nT1,06:20:00,06:20:00,SBY-WARU,2\n")
+CALENDAR = ("service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,"
+            "start_date,end_date\nweekday,1,1,1,1,1,0,0,20260101,20261231\n"
+            "daily,1,1,1,1,1,1,1,20260101,20261231\n")
+DATES = "service_id,date,exception_type\nweekday,20260817,2\ndaily,20261225,2\n"
+FREQUENCIES = ("trip_id,start_time,end_time,headway_secs\nT1,06:00:00,22:00:00,600\n"
+               "GONE,06:00:00,22:00:00,600\n")
+
+
+def test_stop_times_keep_their_times_past_midnight_too(db: Db) -> None:
+    report = import_feed(db.session, db.feed(changed("stop_times.txt", TIMED)))
+    rows = db.session.execute(select(TripStop.trip_id, TripStop.seq, TripStop.arrival_s,
+                                     TripStop.departure_s).order_by(
+        TripStop.trip_id, TripStop.seq)).all()
+    assert [tuple(r) for r in rows] == [
+        ("T1@1", 1, 28_680, 28_800), ("T1@1", 2, None, None), ("T1@1", 3, 90_600, 90_630),
+        ("T1@2", 1, 21_600, 21_600), ("T1@2", 2, 22_800, 22_800)]
+    assert report.timed_stops == 4 and "4 timed stops" in str(report)
+
+
+@pytest.mark.parametrize("bad", ["8:00", "08:60:00", "08:00:61", "eight", "-1:00:00",
+                                 "08:00:00.5"])
+def test_a_malformed_time_names_its_file_line_and_field(db: Db, bad: str) -> None:
+    content = ("trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+               f"T1,08:00:00,08:00:00,SBY-WARU,1\nT1,08:10:00,{bad},SBY-RAJAWALI,2\n")
+    db.refused(db.feed(changed("stop_times.txt", content)), "stop_times.txt:3",
+               "departure_time")
+
+
+def test_the_calendar_its_dates_and_frequencies_are_imported_and_replaced(db: Db) -> None:
+    files = {**SMALL, "calendar.txt": CALENDAR, "calendar_dates.txt": DATES,
+             "frequencies.txt": FREQUENCIES}
+    report = import_feed(db.session, db.feed(files))
+    assert (report.services, report.service_dates, report.frequencies) == (2, 2, 2)
+    assert any("frequencies.txt: 1 row" in w for w in report.warnings)
+    assert sorted(tuple(r) for r in db.session.execute(select(
+        CalendarEntry.service_id, CalendarEntry.weekdays, CalendarEntry.start_date,
+        CalendarEntry.end_date))) == [("daily", "1111111", "20260101", "20261231"),
+                                      ("weekday", "1111100", "20260101", "20261231")]
+    assert sorted(tuple(r) for r in db.session.execute(select(
+        ServiceDate.service_id, ServiceDate.date, ServiceDate.exception_type))) == [
+        ("daily", "20261225", 2), ("weekday", "20260817", 2)]
+    # The reused id's frequencies go with each of its trips.
+    assert sorted(tuple(r) for r in db.session.execute(select(
+        TripFrequency.trip_id, TripFrequency.start_s, TripFrequency.end_s,
+        TripFrequency.headway_s, TripFrequency.exact_times))) == [
+        ("T1@1", 21_600, 79_200, 600, 0), ("T1@2", 21_600, 79_200, 600, 0)]
+    import_feed(db.session, db.feed(SMALL, "again.zip"))  # a feed without them
+    for model in (CalendarEntry, ServiceDate, TripFrequency):
+        assert db.session.scalars(select(model)).all() == []
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("calendar.txt", CALENDAR.replace("1,1,1,1,1,0,0", "1,1,1,1,1,0,x"),
+     ("calendar.txt:2", "sunday")),
+    ("calendar.txt", CALENDAR.replace("20261231\nd", "20261331\nd"),
+     ("calendar.txt:2", "end_date", "20261331")),
+    ("calendar.txt", CALENDAR.replace("20260101,20261231\nd", "2026-01-01,20261231\nd"),
+     ("calendar.txt:2", "start_date")),
+    ("calendar.txt", CALENDAR.replace("20260101,20261231\nd", "20270101,20261231\nd"),
+     ("calendar.txt:2", "before")),
+    ("calendar.txt", "service_id,monday\nweekday,1\n", ("calendar.txt", "missing",
+                                                       "tuesday")),
+    ("calendar_dates.txt", DATES.replace("20260817,2", "20260817,3"),
+     ("calendar_dates.txt:2", "exception_type")),
+    ("calendar_dates.txt", DATES.replace("20260817", "20260230"),
+     ("calendar_dates.txt:2", "date")),
+    ("calendar_dates.txt", DATES.replace("weekday,", "week day,"),
+     ("calendar_dates.txt:2", "service_id")),
+    ("frequencies.txt", FREQUENCIES.replace("22:00:00,600\nG", "5:00:00,600\nG"),
+     ("frequencies.txt:2", "end_time")),
+    ("frequencies.txt", FREQUENCIES.replace("22:00:00,600\nG", "22:00:00,0\nG"),
+     ("frequencies.txt:2", "headway_secs")),
+    ("frequencies.txt", FREQUENCIES.replace("T1,06:00:00", "T1,6am"),
+     ("frequencies.txt:2", "start_time")),
+    ("frequencies.txt", "trip_id,start_time,end_time,headway_secs,exact_times\n"
+                        "T1,06:00:00,07:00:00,600,2\n", ("frequencies.txt:2", "exact_times")),
+])
+def test_a_calendar_or_frequency_no_consumer_could_read_is_refused(
+        db: Db, name: str, content: str, words: tuple[str, ...]) -> None:
+    db.refused(db.feed(changed(name, content)), *words)
+
+
+def test_trips_of_a_shared_shape_id_get_the_line_their_stops_lie_along(db: Db) -> None:
+    # "S" holds two lines, the northern one first; the trips come southern one first,
+    # so file order would give each the other's line, 12 km off its stops.
+    files = {**SMALL,
+             "stops.txt": stops("S1,Selatan 1,-7.35000,112.70000",
+                                "S2,Selatan 2,-7.35000,112.72000",
+                                "N1,Utara 1,-7.24000,112.70000",
+                                "N2,Utara 2,-7.24000,112.72000"),
+             "shapes.txt": "shape_id,shape_pt_lat,shape_pt_lon,shape_pt_sequence\n"
+                           "S,-7.24000,112.70000,1\nS,-7.24000,112.72000,2\n"
+                           "S,-7.35000,112.70000,1\nS,-7.35000,112.72000,2\n",
+             "trips.txt": "route_id,trip_id,shape_id\nR1,T1,S\nR2,T2,S\n",
+             "stop_times.txt": "trip_id,stop_id,stop_sequence\nT1,S1,1\nT1,S2,2\n"
+                               "T2,N1,1\nT2,N2,2\n"}
+    report = import_feed(db.session, db.feed(files))
+    shapes = {t: s for t, s in db.session.execute(select(Trip.trip_id, Trip.shape_id))}
+    assert shapes == {"T1": "S@2", "T2": "S@1"}
+    assert any("2 trip(s) given the line" in w for w in report.warnings), report.warnings

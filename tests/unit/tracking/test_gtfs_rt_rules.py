@@ -26,7 +26,8 @@ STATIC = StaticFeed(
     agency_ids=frozenset({"SBY"}), route_ids=frozenset({"R1", "R2"}),
     trips={"T1": (Trip("R1", 0, "S1"),), "T2": (Trip("R2", None, None),)},
     stops={"A": 0, "B": 0, "STATION": 1},
-    shapes={"S1": ([(-7.3509, 112.7243), (-7.2359, 112.7338)],)})
+    shapes={"S1": ([(-7.3509, 112.7243), (-7.2359, 112.7338)],)},
+    stop_times={"T1": (((1, "A"), (2, "B"), (3, "STATION")),)})
 ON_SHAPE = (-7.2934, 112.7290)  # half way along S1
 OFF_SHAPE = (-7.2934, 112.7390)  # ~1 km east of it, inside the coverage area
 
@@ -70,6 +71,30 @@ def alerts() -> rt.FeedMessage:
         text.translation.add(text="Jalan ditutup", language="id")
         text.translation.add(text="Road closed", language="en")
     return feed
+
+
+def trip_updates() -> rt.FeedMessage:
+    feed = rt.FeedMessage()
+    feed.header.gtfs_realtime_version = "2.0"
+    feed.header.incrementality = rt.FeedHeader.FULL_DATASET
+    feed.header.timestamp = NOW
+    e = feed.entity.add()
+    e.id = "BUS-0"
+    tu = e.trip_update
+    tu.trip.trip_id, tu.trip.route_id, tu.trip.start_date = "T1", "R1", "20251128"
+    tu.trip.direction_id = 0
+    tu.trip.schedule_relationship = rt.TripDescriptor.SCHEDULED
+    tu.vehicle.id = "BUS-0"
+    tu.timestamp = NOW - 5
+    for seq, stop, ahead in ((1, "A", 60), (2, "B", 180)):
+        u = tu.stop_time_update.add(stop_sequence=seq, stop_id=stop)
+        u.arrival.time = NOW + ahead
+        u.arrival.delay = 30
+    return feed
+
+
+def update(feed: rt.FeedMessage, n: int = 0) -> rt.TripUpdate.StopTimeUpdate:
+    return feed.entity[0].trip_update.stop_time_update[n]
 
 
 def vehicle(feed: rt.FeedMessage) -> rt.VehiclePosition:
@@ -132,16 +157,61 @@ ALERT_BREAKERS: dict[str, Breaker] = {
 }
 
 
+SU = rt.TripUpdate.StopTimeUpdate
+TRIP_BREAKERS: dict[str, Breaker] = {
+    "E001": lambda f: _set(update(f).arrival, time=(NOW + 60) * 1000),
+    "E002": lambda f: (_set(update(f), stop_sequence=2, stop_id="B"),
+                       _set(update(f, 1), stop_sequence=1, stop_id="A")),
+    "E003": lambda f: _set(f.entity[0].trip_update.trip, trip_id="T9"),
+    "E011": lambda f: _set(update(f, 1), stop_id="Z"),
+    "E012": lambda f: _set(f.entity[0].trip_update, timestamp=NOW + 10),
+    "E015": lambda f: _set(update(f, 1), stop_sequence=3, stop_id="STATION"),
+    "E021": lambda f: _set(f.entity[0].trip_update.trip, start_date="2025-11-28"),
+    "E022": lambda f: _set(update(f, 1).arrival, time=NOW + 60),
+    "E025": lambda f: _set(update(f).departure, time=NOW + 30),
+    "E036": lambda f: _set(update(f, 1), stop_sequence=1),
+    "E037": lambda f: (update(f).ClearField("stop_sequence"),
+                       update(f, 1).ClearField("stop_sequence"),
+                       _set(update(f, 1), stop_id="A")),
+    "E040": lambda f: (update(f).ClearField("stop_sequence"), update(f).ClearField("stop_id")),
+    "E041": lambda f: f.entity[0].trip_update.ClearField("stop_time_update"),
+    "E043": lambda f: update(f).ClearField("arrival"),
+    "E044": lambda f: (update(f).arrival.ClearField("time"),
+                       update(f).arrival.ClearField("delay"), _set(update(f).arrival,
+                                                                   uncertainty=5)),
+    "E045": lambda f: _set(update(f, 1), stop_id="A"),
+    "E050": lambda f: (_set(f.header, timestamp=NOW + 120),
+                       _set(f.entity[0].trip_update, timestamp=NOW + 120)),
+    "E051": lambda f: _set(update(f, 1), stop_sequence=7),
+    "W001": lambda f: f.entity[0].trip_update.ClearField("timestamp"),
+    "W002": lambda f: f.entity[0].trip_update.vehicle.ClearField("id"),
+}
+
+
 def test_valid_feeds_pass_every_rule() -> None:
     assert check(vehicles(), STATIC, NOW) == []
     assert check(alerts(), STATIC, NOW) == []
+    assert check(trip_updates(), STATIC, NOW) == []
+
+
+def test_a_skipped_stop_needs_no_time_and_a_canceled_trip_no_stops() -> None:
+    feed = trip_updates()
+    update(feed).ClearField("arrival")
+    update(feed).schedule_relationship = SU.SKIPPED
+    assert check(feed, STATIC, NOW) == []
+    feed = trip_updates()
+    feed.entity[0].trip_update.ClearField("stop_time_update")
+    feed.entity[0].trip_update.trip.schedule_relationship = rt.TripDescriptor.CANCELED
+    assert check(feed, STATIC, NOW) == []
 
 
 @pytest.mark.parametrize(("kind", "code"), [("vehicles", c) for c in sorted(VEHICLE_BREAKERS)]
-                         + [("alerts", c) for c in sorted(ALERT_BREAKERS)])
+                         + [("alerts", c) for c in sorted(ALERT_BREAKERS)]
+                         + [("trips", c) for c in sorted(TRIP_BREAKERS)])
 def test_each_rule_catches_a_feed_made_to_break_it(kind: str, code: str) -> None:
-    feed, breakers = (vehicles(), VEHICLE_BREAKERS) if kind == "vehicles" else (
-        alerts(), ALERT_BREAKERS)
+    feed, breakers = {"vehicles": (vehicles(), VEHICLE_BREAKERS),
+                      "alerts": (alerts(), ALERT_BREAKERS),
+                      "trips": (trip_updates(), TRIP_BREAKERS)}[kind]
     breakers[code](feed)
     found = {f.code for f in check(feed, STATIC, NOW)}
     assert code in found, (code, found)
@@ -177,7 +247,8 @@ def test_a_header_going_back_or_changing_content_in_place_is_caught() -> None:
 
 
 def test_every_rule_has_a_breaker_and_errors_are_told_from_warnings() -> None:
-    covered = set(VEHICLE_BREAKERS) | set(ALERT_BREAKERS) | {"E017", "E018", "S003"}
+    covered = (set(VEHICLE_BREAKERS) | set(ALERT_BREAKERS) | set(TRIP_BREAKERS)
+               | {"E017", "E018", "S003"})
     assert covered == set(RULES), set(RULES) ^ covered
     feed = vehicles()
     VEHICLE_BREAKERS["W004"](feed)
@@ -203,6 +274,9 @@ def test_a_trip_id_two_routes_share_and_a_shape_of_two_lines_are_read_from_the_z
     static = static_feed(write_feed(tmp_path / "feed.zip", changed("shapes.txt", lines)))
     assert [t.route_id for t in static.trips["T1"]] == ["R1", "R2"]
     assert len(static.shapes["R1-0"]) == 2
+    assert static.stop_times["T1"] == (
+        ((1, "Terminal Purabaya"), (2, "SBY-WARU"), (3, "SBY-RAJAWALI")),
+        ((1, "SBY-RAJAWALI"), (2, "SBY-WARU")))
     feed = vehicles()
     for e, route in zip(feed.entity, ("R1", "R2"), strict=True):
         e.vehicle.trip.trip_id, e.vehicle.trip.route_id = "T1", route

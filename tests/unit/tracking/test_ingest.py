@@ -136,3 +136,20 @@ def test_a_retained_status_is_kept_as_of_when_it_was_said() -> None:
     (first, retained), (future, _) = store.status_times
     assert (first, retained) == (said, True)
     assert now - 5_000 <= future <= now  # a clock ahead is never believed past now
+
+
+def test_positions_are_given_their_trip_from_the_schedule() -> None:
+    from tests.unit.tracking.test_matching import LAT, SCHEDULE, lon_at
+
+    store = Store()
+    service = PositionIngest(store, Devices("SBY-0042-A"), Network(), Topics(),  # type: ignore[arg-type]
+                             CollectorRegistry(), schedule=lambda: SCHEDULE)
+    now = int(time.time() * 1000)
+    batch = [Message("transit/v1/dev/SBY-0042-A/pos", Position(
+        device_id="SBY-0042-A", vehicle_id="SBY-0042", route_id="R2", ts=now - 20_000 + i * 10_000,
+        lat_e6=LAT + 5, lon_e6=lon_at(300 + 100 * i)).signed(KEY).encode()) for i in range(2)]
+    assert service.handle(batch) == {"accepted": 2}
+    last = store.saved[-1]
+    assert (last.trip_id, last.pattern_id, last.trip_source) == ("P1", "P1", "matched")
+    assert last.next_stop_id == "M" and last.dist_m is not None and 380 < last.dist_m < 420
+    assert len(last.progress.split()) == 2  # the second started from the first

@@ -1,0 +1,229 @@
+"""Arrival predictions from outside (contract section 8): a copy of the real Transjakarta
+feed with a timetable on one trip imported into a running gateway, buses driven over
+MQTT along real shapes; `/gtfs-rt/trip-updates` names the stops ahead of each in order
+with arrival times that increase, shows a bus running behind its timetable late, and
+passes the validator's TripUpdates rules against the static feed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from google.transit import gtfs_realtime_pb2 as rt
+from sqlalchemy.orm import Session
+
+from testbed.broker import Broker
+from testbed.environment import REDIS_URL, transjakarta_feed
+from tests.conftest import System
+from tests.integration.tracking.test_positions import now_ms, sent, wait_until
+from tests.support.commands import transit_here
+from tests.support.feeds import timed_copy
+from tests.support.gtfs_rt_rules import StaticFeed, check, errors, static_feed
+from tests.support.riders import rider_system
+from tracking.schedule import Pattern, Schedule
+from tracking.schedule_load import read_schedule
+
+TIMED_TRIP = "1.001"  # Blok M - Kota, an id one trip carries
+UNTIMED_TRIP = "1.002"  # Kota - Blok M, a pattern only
+LATE_S = 15 * 60  # the timed bus left its first stop this long after its timetable
+STEP_S = 90  # the timetable's time from each stop to the next
+STEP_M, STEP_MS = 100.0, 10_000  # 10 m/s, a bus on the busway
+POINTS = 12
+
+
+@pytest.fixture(scope="module")
+def feed_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real feed with a timetable on TIMED_TRIP: it left its first stop LATE_S ago."""
+    folder = tmp_path_factory.mktemp("timed")
+    now = datetime.now(ZoneInfo("Asia/Jakarta"))  # the feed's agency_timezone
+    zero = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(0, int((now - zero).total_seconds()) - LATE_S)
+    return timed_copy(transjakarta_feed(), folder / "timed.zip", TIMED_TRIP, [start], STEP_S)
+
+
+@pytest.fixture(scope="module")
+def tj(broker: Broker, feed_path: Path, tmp_path_factory: pytest.TempPathFactory
+       ) -> Iterator[System]:
+    """A gateway on the timed copy of the Transjakarta network (SQLite: the feed reads
+    the same rows on either database, and SQLite imports it in a third of the time)."""
+    folder = tmp_path_factory.mktemp("tu")
+    with rider_system(f"sqlite:///{folder}/transit.db", broker, folder) as system:
+        transit_here("gtfs", "import", str(feed_path), env=system.env)
+        yield system
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"transit:{system.prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def schedule(tj: System) -> Schedule:
+    engine = tj.engine()
+    try:
+        with Session(engine) as session:
+            return read_schedule(session)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def static(feed_path: Path) -> StaticFeed:
+    return static_feed(feed_path)
+
+
+def pattern_of(schedule: Schedule, trip_id: str) -> Pattern:
+    return schedule.patterns[schedule.trips[trip_id].pattern_id]
+
+
+def drive(tj: System, vehicle: str, pattern: Pattern, trip_id: str, from_m: float = 0.0
+          ) -> float:
+    """A bus's positions along a kilometre of its pattern from `from_m`, the last 2 s
+    ago; where it ends (m along the pattern)."""
+    end = now_ms() - 2_000
+    items = []
+    for i in range(POINTS):
+        lat_e6, lon_e6 = pattern.shape.point_at(from_m + i * STEP_M)
+        items.append(sent(tj, vehicle, lat_e6 / 1e6, lon_e6 / 1e6,
+                          end - (POINTS - 1 - i) * STEP_MS, route=pattern.route_id,
+                          trip_id=trip_id))
+    peer = tj.peer()
+    try:
+        peer.publish_many(items, qos=1)
+    finally:
+        peer.close()
+    return from_m + (POINTS - 1) * STEP_M
+
+
+def trip_updates(tj: System) -> rt.FeedMessage:
+    status, body = tj.http.get("/gtfs-rt/trip-updates")
+    assert status == 200 and isinstance(body, bytes), (status, body)
+    return rt.FeedMessage.FromString(body)
+
+
+def update_of(tj: System, vehicle: str, after_ms: int) -> Any:
+    """The vehicle's TripUpdate, once the feed has it from its last position."""
+    def probe() -> Any:
+        feed = trip_updates(tj)
+        found = [e.trip_update for e in feed.entity if e.id == vehicle]
+        return (feed, found[0]) if found and found[0].timestamp * 1000 >= after_ms - 1000 \
+            else None
+    return wait_until(f"{vehicle}'s trip update", probe, timeout=30)
+
+
+def test_a_bus_along_a_pattern_gets_the_stops_ahead_in_order_with_rising_times(
+        tj: System, schedule: Schedule, static: StaticFeed) -> None:
+    pattern = pattern_of(schedule, UNTIMED_TRIP)
+    at_m = drive(tj, "TJ-P1", pattern, UNTIMED_TRIP, from_m=300.0)
+    feed, tu = update_of(tj, "TJ-P1", now_ms() - 2_000)
+    assert (tu.trip.trip_id, tu.trip.route_id, tu.vehicle.id) == (UNTIMED_TRIP, "1", "TJ-P1")
+    assert len(tu.trip.start_date) == 8
+    ahead = [s for s in pattern.stops if s.dist_m > at_m]
+    assert [u.stop_id for u in tu.stop_time_update] == [s.stop_id for s in ahead]
+    assert [u.stop_sequence for u in tu.stop_time_update] == [s.seq for s in ahead]
+    times = [u.arrival.time for u in tu.stop_time_update]
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))
+    assert times[0] >= feed.header.timestamp
+    # the whole pattern (~13 km) within the hour; the next stop within minutes
+    assert times[-1] - feed.header.timestamp < 3600
+    assert times[0] - feed.header.timestamp < 600
+    assert not any(u.arrival.HasField("delay") for u in tu.stop_time_update)
+    found = check(feed, static, time.time())
+    assert errors(found) == [], "\n".join(map(str, errors(found)))
+
+    status, as_json = tj.http.get("/gtfs-rt/trip-updates?format=json")
+    assert status == 200 and any(e["id"] == "TJ-P1" for e in as_json["entity"])
+    status, bad = tj.http.get("/gtfs-rt/trip-updates?format=xml")
+    assert status == 400 and bad["error"]["code"], bad
+
+
+def test_a_bus_behind_its_timetable_shows_a_positive_delay(
+        tj: System, schedule: Schedule, static: StaticFeed) -> None:
+    pattern = pattern_of(schedule, TIMED_TRIP)
+    assert schedule.trips[TIMED_TRIP].timed
+    drive(tj, "TJ-LATE", pattern, TIMED_TRIP)
+    feed, tu = update_of(tj, "TJ-LATE", now_ms() - 2_000)
+    assert tu.trip.trip_id == TIMED_TRIP
+    delays = [u.arrival.delay for u in tu.stop_time_update]
+    assert delays and all(u.arrival.HasField("delay") for u in tu.stop_time_update)
+    # It left LATE_S behind and drives 1.1 km in 110 s: still ~13 minutes late, give or
+    # take how fast the predictions say it goes on from there.
+    assert delays[0] > 5 * 60, delays[:5]
+    found = check(feed, static, time.time())
+    assert errors(found) == [], "\n".join(map(str, errors(found)))
+
+
+# -- learning, on PostgreSQL -------------------------------------------------------------
+
+def test_the_learner_learns_a_closed_day_once_and_one_gateway_at_a_time(
+        pg_url: str, tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from ledger.adapters.db import make_engine, session_factory
+    from testbed.gateway import transit
+    from tests.integration.commands import clean_env, failed, ok
+    from tests.support.feeds import SMALL, write_feed
+    from tracking.adapters.track_sql import SqlTrack
+    from tracking.learn import ADVISORY_KEY, learn_day
+    from tracking.store import VehicleRecord
+    from tracking.track import day_of
+
+    env = clean_env(TRANSIT_DATABASE_URL=pg_url)
+    ok(transit("db", "upgrade", env=env))
+    failed(transit("predictions", "learn", env=env, check=False), "gtfs import")
+    ok(transit("gtfs", "import", str(write_feed(tmp_path / "small.zip", SMALL)), env=env))
+    engine = make_engine(pg_url)
+    sessions = session_factory(engine)
+    try:
+        with sessions() as session:
+            schedule = read_schedule(session)
+        (trip,) = [t for t in schedule.trips.values() if t.route_id == "R1"]
+        pattern = schedule.patterns[trip.pattern_id]
+        yesterday = datetime.now(schedule.zone).date() - timedelta(days=1)
+        zero = schedule.day_start_ms(yesterday)
+        records = []
+        for n, hour in enumerate((7, 8, 17)):  # three buses along the whole pattern
+            t0 = zero + hour * 3_600_000
+            for k in range(int(pattern.length_m // 50) + 2):
+                lat, lon = pattern.shape.point_at(k * 50.0)
+                records.append(VehicleRecord(f"B{n}", f"D{n}", "R1", trip.trip_id,
+                                             t0 + k * 5_000, lat, lon, 1000, 0, None, None))
+        track = SqlTrack(sessions)
+        track.prepare({day_of(r.ts) for r in records})
+        track.write(records)
+
+        said = ok(transit("predictions", "learn", "--days", "2", env=env)).stdout
+        line = next(li for li in said.splitlines() if li.startswith(yesterday.isoformat()))
+        assert f"{3 * len(pattern.stops)} stop passages" in line, said
+        assert f"{3 * (len(pattern.stops) - 1)} segment times" in line, said
+        again = ok(transit("predictions", "learn", "--days", "2", env=env)).stdout
+        assert again.startswith("nothing to learn"), again
+        with sessions() as session:
+            rows = session.execute(text(
+                "SELECT from_index, hour, n, sum_ms FROM segment_days WHERE day = :d "
+                "ORDER BY from_index, hour"), {"d": yesterday.isoformat()}).all()
+        assert [(r[0], r[1], r[2]) for r in rows] == [
+            (i, h, 1) for i in range(len(pattern.stops) - 1) for h in (7, 8, 17)]
+        for index, _hour, _n, sum_ms in rows:  # 10 m/s along the shape
+            metres = pattern.stops[index + 1].dist_m - pattern.stops[index].dist_m
+            assert abs(sum_ms / 1000 - metres / 10) < 10, (index, sum_ms, metres)
+
+        # While another gateway learns (it holds the lock), this one does not.
+        with engine.connect() as other:
+            with other.begin():
+                assert other.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                     {"k": ADVISORY_KEY}).scalar()
+                assert learn_day(sessions, schedule, yesterday) is None
+        assert learn_day(sessions, schedule, yesterday) is not None
+    finally:
+        engine.dispose()
+    failed(transit("predictions", "learn", env=clean_env(
+        TRANSIT_DATABASE_URL="postgresql://postgres@127.0.0.1:1/transit"), check=False),
+        "TRANSIT_DATABASE_URL")
+    failed(transit("predictions", "learn", "--days", "0", env=env, check=False), "--days")

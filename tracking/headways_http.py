@@ -1,0 +1,415 @@
+"""Headways for the control room: `GET /api/v1/routes/{route_id}/headways`, the
+thresholds an operator sets (`PUT .../headways/thresholds`, kept in
+`headway_thresholds`, recorded in the audit trail), and the bunched pairs the operators'
+alerts show, with when each pair was first seen bunched kept in Redis (shared by every
+gateway).
+
+The rules are tracking.headways'; this module reads the live vehicles, the schedule and
+the thresholds, and answers.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from ledger import audit
+from ledger.adapters.db import READS_ONLY, Sessions
+from ledger.audit import Actor
+from ledger.fingerprint import Fingerprints
+from ledger.services import now_ms
+from tracking.adapters.models import HeadwayThreshold
+from tracking.domain import STALE_AFTER_S
+from tracking.headways import (
+    DEFAULT_ROUTE,
+    MAX_PCT,
+    Bunch,
+    Direction,
+    InLine,
+    Live,
+    Projections,
+    RouteHeadways,
+    Thresholds,
+    bunches,
+    carry_since,
+    check_thresholds,
+    route_headways,
+    thresholds_for,
+)
+from tracking.predict import ConstantSpeed, TravelTimes
+from tracking.schedule import Pattern, Schedule
+from tracking.store import TrackingStore, VehicleRecord
+
+View = TypeVar("View", bound=Callable[..., Any])
+Decorator = Callable[[View], View]
+
+TAG = "tracking"
+JSON = "application/json"
+# A route id as the import keeps it (tracking.gtfs): up to 100 characters, no control
+# character; a path segment cannot hold `/`.
+ROUTE_ID = re.compile(r"[^\x00-\x1f\x7f/]{1,100}")
+
+
+class Refused(HTTPException):
+    """A refused request in the gateway's one error format (its code is its name)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = status
+        self.refusal = code
+
+    @property
+    def name(self) -> str:
+        return self.refusal.replace("_", " ")
+
+
+class HeadwayOffice:
+    """The headways of the routes with live vehicles, the thresholds, and the memory of
+    bunched pairs."""
+
+    def __init__(self, sessions: Sessions, store: TrackingStore,
+                 schedule: Callable[[], Schedule],
+                 times: Callable[[], TravelTimes] | None = None,
+                 fingerprints: Fingerprints | None = None,
+                 clock: Callable[[], int] = now_ms,
+                 stale_after_s: float = STALE_AFTER_S) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.schedule = schedule
+        # The travel times the gaps in seconds are read with: the learned ones
+        # (`tracking.predict.LearnedSource`) when handed in, else a constant speed.
+        constant = ConstantSpeed()
+        self.times: Callable[[], TravelTimes] = times or (lambda: constant)
+        self.fingerprints = fingerprints
+        self.clock = clock
+        self.stale_after_s = stale_after_s
+        self._lock = threading.Lock()
+        self._projections: Projections | None = None
+        self._device_trips: tuple[Schedule, dict[tuple[str, str], str]] | None = None
+
+    # -- reads --------------------------------------------------------------------------
+
+    def thresholds(self) -> dict[str, tuple[int, int]]:
+        """Every route's thresholds row (`*` the default)."""
+        with self.sessions() as session:
+            session.connection(execution_options=READS_ONLY)
+            return {r.route_id: (r.bunched_pct, r.gapped_pct)
+                    for r in session.scalars(select(HeadwayThreshold))}
+
+    def route(self, route_id: str, now: int | None = None) -> RouteHeadways | None:
+        """The route's headways now; None for a route the schedule does not have."""
+        schedule = self.schedule()
+        if route_id not in schedule.route_patterns:
+            return None
+        now = self.clock() if now is None else now
+        live = self._live(schedule, now).get(route_id, [])
+        return route_headways(schedule, route_id, live, now, self.times(),
+                              thresholds_for(route_id, self.thresholds()),
+                              self._projections_of(schedule))
+
+    def bunched(self, now: int | None = None) -> list[tuple[Bunch, int]]:
+        """Every bunched pair on the routes with live vehicles, with when it was first
+        seen bunched (kept across requests and gateways in Redis)."""
+        now = self.clock() if now is None else now
+        schedule = self.schedule()
+        rows = self.thresholds()
+        projections = self._projections_of(schedule)
+        times = self.times()
+        found: list[Bunch] = []
+        for route_id, live in sorted(self._live(schedule, now).items()):
+            if route_id in schedule.route_patterns:
+                found += bunches(route_headways(schedule, route_id, live, now, times,
+                                                thresholds_for(route_id, rows),
+                                                projections))
+        key = f"{self.store.ns}:bunched"
+        known = {_s(k): int(v) for k, v in self.store.redis.hgetall(key).items()}
+        since, gone = carry_since(known, [b.key for b in found], now)
+        pipe = self.store.redis.pipeline(transaction=False)
+        for pair, ms in since.items():
+            if pair not in known:
+                pipe.hsetnx(key, pair, str(ms))  # another gateway's first sighting wins
+        if gone:
+            pipe.hdel(key, *gone)
+        pipe.execute()
+        return [(b, since[b.key]) for b in found]
+
+    # -- the thresholds -----------------------------------------------------------------
+
+    def set_thresholds(self, route_id: str, bunched_pct: int, gapped_pct: int,
+                       actor: Actor) -> Thresholds:
+        """Set a route's thresholds (`*`: the default), recorded in the audit trail."""
+        if self.fingerprints is None:
+            raise RuntimeError("this office reads only: it has no audit key")
+        now = self.clock()
+        with self.sessions.begin() as session:
+            row = session.get(HeadwayThreshold, route_id, with_for_update=True)
+            was = None if row is None else [row.bunched_pct, row.gapped_pct]
+            holder = (actor.name or f"{actor.kind}:{actor.id}")[:100]
+            if row is None:
+                session.add(HeadwayThreshold(route_id=route_id, bunched_pct=bunched_pct,
+                                             gapped_pct=gapped_pct, set_ms=now,
+                                             set_by=holder))
+            else:
+                row.bunched_pct, row.gapped_pct = bunched_pct, gapped_pct
+                row.set_ms, row.set_by = now, holder
+            session.flush()
+            audit.record(session, self.fingerprints, actor, "headway_thresholds.set",
+                         route_id, {"bunched_pct": bunched_pct, "gapped_pct": gapped_pct,
+                                    "was": was}, at_ms=now)
+        return Thresholds(bunched_pct, gapped_pct, route_id)
+
+    # -- the live vehicles --------------------------------------------------------------
+
+    def _live(self, schedule: Schedule, now: int) -> dict[str, list[Live]]:
+        """The live vehicles (stale and offline left out), by route."""
+        out: dict[str, list[Live]] = {}
+        for v in self.store.vehicles():
+            if now - v.ts >= self.stale_after_s * 1000:
+                continue
+            out.setdefault(v.route_id, []).append(self._placed(schedule, v))
+        return out
+
+    def _placed(self, schedule: Schedule, v: VehicleRecord) -> Live:
+        """The vehicle on the pattern trip assignment gave it; one not assigned yet
+        whose device names a trip of the schedule is placed on that trip's pattern."""
+        if v.pattern_id is not None and v.dist_m is not None:
+            return Live(v.vehicle_id, v.route_id, v.ts, v.pattern_id, float(v.dist_m),
+                        v.trip_id)
+        pattern = self._device_pattern(schedule, v)
+        if pattern is None:
+            return Live(v.vehicle_id, v.route_id, v.ts, v.pattern_id, None, v.trip_id)
+        where = pattern.shape.locate(v.lat_e6, v.lon_e6)
+        return Live(v.vehicle_id, v.route_id, v.ts, pattern.pattern_id, where.dist_m,
+                    v.trip_id)
+
+    def _device_pattern(self, schedule: Schedule, v: VehicleRecord) -> Pattern | None:
+        if not v.trip_id:
+            return None
+        with self._lock:
+            if self._device_trips is None or self._device_trips[0] is not schedule:
+                # A feed id shared by several routes is stored `ID@n`: look it up by
+                # (route, the id the device knows).
+                self._device_trips = (schedule, {
+                    (t.route_id, t.feed_trip_id): t.pattern_id
+                    for t in sorted(schedule.trips.values(), key=lambda t: t.trip_id,
+                                    reverse=True)})
+            pattern_id = self._device_trips[1].get((v.route_id, v.trip_id))
+        return None if pattern_id is None else schedule.patterns.get(pattern_id)
+
+    def _projections_of(self, schedule: Schedule) -> Projections:
+        with self._lock:
+            if self._projections is None or self._projections.schedule is not schedule:
+                self._projections = Projections(schedule)
+            return self._projections
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- the API -----------------------------------------------------------------------------
+
+NUMBER_OR_NULL = {"type": ["number", "null"]}
+THRESHOLDS = {
+    "title": "HeadwayThresholds",
+    "type": "object",
+    "required": ["route_id", "bunched_pct", "gapped_pct", "from"],
+    "properties": {
+        "route_id": {"type": "string", "description": "`*`: the default of every route"},
+        "bunched_pct": {"type": "integer", "minimum": 1, "maximum": MAX_PCT - 1},
+        "gapped_pct": {"type": "integer", "minimum": 2, "maximum": MAX_PCT},
+        "from": {"type": ["string", "null"],
+                 "description": "the row they come from: the route, `*`, or null (no "
+                                "row: 50 and 150)"}},
+}
+NEW_THRESHOLDS = {
+    "title": "NewHeadwayThresholds",
+    "type": "object",
+    "required": ["bunched_pct", "gapped_pct"],
+    "additionalProperties": False,
+    "properties": {
+        "bunched_pct": {"type": "integer", "minimum": 1, "maximum": MAX_PCT - 1,
+                        "description": "bunched: a gap under this per cent of the "
+                                       "headway"},
+        "gapped_pct": {"type": "integer", "minimum": 2, "maximum": MAX_PCT,
+                       "description": "gapped: over this per cent; above bunched_pct"}},
+}
+VEHICLE = {
+    "type": "object",
+    "required": ["vehicle_id", "pattern_id", "trip_id", "ts", "dist_m", "along_m",
+                 "ahead", "gap_m", "gap_s", "bunched", "gapped"],
+    "properties": {
+        "vehicle_id": {"type": "string"}, "pattern_id": {"type": "string"},
+        "trip_id": {"type": ["string", "null"]},
+        "ts": {"type": "integer", "description": "its last position, ms"},
+        "dist_m": {"type": "integer", "description": "metres along its own pattern"},
+        "along_m": {"type": "integer",
+                    "description": "metres along the direction's reference pattern"},
+        "ahead": {"type": ["string", "null"], "description": "the vehicle ahead"},
+        "gap_m": {"type": ["integer", "null"],
+                  "description": "metres along the shape to the vehicle ahead; null for "
+                                 "the lead vehicle"},
+        "gap_s": {"type": ["integer", "null"],
+                  "description": "seconds to reach where the vehicle ahead is now"},
+        "bunched": {"type": "boolean"}, "gapped": {"type": "boolean"}},
+}
+HEADWAYS = {
+    "title": "RouteHeadways",
+    "type": "object",
+    "required": ["route_id", "at", "thresholds", "directions", "unplaced"],
+    "properties": {
+        "route_id": {"type": "string"},
+        "at": {"type": "integer", "description": "ms: when it was worked out"},
+        "thresholds": THRESHOLDS,
+        "directions": {"type": "array", "items": {
+            "type": "object",
+            "required": ["direction_id", "reference_pattern_id", "headway_s",
+                         "headway_source", "vehicles"],
+            "properties": {
+                "direction_id": {"type": ["integer", "null"]},
+                "reference_pattern_id": {"type": ["string", "null"],
+                                         "description": "its longest pattern, along "
+                                                      "which its vehicles are ordered"},
+                "headway_s": NUMBER_OR_NULL,
+                "headway_source": {"enum": ["frequency", "scheduled", "observed", None],
+                                   "description": "frequencies.txt in force; the "
+                                                  "timetable's departures within an "
+                                                  "hour; else the run time shared among "
+                                                  "the live vehicles"},
+                "vehicles": {"type": "array", "items": VEHICLE,
+                             "description": "the lead vehicle first"}}}},
+        "unplaced": {"type": "array", "description": "live vehicles of the route on no "
+                                                     "pattern of it yet",
+                     "items": {"type": "object", "required": ["vehicle_id", "ts"],
+                               "properties": {"vehicle_id": {"type": "string"},
+                                              "ts": {"type": "integer"}}}}},
+}
+ROUTE_PATH = {"route_id": {"type": "string", "minLength": 1, "maxLength": 100}}
+
+
+def thresholds_json(t: Thresholds, route_id: str) -> dict[str, Any]:
+    """Thresholds as the API shows them."""
+    return {"route_id": route_id, "bunched_pct": t.bunched_pct,
+            "gapped_pct": t.gapped_pct, "from": t.route_id}
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(round(value))
+
+
+def vehicle_json(v: InLine) -> dict[str, Any]:
+    """A vehicle in line as the API shows it."""
+    return {"vehicle_id": v.vehicle_id, "pattern_id": v.pattern_id, "trip_id": v.trip_id,
+            "ts": v.ts, "dist_m": int(round(v.dist_m)), "along_m": int(round(v.along_m)),
+            "ahead": v.ahead, "gap_m": _int(v.gap_m), "gap_s": _int(v.gap_s),
+            "bunched": v.bunched, "gapped": v.gapped}
+
+
+def direction_json(d: Direction) -> dict[str, Any]:
+    """A direction as the API shows it."""
+    seconds = d.headway.seconds
+    return {"direction_id": d.direction_id, "reference_pattern_id": d.reference,
+            "headway_s": None if seconds is None else round(seconds, 1),
+            "headway_source": d.headway.source,
+            "vehicles": [vehicle_json(v) for v in d.vehicles]}
+
+
+def headways_json(r: RouteHeadways, at: int) -> dict[str, Any]:
+    """A route's headways as the API shows them."""
+    return {"route_id": r.route_id, "at": at,
+            "thresholds": thresholds_json(r.thresholds, r.route_id),
+            "directions": [direction_json(d) for d in r.directions],
+            "unplaced": [{"vehicle_id": v.vehicle_id, "ts": v.ts} for v in r.unplaced]}
+
+
+@dataclass(frozen=True)
+class HeadwaysDeps:
+    """What the headways' endpoints need, handed in by the wiring."""
+
+    office: HeadwayOffice
+    actor: Callable[[], Actor]  # who is asking, for the audit trail
+    require: Callable[..., Decorator[Any]]  # the gateway's token check, `require(*roles)`
+    operation: Callable[..., Decorator[Any]]  # declares a view in the OpenAPI description
+    json_body: Callable[[], dict[str, Any]] | None = None  # the gateway's strict reading
+
+
+def _flask_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Refused(400, "malformed_json", "the body must be a JSON object")
+    return body
+
+
+def _route_id(route_id: str) -> str:
+    if not ROUTE_ID.fullmatch(route_id):
+        raise Refused(400, "bad_route_id", "a route id is 1 to 100 characters, no control "
+                                           "character")
+    return route_id
+
+
+def headways_blueprint(deps: HeadwaysDeps) -> Blueprint:
+    """The headways' endpoints."""
+    bp = Blueprint("headways", __name__)
+    office, require, operation = deps.office, deps.require, deps.operation
+    body_of = deps.json_body or _flask_body
+
+    @bp.get("/api/v1/routes/<route_id>/headways")
+    @operation("A route's vehicles in order, their gaps and headway", tag=TAG,
+               path=ROUTE_PATH, responses={200: {JSON: HEADWAYS}}, errors=(400, 404),
+               description="Per direction of the route (each the schedule gives, with "
+                           "vehicles or not), its live vehicles (stale and offline left "
+                           "out) in order along its longest pattern, the lead vehicle "
+                           "first, each with the gap to the one ahead in metres and "
+                           "seconds, and `bunched` (gap under `bunched_pct` of the "
+                           "headway) / `gapped` (over `gapped_pct`). The headway is "
+                           "the schedule's where it gives one (frequencies.txt, or the "
+                           "spacing of the timetable's departures), else the run time "
+                           "shared among the live vehicles (`observed`). 400 "
+                           "`bad_route_id`; 404 a route the schedule does not have.")
+    @require("ops")
+    def headways(route_id: str) -> Response:
+        _route_id(route_id)
+        at = office.clock()
+        found = office.route(route_id, at)
+        if found is None:
+            raise Refused(404, "unknown_route", f"no route {route_id[:100]!r} in the "
+                                                "schedule")
+        return jsonify(headways_json(found, at))
+
+    @bp.put("/api/v1/routes/<route_id>/headways/thresholds")
+    @operation("Set when a route's buses count as bunched or gapped", tag=TAG,
+               path=ROUTE_PATH, body=NEW_THRESHOLDS, responses={200: {JSON: THRESHOLDS}},
+               errors=(400, 404),
+               description="Per cent of the headway: bunched under `bunched_pct`, gapped "
+                           "over `gapped_pct` (whole numbers, 1 <= bunched_pct < "
+                           "gapped_pct <= 1000). Route `*` sets the default of every "
+                           "route without its own; with no row at all, 50 and 150. 400 "
+                           "`bad_thresholds`, `unknown_field`, `bad_route_id`; 404 a route "
+                           "the schedule does not have. Recorded in the audit trail "
+                           "(`headway_thresholds.set`).")
+    @require("ops")
+    def set_thresholds(route_id: str) -> Response:
+        _route_id(route_id)
+        body = body_of()
+        extra = sorted(set(body) - {"bunched_pct", "gapped_pct"})
+        if extra:
+            raise Refused(400, "unknown_field", f"unknown field {extra[0][:64]!r}")
+        bunched, gapped = body.get("bunched_pct"), body.get("gapped_pct")
+        why = check_thresholds(bunched, gapped)
+        if why is not None:
+            raise Refused(400, "bad_thresholds", why)
+        if route_id != DEFAULT_ROUTE and route_id not in office.schedule().route_patterns:
+            raise Refused(404, "unknown_route", f"no route {route_id[:100]!r} in the "
+                                                "schedule")
+        assert isinstance(bunched, int) and isinstance(gapped, int)
+        saved = office.set_thresholds(route_id, bunched, gapped, deps.actor())
+        return jsonify(thresholds_json(saved, route_id))
+
+    return bp
