@@ -129,10 +129,14 @@ def create_app(deps: ApiDeps) -> Flask:
     if deps.tracking is not None:
         from fare_gateway.ops.alerts import bunching_alerts
         from tracking.headways_http import HeadwayOffice
+        from tracking.learn import SegmentDays
+        from tracking.predict import LearnedSource
         from tracking.schedule_load import ScheduleSource
 
-        headways = HeadwayOffice(deps.sessions, deps.tracking,
-                                 deps.schedule or ScheduleSource(deps.sessions),
+        # One schedule and one set of learned times for the predictions and the headways.
+        schedule = deps.schedule or ScheduleSource(deps.sessions)
+        learned = LearnedSource(SegmentDays(deps.sessions), schedule)
+        headways = HeadwayOffice(deps.sessions, deps.tracking, schedule, learned,
                                  fingerprints=deps.ledger.fingerprints)
         bunching = partial(lambda office, now: bunching_alerts(office.bunched(now)),
                            headways)
@@ -166,15 +170,10 @@ def create_app(deps: ApiDeps) -> Flask:
         assert headways is not None
         app.register_blueprint(headways_blueprint(HeadwaysDeps(
             headways, current_actor, require, operation, json_body=json_object)))
-        from tracking.learn import SegmentDays
-        from tracking.predict import LearnedSource
         from tracking.predictions_http import PredictionsDeps, predictions_blueprint
-        from tracking.schedule_load import ScheduleSource
 
-        schedule = deps.schedule or ScheduleSource(deps.sessions)
         app.register_blueprint(predictions_blueprint(PredictionsDeps(
-            deps.tracking, schedule, LearnedSource(SegmentDays(deps.sessions), schedule),
-            operation)))
+            deps.tracking, schedule, learned, operation)))
     app.register_blueprint(pages_blueprint())
     app.register_blueprint(openapi_blueprint())
     return app
