@@ -22,6 +22,7 @@ from transit.wire import Position, WireError
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Message:
     """A position or status message as it came off the broker."""
@@ -137,7 +138,8 @@ class PositionIngest:
                 speed = d_speed if speed is None else speed
                 heading = d_heading if heading is None else heading
             fit = matcher.assign(pos.route_id, pos.ts, pos.lat_e6, pos.lon_e6, heading,
-                                 pos.trip_id, prev) if matcher is not None else None
+                                 pos.trip_id, prev, vehicle_id=pos.vehicle_id
+                                 ) if matcher is not None else None
             if fit is not None:
                 on = fit.next_stop
                 record = VehicleRecord(

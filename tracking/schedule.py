@@ -170,6 +170,11 @@ class ScheduledTrip:
     direction_id: int | None
     times: tuple[int | None, ...]
     frequencies: tuple[Frequency, ...] = ()
+    # The trip's own stop_sequence at each of its pattern's stops: trips calling at the
+    # same stops share one pattern (and its learned segment times) however the feed
+    # numbers them, so a TripUpdate must carry the trip's numbers, not the pattern's
+    # (E045/E051). Empty: the pattern's.
+    seqs: tuple[int, ...] = ()
 
     @property
     def feed_trip_id(self) -> str:
@@ -180,6 +185,12 @@ class ScheduledTrip:
     def timed(self) -> bool:
         return bool(self.times) and self.times[0] is not None and \
             self.times[-1] is not None
+
+    def stop_sequence(self, pattern: Pattern, index: int) -> int:
+        """The feed's stop_sequence of this trip at its pattern's stop `index`."""
+        if len(self.seqs) == len(pattern.stops):
+            return self.seqs[index]
+        return pattern.stops[index].seq
 
 
 @dataclass(frozen=True)
@@ -310,7 +321,7 @@ def build_schedule(trips: Sequence[TripRow], stops: Mapping[str, StopRow],
         sched_trips[trip.trip_id] = ScheduledTrip(
             trip.trip_id, trip.route_id, pattern_id, trip.service_id, trip.direction_id,
             tuple(_interpolated([r[2] for r in rows], patterns[pattern_id])),
-            tuple(frequencies.get(trip.trip_id, ())))
+            tuple(frequencies.get(trip.trip_id, ())), tuple(r[0] for r in rows))
     route_patterns: dict[str, list[str]] = {}
     pattern_trips: dict[str, list[str]] = {}
     for p in patterns.values():

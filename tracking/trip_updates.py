@@ -108,7 +108,7 @@ def trip_update_feed(records: Iterable[VehicleRecord], schedule: Schedule,
         for (index, ms), delay in zip(arrivals, delays, strict=True):
             stop = pattern.stops[index]
             update = tu.stop_time_update.add()
-            update.stop_sequence = stop.seq
+            update.stop_sequence = trip.stop_sequence(pattern, index)
             update.stop_id = stop.stop_id
             update.arrival.time = ms // 1000
             if delay is not None:

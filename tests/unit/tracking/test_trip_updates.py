@@ -93,3 +93,25 @@ def test_a_vehicle_without_a_matched_place_is_located_on_its_shape() -> None:
                            None, None)
     feed = trip_update_feed([record], SCHEDULE, SPEED, now)
     assert [u.stop_id for u in feed.entity[0].trip_update.stop_time_update] == ["S3"]
+
+
+def test_each_trip_carries_its_own_stop_sequence_numbers() -> None:
+    # T2 numbers the same stops 1..4: one pattern with T1@2 (10..40), its own numbers
+    schedule = build_schedule(
+        [TripRow("T1@2", "R1", "daily", 0, "Timur", "east"),
+         TripRow("T2", "R1", "daily", 1, "Timur", "east")], STOPS, SHAPES,
+        {"T1@2": [(10 * (i + 1), f"S{i}", None) for i in range(4)],
+         "T2": [(i + 1, f"S{i}", 8 * 3600 + i * 60) for i in range(4)]})
+    assert list(schedule.patterns) == ["T1@2"]
+    static = StaticFeed(
+        agency_ids=STATIC.agency_ids, route_ids=STATIC.route_ids, trips=STATIC.trips,
+        stops=STATIC.stops,
+        stop_times={"T1": STATIC.stop_times["T1"],
+                    "T2": (tuple((i + 1, f"S{i}") for i in range(4)),)})
+    now = AT_8 + 60_000
+    feed = trip_update_feed([bus("B1", "T2", 600, now), bus("B2", "T1@2", 600, now)],
+                            schedule, SPEED, now)
+    seqs = {e.id: [u.stop_sequence for u in e.trip_update.stop_time_update]
+            for e in feed.entity}
+    assert seqs == {"B1": [3, 4], "B2": [30, 40]}
+    assert check(feed, static, now / 1000) == []
