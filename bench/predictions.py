@@ -20,10 +20,12 @@ Errors are against the true arrival at the stop, by how far ahead it was (0-5, 5
 10-20 minutes): the median and the 90th percentile of the absolute error, and the
 count. Goal: at 5-10 minutes, 30 % less median error than the better baseline.
 
-Occupancy, at the same instants: `tracking.occupancy.estimate` from the bus's taps on
-its trip so far, its ride-length curve learned from the previous day's taps by
-next-boarding inference (`rides_of`), against the true load: the mean absolute error
-in riders, beside the naive boardings minus tap-outs.
+Occupancy, at the same instants: `tracking.occupancy.riders_aboard` from the bus's taps
+on its trip so far, its ride-length curve learned from the previous day's taps by
+next-boarding inference (`rides_of`) and, on lines where riders tap out, the line's
+tap-out share learned from the same day (`TapOutShares`), as the gateway does, against
+the true load: the mean absolute error in riders, beside the naive boardings minus
+tap-outs, and on tap-out lines beside shares of 1 and 0.
 """
 
 from __future__ import annotations
@@ -117,14 +119,16 @@ def learn(city: City, days: Sequence[Day]) -> tuple[LearnedTimes, ConstantSpeed,
     return times, speeds, stats.dropped
 
 
-def ride_curve(city: City, day: Day) -> occupancy.RideCurve:
+def ride_curve(city: City, day: Day
+               ) -> tuple[occupancy.RideCurve, occupancy.TapOutShares]:
     """The ride-length curve of one day's taps, by next-boarding inference (and the
-    tap-outs where riders tap out), as the live estimator learns it."""
+    tap-outs where riders tap out), and the routes' tap-out shares, as the live
+    estimator learns them."""
     seen = [occupancy.TapSeen(t.card, t.kind, t.ts_ms, t.vehicle_id,
                               city.pattern(t.pattern_id).route_id, t.lat_e6, t.lon_e6)
             for t in day.taps]
     lengths = occupancy.rides_of(seen, lambda r: city.timetable.patterns_of(r))
-    return occupancy.RideCurve.learned(lengths)
+    return occupancy.RideCurve.learned(lengths), occupancy.TapOutShares.learned(seen)
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -186,25 +190,8 @@ class OccupancyErrors:
     by_kind: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
-def _conditional(boardings: list[occupancy.Boarding], exits: list[occupancy.Exit],
-                 at_m: float, curve: occupancy.RideCurve, share: float) -> float:
-    """Riders aboard on a line where `share` of riders tap out: one who has not
-    tapped out yet is aboard with P(ride longer) / P(not tapped out yet)."""
-    gone = {e.card for e in exits}
-    total = 0.0
-    for b in {b.card: b for b in boardings}.values():
-        if b.card in gone:
-            continue
-        if b.dist_m is None:
-            total += 1.0
-            continue
-        survive = curve.survival(at_m - b.dist_m)
-        total += survive / (survive + (1 - share) * (1 - survive))
-    return total
-
-
 def score(city: City, day: Day, times: LearnedTimes, speeds: ConstantSpeed,
-          curve: occupancy.RideCurve, every_s: int, tap_out_share: dict[str, float],
+          curve: occupancy.RideCurve, every_s: int, shares: occupancy.TapOutShares,
           true_curve: occupancy.RideCurve | None = None
           ) -> tuple[Errors, OccupancyErrors, int]:
     """Every `every_s`, every running bus of `day`: predictions and occupancy scored."""
@@ -272,8 +259,10 @@ def score(city: City, day: Day, times: LearnedTimes, speeds: ConstantSpeed,
                     boardings.append(occupancy.Boarding(t.card, placed[i], t.ts_ms))
                 else:
                     exits.append(occupancy.Exit(t.card, t.ts_ms))
+            # As the gateway does: the route's learned share where riders tap out.
+            share = shares.share(line.route_id) if line.tap_out else 0.0
             est = occupancy.riders_aboard(boardings, exits, float(dist), curve,
-                                          taps_out=line.tap_out)
+                                          tap_out_share=share)
             true = day.load_at(run.trip_id, now)
             occ.estimate.append(abs(est - true))
             occ.naive.append(abs(len(boardings) - len(exits) - true))
@@ -284,14 +273,11 @@ def score(city: City, day: Day, times: LearnedTimes, speeds: ConstantSpeed,
                 best = occupancy.riders_aboard(boardings, exits, float(dist), true_curve)
                 occ.by_kind["no_tap_out_true_curve"].append(abs(best - true))
             if line.tap_out:
-                # The same riders with the curve applied to those not tapped out yet.
-                curved = occupancy.riders_aboard(boardings, exits, float(dist), curve)
-                occ.by_kind["tap_out_with_curve"].append(abs(curved - true))
-                # Or: aboard with the odds that a rider not tapped out yet is still
-                # riding rather than gone without tapping (the line's share tapping out).
-                occ.by_kind["tap_out_conditional"].append(abs(
-                    _conditional(boardings, exits, float(dist), curve,
-                                 tap_out_share.get(line.route_id, 1.0)) - true))
+                # The same riders counted aboard until they tap out (share 1), and with
+                # the curve alone (share 0): what the share adds.
+                for kind, other in (("tap_out_share_1", 1.0), ("tap_out_share_0", 0.0)):
+                    occ.by_kind[kind].append(abs(occupancy.riders_aboard(
+                        boardings, exits, float(dist), curve, tap_out_share=other) - true))
             now += step
     return errors, occ, samples
 
@@ -332,22 +318,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(t.kind == 'exit' for t in test.taps):,} tap-outs")
     t1 = time.monotonic()
     times, speeds, dropped = learn(city, learned_days)
-    curve = ride_curve(city, learned_days[-1])
+    curve, shares = ride_curve(city, learned_days[-1])
     print(f"learned {len(learned_days)} days in {time.monotonic() - t1:.0f} s: "
           f"{len(times.cells):,} (segment, hour) cells, {dropped:,} outliers left out; "
           f"ride-length curve from {curve.samples:,} rides of the last learned day")
     t2 = time.monotonic()
-    entries: dict[str, int] = defaultdict(int)
-    exits: dict[str, int] = defaultdict(int)
-    for t in learned_days[-1].taps:
-        route = city.pattern(t.pattern_id).route_id
-        (entries if t.kind == "entry" else exits)[route] += 1
-    share = {r: exits[r] / n for r, n in entries.items() if n}
     true_curve = occupancy.RideCurve.learned(
         city.pattern(learned_days[-1].run(r.trip_id).pattern_id).stops[r.alight].dist_m
         - city.pattern(learned_days[-1].run(r.trip_id).pattern_id).stops[r.board].dist_m
         for r in learned_days[-1].rides)
-    errors, occ, samples = score(city, test, times, speeds, curve, args.every, share,
+    errors, occ, samples = score(city, test, times, speeds, curve, args.every, shares,
                                  true_curve)
     print(f"scored {samples:,} instants (every {args.every} s per running bus) in "
           f"{time.monotonic() - t2:.0f} s")
@@ -415,11 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ", ".join(f"{k.replace('_', ' ')} lines {statistics.fmean(v):.1f}"
                       for k, v in sorted(occ.by_kind.items()) if k in ("tap_out",
                                                                         "no_tap_out"))
-    if occ.by_kind.get("tap_out_with_curve"):
-        kinds += (f"; on tap-out lines with the curve on riders not tapped out yet "
-                  f"{statistics.fmean(occ.by_kind['tap_out_with_curve']):.1f}, with the "
-                  f"odds of not having tapped out yet "
-                  f"{statistics.fmean(occ.by_kind['tap_out_conditional']):.1f}")
+    if occ.by_kind.get("tap_out_share_1"):
+        tapping = [c[2] / c[1] for c in shares.counts if c[1] and c[2]]
+        kinds += (f"; on tap-out lines (learned share "
+                  f"{min(tapping, default=math.nan):.2f}-{max(tapping, default=math.nan):.2f})"
+                  f" counting riders aboard until they tap out "
+                  f"{statistics.fmean(occ.by_kind['tap_out_share_1']):.1f}, the curve alone "
+                  f"{statistics.fmean(occ.by_kind['tap_out_share_0']):.1f}")
     if occ.by_kind.get("no_tap_out_true_curve"):
         kinds += (f"; on lines without tap-outs with the true curve of every ride "
                   f"{statistics.fmean(occ.by_kind['no_tap_out_true_curve']):.1f}")

@@ -161,9 +161,10 @@ def run_gateway(settings: Settings) -> None:
         taps_out=lambda route_id, ts: core.policy.rule_for(route_id, ts).distance
         is not None)
     deps.occupancy = occupancy.occupancy
-    # Learns each closed service day's segment times from the tracks, at start and hourly
-    # (PostgreSQL: one gateway at a time, by an advisory lock).
-    learner = Learner(core.sessions, schedule)
+    # Learns each closed service day's segment times from the tracks, at start and hourly,
+    # in a child process off this one's GIL (PostgreSQL: one at a time, by an advisory
+    # lock).
+    learner = Learner()
     app = create_app(deps)
     host, port = settings.http_bind
     try:

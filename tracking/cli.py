@@ -83,14 +83,17 @@ def predictions() -> None:
 
 @predictions.command("learn")
 @click.option("--days", type=click.IntRange(min=1, max=366), default=7, show_default=True,
-              help="look back this many closed service days")
+              help="look back this many closed service days (at most the 16 kept)")
+@click.option("--most", type=click.IntRange(min=1), default=None,
+              help="learn at most this many days, the newest first (the gateway: 1)")
 @pass_transit
-def predictions_learn(obj: CommandContext, days: int) -> None:
+def predictions_learn(obj: CommandContext, days: int, most: int | None) -> None:
     """Learn each closed service day of the last --days not learned yet (as every
-    gateway does at start and hourly), one line per day."""
+    gateway does at start and hourly, in a child process), one line per day. Exit
+    status 0 also when another process is learning (it says so); 1 when it cannot."""
     from sqlalchemy.exc import OperationalError
 
-    from tracking.learn import learn_pending
+    from tracking.learn import LearnerBusy, learn_pending
     from tracking.schedule_load import read_schedule
 
     sessions = session_factory(engine(obj))
@@ -100,7 +103,14 @@ def predictions_learn(obj: CommandContext, days: int) -> None:
         if not schedule.patterns:
             raise TransitError("no schedule to learn along: run transit gtfs import FEED "
                                "first")
-        learned = learn_pending(sessions, schedule, int(time.time() * 1000), days)
+        learned = learn_pending(sessions, schedule, int(time.time() * 1000), days,
+                                most=most)
+    except LearnerBusy as busy:
+        for day in busy.learned:
+            click.echo(day.describe())
+        click.echo("another process is learning (it holds the learner's lock): it learns "
+                   "the days pending")
+        return
     except OperationalError as exc:
         raise TransitError(f"cannot read the tracks: {str(exc.orig).strip().splitlines()[0]}"
                            ": is TRANSIT_DATABASE_URL right and the database running?"

@@ -5,7 +5,7 @@ Pure: no I/O, no clock. The live estimator (`tracking.occupancy_live`) feeds it 
 of each vehicle's current trip; the accuracy benchmark feeds it simulated taps and
 compares with the true load. Its entry point is
 
-    estimate(boardings, exits, at_m, curve, capacity, *, taps_out=False) -> Occupancy
+    estimate(boardings, exits, at_m, curve, capacity, *, tap_out_share=0.0) -> Occupancy
 
 - `boardings`: the charged entries made on the vehicle since its trip began, each a
   `Boarding(card, dist_m, ts)`, `dist_m` the metres along the trip's pattern where the
@@ -15,11 +15,15 @@ compares with the true load. Its entry point is
 - `at_m`: how far along the pattern the vehicle is now (None: not known);
 - `curve`: how long rides are (`RideCurve`; `RideCurve.default()` without history);
 - `capacity`: riders the vehicle carries (`DEFAULT_CAPACITY` when not set);
-- `taps_out`: the route is priced by distance, so riders tap out: one who has not is
-  still aboard (the curve is not applied).
+- `tap_out_share`: the share of the route's riders who tap out (`TapOutShares`, learned
+  from the last day's taps) where it is priced by distance; 0 where riders do not tap out.
 
 A rider without a tap-out is aboard with the probability that a ride is longer than the
-distance travelled since they boarded (the curve's survival). The curve is learned from
+distance travelled since they boarded (the curve's survival S) given that they have not
+tapped out: where a share r of riders tap out, one not seen tapping out either still
+rides (S) or left without tapping out ((1 - r)(1 - S)), so is aboard with
+S / (S + (1 - r)(1 - S)) (`aboard_probability`). With r = 0 that is the curve; with
+r = 1 only the tap-outs remove riders. The curve is learned from
 history by next-boarding inference (`inferred_ride_m`): a card's next boarding names the
 stop where it most likely left its previous bus. A card seen boarding another vehicle
 has certainly left this one: the live estimator drops it before calling `estimate`.
@@ -32,7 +36,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from tracking.schedule import Pattern, _metres
+from tracking.domain import approx_metres
+from tracking.schedule import Pattern
 
 DEFAULT_CAPACITY = 80  # contract section 8: a vehicle without `transit vehicles capacity`
 MAX_CAPACITY = 500
@@ -42,6 +47,13 @@ MAX_CAPACITY = 500
 # each sample weighs as much as one of the PRIOR_WEIGHT pseudo-samples of the default.
 DEFAULT_MEAN_RIDE_M = 4000.0
 PRIOR_WEIGHT = 20
+# Until a route's taps say otherwise, 90 % of its riders are taken to tap out where it is
+# priced by distance (most do: a missed tap-out is charged the maximum); the learned
+# share replaces it as boardings come, each weighing as one of SHARE_PRIOR_WEIGHT
+# pseudo-boardings. On the accuracy benchmark (a tenth of riders never tapping out)
+# counting everyone not tapped out as aboard misses by 5.0 riders; with the share, 2.0.
+DEFAULT_TAP_OUT_SHARE = 0.9
+SHARE_PRIOR_WEIGHT = 20
 MAX_SAMPLES = 5000  # a curve keeps at most this many ride lengths (evenly thinned)
 
 # Next-boarding inference: the next boarding must come after the first, within MAX_GAP_MS
@@ -152,8 +164,19 @@ def occupancy_of(riders: float, capacity: int) -> Occupancy:
     return Occupancy(int(round(aboard)), capacity, percentage, status_of(percentage))
 
 
+def aboard_probability(survival: float, tap_out_share: float) -> float:
+    """The probability that a rider not seen tapping out is still aboard, given the
+    curve's `survival` at the distance since they boarded and the route's
+    `tap_out_share`: S / (S + (1 - r)(1 - S))."""
+    s = min(1.0, max(0.0, survival))
+    r = min(1.0, max(0.0, tap_out_share))
+    if r >= 1.0:
+        return 1.0  # everyone taps out: one who has not is aboard
+    return s / (s + (1.0 - r) * (1.0 - s))
+
+
 def riders_aboard(boardings: Sequence[Boarding], exits: Sequence[Exit], at_m: float | None,
-                  curve: RideCurve, *, taps_out: bool = False) -> float:
+                  curve: RideCurve, *, tap_out_share: float = 0.0) -> float:
     """The expected riders aboard (see the module's description).
 
     A card boarding twice counts once, from its latest boarding (a repeat tap, or back on
@@ -170,18 +193,51 @@ def riders_aboard(boardings: Sequence[Boarding], exits: Sequence[Exit], at_m: fl
             del latest[e.card]
     total = 0.0
     for b in latest.values():
-        if taps_out or b.dist_m is None or at_m is None:
+        if b.dist_m is None or at_m is None:
             total += 1.0
         else:
-            total += curve.survival(at_m - b.dist_m)
+            total += aboard_probability(curve.survival(at_m - b.dist_m), tap_out_share)
     return total
 
 
 def estimate(boardings: Sequence[Boarding], exits: Sequence[Exit], at_m: float | None,
-             curve: RideCurve, capacity: int, *, taps_out: bool = False) -> Occupancy:
+             curve: RideCurve, capacity: int, *, tap_out_share: float = 0.0) -> Occupancy:
     """The vehicle's occupancy now, from the taps of its current trip."""
-    return occupancy_of(riders_aboard(boardings, exits, at_m, curve, taps_out=taps_out),
-                        capacity)
+    return occupancy_of(riders_aboard(boardings, exits, at_m, curve,
+                                      tap_out_share=tap_out_share), capacity)
+
+
+@dataclass(frozen=True)
+class TapOutShares:
+    """The share of each route's riders who tap out: riders who tapped out over riders
+    who boarded, blended with `DEFAULT_TAP_OUT_SHARE` by `SHARE_PRIOR_WEIGHT`
+    pseudo-boardings, within 0..1."""
+
+    counts: tuple[tuple[str, int, int], ...] = ()  # (route, boarded, tapped out), sorted
+
+    @classmethod
+    def learned(cls, taps: Iterable[TapSeen]) -> TapOutShares:
+        """The shares of a span of taps (the last day's)."""
+        boarded: dict[str, int] = {}
+        left: dict[str, int] = {}
+        for t in taps:
+            if t.kind == "entry":
+                boarded[t.route_id] = boarded.get(t.route_id, 0) + 1
+            elif t.kind == "exit":
+                left[t.route_id] = left.get(t.route_id, 0) + 1
+        routes = sorted(set(boarded) | set(left))
+        return cls(tuple((r, boarded.get(r, 0), left.get(r, 0)) for r in routes))
+
+    def share(self, route_id: str) -> float:
+        """The route's tap-out share (the default for a route without taps)."""
+        i = bisect.bisect_left(self.counts, (route_id,))
+        if i == len(self.counts) or self.counts[i][0] != route_id:
+            return DEFAULT_TAP_OUT_SHARE
+        _, boarded, left = self.counts[i]
+        # A span cut at its start may hold exits of boardings before it: never above 1.
+        left = min(left, boarded)
+        return (left + SHARE_PRIOR_WEIGHT * DEFAULT_TAP_OUT_SHARE) / (
+            boarded + SHARE_PRIOR_WEIGHT)
 
 
 # -- learning the curve ----------------------------------------------------------------------
@@ -193,6 +249,26 @@ def place(pattern: Pattern, lat_e6: int, lon_e6: int, near_m: float | None = Non
     return where.dist_m if where.offset_m <= ON_PATTERN_M else None
 
 
+# A boarding without a fix (a reader's GPS not ready: lat/lon 0) is placed where the
+# vehicle was, if its position is this close in time to the tap (at 10 m/s, within
+# 300 m); else at the pattern's start.
+VEHICLE_FIX_MS = 30_000
+
+
+def boarding_m(placed: float | None, tap_ts: int, vehicle_m: float | None,
+               vehicle_ts: int) -> float:
+    """Where along the pattern a boarding counts from: where its tap was `placed`; for
+    one not placed (no fix, or off the pattern) the vehicle's `vehicle_m` when that
+    position is within `VEHICLE_FIX_MS` of the tap, else 0 (the trip's start). Counted
+    as a full rider until the trip changed, such a boarding made every bus look fuller
+    for hours; from the start, the ride-length curve applies to it as to the others."""
+    if placed is not None:
+        return placed
+    if vehicle_m is not None and abs(tap_ts - vehicle_ts) <= VEHICLE_FIX_MS:
+        return vehicle_m
+    return 0.0
+
+
 def alighting_m(pattern: Pattern, board_m: float, lat_e6: int, lon_e6: int
                 ) -> tuple[float, float] | None:
     """Where along `pattern` a rider who boarded at `board_m` most likely left, given
@@ -202,7 +278,7 @@ def alighting_m(pattern: Pattern, board_m: float, lat_e6: int, lon_e6: int
     for stop in pattern.stops:
         if stop.dist_m <= board_m:
             continue
-        d = _metres(stop.lat_e6, stop.lon_e6, lat_e6, lon_e6)
+        d = approx_metres(stop.lat_e6, stop.lon_e6, lat_e6, lon_e6)
         if d <= NEAR_M and (best is None or d < best[0]):
             best = (d, stop.dist_m)
     return best

@@ -129,6 +129,9 @@ class SegmentDay(Base):
     Predictions combine the last days' rows; a day is learned once, after it ends."""
 
     __tablename__ = "segment_days"
+    # Predictions read, and the learner prunes, by day (`WHERE day >= since`): without
+    # this the primary key, which starts with the pattern, makes both scan the table.
+    __table_args__ = (Index("ix_segment_days_day", "day"),)
 
     pattern_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     from_index: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0 = first stop

@@ -58,6 +58,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('pattern_id', 'from_index', 'hour', 'day',
                             name=op.f('pk_segment_days'))
     )
+    op.create_index('ix_segment_days_day', 'segment_days', ['day'], unique=False)
     op.create_table('learned_days',
     sa.Column('day', sa.String(length=10), nullable=False),
     sa.Column('learned_ms', sa.BigInteger(), nullable=False),

@@ -3,6 +3,9 @@ outliers left out, and the day learned into the database once."""
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,12 +16,17 @@ from ledger.adapters.db import Base, make_engine, session_factory
 from tracking.adapters.models import LearnedDay, SegmentDay, vehicle_positions
 from tracking.learn import (
     GAP_MS,
+    KEEP_DAYS,
     LEFT_M,
+    Learner,
+    SegmentDays,
     SegmentStats,
     closed_days,
+    learn_command,
     learn_day,
     learn_pending,
     passages,
+    pending_days,
 )
 from tracking.schedule import Schedule, StopRow, TripRow, build_schedule
 
@@ -153,11 +161,14 @@ def test_a_day_of_positions_is_learned_once_and_again_replaces_it(sessions) -> N
     with sessions() as session:
         got = {(r.from_index, r.hour): (r.n, r.sum_ms // r.n)
                for r in session.scalars(select(SegmentDay))}
+        (pattern_id,) = set(session.scalars(select(SegmentDay.pattern_id)))
         assert session.get(LearnedDay, "2026-12-01").passages == 12
     assert got[(0, 8)][0] == 2 and got[(2, 17)][0] == 1
     assert all(49_000 <= mean <= 51_000 for _n, mean in got.values())
 
     now = SCHEDULE.day_start_ms(DAY + timedelta(days=2)) + 7_200_000
+    # A gateway stopping learns no further day.
+    assert learn_pending(sessions, SCHEDULE, now, days=2, stopping=lambda: True) == []
     done = learn_pending(sessions, SCHEDULE, now, days=2)
     assert [d.day for d in done] == ["2026-12-02"]  # 1 December is learned already
     assert learn_pending(sessions, SCHEDULE, now, days=2) == []
@@ -165,6 +176,19 @@ def test_a_day_of_positions_is_learned_once_and_again_replaces_it(sessions) -> N
     assert again is not None and again.rows == learned.rows
     with sessions() as session:
         assert len(session.scalars(select(SegmentDay)).all()) == learned.rows
+
+    # What predictions read: the rows of the days since, summed per segment and hour.
+    with sessions.begin() as session:
+        session.add(SegmentDay(pattern_id=pattern_id, from_index=0, hour=8, day="2026-11-30",
+                               n=3, sum_ms=3 * 40_000, sumsq_s=3 * 1600))
+    summed = {(r.from_index, r.hour): (r.n, r.sum_ms)
+              for r in SegmentDays(sessions)("2026-11-30")}
+    n, total = got[(0, 8)][0], got[(0, 8)][0] * got[(0, 8)][1]
+    assert summed[(0, 8)][0] == n + 3
+    assert abs(summed[(0, 8)][1] - (total + 120_000)) < n  # got keeps the mean, floored
+    assert {k: v[0] for k, v in summed.items() if k != (0, 8)} == {
+        k: v[0] for k, v in got.items() if k != (0, 8)}
+    assert SegmentDays(sessions)("2026-12-03") == []
 
 
 def test_the_terminal_at_the_shapes_end_is_passed_on_arriving() -> None:
@@ -179,3 +203,56 @@ def test_the_terminal_at_the_shapes_end_is_passed_on_arriving() -> None:
     passed = passages(pattern, points)
     assert [i for i, _ in passed] == [0, 1, 2, 3]
     assert passed[-1][1] == pytest.approx((pattern.length_m - LEFT_M) * 100, abs=600)
+
+
+def test_pending_days_skip_the_learned_and_those_not_kept_and_take_the_newest() -> None:
+    now = SCHEDULE.day_start_ms(DAY + timedelta(days=1)) + 7_200_000
+    labels = [d.isoformat() for d in pending_days(SCHEDULE, now, 30, {"2026-11-30"})]
+    assert labels[-2:] == ["2026-11-29", "2026-12-01"]
+    assert len(labels) == KEEP_DAYS - 1  # back to today - KEEP_DAYS, one learned already
+    assert labels[0] == (DAY + timedelta(days=1 - KEEP_DAYS)).isoformat()
+    assert pending_days(SCHEDULE, now, 30, set(), most=1) == [DAY]
+
+
+def test_learning_a_day_removes_the_rows_older_than_those_kept(sessions) -> None:  # type: ignore[no-untyped-def]
+    old = (DAY - timedelta(days=KEEP_DAYS)).isoformat()
+    kept = (DAY - timedelta(days=KEEP_DAYS - 2)).isoformat()
+    with sessions.begin() as session:
+        for day in (old, kept):
+            session.add(SegmentDay(pattern_id="p", from_index=0, hour=8, day=day, n=1,
+                                   sum_ms=1000, sumsq_s=1))
+            session.add(LearnedDay(day=day, learned_ms=0, passages=0))
+    now = SCHEDULE.day_start_ms(DAY + timedelta(days=1)) + 7_200_000
+    assert [d.day for d in learn_pending(sessions, SCHEDULE, now, days=1)] == [DAY.isoformat()]
+    with sessions() as session:
+        assert set(session.scalars(select(SegmentDay.day))) == {kept}
+        assert set(session.scalars(select(LearnedDay.day))) == {kept, DAY.isoformat()}
+
+
+def test_the_gateways_learner_runs_its_command_in_a_child_and_logs_its_lines(
+        caplog: pytest.LogCaptureFixture) -> None:
+    said = "import sys; print('2026-12-01: 12 stop passages'); sys.exit(0)"
+    learner = Learner([sys.executable, "-c", said], env={})
+    with caplog.at_level(logging.INFO, logger="tracking.learn"):
+        assert learner.run_once() == 0
+    assert "learner: 2026-12-01: 12 stop passages" in caplog.text
+    failing = Learner([sys.executable, "-c", "import sys; sys.exit('error: no database')"])
+    with caplog.at_level(logging.INFO, logger="tracking.learn"):
+        assert failing.run_once() == 1
+    assert "exit status 1: error: no database" in caplog.text
+    assert learn_command(7)[1:] == ["-m", "transit", "predictions", "learn", "--days", "7",
+                                    "--most", "1"]
+
+
+def test_stopping_the_learner_ends_its_child() -> None:
+    learner = Learner([sys.executable, "-c", "import time; time.sleep(60)"], every_s=3600)
+    learner.start()
+    deadline = time.monotonic() + 10
+    while learner._child is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child = learner._child
+    assert child is not None
+    started = time.monotonic()
+    learner.stop()
+    assert child.poll() is not None and time.monotonic() - started < 10
+    assert learner.run_once() is None  # stopped: runs no more

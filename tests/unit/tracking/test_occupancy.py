@@ -12,11 +12,16 @@ import pytest
 from tracking.occupancy import (
     DEFAULT_CAPACITY,
     DEFAULT_MEAN_RIDE_M,
+    DEFAULT_TAP_OUT_SHARE,
     MAX_GAP_MS,
+    VEHICLE_FIX_MS,
     Boarding,
     Exit,
     RideCurve,
+    TapOutShares,
     TapSeen,
+    aboard_probability,
+    boarding_m,
     estimate,
     inferred_ride_m,
     occupancy_of,
@@ -119,10 +124,66 @@ def test_riders_without_a_tap_out_leave_as_the_curve_says() -> None:
     boardings = [Boarding("a", 0.0, 1), Boarding("b", 4000.0, 2), Boarding("c", 8000.0, 3)]
     got = riders_aboard(boardings, [], 8000.0, curve)
     assert got == pytest.approx(math.exp(-2) + math.exp(-1) + 1.0)
-    # Where riders tap out (a distance route), who has not is still aboard.
-    assert riders_aboard(boardings, [], 8000.0, curve, taps_out=True) == 3.0
+    # Where every rider taps out, who has not is still aboard.
+    assert riders_aboard(boardings, [], 8000.0, curve, tap_out_share=1.0) == 3.0
     # Not knowing where the bus is, nobody is taken off.
     assert riders_aboard(boardings, [], None, curve) == 3.0
+
+
+def test_where_everyone_taps_out_only_the_tap_outs_count() -> None:
+    for survival in (0.0, 1e-9, 0.3, 1.0):
+        assert aboard_probability(survival, 1.0) == 1.0
+    boardings = [Boarding("a", 0.0, 1), Boarding("b", 0.0, 2)]
+    got = riders_aboard(boardings, [Exit("a", 5)], 50_000.0, RideCurve.default(),
+                        tap_out_share=1.0)
+    assert got == 1.0  # b, 50 km on, has not tapped out: aboard
+
+
+def test_where_nobody_taps_out_the_curve_alone_counts() -> None:
+    curve = RideCurve.learned([1000.0, 3000.0, 5000.0, 7000.0] * 10)
+    for travelled in (0.0, 2000.0, 6000.0, 20_000.0):
+        assert aboard_probability(curve.survival(travelled), 0.0) == pytest.approx(
+            curve.survival(travelled))
+    boardings = [Boarding("a", 0.0, 1), Boarding("b", 4000.0, 2)]
+    assert riders_aboard(boardings, [], 8000.0, curve, tap_out_share=0.0) == pytest.approx(
+        curve.survival(8000) + curve.survival(4000))
+
+
+def test_past_the_usual_ride_a_rider_of_a_tap_out_route_is_likely_still_aboard() -> None:
+    curve = RideCurve.default()
+    # Twice the mean ride: 13.5 % of rides are longer, but on a route where 90 % tap out
+    # the riders gone without tapping out are fewer still (a tenth of the 86.5 %).
+    s = curve.survival(8000)
+    p = aboard_probability(s, DEFAULT_TAP_OUT_SHARE)
+    assert p == pytest.approx(s / (s + 0.1 * (1 - s)))
+    assert 0.6 < p < 0.62 and p > 4 * s
+    # The more riders tap out, the likelier one not seen tapping out is aboard.
+    shares = [0.0, 0.5, 0.8, 0.9, 0.99, 1.0]
+    odds = [aboard_probability(s, r) for r in shares]
+    assert odds == sorted(odds) and odds[0] == pytest.approx(s) and odds[-1] == 1.0
+    got = estimate([Boarding("a", 0.0, 1)], [], 8000.0, curve, 10,
+                   tap_out_share=DEFAULT_TAP_OUT_SHARE)
+    assert (got.riders, got.percentage) == (1, 6)
+    # Out of range, it is held within 0..1.
+    assert aboard_probability(s, 1.7) == 1.0
+    assert aboard_probability(s, -0.3) == pytest.approx(s)
+
+
+def test_tap_out_shares_are_learned_per_route_from_a_prior() -> None:
+    def tap(card: str, kind: str, route: str) -> TapSeen:
+        return TapSeen(card, kind, 0, "V1", route, *north(1))
+
+    taps = [tap(f"a{i}", "entry", "A") for i in range(80)]
+    taps += [tap(f"a{i}", "exit", "A") for i in range(40)]  # half of A's riders tap out
+    taps += [tap(f"b{i}", "entry", "B") for i in range(5)]
+    taps += [tap("x", "exit", "C")] * 3  # exits without their boardings: never above 1
+    shares = TapOutShares.learned(taps)
+    assert shares.share("A") == pytest.approx((40 + 20 * 0.9) / (80 + 20))
+    assert shares.share("B") == pytest.approx((0 + 20 * 0.9) / (5 + 20))  # few: the prior
+    assert shares.share("C") == pytest.approx(0.9)
+    assert shares.share("unseen") == DEFAULT_TAP_OUT_SHARE == TapOutShares().share("A")
+    many = TapOutShares.learned([tap(f"m{i}", "entry", "M") for i in range(100_000)])
+    assert many.share("M") < 0.001  # the data outweighs the prior
 
 
 def test_estimate_is_the_occupancy_of_the_riders_aboard() -> None:
@@ -361,3 +422,77 @@ def test_the_vehicle_feed_carries_the_occupancy() -> None:
     assert v1.occupancy_status == gtfs_realtime_pb2.VehiclePosition.CRUSHED_STANDING_ROOM_ONLY
     assert v1.occupancy_percentage == 90
     assert not v2.HasField("occupancy_status") and not v2.HasField("occupancy_percentage")
+
+
+def test_live_learns_each_routes_tap_out_share_and_applies_it_where_riders_tap_out() -> None:
+    taps, fleet, clock = FakeTaps(), FakeVehicles(), Clock()
+    yesterday = T0 - 20 * 3_600_000  # in the day learned from, before the hours read
+    for i in range(60):
+        taps.add(f"y{i}", "V7", 1.0, yesterday + i)
+    for i in range(20):  # a third of them tapped out, 3 km on
+        taps.add(f"y{i}", "V7", 4.0, yesterday + 600_000 + i, kind="exit")
+    for tapping, bus in ((True, "V1"), (False, "V2")):
+        fleet.records.clear()
+        fleet.at(bus, 1.0, clock.ms)
+        est = live(taps, fleet, clock, {bus: 1}, taps_out=tapping)
+        est.tick()
+        share = est.shares.share("R1")
+        boarded = sum(r.kind == "entry" for r in taps.rows)  # 60, then 61
+        assert share == pytest.approx((20 + 20 * 0.9) / (boarded + 20))
+        taps.add(f"a-{bus}", bus, 1.0, clock.ms + 1000)
+        clock.ms += 10_000
+        est.tick()
+        fleet.at(bus, 6.0, clock.ms + 600_000)  # 5 km on, no tap-out
+        clock.ms += 600_000
+        est.tick()
+        s = est.curve.survival(5000)
+        expected = aboard_probability(s, share) if tapping else s
+        # A capacity of one rider: the percentage is the rider's odds of being aboard.
+        assert est.occupancy(bus).percentage == round(100 * expected)  # type: ignore[union-attr]
+    assert aboard_probability(s, share) > s + 0.05  # the share made a difference
+
+
+def test_a_tick_recomputes_only_the_vehicles_whose_taps_or_position_changed() -> None:
+    taps, fleet, clock = FakeTaps(), FakeVehicles(), Clock()
+    est = live(taps, fleet, clock, {"V1": 1})
+    fleet.at("V1", 1.0, T0)
+    fleet.at("V2", 1.0, T0, trip="T2")
+    taps.add("a", "V1", 1.0, T0 - 1000)
+    taps.add("b", "V2", 1.0, T0 - 1000)
+    est.tick()
+    assert est.estimated == 2
+    taps.add("c", "V1", 1.0, T0 + 1000)
+    clock.ms += 2000
+    est.tick()
+    assert est.estimated == 1 and est.occupancy("V1").percentage == 200  # type: ignore[union-attr]
+    fleet.at("V2", 1.01, T0 + 4000, trip="T2")  # 10 m: the same estimate
+    clock.ms += 2000
+    est.tick()
+    assert est.estimated == 0
+    fleet.at("V2", 5.0, T0 + 6000, trip="T2")  # 4 km on
+    clock.ms += 2000
+    est.tick()
+    assert est.estimated == 1 and est.occupancy("V2").riders == 0  # type: ignore[union-attr]
+    clock.ms += 60_000  # nothing new, but every estimate is made again within a minute
+    est.tick()
+    assert est.estimated == 2
+
+
+def test_a_boarding_without_a_fix_counts_from_where_the_bus_was() -> None:
+    assert boarding_m(1200.0, T0, 5000.0, T0) == 1200.0  # placed: where it was made
+    assert boarding_m(None, T0, 5000.0, T0 - VEHICLE_FIX_MS) == 5000.0
+    assert boarding_m(None, T0, 5000.0, T0 - VEHICLE_FIX_MS - 1) == 0.0  # trip's start
+    assert boarding_m(None, T0, None, T0) == 0.0
+    taps, fleet, clock = FakeTaps(), FakeVehicles(), Clock()
+    est = live(taps, fleet, clock, {"V1": 1})
+    fleet.at("V1", 1.0, T0)
+    est.tick()
+    taps.rows.append(Row("nofix", T0 + 1000, "V1", "R1", "a", "entry", T0 + 1000, 0, 0))
+    clock.ms += 2000
+    est.tick()
+    assert est.occupancy("V1").percentage == 100  # type: ignore[union-attr]
+    fleet.at("V1", 5.0, T0 + 400_000)  # 4 km on: the curve applies to it as to any
+    clock.ms = T0 + 402_000
+    est.tick()
+    assert est.occupancy("V1").percentage == round(  # type: ignore[union-attr]
+        100 * est.curve.survival(4000))
