@@ -23,6 +23,7 @@ from tracking.domain import state
 from tracking.occupancy import STATUSES as OCCUPANCY_STATUSES
 from tracking.occupancy import Occupancy
 from tracking.realtime import StaticIds, vehicle_feed
+from tracking.schedule import Schedule
 from tracking.services import (
     DeviceRoster,
     Network,
@@ -32,6 +33,7 @@ from tracking.services import (
 )
 from tracking.store import TrackingStore, VehicleRecord
 from tracking.streams import Refusal, StreamSlots
+from tracking.trip_updates import trip_start
 
 STATIC = Path(__file__).with_name("static")
 NPM_LEAFLET = Path(__file__).with_name("web") / "node_modules" / "leaflet" / "dist"
@@ -217,6 +219,9 @@ class TrackingDeps:
     known: Callable[[], StaticIds] | None = None
     # A vehicle's occupancy estimated from its taps (`tracking.occupancy_live`).
     occupancy: Callable[[str], Occupancy | None] | None = None
+    # The schedule (`tracking.schedule_load.ScheduleSource`): which run of a frequency
+    # trip a vehicle is on, for the feed's start_time.
+    schedule: Callable[[], Schedule] | None = None
 
 
 def vehicle_json(r: VehicleRecord, now_ms: int, deps: TrackingDeps) -> dict[str, Any]:
@@ -353,14 +358,20 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
                responses={200: {"application/x-protobuf": BINARY, JSON: FEED_JSON}},
                errors=(400,),
                description="A GTFS-Realtime 2.0 FeedMessage of every vehicle heard from in "
-                           "the last 10 minutes.")
+                           "the last 10 minutes. A vehicle on a run of a trip from "
+                           "frequencies.txt carries the run's start_time, and is "
+                           "UNSCHEDULED where the frequency has exact_times=0.")
     def gtfs_rt() -> Response:
         wanted = request.args.get("format", "protobuf")
         if wanted not in FEED_FORMATS:
             abort(400, f"format must be one of {', '.join(FEED_FORMATS)}")
+        # Cached by the source: only a gateway's very first read waits on the database.
+        schedule = None if deps.schedule is None else deps.schedule()
         feed = vehicle_feed(deps.store.vehicles(), max_age_s=deps.offline_after_s,
                             known=None if deps.known is None else deps.known(),
-                            occupancy=deps.occupancy)
+                            occupancy=deps.occupancy,
+                            starts=None if schedule is None
+                            else lambda r: trip_start(r, schedule))
         if wanted == "json":
             from google.protobuf.json_format import MessageToDict
 

@@ -39,6 +39,37 @@ class StaticIds:
 
 
 @dataclass(frozen=True)
+class TripStart:
+    """Which run of a trip from frequencies.txt a vehicle is on: its departure from the
+    first stop (seconds of the service day; None when it cannot be told) and whether the
+    frequency keeps exact times (`exact_times=1`)."""
+
+    start_s: int | None
+    exact_times: bool
+
+
+def gtfs_time(seconds: int) -> str:
+    """Seconds of a service day as GTFS writes them, HH:MM:SS (past 24:00:00 for a run
+    after midnight)."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def describe_run(trip: gtfs_realtime_pb2.TripDescriptor, start: TripStart | None) -> None:
+    """A trip descriptor's `schedule_relationship` and `start_time`: a run of a
+    frequency trip is named by its start_time (the GTFS-Realtime specification), and one
+    of `exact_times=0` is UNSCHEDULED (the validator's E013), one of `exact_times=1`
+    SCHEDULED at a departure on its headway (E019)."""
+    if start is None:
+        trip.schedule_relationship = gtfs_realtime_pb2.TripDescriptor.SCHEDULED
+        return
+    trip.schedule_relationship = gtfs_realtime_pb2.TripDescriptor.SCHEDULED \
+        if start.exact_times else gtfs_realtime_pb2.TripDescriptor.UNSCHEDULED
+    if start.start_s is not None:
+        trip.start_time = gtfs_time(start.start_s)
+
+
+@dataclass(frozen=True)
 class FeedAlert:
     """What the Alerts feed says of one alert: texts as (language, text) pairs,
     Indonesian first; informed entities as (field, id) pairs, the field one of
@@ -62,7 +93,8 @@ def _header(feed: gtfs_realtime_pb2.FeedMessage, now_ms: int) -> None:
 
 def vehicle_feed(records: list[VehicleRecord], now_ms: int | None = None,
                  max_age_s: float = 600.0, known: StaticIds | None = None,
-                 occupancy: Callable[[str], Occupancy | None] | None = None
+                 occupancy: Callable[[str], Occupancy | None] | None = None,
+                 starts: Callable[[VehicleRecord], TripStart | None] | None = None
                  ) -> gtfs_realtime_pb2.FeedMessage:
     """A FULL_DATASET feed of every vehicle heard from in the last `max_age_s` seconds.
 
@@ -70,7 +102,9 @@ def vehicle_feed(records: list[VehicleRecord], now_ms: int | None = None,
     entity later than it: a position from a clock running ahead is dated now. With
     `known`, a route, trip or stop the static feed does not have is left out, and so is
     a trip of another route than the vehicle's. With `occupancy`, each vehicle carries
-    its `occupancy_status` and `occupancy_percentage` where it has an estimate.
+    its `occupancy_status` and `occupancy_percentage` where it has an estimate. With
+    `starts`, a vehicle on a trip run by frequency carries the run's `start_time` and
+    its schedule_relationship (`describe_run`).
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     recent = [r for r in records
@@ -88,7 +122,7 @@ def vehicle_feed(records: list[VehicleRecord], now_ms: int | None = None,
             vp.trip.route_id = route_id
         if trip_id:
             vp.trip.trip_id = trip_id
-            vp.trip.schedule_relationship = gtfs_realtime_pb2.TripDescriptor.SCHEDULED
+            describe_run(vp.trip, None if starts is None else starts(r))
             if r.start_date:
                 vp.trip.start_date = r.start_date
             direction = known.directions.get((trip_id, r.route_id)) if known else None

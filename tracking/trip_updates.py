@@ -6,13 +6,18 @@ Pure: the vehicles, the schedule and the travel times are handed in. What a cons
 checks of it (the MobilityData validator's TripUpdates rules) shapes it: the feed's own
 trip ids (not a reused id's stored `ID@n`), stops in `stop_sequence` order with arrival
 times strictly increasing in whole seconds, every stop one of the trip's, no timestamp
-after the header's.
+after the header's. A run of a trip from frequencies.txt is named by its `start_time`
+(`trip_start`), UNSCHEDULED for `exact_times=0`; a vehicle whose service date is not
+known gives no delays (a trip past 24:00 would be a day off), and on a frequency trip no
+entity at all (its run cannot be named).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
 from google.transit import gtfs_realtime_pb2
@@ -25,22 +30,85 @@ from tracking.predict import (
     recent_pace,
     scheduled_ms,
 )
-from tracking.realtime import MAX_AHEAD_MS, VERSION
-from tracking.schedule import Pattern, Schedule, ScheduledTrip
+from tracking.realtime import MAX_AHEAD_MS, VERSION, TripStart, describe_run
+from tracking.schedule import Frequency, Pattern, Schedule, ScheduledTrip
 from tracking.store import VehicleRecord
 
 LIVE_S = 90.0  # a vehicle not heard from for longer is stale: no predictions from it
 OFF_SHAPE_M = 200.0  # a vehicle further from its trip's shape is not running it now
 
 
-def _start_date(record: VehicleRecord, schedule: Schedule, now_ms: int) -> date:
-    """The service date of the vehicle's trip: as matched, else the local day now."""
-    if record.start_date and len(record.start_date) == 8 and record.start_date.isdigit():
-        try:
-            return datetime.strptime(record.start_date, "%Y%m%d").date()
-        except ValueError:
-            pass
-    return datetime.fromtimestamp(now_ms / 1000, schedule.zone).date()
+def _start_date(record: VehicleRecord) -> date | None:
+    """The service date of the vehicle's trip as matched; None when it has none (the
+    local day now would put a trip past 24:00 a day off)."""
+    if not (record.start_date and len(record.start_date) == 8
+            and record.start_date.isdigit()):
+        return None
+    try:
+        return datetime.strptime(record.start_date, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def frequency_start(frequencies: Sequence[Frequency], target_s: float
+                    ) -> tuple[Frequency, int] | None:
+    """The departure of the frequency windows nearest to `target_s` (seconds of the
+    service day), and its window: a window runs at `start_s + k * headway_s` before its
+    `end_s` (as `tracking.matching` assigns a frequency trip)."""
+    best: tuple[Frequency, int] | None = None
+    for f in frequencies:
+        if f.headway_s <= 0 or f.end_s <= f.start_s:
+            continue
+        last_k = max(0, math.ceil((f.end_s - f.start_s) / f.headway_s) - 1)
+        k = min(last_k, max(0, round((target_s - f.start_s) / f.headway_s)))
+        start = f.start_s + k * f.headway_s
+        if best is None or abs(start - target_s) < abs(best[1] - target_s):
+            best = (f, start)
+    return best
+
+
+def _template_s(trip: ScheduledTrip, pattern: Pattern, dist_m: float) -> int | None:
+    """The trip's template time (s) at `dist_m`, interpolated between its stops."""
+    times = trip.times
+    if len(times) != len(pattern.stops) or not times or times[0] is None:
+        return None
+    i = bisect.bisect_right([s.dist_m for s in pattern.stops], dist_m)
+    if i == 0:
+        return times[0]
+    if i >= len(times):
+        return times[-1]
+    t0, t1 = times[i - 1], times[i]
+    if t0 is None or t1 is None:
+        return t0 if t0 is not None else t1
+    span = pattern.stops[i].dist_m - pattern.stops[i - 1].dist_m
+    f = (dist_m - pattern.stops[i - 1].dist_m) / span if span > 0 else 0.0
+    return int(round(t0 + f * (t1 - t0)))
+
+
+def trip_start(record: VehicleRecord, schedule: Schedule) -> TripStart | None:
+    """Which run of a frequency trip the vehicle is on (None: its trip is not one): the
+    departure of its windows that would be where the vehicle is at its position's time,
+    on its service date. The record keeps no departure, and this is the run the matcher
+    chose it by."""
+    trip = schedule.trips.get(record.trip_id or "")
+    if trip is None or not trip.frequencies:
+        return None
+    exact = trip.frequencies[0].exact_times
+    pattern = schedule.patterns.get(trip.pattern_id)
+    day = _start_date(record)
+    if pattern is None or day is None:
+        return TripStart(None, exact)
+    dist = _where(record, pattern)
+    here = None if dist is None else _template_s(trip, pattern, dist)
+    first = trip.times[0] if trip.times else None
+    if here is None or first is None:
+        return TripStart(None, exact)
+    target = (record.ts - schedule.day_start_ms(day)) / 1000 - (here - first)
+    found = frequency_start(trip.frequencies, target)
+    if found is None:
+        return TripStart(None, exact)
+    window, start = found
+    return TripStart(start, window.exact_times)
 
 
 def _where(record: VehicleRecord, pattern: Pattern) -> float | None:
@@ -91,17 +159,22 @@ def trip_update_feed(records: Iterable[VehicleRecord], schedule: Schedule,
         arrivals = predict_arrivals(pattern, dist, now_ms, times, pace)
         if not arrivals:
             continue
-        start = _start_date(r, schedule, now_ms)
-        delays = delays_s(arrivals, scheduled_ms(schedule, trip, start))
+        start = _start_date(r)
+        run = trip_start(r, schedule)
+        if run is not None and (start is None or run.start_s is None):
+            continue  # a run of a frequency trip that cannot be named (E006)
+        delays = [None] * len(arrivals) if start is None else delays_s(
+            arrivals, scheduled_ms(schedule, trip, start))
         entity = feed.entity.add()
         entity.id = r.vehicle_id
         tu = entity.trip_update
         tu.trip.trip_id = trip.feed_trip_id
         tu.trip.route_id = trip.route_id
-        tu.trip.start_date = start.strftime("%Y%m%d")
+        if start is not None:
+            tu.trip.start_date = start.strftime("%Y%m%d")
         if trip.direction_id is not None:
             tu.trip.direction_id = trip.direction_id
-        tu.trip.schedule_relationship = gtfs_realtime_pb2.TripDescriptor.SCHEDULED
+        describe_run(tu.trip, run)
         tu.vehicle.id = r.vehicle_id
         tu.vehicle.label = r.vehicle_id
         tu.timestamp = min(r.ts, now_ms) // 1000

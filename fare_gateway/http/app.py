@@ -160,7 +160,7 @@ def create_app(deps: ApiDeps) -> Flask:
             service_date=lambda ms: policy.service_date(ms).isoformat(),
             service_day_start=policy.service_day_start_ms,
             stopping=deps.stopping, silent_after_s=deps.validator_silent_s,
-            known=FeedIds(deps.sessions), occupancy=deps.occupancy)))
+            known=FeedIds(deps.sessions), occupancy=deps.occupancy, schedule=schedule)))
         app.register_blueprint(tracks_blueprint(TracksDeps(deps.sessions, require, operation)))
         app.register_blueprint(alerts_blueprint(AlertsDeps(
             deps.sessions, deps.ledger.fingerprints, current_actor, require, operation,

@@ -7,6 +7,7 @@ of its own and bad input never reaches the client as a 500.
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 # Headers of Werkzeug's own errors worth keeping on ours (405 says which methods exist).
@@ -48,6 +49,19 @@ def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
         for name, value in exc.get_headers():
             if name in KEPT_HEADERS:
                 resp.headers[name] = value
+        return resp
+
+    @app.errorhandler(DBAPIError)
+    def _database_away(exc: DBAPIError) -> Response:
+        # The database not answering is the surroundings, not a bug: say so, and when.
+        if not exc.connection_invalidated and not isinstance(
+                exc.orig, ConnectionError) and "connect" not in str(exc.orig).lower():
+            return _unexpected(exc)
+        app.logger.warning("database unavailable: %s", str(exc.orig).splitlines()[0]
+                           if str(exc.orig) else type(exc.orig).__name__)
+        resp = error_response(503, "database_unavailable",
+                              "the database does not answer; try again shortly")
+        resp.headers["Retry-After"] = "5"
         return resp
 
     @app.errorhandler(Exception)

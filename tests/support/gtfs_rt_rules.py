@@ -13,7 +13,9 @@ trip within 200 m of the trip's shape (E029).
 TripUpdates are checked for their trips (E003, E004, E024, E035), their stops (E011,
 E015, and E045/E051 against the trip's own stop_times), their order (E002, E036, E037),
 their times (E001, E022, E025, and the entity timestamp's E012/E050), the fields a
-stop_time_update must carry (E040, E043, E044) and start_date (E021).
+stop_time_update must carry (E040, E043, E044) and start_date (E021). A trip run by
+frequencies.txt, in either feed, is checked for its schedule_relationship (E013) and
+start_time (E019, and E020 for any start_time).
 
 The static feed is read straight from its zip, not through the code under test.
 """
@@ -24,6 +26,7 @@ import csv
 import functools
 import io
 import math
+import re
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -51,12 +54,17 @@ RULES = {r.code: r for r in (
     Rule("E011", ERROR, "GTFS-rt stop_id does not exist in GTFS data"),
     Rule("E012", ERROR, "Header timestamp should be greater than or equal to all other "
                         "timestamps"),
+    Rule("E013", ERROR, "Frequency type 0 trip schedule_relationship should be "
+                        "UNSCHEDULED or empty"),
     Rule("E015", ERROR, "All stop_ids referenced in GTFS-rt TripUpdates and "
                         "VehiclePositions feeds must have the location_type = 0"),
     Rule("E016", ERROR, "trip_ids with schedule_relationship ADDED must not be in GTFS data"),
     Rule("E017", ERROR, "GTFS-rt content changed but has the same header timestamp"),
     Rule("E018", ERROR, "GTFS-rt header timestamp decreased between two sequential "
                         "iterations"),
+    Rule("E019", ERROR, "GTFS-rt frequency type 1 trip start_time must be a multiple of "
+                        "GTFS headway_secs later than GTFS start_time"),
+    Rule("E020", ERROR, "Invalid start_time format"),
     Rule("E024", ERROR, "trip direction_id does not match GTFS data"),
     Rule("E026", ERROR, "Invalid vehicle position"),
     Rule("E027", ERROR, "Invalid vehicle bearing"),
@@ -115,6 +123,8 @@ TRIP_BUFFER_M = 200.0  # E029
 # a small counter far below.
 POSIX_RANGE = (946_684_800, 4_102_444_800)  # 2000-01-01 .. 2100-01-01
 EARTH_M = 6_371_008.8
+# E020: HH:MM:SS, the hours past 24 for a trip after midnight of its service day.
+START_TIME = re.compile(r"(\d{2,3}):([0-5]\d):([0-5]\d)")
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,9 @@ class StaticFeed:
     # trip_id -> each trip's (stop_sequence, stop_id) in order, as `trips` (a reused id's
     # rows numbered from the start again are the next trip of that id)
     stop_times: dict[str, tuple[tuple[tuple[int, str], ...], ...]] = field(
+        default_factory=dict)
+    # trip_id -> its frequencies.txt windows: (start_s, end_s, headway_s, exact_times)
+    frequencies: dict[str, tuple[tuple[int, int, int, bool], ...]] = field(
         default_factory=dict)
 
     @functools.cached_property
@@ -206,6 +219,11 @@ def static_feed(path: Path) -> StaticFeed:
             if not blocks_t or row[0] <= blocks_t[-1][-1][0]:
                 blocks_t.append([])
             blocks_t[-1].append(row)
+        windows: dict[str, tuple[tuple[int, int, int, bool], ...]] = {}
+        for r in _rows(z, "frequencies.txt"):
+            windows[r["trip_id"]] = windows.get(r["trip_id"], ()) + ((
+                _seconds(r["start_time"]), _seconds(r["end_time"]), int(r["headway_secs"]),
+                (r.get("exact_times") or "0").strip() == "1"),)
         if not lines:  # coverage from the stops, as the validator does without shapes
             lines[""] = [[(0, float(r["stop_lat"]), float(r["stop_lon"]))
                           for r in _rows(z, "stops.txt")]]
@@ -213,7 +231,13 @@ def static_feed(path: Path) -> StaticFeed:
               for sid, blocks in lines.items()}
     stop_times = {tid: tuple(tuple(sorted(b)) for b in blocks_t)
                   for tid, blocks_t in timed.items()}
-    return StaticFeed(agencies, routes, trips, stops, shapes, stop_times)
+    return StaticFeed(agencies, routes, trips, stops, shapes, stop_times, windows)
+
+
+def _seconds(hms: str) -> int:
+    """A GTFS time, H:MM:SS or HH:MM:SS, in seconds of its service day."""
+    h, m, s = (int(x) for x in hms.strip().split(":"))
+    return h * 3600 + m * 60 + s
 
 
 def metres_to_shape(lat: float, lon: float, shape: Line) -> float:
@@ -384,6 +408,31 @@ class Checker:
             self._add("E024", f"{where} trip_id {trip.trip_id!r}")
         if not trip.HasField("schedule_relationship"):
             self._add("W009", f"{where} trip")
+        self._frequency(trip, where)
+
+    def _frequency(self, trip: rt.TripDescriptor, where: str) -> None:
+        """E020 for any start_time; E013 and E019 for a trip of frequencies.txt."""
+        start_s: int | None = None
+        if trip.HasField("start_time"):
+            match = START_TIME.fullmatch(trip.start_time)
+            if match is None:
+                self._add("E020", f"{where} start_time {trip.start_time!r}")
+            else:
+                h, m, s = (int(x) for x in match.groups())
+                start_s = h * 3600 + m * 60 + s
+        windows = self.static.frequencies.get(trip.trip_id, ()) if trip.trip_id else ()
+        if not windows:
+            return
+        if (not any(w[3] for w in windows) and trip.HasField("schedule_relationship")
+                and trip.schedule_relationship != rt.TripDescriptor.UNSCHEDULED):
+            self._add("E013", f"{where} trip_id {trip.trip_id!r} has schedule_relationship "
+                              f"{trip.schedule_relationship}")
+        exact = [w for w in windows if w[3]]
+        if exact and start_s is not None and not any(
+                start <= start_s < end and (start_s - start) % headway == 0
+                for start, end, headway, _ in exact):
+            self._add("E019", f"{where} trip_id {trip.trip_id!r} start_time "
+                              f"{trip.start_time!r} is on none of its headways")
 
     def _stops_of(self, trip: rt.TripDescriptor) -> tuple[tuple[int, str], ...] | None:
         """The static stop_times of the trip a descriptor names (of its route)."""

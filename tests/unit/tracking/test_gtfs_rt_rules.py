@@ -24,10 +24,15 @@ from tests.support.gtfs_rt_rules import (
 NOW = 1_764_313_202
 STATIC = StaticFeed(
     agency_ids=frozenset({"SBY"}), route_ids=frozenset({"R1", "R2"}),
-    trips={"T1": (Trip("R1", 0, "S1"),), "T2": (Trip("R2", None, None),)},
+    trips={"T1": (Trip("R1", 0, "S1"),), "T2": (Trip("R2", None, None),),
+           "F0": (Trip("R1", 0, None),), "F1": (Trip("R1", 0, None),)},
     stops={"A": 0, "B": 0, "STATION": 1},
     shapes={"S1": ([(-7.3509, 112.7243), (-7.2359, 112.7338)],)},
-    stop_times={"T1": (((1, "A"), (2, "B"), (3, "STATION")),)})
+    stop_times={"T1": (((1, "A"), (2, "B"), (3, "STATION")),)},
+    # F0 every 10 minutes as it comes (exact_times=0); F1 at 06:00, 06:15, ... 08:45
+    # and from 09:00 every 20 minutes until 12:00 (exact_times=1)
+    frequencies={"F0": ((6 * 3600, 22 * 3600, 600, False),),
+                 "F1": ((6 * 3600, 9 * 3600, 900, True), (9 * 3600, 12 * 3600, 1200, True))})
 ON_SHAPE = (-7.2934, 112.7290)  # half way along S1
 OFF_SHAPE = (-7.2934, 112.7390)  # ~1 km east of it, inside the coverage area
 
@@ -118,7 +123,10 @@ VEHICLE_BREAKERS: dict[str, Breaker] = {
     "E011": lambda f: _set(vehicle(f), stop_id="Z"),
     "E012": lambda f: _set(vehicle(f), timestamp=NOW + 10),
     "E015": lambda f: _set(vehicle(f), stop_id="STATION"),
+    "E013": lambda f: _set(vehicle(f).trip, trip_id="F0", start_time="07:03:00"),
     "E016": lambda f: _set(vehicle(f).trip, schedule_relationship=rt.TripDescriptor.ADDED),
+    "E019": lambda f: _set(vehicle(f).trip, trip_id="F1", start_time="09:10:00"),
+    "E020": lambda f: _set(vehicle(f).trip, trip_id="F1", start_time="9:00:00"),
     "E024": lambda f: _set(vehicle(f).trip, direction_id=1),
     "E026": lambda f: _set(vehicle(f).position, latitude=95.0),
     "E027": lambda f: _set(vehicle(f).position, bearing=361.0),
@@ -165,7 +173,12 @@ TRIP_BREAKERS: dict[str, Breaker] = {
     "E003": lambda f: _set(f.entity[0].trip_update.trip, trip_id="T9"),
     "E011": lambda f: _set(update(f, 1), stop_id="Z"),
     "E012": lambda f: _set(f.entity[0].trip_update, timestamp=NOW + 10),
+    "E013": lambda f: _set(f.entity[0].trip_update.trip, trip_id="F0",
+                           start_time="07:03:00"),
     "E015": lambda f: _set(update(f, 1), stop_sequence=3, stop_id="STATION"),
+    "E019": lambda f: _set(f.entity[0].trip_update.trip, trip_id="F1",
+                           start_time="12:00:00"),
+    "E020": lambda f: _set(f.entity[0].trip_update.trip, start_time="07:60:00"),
     "E021": lambda f: _set(f.entity[0].trip_update.trip, start_date="2025-11-28"),
     "E022": lambda f: _set(update(f, 1).arrival, time=NOW + 60),
     "E025": lambda f: _set(update(f).departure, time=NOW + 30),
@@ -215,6 +228,37 @@ def test_each_rule_catches_a_feed_made_to_break_it(kind: str, code: str) -> None
     breakers[code](feed)
     found = {f.code for f in check(feed, STATIC, NOW)}
     assert code in found, (code, found)
+
+
+@pytest.mark.parametrize(("trip_id", "relationship", "start_time"), [
+    ("F0", rt.TripDescriptor.UNSCHEDULED, "07:03:17"),  # any start for exact_times=0
+    ("F1", rt.TripDescriptor.SCHEDULED, "06:00:00"),
+    ("F1", rt.TripDescriptor.SCHEDULED, "08:45:00"),
+    ("F1", rt.TripDescriptor.SCHEDULED, "11:40:00"),
+    ("T1", rt.TripDescriptor.SCHEDULED, "25:10:00"),  # past midnight of its day
+])
+def test_runs_of_frequency_trips_pass_on_their_headways(
+        trip_id: str, relationship: int, start_time: str) -> None:
+    for feed, trip in ((vehicles(), lambda f: vehicle(f).trip),
+                       (trip_updates(), lambda f: f.entity[0].trip_update.trip)):
+        _set(trip(feed), trip_id=trip_id, schedule_relationship=relationship,
+             start_time=start_time)
+        assert check(feed, STATIC, NOW) == [], (trip_id, start_time)
+
+
+def test_a_frequency_trip_of_exact_times_0_with_no_relationship_passes_e013() -> None:
+    feed = trip_updates()
+    _set(feed.entity[0].trip_update.trip, trip_id="F0", start_time="07:03:00")
+    feed.entity[0].trip_update.trip.ClearField("schedule_relationship")
+    assert {f.code for f in check(feed, STATIC, NOW)} == {"W009"}
+
+
+def test_frequencies_are_read_from_the_zip(tmp_path: Path) -> None:
+    path = write_feed(tmp_path / "f.zip", changed("frequencies.txt", (
+        "trip_id,start_time,end_time,headway_secs,exact_times\n"
+        "F1,6:00:00,09:00:00,900,1\nF1,09:00:00,24:30:00,1200,\n")))
+    assert static_feed(path).frequencies["F1"] == (
+        (6 * 3600, 9 * 3600, 900, True), (9 * 3600, 24 * 3600 + 1800, 1200, False))
 
 
 def test_a_vehicle_off_its_shape_passes_when_a_detour_alert_informs_its_route() -> None:

@@ -143,3 +143,26 @@ def test_an_alert_without_end_or_informed_entity() -> None:
     assert entity.id == "open"
     assert not entity.alert.active_period[0].HasField("end")
     assert entity.alert.informed_entity[0].agency_id == "SBY"
+
+
+def test_a_vehicle_on_a_frequency_trip_carries_its_run() -> None:
+    from tests.support.gtfs_rt_rules import check
+    from tests.unit.tracking.test_trip_updates import FREQUENT, FREQUENT_STATIC, ZERO, on
+    from tracking.trip_updates import trip_start
+
+    now = ZERO + (7 * 3600 + 33 * 60) * 1000
+    records = [on("F0", 500, now - 2_000), on("F1", 500, now - 1_000),
+               replace(on("F1", 500, now), vehicle_id="LOST", start_date=None)]
+    feed = vehicle_feed(records, now_ms=now, starts=lambda r: trip_start(r, FREQUENT))
+    trips = {e.id: e.vehicle.trip for e in feed.entity}
+    relationship = gtfs_realtime_pb2.TripDescriptor
+    assert {v: (t.trip_id, t.start_time, t.schedule_relationship)
+            for v, t in trips.items()} == {
+        "B-F0": ("F0", "07:30:00", relationship.UNSCHEDULED),
+        "B-F1": ("F1", "07:30:00", relationship.SCHEDULED),
+        # no service date: not guessed, still the trip it runs
+        "LOST": ("F1", "", relationship.SCHEDULED)}
+    assert check(feed, FREQUENT_STATIC, now / 1000) == []
+    # without the schedule it is sent as before, which the rules fail
+    plain = vehicle_feed(records, now_ms=now)
+    assert {f.code for f in check(plain, FREQUENT_STATIC, now / 1000)} == {"E013"}
