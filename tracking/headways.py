@@ -18,12 +18,19 @@ Headway. Scheduled where the schedule gives one: `frequencies.txt` in force now
 (`frequency`), else the median spacing of the timed trips' first departures within an
 hour either side of now (`scheduled`), over every pattern of the direction. Else
 `observed`: the run time of the reference pattern divided by the vehicles now on the
-direction, the spacing the live fleet would keep if evenly spread. (The median of the
-live gaps cannot judge them: with two buses their one gap is its own median, so a pair
-running together would never be told.)
+road in the direction, the spacing the live fleet would keep if evenly spread. (The
+median of the live gaps cannot judge them: with two buses their one gap is its own
+median, so a pair running together would never be told.)
 
 Verdict. `bunched` when the gap is under `bunched_pct` per cent of the headway,
 `gapped` when over `gapped_pct` (by default 50 and 150, issue 19).
+
+Terminals. A bus laying over at its last stop, or standing at its first before it
+leaves, is not on the road: buses queue there nose to tail by design, and judging them
+would raise a standing bunching alert at every busy terminal. A vehicle within
+`TERMINAL_M` of its own pattern's first stop (or before it), or of its last stop (or
+beyond it), is listed apart in its direction's `at_terminal`, takes no part in the gaps
+and is not counted in the observed headway (which is the spacing of the buses running).
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ DEFAULT_GAPPED_PCT = 150
 MAX_PCT = 1000
 DEFAULT_ROUTE = "*"
 WINDOW_S = 3600  # departures this far either side of now make the scheduled headway
+# How near its pattern's first or last stop a vehicle counts as at the terminal. A bus
+# waiting behind the first stop or laid over past the last is there whatever the reach;
+# the reach is for the queue on the stop's other side: four 18 m articulated buses nose
+# to tail with a few metres between (~85 m), plus the ~15 m a fix strays. A bus that has
+# left is past it within ~10 s at busway speed (10 m/s), so it is judged again at once.
+TERMINAL_M = 100.0
 
 
 @dataclass(frozen=True)
@@ -112,14 +125,28 @@ class InLine:
 
 
 @dataclass(frozen=True)
+class AtTerminal:
+    """A vehicle standing at its pattern's first stop (`first`) or laid over at or past
+    its last (`last`): listed, not judged."""
+
+    vehicle_id: str
+    pattern_id: str
+    trip_id: str | None
+    ts: int
+    dist_m: float  # along its own pattern
+    terminal: str  # `first` or `last`
+
+
+@dataclass(frozen=True)
 class Direction:
-    """One direction of a route: its reference pattern, headway and vehicles, the lead
-    vehicle first."""
+    """One direction of a route: its reference pattern, headway and vehicles on the road,
+    the lead vehicle first, and those at a terminal."""
 
     direction_id: int | None
     reference: str | None
     headway: Headway
     vehicles: tuple[InLine, ...] = ()
+    at_terminal: tuple[AtTerminal, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,6 +184,22 @@ class Bunch:
 def run_m(pattern: Pattern) -> float:
     """Metres a pattern's trips run: from its first stop to its last."""
     return pattern.stops[-1].dist_m - pattern.stops[0].dist_m if pattern.stops else 0.0
+
+
+def terminal_of(pattern: Pattern, dist_m: float, reach_m: float = TERMINAL_M
+                ) -> str | None:
+    """`first` for a vehicle at or before the pattern's first stop (within `reach_m`),
+    `last` at or beyond its last, else None (on the road). On a pattern shorter than
+    four reaches the reach shrinks to a quarter of its run, so that its middle stays on
+    the road."""
+    if not pattern.stops:
+        return None
+    reach = min(reach_m, run_m(pattern) / 4)
+    if dist_m >= pattern.stops[-1].dist_m - reach:
+        return "last"
+    if dist_m <= pattern.stops[0].dist_m + reach:
+        return "first"
+    return None
 
 
 def direction_name(direction_id: int | None) -> str:
@@ -304,8 +347,17 @@ def _direction(schedule: Schedule, route_id: str, direction_id: int | None,
                thresholds: Thresholds, proj: Projections) -> Direction:
     reference = proj.reference(route_id, direction_id)
     assert reference is not None  # the direction exists because a pattern has it
+    parked: list[AtTerminal] = []
+    running: list[tuple[Live, Pattern]] = []
+    for v, p in placed:
+        terminal = terminal_of(p, float(v.dist_m or 0.0))
+        if terminal is None:
+            running.append((v, p))
+        else:
+            parked.append(AtTerminal(v.vehicle_id, p.pattern_id, v.trip_id, v.ts,
+                                     float(v.dist_m or 0.0), terminal))
     lined = sorted(((proj.along(p, float(v.dist_m or 0.0), reference), v, p)
-                    for v, p in placed), key=lambda t: (-t[0], t[1].vehicle_id))
+                    for v, p in running), key=lambda t: (-t[0], t[1].vehicle_id))
     headway = scheduled_headway(schedule, route_id, direction_id, now_ms, proj) or \
         observed_headway(reference, len(lined), times, now_ms) or Headway(None, None)
     out: list[InLine] = []
@@ -328,7 +380,9 @@ def _direction(schedule: Schedule, route_id: str, direction_id: int | None,
             gapped = gap_s * 100 > thresholds.gapped_pct * headway.seconds
         out.append(InLine(v.vehicle_id, pattern.pattern_id, v.trip_id, v.ts, dist,
                           along_m, lead.vehicle_id, gap_m, gap_s, bunched, gapped))
-    return Direction(direction_id, reference.pattern_id, headway, tuple(out))
+    parked.sort(key=lambda a: (a.terminal, a.vehicle_id))
+    return Direction(direction_id, reference.pattern_id, headway, tuple(out),
+                     tuple(parked))
 
 
 def bunches(route: RouteHeadways) -> list[Bunch]:

@@ -16,20 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
 
 from ledger import audit
+from ledger.adapters.bulk import bulk_insert
 from ledger.adapters.db import READS_ONLY, Sessions
 from ledger.audit import Actor
 from ledger.fingerprint import Fingerprints
 from ledger.services import now_ms
 from tracking.adapters.models import HeadwayThreshold
+from tracking.alerts_http import JSON, TAG, Refused  # the error format, as the alerts'
+from tracking.alerts_http import _flask_body as flask_body  # a body read as the alerts'
 from tracking.domain import STALE_AFTER_S
 from tracking.headways import (
     DEFAULT_ROUTE,
     MAX_PCT,
+    AtTerminal,
     Bunch,
     Direction,
     InLine,
@@ -50,24 +53,9 @@ from tracking.store import TrackingStore, VehicleRecord
 View = TypeVar("View", bound=Callable[..., Any])
 Decorator = Callable[[View], View]
 
-TAG = "tracking"
-JSON = "application/json"
 # A route id as the import keeps it (tracking.gtfs): up to 100 characters, no control
 # character; a path segment cannot hold `/`.
 ROUTE_ID = re.compile(r"[^\x00-\x1f\x7f/]{1,100}")
-
-
-class Refused(HTTPException):
-    """A refused request in the gateway's one error format (its code is its name)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = status
-        self.refusal = code
-
-    @property
-    def name(self) -> str:
-        return self.refusal.replace("_", " ")
 
 
 class HeadwayOffice:
@@ -148,18 +136,23 @@ class HeadwayOffice:
         if self.fingerprints is None:
             raise RuntimeError("this office reads only: it has no audit key")
         now = self.clock()
+        holder = (actor.name or f"{actor.kind}:{actor.id}")[:100]
         with self.sessions.begin() as session:
-            row = session.get(HeadwayThreshold, route_id, with_for_update=True)
-            was = None if row is None else [row.bunched_pct, row.gapped_pct]
-            holder = (actor.name or f"{actor.kind}:{actor.id}")[:100]
-            if row is None:
-                session.add(HeadwayThreshold(route_id=route_id, bunched_pct=bunched_pct,
-                                             gapped_pct=gapped_pct, set_ms=now,
-                                             set_by=holder))
-            else:
+            # Insert first, skipping a row that is there: two first PUTs at once would
+            # both find no row to lock and the second insert would fail on the key.
+            # Here the second waits for the first's commit, then updates its row.
+            made = bulk_insert(session, HeadwayThreshold.__table__, [{
+                "route_id": route_id, "bunched_pct": bunched_pct,
+                "gapped_pct": gapped_pct, "set_ms": now, "set_by": holder}],
+                ignore_conflicts=True, returning=("route_id",))
+            was = None
+            if not made:
+                row = session.get(HeadwayThreshold, route_id, with_for_update=True)
+                assert row is not None  # it conflicted: it is there, and rows stay
+                was = [row.bunched_pct, row.gapped_pct]
                 row.bunched_pct, row.gapped_pct = bunched_pct, gapped_pct
                 row.set_ms, row.set_by = now, holder
-            session.flush()
+                session.flush()
             audit.record(session, self.fingerprints, actor, "headway_thresholds.set",
                          route_id, {"bunched_pct": bunched_pct, "gapped_pct": gapped_pct,
                                     "was": was}, at_ms=now)
@@ -241,15 +234,16 @@ NEW_THRESHOLDS = {
         "gapped_pct": {"type": "integer", "minimum": 2, "maximum": MAX_PCT,
                        "description": "gapped: over this per cent; above bunched_pct"}},
 }
+PLACED = {  # what the API says of every vehicle it places
+    "vehicle_id": {"type": "string"}, "pattern_id": {"type": "string"},
+    "trip_id": {"type": ["string", "null"]},
+    "ts": {"type": "integer", "description": "its last position, ms"},
+    "dist_m": {"type": "integer", "description": "metres along its own pattern"}}
 VEHICLE = {
     "type": "object",
-    "required": ["vehicle_id", "pattern_id", "trip_id", "ts", "dist_m", "along_m",
-                 "ahead", "gap_m", "gap_s", "bunched", "gapped"],
+    "required": [*PLACED, "along_m", "ahead", "gap_m", "gap_s", "bunched", "gapped"],
     "properties": {
-        "vehicle_id": {"type": "string"}, "pattern_id": {"type": "string"},
-        "trip_id": {"type": ["string", "null"]},
-        "ts": {"type": "integer", "description": "its last position, ms"},
-        "dist_m": {"type": "integer", "description": "metres along its own pattern"},
+        **PLACED,
         "along_m": {"type": "integer",
                     "description": "metres along the direction's reference pattern"},
         "ahead": {"type": ["string", "null"], "description": "the vehicle ahead"},
@@ -259,6 +253,15 @@ VEHICLE = {
         "gap_s": {"type": ["integer", "null"],
                   "description": "seconds to reach where the vehicle ahead is now"},
         "bunched": {"type": "boolean"}, "gapped": {"type": "boolean"}},
+}
+AT_TERMINAL = {
+    "type": "object",
+    "required": [*PLACED, "terminal"],
+    "properties": {
+        **PLACED,
+        "terminal": {"enum": ["first", "last"],
+                     "description": "before it leaves its first stop, or at or past its "
+                                    "last"}},
 }
 HEADWAYS = {
     "title": "RouteHeadways",
@@ -271,7 +274,7 @@ HEADWAYS = {
         "directions": {"type": "array", "items": {
             "type": "object",
             "required": ["direction_id", "reference_pattern_id", "headway_s",
-                         "headway_source", "vehicles"],
+                         "headway_source", "vehicles", "at_terminal"],
             "properties": {
                 "direction_id": {"type": ["integer", "null"]},
                 "reference_pattern_id": {"type": ["string", "null"],
@@ -284,7 +287,12 @@ HEADWAYS = {
                                                   "hour; else the run time shared among "
                                                   "the live vehicles"},
                 "vehicles": {"type": "array", "items": VEHICLE,
-                             "description": "the lead vehicle first"}}}},
+                             "description": "the lead vehicle first"},
+                "at_terminal": {"type": "array", "items": AT_TERMINAL,
+                                "description": "vehicles standing at their pattern's "
+                                               "first stop or laid over at its last "
+                                               "(within 100 m, or past it): not "
+                                               "judged"}}}},
         "unplaced": {"type": "array", "description": "live vehicles of the route on no "
                                                      "pattern of it yet",
                      "items": {"type": "object", "required": ["vehicle_id", "ts"],
@@ -312,13 +320,20 @@ def vehicle_json(v: InLine) -> dict[str, Any]:
             "bunched": v.bunched, "gapped": v.gapped}
 
 
+def at_terminal_json(a: AtTerminal) -> dict[str, Any]:
+    """A vehicle at a terminal as the API shows it."""
+    return {"vehicle_id": a.vehicle_id, "pattern_id": a.pattern_id, "trip_id": a.trip_id,
+            "ts": a.ts, "dist_m": int(round(a.dist_m)), "terminal": a.terminal}
+
+
 def direction_json(d: Direction) -> dict[str, Any]:
     """A direction as the API shows it."""
     seconds = d.headway.seconds
     return {"direction_id": d.direction_id, "reference_pattern_id": d.reference,
             "headway_s": None if seconds is None else round(seconds, 1),
             "headway_source": d.headway.source,
-            "vehicles": [vehicle_json(v) for v in d.vehicles]}
+            "vehicles": [vehicle_json(v) for v in d.vehicles],
+            "at_terminal": [at_terminal_json(a) for a in d.at_terminal]}
 
 
 def headways_json(r: RouteHeadways, at: int) -> dict[str, Any]:
@@ -340,13 +355,6 @@ class HeadwaysDeps:
     json_body: Callable[[], dict[str, Any]] | None = None  # the gateway's strict reading
 
 
-def _flask_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise Refused(400, "malformed_json", "the body must be a JSON object")
-    return body
-
-
 def _route_id(route_id: str) -> str:
     if not ROUTE_ID.fullmatch(route_id):
         raise Refused(400, "bad_route_id", "a route id is 1 to 100 characters, no control "
@@ -358,7 +366,7 @@ def headways_blueprint(deps: HeadwaysDeps) -> Blueprint:
     """The headways' endpoints."""
     bp = Blueprint("headways", __name__)
     office, require, operation = deps.office, deps.require, deps.operation
-    body_of = deps.json_body or _flask_body
+    body_of = deps.json_body or flask_body
 
     @bp.get("/api/v1/routes/<route_id>/headways")
     @operation("A route's vehicles in order, their gaps and headway", tag=TAG,
@@ -371,7 +379,9 @@ def headways_blueprint(deps: HeadwaysDeps) -> Blueprint:
                            "headway) / `gapped` (over `gapped_pct`). The headway is "
                            "the schedule's where it gives one (frequencies.txt, or the "
                            "spacing of the timetable's departures), else the run time "
-                           "shared among the live vehicles (`observed`). 400 "
+                           "shared among the live vehicles (`observed`). Vehicles "
+                           "standing at their pattern's first stop or laid over at its "
+                           "last are listed apart in `at_terminal` and not judged. 400 "
                            "`bad_route_id`; 404 a route the schedule does not have.")
     @require("ops")
     def headways(route_id: str) -> Response:

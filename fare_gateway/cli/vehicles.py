@@ -42,6 +42,7 @@ def vehicles_capacity(obj: CommandContext, vehicle_id: str, riders: int | None) 
     RIDERS, print it."""
     from sqlalchemy import select
 
+    from ledger.adapters.bulk import bulk_insert
     from tracking.adapters.models import VehicleCapacity
 
     the_core = core(obj)
@@ -54,16 +55,21 @@ def vehicles_capacity(obj: CommandContext, vehicle_id: str, riders: int | None) 
         click.echo(f"vehicle {vehicle_id} carries {shown} riders")
         return
     actor = audit.Actor.command()
+    now = int(time.time() * 1000)
     with the_core.sessions.begin() as session:
-        row = session.get(VehicleCapacity, vehicle_id, with_for_update=True)
-        was = None if row is None else row.capacity
-        now = int(time.time() * 1000)
-        if row is None:
-            session.add(VehicleCapacity(vehicle_id=vehicle_id, capacity=riders, set_ms=now,
-                                        set_by=actor.name[:100]))
-        else:
+        # Insert first, skipping a row that is there: two first commands at once would
+        # both find no row to lock and the second insert would fail on the key. Here
+        # the second waits for the first's commit, then updates its row.
+        made = bulk_insert(session, VehicleCapacity.__table__, [{
+            "vehicle_id": vehicle_id, "capacity": riders, "set_ms": now,
+            "set_by": actor.name[:100]}], ignore_conflicts=True, returning=("vehicle_id",))
+        was = None
+        if not made:
+            row = session.get(VehicleCapacity, vehicle_id, with_for_update=True)
+            assert row is not None  # it conflicted: it is there, and rows stay
+            was = row.capacity
             row.capacity, row.set_ms, row.set_by = riders, now, actor.name[:100]
-        session.flush()
+            session.flush()
         if was != riders:
             audit.record(session, the_core.ledger.fingerprints, actor,
                          "vehicle.capacity_set", vehicle_id, {"from": was, "to": riders})

@@ -7,7 +7,6 @@ of its own and bad input never reaches the client as a 500.
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 # Headers of Werkzeug's own errors worth keeping on ours (405 says which methods exist).
@@ -51,20 +50,27 @@ def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
                 resp.headers[name] = value
         return resp
 
-    @app.errorhandler(DBAPIError)
-    def _database_away(exc: DBAPIError) -> Response:
-        # The database not answering is the surroundings, not a bug: say so, and when.
-        if not exc.connection_invalidated and not isinstance(
-                exc.orig, ConnectionError) and "connect" not in str(exc.orig).lower():
-            return _unexpected(exc)
-        app.logger.warning("database unavailable: %s", str(exc.orig).splitlines()[0]
-                           if str(exc.orig) else type(exc.orig).__name__)
-        resp = error_response(503, "database_unavailable",
-                              "the database does not answer; try again shortly")
-        resp.headers["Retry-After"] = "5"
-        return resp
-
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if _database_away(exc):
+            # The database not answering is the surroundings, not a bug: say so.
+            app.logger.warning("database unavailable: %s",
+                               str(getattr(exc, "orig", exc)).splitlines()[0:1])
+            resp = error_response(503, "database_unavailable",
+                                  "the database does not answer; try again shortly")
+            resp.headers["Retry-After"] = "5"
+            return resp
         app.logger.exception("unhandled error")
         return error_response(500, "internal", "internal error; it has been logged")
+
+
+def _database_away(exc: Exception) -> bool:
+    """Whether `exc` is the database driver failing to reach the database (the views
+    hold no SQL, so the driver's error is recognised by what it carries, not imported):
+    a lost connection, or one refused."""
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return False
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, ConnectionError) or "connect" in str(orig).lower()

@@ -12,16 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from google.transit import gtfs_realtime_pb2 as rt
 
 from testbed.broker import Broker
-from testbed.environment import REDIS_URL, transjakarta_feed
+from testbed.environment import transjakarta_feed
 from tests.conftest import System
 from tests.integration.tracking.test_positions import along, now_ms, sent, vehicles, wait_until
-from tests.support.commands import transit_here
 from tests.support.gtfs_rt_rules import Line, StaticFeed, check, errors, static_feed
-from tests.support.riders import call, rider_system
+from tests.support.riders import call
+from tests.support.tj_gateway import publish, tj_gateway
 
 STEP_M, STEP_MS = 100.0, 10_000  # 10 m/s, a bus on the busway
 POINTS = 12
@@ -33,15 +32,8 @@ def tj(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sys
     """A gateway on the Transjakarta network, for this module's tests. On SQLite: the
     feeds read the same rows on either database, and SQLite migrates and imports the
     network in a third of PostgreSQL's time (the alerts' own tests run on PostgreSQL)."""
-    folder = tmp_path_factory.mktemp("tj")
-    with rider_system(f"sqlite:///{folder}/transit.db", broker, folder) as system:
-        transit_here("gtfs", "import", str(transjakarta_feed()), env=system.env)
+    with tj_gateway(broker, tmp_path_factory.mktemp("tj")) as system:
         yield system
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"transit:{system.prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +93,7 @@ def test_vehicle_positions_along_real_shapes_pass_the_validator_rules(
     items += drive(tj, "TJ-ODD", first_shape, end, route="9Z", trip_id="no-such-trip")
     items += drive(tj, "TJ-AHEAD", first_shape, now_ms() + 20_000, route=first_route,
                    trip_id=first_trip)
-    peer = tj.peer()
-    try:
-        peer.publish_many(items, qos=1)
-    finally:
-        peer.close()
+    publish(tj, items)
     wanted = {f"TJ-C{n}" for n in range(len(trips))} | {"TJ-ROUTE", "TJ-ODD", "TJ-AHEAD"}
     wait_until("every bus's last position", lambda: wanted <= set(vehicles(tj, ops)))
 
@@ -178,11 +166,7 @@ def test_trip_updates_of_buses_on_real_trips_pass_the_validator_rules(
     items = []
     for n, (trip_id, route_id, line) in enumerate(trips):
         items += drive(tj, f"TJ-U{n}", line, end, route=route_id, trip_id=trip_id)
-    peer = tj.peer()
-    try:
-        peer.publish_many(items, qos=1)
-    finally:
-        peer.close()
+    publish(tj, items)
     wanted = {f"TJ-U{n}" for n in range(len(trips))}
     wait_until("every bus's last position", lambda: wanted <= set(vehicles(tj, ops)))
 

@@ -18,12 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import redis
 from google.transit import gtfs_realtime_pb2 as rt
 from sqlalchemy import create_engine, text
 
 from testbed.broker import Broker
-from testbed.environment import REDIS_URL, transjakarta_feed
+from testbed.environment import transjakarta_feed
 from tests.conftest import System
 from tests.integration.tracking.test_positions import (
     along,
@@ -33,10 +32,10 @@ from tests.integration.tracking.test_positions import (
     vehicles,
     wait_until,
 )
-from tests.support.commands import transit_here
 from tests.support.feeds import timed_copy
 from tests.support.gtfs_rt_rules import StaticFeed, check, errors, metres_to_shape, static_feed
-from tests.support.riders import rider_system
+from tests.support.tj_gateway import publish as publish_items
+from tests.support.tj_gateway import tj_gateway
 
 ZONE = ZoneInfo("Asia/Jakarta")  # agency_timezone of the feed
 TIMED_ROUTE, OUT, BACK = "6N", "6N.001", "6N.002"  # a route run both ways, 27 stops each
@@ -117,14 +116,8 @@ def tj(broker: Broker, tmp_path_factory: pytest.TempPathFactory
     conformance tests: the same rows either way, imported in a third of the time)."""
     folder = tmp_path_factory.mktemp("assign")
     network = Network(folder)
-    with rider_system(f"sqlite:///{folder}/transit.db", broker, folder) as system:
-        transit_here("gtfs", "import", str(network.path), env=system.env)
+    with tj_gateway(broker, folder, network.path) as system:
         yield system, network
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"transit:{system.prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def publish(system: System, runs: dict[str, tuple[list[tuple[float, float]], dict[str, Any]]],
@@ -135,11 +128,7 @@ def publish(system: System, runs: dict[str, tuple[list[tuple[float, float]], dic
         for i, (lat, lon) in enumerate(points):
             items.append(sent(system, vehicle, lat, lon, t0 + i * STEP_MS, **extra))
         last[vehicle] = t0 + (len(points) - 1) * STEP_MS
-    peer = system.peer()
-    try:
-        peer.publish_many(items, qos=1)
-    finally:
-        peer.close()
+    publish_items(system, items)
     return last
 
 

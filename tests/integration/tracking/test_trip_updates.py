@@ -8,24 +8,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import redis
 from google.transit import gtfs_realtime_pb2 as rt
-from sqlalchemy.orm import Session
 
 from testbed.broker import Broker
-from testbed.environment import REDIS_URL, transjakarta_feed
+from testbed.environment import transjakarta_feed
 from tests.conftest import System
 from tests.integration.tracking.test_positions import now_ms, sent, wait_until
-from tests.support.commands import transit_here
 from tests.support.feeds import timed_copy
 from tests.support.gtfs_rt_rules import StaticFeed, check, errors, static_feed
 from tests.support.riders import rider_system
+from tests.support.tj_gateway import imported_schedule, publish, tj_gateway
 from tracking.schedule import Pattern, Schedule
 from tracking.schedule_load import read_schedule
 
@@ -37,40 +35,40 @@ STEP_M, STEP_MS = 100.0, 10_000  # 10 m/s, a bus on the busway
 POINTS = 12
 
 
+def late_start(now: datetime) -> tuple[date, int]:
+    """The service day and the second of it at which a trip left LATE_S before `now`
+    (local time): the day of that instant, so that the time never has to be clamped
+    to 00:00:00 just after midnight, and the trip runs whatever the hour."""
+    left = now - timedelta(seconds=LATE_S)
+    zero = left.replace(hour=0, minute=0, second=0, microsecond=0)
+    return left.date(), int((left - zero).total_seconds())
+
+
 @pytest.fixture(scope="module")
-def feed_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def timed_start() -> tuple[date, int]:
+    return late_start(datetime.now(ZoneInfo("Asia/Jakarta")))  # the agency_timezone
+
+
+@pytest.fixture(scope="module")
+def feed_path(tmp_path_factory: pytest.TempPathFactory, timed_start: tuple[date, int]
+              ) -> Path:
     """The real feed with a timetable on TIMED_TRIP: it left its first stop LATE_S ago."""
     folder = tmp_path_factory.mktemp("timed")
-    now = datetime.now(ZoneInfo("Asia/Jakarta"))  # the feed's agency_timezone
-    zero = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    start = max(0, int((now - zero).total_seconds()) - LATE_S)
+    _day, start = timed_start
     return timed_copy(transjakarta_feed(), folder / "timed.zip", TIMED_TRIP, [start], STEP_S)
 
 
 @pytest.fixture(scope="module")
 def tj(broker: Broker, feed_path: Path, tmp_path_factory: pytest.TempPathFactory
        ) -> Iterator[System]:
-    """A gateway on the timed copy of the Transjakarta network (SQLite: the feed reads
-    the same rows on either database, and SQLite imports it in a third of the time)."""
-    folder = tmp_path_factory.mktemp("tu")
-    with rider_system(f"sqlite:///{folder}/transit.db", broker, folder) as system:
-        transit_here("gtfs", "import", str(feed_path), env=system.env)
+    """A gateway on the timed copy of the Transjakarta network."""
+    with tj_gateway(broker, tmp_path_factory.mktemp("tu"), feed_path) as system:
         yield system
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"transit:{system.prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 @pytest.fixture(scope="module")
 def schedule(tj: System) -> Schedule:
-    engine = tj.engine()
-    try:
-        with Session(engine) as session:
-            return read_schedule(session)
-    finally:
-        engine.dispose()
+    return imported_schedule(tj)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +91,7 @@ def drive(tj: System, vehicle: str, pattern: Pattern, trip_id: str, from_m: floa
         items.append(sent(tj, vehicle, lat_e6 / 1e6, lon_e6 / 1e6,
                           end - (POINTS - 1 - i) * STEP_MS, route=pattern.route_id,
                           trip_id=trip_id))
-    peer = tj.peer()
-    try:
-        peer.publish_many(items, qos=1)
-    finally:
-        peer.close()
+    publish(tj, items)
     return from_m + (POINTS - 1) * STEP_M
 
 
@@ -143,13 +137,26 @@ def test_a_bus_along_a_pattern_gets_the_stops_ahead_in_order_with_rising_times(
     assert status == 400 and bad["error"]["code"], bad
 
 
+def test_the_late_trip_starts_on_its_own_day_at_any_hour() -> None:
+    zone = ZoneInfo("Asia/Jakarta")
+    assert late_start(datetime(2026, 12, 2, 8, 0, tzinfo=zone)) == (date(2026, 12, 2),
+                                                                   7 * 3600 + 45 * 60)
+    # Just after midnight it left on the day before, 15 minutes before now all the same.
+    assert late_start(datetime(2026, 12, 2, 0, 5, tzinfo=zone)) == (date(2026, 12, 1),
+                                                                   23 * 3600 + 50 * 60)
+    assert late_start(datetime(2026, 12, 2, 0, 15, tzinfo=zone)) == (date(2026, 12, 2), 0)
+
+
 def test_a_bus_behind_its_timetable_shows_a_positive_delay(
-        tj: System, schedule: Schedule, static: StaticFeed) -> None:
+        tj: System, schedule: Schedule, static: StaticFeed,
+        timed_start: tuple[date, int]) -> None:
     pattern = pattern_of(schedule, TIMED_TRIP)
     assert schedule.trips[TIMED_TRIP].timed
     drive(tj, "TJ-LATE", pattern, TIMED_TRIP)
     feed, tu = update_of(tj, "TJ-LATE", now_ms() - 2_000)
     assert tu.trip.trip_id == TIMED_TRIP
+    # The trip of the day it left on, also when that was before midnight.
+    assert tu.trip.start_date == timed_start[0].strftime("%Y%m%d")
     delays = [u.arrival.delay for u in tu.stop_time_update]
     assert delays and all(u.arrival.HasField("delay") for u in tu.stop_time_update)
     # It left LATE_S behind and drives 1.1 km in 110 s: still ~13 minutes late, give or
@@ -162,7 +169,7 @@ def test_a_bus_behind_its_timetable_shows_a_positive_delay(
 # -- learning, on PostgreSQL -------------------------------------------------------------
 
 def test_the_learner_learns_a_closed_day_once_and_one_gateway_at_a_time(
-        pg_url: str, tmp_path: Path) -> None:
+        pg_url: str, tmp_path: Path, broker: Broker) -> None:
     from sqlalchemy import text
 
     from ledger.adapters.db import make_engine, session_factory
@@ -170,7 +177,7 @@ def test_the_learner_learns_a_closed_day_once_and_one_gateway_at_a_time(
     from tests.integration.commands import clean_env, failed, ok
     from tests.support.feeds import SMALL, write_feed
     from tracking.adapters.track_sql import SqlTrack
-    from tracking.learn import ADVISORY_KEY, learn_day
+    from tracking.learn import ADVISORY_KEY, KEEP_DAYS, learn_day
     from tracking.store import VehicleRecord
     from tracking.track import day_of
 
@@ -220,7 +227,30 @@ def test_the_learner_learns_a_closed_day_once_and_one_gateway_at_a_time(
                 assert other.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
                                      {"k": ADVISORY_KEY}).scalar()
                 assert learn_day(sessions, schedule, yesterday) is None
+                busy = ok(transit("predictions", "learn", env=env)).stdout
+                assert busy.startswith("another process is learning"), busy
         assert learn_day(sessions, schedule, yesterday) is not None
+
+        # A gateway learns in a child process at start; rows older than those kept go.
+        old = (yesterday - timedelta(days=KEEP_DAYS + 1)).isoformat()
+        with sessions.begin() as session:
+            session.execute(text("DELETE FROM learned_days"))
+            session.execute(text(
+                "INSERT INTO segment_days VALUES ('p', 0, 8, :d, 1, 1000, 1)"), {"d": old})
+            session.execute(text("INSERT INTO learned_days VALUES (:d, 0, 0)"), {"d": old})
+
+        def learned() -> list[str] | None:
+            with sessions() as session:
+                days = list(session.scalars(text("SELECT day FROM learned_days")))
+            return days if days == [yesterday.isoformat()] else None
+
+        with rider_system(pg_url, broker, tmp_path):
+            wait_until("the gateway's learner", learned, timeout=60)
+            wait_until("its line in the log", lambda: f"learner: {yesterday}" in (
+                tmp_path / "gateway.log").read_text(), timeout=10)
+        with sessions() as session:
+            assert session.execute(text("SELECT count(*) FROM segment_days WHERE day = :d"),
+                                   {"d": old}).scalar() == 0
     finally:
         engine.dispose()
     failed(transit("predictions", "learn", env=clean_env(

@@ -15,6 +15,7 @@ from tracking.headways import (
     check_thresholds,
     route_headways,
     scheduled_headway,
+    terminal_of,
     thresholds_for,
 )
 from tracking.predict import ConstantSpeed
@@ -141,6 +142,46 @@ def test_frequencies_in_force_give_their_headway() -> None:
     strict = route_headways(schedule, "R", fleet, at(schedule, 7 * 3600), SPEED,
                             Thresholds(90, 110))
     assert strict.directions[0].vehicles[1].bunched  # 400 s < 90 % of 480 s
+
+
+def test_buses_at_a_terminal_are_listed_apart_and_not_judged() -> None:
+    schedule = network()
+    now = at(schedule, 8 * 3600)
+    # Three buses queued at the north terminal (the last stop, 10 km) and two laid over
+    # past it; two waiting at the first stop; a short-turn bus at its own end (5 km, mid
+    # line on the long pattern); two on the road, 3 km apart.
+    fleet = [bus("Q1", "long", 10.0), bus("Q2", "long", 9.95), bus("Q3", "long", 9.91),
+             bus("P1", "long", 10.3), bus("W1", "long", 0.0), bus("W2", "long", 0.08),
+             bus("T", "short", 4.95), bus("A", "long", 7.0), bus("B", "long", 4.0)]
+    north = route_headways(schedule, "R", fleet, now, SPEED, Thresholds()).directions[0]
+    assert [v.vehicle_id for v in north.vehicles] == ["A", "B"]
+    assert [(a.vehicle_id, a.terminal, a.pattern_id) for a in north.at_terminal] == [
+        ("W1", "first", "long"), ("W2", "first", "long"), ("P1", "last", "long"),
+        ("Q1", "last", "long"), ("Q2", "last", "long"), ("Q3", "last", "long"),
+        ("T", "last", "short")]
+    # The 10 km run shared by the two running (500 s): their 300 s is neither verdict,
+    # and none of the queued pairs (tens of metres apart) is bunched.
+    assert north.headway.source == "observed" and round(north.headway.seconds or 0) == 500
+    follower = north.vehicles[1]
+    assert follower.ahead == "A" and not follower.bunched and not follower.gapped
+    assert bunches(route_headways(schedule, "R", fleet, now, SPEED, Thresholds())) == []
+
+    # Just beyond the reach (100 m) of either end, a bus is on the road and judged.
+    near = [bus("F", "long", 0.11), bus("G", "long", 0.2), bus("L", "long", 9.85)]
+    north = route_headways(schedule, "R", near, now, SPEED, Thresholds()).directions[0]
+    assert [v.vehicle_id for v in north.vehicles] == ["L", "G", "F"]
+    assert north.at_terminal == () and north.vehicles[2].bunched
+
+
+def test_the_reach_of_a_terminal() -> None:
+    schedule = network()
+    long = schedule.patterns["long"]
+    assert [terminal_of(long, m) for m in (-50.0, 100.0, 101.0, 9899.0, 9900.0, 10_050.0)] \
+        == ["first", "first", None, None, "last", "last"]
+    # A reach longer than a quarter of the run shrinks to that quarter (2.5 km of the
+    # 10 km run here), so the pattern's middle stays on the road.
+    assert [terminal_of(long, m, reach_m=10_000.0) for m in (2400.0, 5000.0, 7600.0)] \
+        == ["first", None, "last"]
 
 
 def test_thresholds_rows_and_checks() -> None:
