@@ -13,7 +13,6 @@ gateway's: it runs `transit predictions learn` hourly in a child process.
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import subprocess
 import sys
@@ -459,7 +458,7 @@ class Learner:
                 return None
             try:
                 self._child = subprocess.Popen(
-                    self.command, env=self.env if self.env is not None else dict(os.environ),
+                    self.command, env=self.env,  # None: the gateway's own environment
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, text=True)
             except OSError as exc:
