@@ -137,6 +137,12 @@ class Pattern:
     headsign: str
     shape: Shape
     stops: tuple[PatternStop, ...]
+    # The stops' metres along the shape, made once: `stop_index_after` is asked per leg
+    # of every prediction (the list rebuilt on each call was 8 % of a TripUpdates build).
+    stops_m: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stops_m", tuple(s.dist_m for s in self.stops))
 
     @property
     def length_m(self) -> float:
@@ -144,7 +150,7 @@ class Pattern:
 
     def stop_index_after(self, dist_m: float) -> int:
         """The index of the first stop lying beyond `dist_m` (len(stops) if none)."""
-        return bisect.bisect_right([s.dist_m for s in self.stops], dist_m)
+        return bisect.bisect_right(self.stops_m, dist_m)
 
 
 @dataclass(frozen=True)

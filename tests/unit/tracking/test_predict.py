@@ -11,15 +11,18 @@ from tests.unit.tracking.test_learn import LAT, STOP_M, lon_at
 from tracking.learn import SegmentRow
 from tracking.predict import (
     PACE_RANGE,
+    STAND_MS,
     Cell,
     ConstantSpeed,
     LearnedTimes,
+    arrival_departure,
     delays_s,
     paced,
     parse_progress,
     predict_arrivals,
     recent_pace,
     scheduled_ms,
+    standing,
 )
 from tracking.schedule import StopRow, TripRow, build_schedule
 
@@ -109,6 +112,42 @@ def test_pace_of_a_late_bus_slows_the_near_stops_more_than_the_far() -> None:
     slow = predict_arrivals(PATTERN, 0.0, AT_8, times, pace)
     usual = predict_arrivals(PATTERN, 0.0, AT_8, times)
     assert all(s > u for (_, s), (_, u) in zip(slow, usual, strict=True))
+
+
+def test_a_long_stand_is_left_out_of_the_pace_a_red_light_is_not() -> None:
+    times = ConstantSpeed(default_mps=10.0)
+    # As the vehicle's record keeps it: a point every 30 s. Broken down 6 minutes at
+    # 400 m (a few metres of GPS noise), then 3 minutes on at the usual 10 m/s.
+    stood = [(AT_8 + k * 30_000, 400 + k % 2 * 4) for k in range(13)]
+    moving = [(stood[-1][0] + k * 30_000, 400 + 300 * k) for k in range(1, 7)]
+    before = [(AT_8 - k * 10_000, 400 - 100 * k) for k in (4, 3, 2, 1)]  # 10 m/s too
+    progress = before + stood + moving
+    assert standing(progress) == [(4, 16)]
+    assert recent_pace(PATTERN, progress, times) == pytest.approx(1.0)
+    # Counted, the six minutes would have held the pace at its upper clamp.
+    assert recent_pace(PATTERN, [(progress[4][0], 400), progress[-1]],
+                       times) == PACE_RANGE[1]
+    # Standing now: the pace is what it ran before it stopped.
+    assert recent_pace(PATTERN, before + stood, times) == pytest.approx(1.0)
+    # A minute at a red light every 600 m is the traffic: it stays in.
+    light = []
+    for k in range(4):
+        t0 = AT_8 + k * 120_000
+        light += [(t0, 600 * k), (t0 + 30_000, 600 * k), (t0 + 60_000, 600 * k + 600)]
+    assert standing(light) == []
+    assert recent_pace(PATTERN, light, times) == pytest.approx(420 / (2400 / 10.0))
+    assert STAND_MS > 60_000
+
+
+def test_the_arrival_is_a_dwell_before_the_departure_and_never_goes_back() -> None:
+    departures = [(1, AT_8 + 5_000), (2, AT_8 + 100_000), (3, AT_8 + 108_000)]
+    got = arrival_departure(departures, AT_8, dwell_s=15)
+    assert got == [(1, AT_8, AT_8 + 5_000),  # not before now
+                   (2, AT_8 + 85_000, AT_8 + 100_000),
+                   (3, AT_8 + 101_000, AT_8 + 108_000)]  # after the stop before
+    stamps = [t for _, a, d in got for t in (a, d)]
+    assert stamps == sorted(stamps)
+    assert all(a <= d for _, a, d in got)
 
 
 def test_progress_text_is_read_and_bad_pairs_skipped() -> None:
