@@ -5,6 +5,9 @@ migrates and imports the network in a third of PostgreSQL's time."""
 
 from __future__ import annotations
 
+import csv
+import io
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +19,7 @@ from testbed.broker import Broker
 from testbed.environment import REDIS_URL, transjakarta_feed
 from tests.conftest import System
 from tests.support.commands import transit_here
+from tests.support.faults import wait_until
 from tests.support.riders import rider_system
 from tracking.schedule import Schedule
 from tracking.schedule_load import read_schedule
@@ -28,11 +32,24 @@ def tj_gateway(broker: Broker, folder: Path, feed: Path | None = None, **setting
     keys removed from Redis afterwards. `settings` are more TRANSIT_ variables."""
     with rider_system(f"sqlite:///{folder}/transit.db", broker, folder,
                       **settings) as system:
-        transit_here("gtfs", "import", str(feed or transjakarta_feed()), env=system.env)
+        path = feed or transjakarta_feed()
+        transit_here("gtfs", "import", str(path), env=system.env)
+        # The gateway reads the schedule on demand and again a second after finding it
+        # empty: positions sent before it has read the import would run on no schedule.
+        seen = f"/api/v1/routes/{first_route(path)}/headways"
+        ops = system.token("ops")
+        wait_until(lambda: system.http.get(seen, token=ops)[0] == 200, 30,
+                   "the gateway reading the imported schedule")
         try:
             yield system
         finally:
             forget_keys(system)
+
+
+def first_route(feed: Path) -> str:
+    """The first route id of a GTFS zip."""
+    with zipfile.ZipFile(feed) as z, z.open("routes.txt") as f:
+        return next(csv.DictReader(io.TextIOWrapper(f, "utf-8-sig")))["route_id"]
 
 
 def forget_keys(system: System) -> None:
