@@ -24,6 +24,7 @@ from google.transit import gtfs_realtime_pb2
 
 from tracking.predict import (
     TravelTimes,
+    arrival_departure,
     delays_s,
     parse_progress,
     predict_arrivals,
@@ -163,8 +164,15 @@ def trip_update_feed(records: Iterable[VehicleRecord], schedule: Schedule,
         run = trip_start(r, schedule)
         if run is not None and (start is None or run.start_s is None):
             continue  # a run of a frequency trip that cannot be named (E006)
-        delays = [None] * len(arrivals) if start is None else delays_s(
-            arrivals, scheduled_ms(schedule, trip, start))
+        # A passage is learned as the bus leaves a stop: the rider sees it a dwell
+        # earlier (arrival), and it leaves at the passage (departure). At the last stop
+        # the passage is the arrival itself (learned as the bus gets in).
+        stops = arrival_departure(arrivals, now_ms)
+        last = len(pattern.stops) - 1
+        stops = [(i, ms if i == last else arrive, None if i == last else leave)
+                 for (i, arrive, leave), (_, ms) in zip(stops, arrivals, strict=True)]
+        delays = [None] * len(stops) if start is None else delays_s(
+            [(i, arrive) for i, arrive, _ in stops], scheduled_ms(schedule, trip, start))
         entity = feed.entity.add()
         entity.id = r.vehicle_id
         tu = entity.trip_update
@@ -178,14 +186,16 @@ def trip_update_feed(records: Iterable[VehicleRecord], schedule: Schedule,
         tu.vehicle.id = r.vehicle_id
         tu.vehicle.label = r.vehicle_id
         tu.timestamp = min(r.ts, now_ms) // 1000
-        for (index, ms), delay in zip(arrivals, delays, strict=True):
+        for (index, arrive, leave), delay in zip(stops, delays, strict=True):
             stop = pattern.stops[index]
             update = tu.stop_time_update.add()
             update.stop_sequence = trip.stop_sequence(pattern, index)
             update.stop_id = stop.stop_id
-            update.arrival.time = ms // 1000
+            update.arrival.time = arrive // 1000
             if delay is not None:
                 update.arrival.delay = delay
+            if leave is not None:
+                update.departure.time = leave // 1000
             update.schedule_relationship = \
                 gtfs_realtime_pb2.TripUpdate.StopTimeUpdate.SCHEDULED
     return feed

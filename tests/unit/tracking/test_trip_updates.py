@@ -77,7 +77,13 @@ def test_a_vehicle_on_a_trip_gets_its_stops_ahead_in_order() -> None:
         (30, "S2"), (40, "S3")]
     times = [u.arrival.time for u in tu.stop_time_update]
     assert times[0] > now // 1000 and times[1] > times[0]
-    assert abs(times[0] - now // 1000 - 400 / 5.0) <= 1.5
+    # 400 m at 5 m/s: it leaves S2 in 80 s, and is there a dwell (15 s) before.
+    first, last = tu.stop_time_update
+    assert abs(first.departure.time - now // 1000 - 400 / 5.0) <= 1.5
+    assert first.departure.time - first.arrival.time == 15
+    # At the last stop the passage is the arrival, and nothing leaves from it.
+    assert last.arrival.time > first.departure.time
+    assert not last.HasField("departure")
     assert not any(u.arrival.HasField("delay") for u in tu.stop_time_update)
     assert check(feed, STATIC, now / 1000) == []
 
