@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
+from fare_gateway.fleet import ChargedTap
 from tracking.occupancy import (
     DEFAULT_CAPACITY,
     DEFAULT_MEAN_RIDE_M,
@@ -241,17 +242,7 @@ def test_rides_of_a_day_from_tap_outs_and_next_boardings() -> None:
 
 # -- the live estimator, over fakes ----------------------------------------------------------
 
-@dataclass(frozen=True)
-class Row:
-    tap_id: str
-    received_ms: int
-    vehicle_id: str
-    route_id: str
-    card: str
-    kind: str
-    ts: int
-    lat_e6: int
-    lon_e6: int
+Row = ChargedTap  # a stored charged tap, as the gateway's tap log gives it
 
 
 class FakeTaps:
