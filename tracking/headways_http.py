@@ -53,9 +53,9 @@ from tracking.store import TrackingStore, VehicleRecord
 View = TypeVar("View", bound=Callable[..., Any])
 Decorator = Callable[[View], View]
 
-# A route id as the import keeps it (tracking.gtfs): up to 100 characters, no control
-# character; a path segment cannot hold `/`.
-ROUTE_ID = re.compile(r"[^\x00-\x1f\x7f/]{1,100}")
+# A route id as the contract writes it and the import keeps it (tracking.gtfs): 1-64 of
+# A-Z a-z 0-9 . _ -; or `*`, the thresholds' default row.
+ROUTE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}|\*")
 
 
 class HeadwayOffice:
@@ -299,7 +299,7 @@ HEADWAYS = {
                                "properties": {"vehicle_id": {"type": "string"},
                                               "ts": {"type": "integer"}}}}},
 }
-ROUTE_PATH = {"route_id": {"type": "string", "minLength": 1, "maxLength": 100}}
+ROUTE_PATH = {"route_id": {"type": "string", "pattern": r"^([A-Za-z0-9._-]{1,64}|\*)$"}}
 
 
 def thresholds_json(t: Thresholds, route_id: str) -> dict[str, Any]:
@@ -357,8 +357,8 @@ class HeadwaysDeps:
 
 def _route_id(route_id: str) -> str:
     if not ROUTE_ID.fullmatch(route_id):
-        raise Refused(400, "bad_route_id", "a route id is 1 to 100 characters, no control "
-                                           "character")
+        raise Refused(400, "bad_route_id", "a route id is 1-64 of A-Z a-z 0-9 . _ - "
+                                           "(or * for the default thresholds)")
     return route_id
 
 

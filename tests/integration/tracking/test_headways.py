@@ -178,7 +178,7 @@ def test_refusals(tj: System, schedule: Schedule) -> None:
     assert (status, body["error"]["code"]) == (404, "unknown_route"), body
     status, body = tj.http.get("/api/v1/routes/%01bad/headways", token=ops)
     assert (status, body["error"]["code"]) == (400, "bad_route_id"), body
-    status, body = tj.http.get(f"/api/v1/routes/{'x' * 101}/headways", token=ops)
+    status, body = tj.http.get(f"/api/v1/routes/{'x' * 65}/headways", token=ops)
     assert (status, body["error"]["code"]) == (400, "bad_route_id"), body
 
     put = f"{path}/thresholds"

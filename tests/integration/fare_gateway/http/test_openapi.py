@@ -105,7 +105,8 @@ def test_every_operation_carries_the_contract_headers_and_its_described_body(
         assert spec["openapi"] == "3.1.0"
         today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 7 * 3600 - 3 * 3600))
         values = {"card": CARD, "day": today, "vehicle_id": VEHICLE, "name": "map.js",
-                  "dispute_id": "1", "adjustment_id": "1", "alert_id": "0" * 32}
+                  "dispute_id": "1", "adjustment_id": "1", "alert_id": "0" * 32,
+                  "route_id": "R1"}
         seen = 0
         for template, item in spec["paths"].items():
             path = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], template)
