@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -102,16 +102,19 @@ class HeadwayOffice:
                               thresholds_for(route_id, self.thresholds()),
                               self._projections_of(schedule))
 
-    def bunched(self, now: int | None = None) -> list[tuple[Bunch, int]]:
+    def bunched(self, now: int | None = None,
+                vehicles: Iterable[VehicleRecord] | None = None
+                ) -> list[tuple[Bunch, int]]:
         """Every bunched pair on the routes with live vehicles, with when it was first
-        seen bunched (kept across requests and gateways in Redis)."""
+        seen bunched (kept across requests and gateways in Redis). `vehicles`: the live
+        store's, when the caller has read them already."""
         now = self.clock() if now is None else now
         schedule = self.schedule()
         rows = self.thresholds()
         projections = self._projections_of(schedule)
         times = self.times()
         found: list[Bunch] = []
-        for route_id, live in sorted(self._live(schedule, now).items()):
+        for route_id, live in sorted(self._live(schedule, now, vehicles).items()):
             if route_id in schedule.route_patterns:
                 found += bunches(route_headways(schedule, route_id, live, now, times,
                                                 thresholds_for(route_id, rows),
@@ -160,10 +163,11 @@ class HeadwayOffice:
 
     # -- the live vehicles --------------------------------------------------------------
 
-    def _live(self, schedule: Schedule, now: int) -> dict[str, list[Live]]:
+    def _live(self, schedule: Schedule, now: int,
+              vehicles: Iterable[VehicleRecord] | None = None) -> dict[str, list[Live]]:
         """The live vehicles (stale and offline left out), by route."""
         out: dict[str, list[Live]] = {}
-        for v in self.store.vehicles():
+        for v in self.store.vehicles() if vehicles is None else vehicles:
             if now - v.ts >= self.stale_after_s * 1000:
                 continue
             out.setdefault(v.route_id, []).append(self._placed(schedule, v))

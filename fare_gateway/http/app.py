@@ -138,7 +138,8 @@ def create_app(deps: ApiDeps) -> Flask:
         learned = LearnedSource(SegmentDays(deps.sessions), schedule)
         headways = HeadwayOffice(deps.sessions, deps.tracking, schedule, learned,
                                  fingerprints=deps.ledger.fingerprints)
-        bunching = partial(lambda office, now: bunching_alerts(office.bunched(now)),
+        bunching = partial(lambda office, now, vehicles: bunching_alerts(
+            office.bunched(now, vehicles)),
                            headways)
     app.register_blueprint(ops_blueprint(OpsOffice(deps.sessions, deps.tracking, disputes,
                                                    deps.validator_silent_s,

@@ -16,7 +16,7 @@ from ledger.adapters.db import Sessions
 from ledger.services import now_ms
 from tracking.domain import SILENT_AFTER_S
 from tracking.services import validators_heard
-from tracking.store import TrackingStore
+from tracking.store import TrackingStore, VehicleRecord
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,15 @@ class OpsOffice:
     """What the operations endpoints read.
 
     Without `tracking` (no Redis) only the disputes' alerts can be told.
-    `silent_after_s` is TRANSIT_VALIDATOR_SILENT_S. `bunching` is where the headways'
-    bunched vehicles will come from once tracking predicts them.
+    `silent_after_s` is TRANSIT_VALIDATOR_SILENT_S. `bunching` tells the bunched pairs
+    (tracking's headways) from the vehicles this office has just read.
     """
 
     sessions: Sessions
     tracking: TrackingStore | None
     disputes: DisputeOffice
     silent_after_s: float = SILENT_AFTER_S
-    bunching: Callable[[int], Sequence[OpsAlert]] | None = None
+    bunching: Callable[[int, Sequence[VehicleRecord]], Sequence[OpsAlert]] | None = None
     clock: Callable[[], int] = now_ms
 
     def exceptions(self, since: int, reason: str | None, before: Cursor | None,
@@ -46,11 +46,13 @@ class OpsOffice:
         thresholds = Thresholds(silent_after_s=self.silent_after_s)
         pending = [*self.disputes.in_state("overdue", now),
                    *self.disputes.in_state("escalated", now)]
-        others = self.bunching(now) if self.bunching is not None else ()
         if self.tracking is None:
-            return decide_alerts(now, (), (), pending, thresholds, others)
+            return decide_alerts(now, (), (), pending, thresholds, ())
         store = self.tracking
+        # Read once: the stale vehicles and the bunched pairs are told from the same
+        # reading (at 4,300 buses a reading costs 0.3-0.5 s).
+        vehicles = store.vehicles()
+        others = self.bunching(now, vehicles) if self.bunching is not None else ()
         validators = validators_heard(FleetRecords(self.sessions).registered(), store, now,
                                       thresholds.silent_after_s, thresholds.offline_after_s)
-        return decide_alerts(now, store.vehicles(), validators, pending, thresholds,
-                             others)
+        return decide_alerts(now, vehicles, validators, pending, thresholds, others)
