@@ -34,16 +34,22 @@ def tj_gateway(broker: Broker, folder: Path, feed: Path | None = None, **setting
                       **settings) as system:
         path = feed or transjakarta_feed()
         transit_here("gtfs", "import", str(path), env=system.env)
-        # The gateway reads the schedule on demand and again a second after finding it
-        # empty: positions sent before it has read the import would run on no schedule.
-        seen = f"/api/v1/routes/{first_route(path)}/headways"
-        ops = system.token("ops")
-        wait_until(lambda: system.http.get(seen, token=ops)[0] == 200, 30,
-                   "the gateway reading the imported schedule")
+        wait_for_schedule(system, path)
         try:
             yield system
         finally:
             forget_keys(system)
+
+
+def wait_for_schedule(system: System, feed: Path) -> None:
+    """Wait until the system's gateway has read the schedule of `feed`, just imported.
+
+    The gateway reads the schedule on demand and again a second after finding it
+    empty: positions sent before it has read the import would run on no schedule."""
+    seen = f"/api/v1/routes/{first_route(feed)}/headways"
+    ops = system.token("ops")
+    wait_until(lambda: system.http.get(seen, token=ops)[0] == 200, 30,
+               "the gateway reading the imported schedule")
 
 
 def first_route(feed: Path) -> str:

@@ -30,6 +30,7 @@ from testbed.environment import REDIS_URL, transjakarta_feed
 from testbed.gateway import transit
 from tests.conftest import System
 from tests.support.clients import MqttPeer
+from tests.support.tj_gateway import wait_for_schedule
 from transit.wire import Position
 
 FEED_ROUTES = 155
@@ -209,7 +210,9 @@ def gtfs_rt(system: System) -> gtfs_realtime_pb2.FeedMessage:
 
 
 def import_feed(system: System) -> str:
+    """Import the Transjakarta feed; back once the gateway has read its schedule."""
     result = system.transit("gtfs", "import", str(transjakarta_feed()))
+    wait_for_schedule(system, transjakarta_feed())
     return str(result.stdout)
 
 

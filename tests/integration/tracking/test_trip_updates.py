@@ -81,9 +81,9 @@ def pattern_of(schedule: Schedule, trip_id: str) -> Pattern:
 
 
 def drive(tj: System, vehicle: str, pattern: Pattern, trip_id: str, from_m: float = 0.0
-          ) -> float:
+          ) -> tuple[float, int]:
     """A bus's positions along a kilometre of its pattern from `from_m`, the last 2 s
-    ago; where it ends (m along the pattern)."""
+    ago; where it ends (m along the pattern) and the time of its last position."""
     end = now_ms() - 2_000
     items = []
     for i in range(POINTS):
@@ -92,7 +92,7 @@ def drive(tj: System, vehicle: str, pattern: Pattern, trip_id: str, from_m: floa
                           end - (POINTS - 1 - i) * STEP_MS, route=pattern.route_id,
                           trip_id=trip_id))
     publish(tj, items)
-    return from_m + (POINTS - 1) * STEP_M
+    return from_m + (POINTS - 1) * STEP_M, end
 
 
 def trip_updates(tj: System) -> rt.FeedMessage:
@@ -101,12 +101,13 @@ def trip_updates(tj: System) -> rt.FeedMessage:
     return rt.FeedMessage.FromString(body)
 
 
-def update_of(tj: System, vehicle: str, after_ms: int) -> Any:
-    """The vehicle's TripUpdate, once the feed has it from its last position."""
+def update_of(tj: System, vehicle: str, last_ms: int) -> Any:
+    """The vehicle's TripUpdate, once the feed has it from its position of `last_ms`
+    (the feed's timestamps are whole seconds)."""
     def probe() -> Any:
         feed = trip_updates(tj)
         found = [e.trip_update for e in feed.entity if e.id == vehicle]
-        return (feed, found[0]) if found and found[0].timestamp * 1000 >= after_ms - 1000 \
+        return (feed, found[0]) if found and found[0].timestamp >= last_ms // 1000 \
             else None
     return wait_until(f"{vehicle}'s trip update", probe, timeout=30)
 
@@ -114,8 +115,8 @@ def update_of(tj: System, vehicle: str, after_ms: int) -> Any:
 def test_a_bus_along_a_pattern_gets_the_stops_ahead_in_order_with_rising_times(
         tj: System, schedule: Schedule, static: StaticFeed) -> None:
     pattern = pattern_of(schedule, UNTIMED_TRIP)
-    at_m = drive(tj, "TJ-P1", pattern, UNTIMED_TRIP, from_m=300.0)
-    feed, tu = update_of(tj, "TJ-P1", now_ms() - 2_000)
+    at_m, last_ms = drive(tj, "TJ-P1", pattern, UNTIMED_TRIP, from_m=300.0)
+    feed, tu = update_of(tj, "TJ-P1", last_ms)
     assert (tu.trip.trip_id, tu.trip.route_id, tu.vehicle.id) == (UNTIMED_TRIP, "1", "TJ-P1")
     assert len(tu.trip.start_date) == 8
     ahead = [s for s in pattern.stops if s.dist_m > at_m]
@@ -152,8 +153,8 @@ def test_a_bus_behind_its_timetable_shows_a_positive_delay(
         timed_start: tuple[date, int]) -> None:
     pattern = pattern_of(schedule, TIMED_TRIP)
     assert schedule.trips[TIMED_TRIP].timed
-    drive(tj, "TJ-LATE", pattern, TIMED_TRIP)
-    feed, tu = update_of(tj, "TJ-LATE", now_ms() - 2_000)
+    _at_m, last_ms = drive(tj, "TJ-LATE", pattern, TIMED_TRIP)
+    feed, tu = update_of(tj, "TJ-LATE", last_ms)
     assert tu.trip.trip_id == TIMED_TRIP
     # The trip of the day it left on, also when that was before midnight.
     assert tu.trip.start_date == timed_start[0].strftime("%Y%m%d")
