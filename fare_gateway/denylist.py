@@ -41,6 +41,7 @@ from ledger.adapters.sql import dialect_of, insert_ignore, one_of, parts
 from ledger.fingerprint import Fingerprints
 from ledger.services import card_states
 from transit import denylist as wire
+from transit.mqtt_stream import NotPublished
 from transit.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,11 @@ class DenyListPublisher:
                     why = (str(exc.orig).splitlines() or [type(exc.orig).__name__])[0]
                     log.warning("deny list not published: database unreachable (%s); "
                                 "retrying every second", why)
+                failing = True
+                continue
+            except NotPublished as exc:  # the broker away or too slow: once, retry
+                if not failing:
+                    log.warning("deny list not published: %s; retrying every second", exc)
                 failing = True
                 continue
             except Exception:
