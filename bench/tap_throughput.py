@@ -6,7 +6,9 @@ Measures, in one run on one machine:
   1. raw Mosquitto QoS 1 publish->subscribe rate (same publishers, same payloads);
   2. PostgreSQL's rate for the same rows a tap writes, inserted in batches of 500;
   3. signed taps -> Mosquitto -> gateway(s) -> PostgreSQL -> receipts: taps/s sustained;
-  4. tap-to-receipt latency p50/p99 at steady rates (default 1,000 taps/s).
+  4. tap-to-receipt latency p50/p99 at steady rates (default 1,000 taps/s);
+  5. CPU per tap in the end-to-end burst, from /proc: the gateway process(es), the
+     broker, and the PostgreSQL backends connected to the benchmark's database.
 
 The load generator costs almost nothing, so that the figures are the gateway's: every
 tap is signed before the clock starts, one C `mosquitto_pub -l` per device publishes the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import threading
@@ -95,6 +98,18 @@ class Publishers:
             proc.wait(timeout=600)
 
 
+def wait_for_probe(probed: threading.Event, port: int, probe_topic: str) -> None:
+    """Publish PROBE on `probe_topic` until a subscriber's reader sets `probed` (it is
+    subscribed once its own probe comes back); RuntimeError after 10 s."""
+    deadline = time.monotonic() + 10
+    while not probed.is_set():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the subscriber never saw its probe message")
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+                        "-t", probe_topic, "-m", PROBE.decode()], check=True)
+        probed.wait(0.2)
+
+
 class Subscriber:
     """`mosquitto_sub` (QoS 1) printing `arrival-time payload` per message; kept in memory."""
 
@@ -107,14 +122,7 @@ class Subscriber:
             stdout=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        # Subscribed once a probe published on the topic comes back.
-        deadline = time.monotonic() + 10
-        while not self.probed.is_set():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the subscriber never saw its probe message")
-            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                            "-t", probe_topic, "-m", PROBE.decode()], check=True)
-            self.probed.wait(0.2)
+        wait_for_probe(self.probed, port, probe_topic)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -250,6 +258,67 @@ def pg_unnest_rate(stack: Stack, n: int) -> float:
     return rate
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (all its threads) so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # Fields after the command name, which is in parentheses and may hold spaces.
+        after = stat.read().rsplit(")", 1)[1].split()
+    return (int(after[11]) + int(after[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU spent by the gateways, the broker and the database's backends over a span.
+
+    PostgreSQL's backends are those connected to the benchmark's database (the gateways'
+    pooled connections), found in `pg_stat_activity` at each reading: one that starts
+    during the span counts from zero; the server's shared background processes (WAL
+    writer, checkpointer) are not counted, since other databases share them.
+    """
+
+    def __init__(self, stack: Stack, gateway_pids: list[int]) -> None:
+        import psycopg
+
+        self.gateway_pids = gateway_pids
+        self.broker_pid = stack.broker.proc.pid if stack.broker.proc else None
+        url = stack.db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.conn = psycopg.connect(url, autocommit=True) \
+            if stack.db_url.startswith("postgresql") else None
+
+    def _backends(self) -> dict[int, float]:
+        if self.conn is None:
+            return {}
+        pids = [row[0] for row in self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()").fetchall()]
+        out = {}
+        for pid in pids:
+            try:
+                out[pid] = cpu_seconds(pid)
+            except OSError:  # gone since the query
+                pass
+        return out
+
+    def reading(self) -> dict[str, Any]:
+        """CPU seconds so far: per gateway, the broker, per database backend."""
+        return {"gateways": [cpu_seconds(p) for p in self.gateway_pids],
+                "broker": cpu_seconds(self.broker_pid) if self.broker_pid else 0.0,
+                "backends": self._backends()}
+
+    @staticmethod
+    def spent(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+        """CPU seconds spent between two readings, by part."""
+        return {
+            "gateway": sum(a - b for a, b in zip(after["gateways"], before["gateways"],
+                                                 strict=True)),
+            "broker": after["broker"] - before["broker"],
+            "postgresql": sum(cpu - before["backends"].get(pid, 0.0)
+                              for pid, cpu in after["backends"].items())}
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
 def latency_at(stack: Stack, rate: int, seconds: int, start_seq: int,
                prefix: str = "transit/v1/dev", answer: str = "receipt"
                ) -> tuple[list[float], int]:
@@ -334,11 +403,22 @@ def main() -> None:
             print(f"   the same rows through the gateway's unnest statements: "
                   f"{unnest:,.0f} taps/s")
         gateways = [stack.gateway(f"gw{i}") for i in range(args.gateways)]
+        meter = CpuMeter(stack, [g.proc.pid for g in gateways if g.proc is not None])
+        before = meter.reading()
         e2e, t_pub = timed_burst(stack, payloads, "transit/v1/dev", "receipt")
+        spent = CpuMeter.spent(before, meter.reading())
+        meter.close()
         figures.update(end_to_end_taps_s=round(e2e), publish_s=round(t_pub, 2))
         print(f"    (publishing took {t_pub:.1f}s)")
         print(f"3. end to end, {args.gateways} gateway(s): {e2e:,.0f} taps/s "
               f"({args.taps} taps, all receipted)")
+        per_tap = {part: round(seconds / args.taps * 1e6, 1) for part, seconds in spent.items()}
+        figures["cpu_us_per_tap"] = per_tap
+        print(f"5. CPU per tap in that burst (/proc): gateway{'s' if args.gateways > 1 else ''} "
+              f"{per_tap['gateway']:.0f} us (goal <= 100), broker {per_tap['broker']:.0f} us, "
+              f"PostgreSQL backends {per_tap['postgresql']:.0f} us; all three "
+              f"{sum(per_tap.values()):.0f} us, so {os.cpu_count()} cores carry at most "
+              f"{os.cpu_count() * 1e6 / max(1.0, sum(per_tap.values())):,.0f} taps/s")
         for rate in rates:
             lat, missing = latency_at(stack, rate, args.latency_seconds, start_seq)
             figures["latency"].append(_latency_figures(rate, args.latency_seconds, lat,

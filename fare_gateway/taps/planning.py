@@ -256,15 +256,22 @@ def _price(new: list[Admitted], cards: Mapping[str, CardState],
     for row in new:
         by_card[row.tap.card].append(row)
     held = {tap_id: a.net for tap_id, a in amounts.items()}  # follows the drafts below
+    # Grouped by card once: picking each card's days out of the whole batch's history
+    # (and totals) card by card was quadratic in the batch, 18 % of the gateway's time
+    # in a burst of 500-tap batches.
+    days_of: dict[str, dict[str, Mapping[str, PricedTap]]] = defaultdict(dict)
+    for (c, d), taps in history.items():
+        days_of[c][d] = taps
+    stored_of: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
+    for (c, kind, start), total in stored.items():
+        stored_of[c][(kind, start)] = total
     drafts: list[EntryDraft] = []
     receipts: dict[str, tuple[str, int]] = {}
     totals: dict[PeriodKey, int] = {}
     for card in sorted(by_card):
         category = cards[card].category
-        book = CardPeriods(
-            policy, category, {d: taps for (c, d), taps in history.items() if c == card},
-            held, {(kind, start): total for (c, kind, start), total in stored.items()
-                   if c == card})
+        book = CardPeriods(policy, category, days_of.get(card, {}), held,
+                           stored_of.get(card, {}))
         for row in sorted(by_card[card], key=lambda r: (r.tap.ts, r.tap.device_id, r.tap.seq)):
             tap = row.tap
             change = 0
