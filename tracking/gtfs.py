@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import re
+import time
+import uuid
 import zipfile
 from array import array
 from collections import Counter
@@ -35,6 +37,7 @@ from ledger.fingerprint import Fingerprints
 from tracking.adapters.models import (
     Agency,
     CalendarEntry,
+    GtfsFeed,
     Route,
     ServiceDate,
     ShapePoint,
@@ -268,6 +271,13 @@ def _import(session: Session, feed: zipfile.ZipFile, limits: Limits,
     _insert(session, CalendarEntry, _last_wins(calendar, "service_id"))
     _insert(session, ServiceDate, reversed(service_dates))
     _insert(session, TripFrequency, reversed(frequencies))
+    # A new stamp in the same transaction: a gateway that sees it sees the whole feed
+    # (tracking.schedule_load asks for it every few seconds, and reads the schedule again
+    # only when it changed). Deleting the row first also queues a second import running
+    # at once behind this one's commit, as the other tables' deletes do.
+    session.execute(delete(GtfsFeed))
+    session.add(GtfsFeed(import_id=uuid.uuid4().hex, imported_ms=int(time.time() * 1000)))
+    session.flush()
     return report
 
 

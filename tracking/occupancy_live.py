@@ -3,19 +3,23 @@ keeps each vehicle's riders of its current trip and answers `occupancy(vehicle_i
 `/api/v1/vehicles` and the VehiclePositions feed (`tracking.occupancy` does the sums).
 
 Every `interval_s` (2 s) it reads the charged taps received since its cursor (through
-`TapLog`, which the wiring hands in: the taps are the gateway's), and the vehicles' trip
-and progress from the live store. Hourly it relearns, from the last day's taps, the
-ride-length curve and, per route, the share of riders who tap out (applied on the routes
-`taps_out` names: those priced by distance). A vehicle's riders are forgotten when its
-trip changes (a new trip or pattern, or its progress going back more than a kilometre:
-it turned at the terminal, where everyone left) and after `MAX_RIDE_MS`. Every gateway
+`TapLog`, which the wiring hands in: the taps are the gateway's), and the trip and
+progress of the vehicles they were made on from the live store; every vehicle's only
+every `follow_s` (10 s), and only the fields it uses (`VehicleProgress`). Hourly it
+relearns, from the last day's taps, the ride-length curve and, per route, the share of
+riders who tap out (applied on the routes `taps_out` names: those priced by distance).
+A vehicle's riders are forgotten when its trip changes (a new trip or pattern, or its
+progress going back more than a kilometre: it turned at the terminal, where everyone
+left) and after `MAX_RIDE_MS`. Every gateway
 runs one, over the taps every gateway stored: each answers the same.
 
 A tick recomputes only the vehicles whose estimate may have changed: a tap on it (or a
 card of it seen boarding elsewhere), a new trip, `MOVED_M` travelled, its capacity set,
 riders forgotten, the curve relearned; and any estimate older than `REFRESH_MS`.
 Recomputing all of them took 0.40 s a tick at 4,300 vehicles of 100 boardings each,
-~22 % of a core every 2 s under the GIL the taps need.
+~22 % of a core every 2 s under the GIL the taps need. Reading every vehicle's whole
+record each tick was the rest of this thread's cost (see docs/benchmarks.md, "The
+gateway's background work").
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from sqlalchemy import select
 
@@ -48,14 +52,19 @@ from tracking.occupancy import (
     rides_of,
 )
 from tracking.schedule import Pattern, Schedule
-from tracking.store import VehicleRecord
+from tracking.store import TrackingStore
 
 log = logging.getLogger(__name__)
 
 # A tick is one indexed read of the taps since the last and one pipelined read of the
-# vehicles from Redis (what each GTFS-Realtime request does anyway): every 2 s the map
-# shows a boarding within a few seconds for little cost.
+# vehicles they were made on: every 2 s the map shows a boarding within a few seconds
+# for little cost.
 INTERVAL_S = 2.0
+# Every vehicle's trip and progress is read this often: a new trip, or 50 m travelled
+# (`MOVED_M`, ~5 s at busway speed), is seen within 10 s rather than 2 s. Read each tick
+# it cost 0.3-0.5 s of CPU at 4,300 vehicles (whole records); 7 of their 16 fields, a
+# fifth of the ticks, ~1/10 of that (docs/benchmarks.md).
+FOLLOW_S = 10.0
 START_BACK_MS = 3 * 3_600_000  # read at start: a restart does not empty every bus
 MAX_RIDE_MS = 3 * 3_600_000  # a rider boarded longer ago is no longer counted
 # Taps are stamped when received and committed a moment later, not always in that order
@@ -134,10 +143,88 @@ class Capacities:
                 select(VehicleCapacity.vehicle_id, VehicleCapacity.capacity))}
 
 
-class Vehicles(Protocol):
-    """The live vehicles (`tracking.store.TrackingStore`)."""
+class Placed(Protocol):
+    """What the estimator reads of a live vehicle (a `tracking.store.VehicleRecord` is
+    one)."""
 
-    def vehicles(self) -> list[VehicleRecord]: ...
+    @property
+    def vehicle_id(self) -> str: ...
+    @property
+    def route_id(self) -> str: ...
+    @property
+    def trip_id(self) -> str | None: ...
+    @property
+    def pattern_id(self) -> str | None: ...
+    @property
+    def start_date(self) -> str | None: ...
+    @property
+    def ts(self) -> int: ...
+    @property
+    def dist_m(self) -> int | None: ...
+
+
+class Vehicles(Protocol):
+    """The live vehicles (`VehicleProgress` over the live store)."""
+
+    def vehicles(self) -> Sequence[Placed]:
+        """Every live vehicle."""
+        ...
+
+    def of(self, vehicle_ids: Collection[str]) -> Sequence[Placed]:
+        """Those of `vehicle_ids` the store has."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A live vehicle's trip and how far along it is: the fields of its record the
+    estimator uses."""
+
+    vehicle_id: str
+    route_id: str
+    trip_id: str | None
+    pattern_id: str | None
+    start_date: str | None
+    ts: int
+    dist_m: int | None
+
+
+_FIELDS = ("vehicle_id", "route_id", "trip_id", "pattern_id", "start_date", "ts", "dist_m")
+CHUNK = 1000  # vehicles per pipelined read: Redis answers others between the chunks
+
+
+class VehicleProgress:
+    """The live vehicles' `Progress`, read with HMGET of its fields only, `CHUNK` vehicles
+    a round trip, from the keys `tracking.store` writes (`{ns}:geo`, `{ns}:v:{id}`)."""
+
+    def __init__(self, store: TrackingStore) -> None:
+        self.store = store
+
+    def vehicles(self) -> list[Progress]:
+        """Every live vehicle's."""
+        members = cast(list[bytes], self.store.redis.zrange(f"{self.store.ns}:geo", 0, -1))
+        return self.of([_s(v) for v in members])
+
+    def of(self, vehicle_ids: Collection[str]) -> list[Progress]:
+        """Those of `vehicle_ids` the store has."""
+        ids = list(vehicle_ids)
+        out: list[Progress] = []
+        for k in range(0, len(ids), CHUNK):
+            pipe = self.store.redis.pipeline(transaction=False)
+            for wanted in ids[k:k + CHUNK]:
+                pipe.hmget(f"{self.store.ns}:v:{wanted}", _FIELDS)
+            for row in pipe.execute():
+                vid, route, trip, pattern, start, ts, dist = (
+                    "" if v is None else _s(v) for v in row)
+                if not vid or not route or not ts:
+                    continue  # gone meanwhile
+                out.append(Progress(vid, route, trip or None, pattern or None,
+                                    start or None, int(ts), int(dist) if dist else None))
+        return out
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass
@@ -159,7 +246,7 @@ class _Last:
     ts: int
 
 
-def _key(r: VehicleRecord) -> tuple[str | None, str | None, str | None]:
+def _key(r: Placed) -> tuple[str | None, str | None, str | None]:
     return (r.trip_id, r.pattern_id, r.start_date)
 
 
@@ -170,7 +257,7 @@ class LiveOccupancy:
                  capacities: Callable[[], Mapping[str, int]],
                  schedule: Callable[[], Schedule], *,
                  taps_out: Callable[[str, int], bool] = lambda route_id, ts: False,
-                 interval_s: float = INTERVAL_S,
+                 interval_s: float = INTERVAL_S, follow_s: float = FOLLOW_S,
                  clock: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.taps = taps
         self.vehicles = vehicles
@@ -178,6 +265,7 @@ class LiveOccupancy:
         self.schedule = schedule
         self.taps_out = taps_out
         self.interval_s = interval_s
+        self.follow_s = follow_s
         self.clock = clock
         self.curve = RideCurve.default()
         self.shares = TapOutShares()  # per route, relearned with the curve
@@ -185,7 +273,8 @@ class LiveOccupancy:
         self._last: dict[str, _Last] = {}
         self._seen: dict[str, int] = {}  # tap_id -> received_ms, within LAG_MS of the cursor
         self._cursor: int | None = None
-        self._records: dict[str, VehicleRecord] = {}
+        self._records: dict[str, Placed] = {}  # each vehicle's, as last read
+        self._followed_ms = -(1 << 62)  # when every vehicle was last read
         self._snapshot: dict[str, Occupancy] = {}
         self._ready = False
         self._live_rides: deque[float] = deque(maxlen=LIVE_SAMPLES)
@@ -251,10 +340,22 @@ class LiveOccupancy:
             self._dirty.update(v for v in before.keys() | self._capacities.keys()
                                if before.get(v) != self._capacities.get(v))
         schedule = self.schedule()
-        records = {r.vehicle_id: r for r in self.vehicles.vehicles()}
         starting = self._cursor is None
-        self._follow_trips(records, now)
-        for tap in self._read_new(now):
+        taps = self._read_new(now)
+        every = now - self._followed_ms >= self.follow_s * 1000
+        if every:
+            fresh = {r.vehicle_id: r for r in self.vehicles.vehicles()}
+            self._followed_ms = now
+        else:
+            # The vehicles of the new taps (and those their cards boarded before) are read
+            # now: a tap is counted on the trip its vehicle runs now.
+            wanted = {t.vehicle_id for t in taps}
+            wanted.update(self._last[t.card].vehicle_id for t in taps if t.card in self._last)
+            fresh = {r.vehicle_id: r for r in self.vehicles.of(sorted(wanted))} \
+                if wanted else {}
+        self._follow_trips(fresh, now)
+        records = fresh if every else {**self._records, **fresh}
+        for tap in taps:
             self._take(tap, records, schedule, restarting=starting, now=now)
         if mono - self._curve_at > CURVE_EVERY_S:
             self._learn(schedule, now)
@@ -317,8 +418,9 @@ class LiveOccupancy:
         out.sort(key=lambda t: (t.ts, t.tap_id))
         return out
 
-    def _follow_trips(self, records: Mapping[str, VehicleRecord], now: int) -> None:
-        """Start a vehicle's trip afresh when it began another since the last tick."""
+    def _follow_trips(self, records: Mapping[str, Placed], now: int) -> None:
+        """Start a vehicle's trip afresh when it began another since it was last read
+        (`records`: those read now)."""
         for vehicle_id, trip in list(self._trips.items()):
             r = records.get(vehicle_id)
             if r is None:
@@ -335,7 +437,7 @@ class LiveOccupancy:
             elif r.dist_m is not None:
                 trip.furthest_m = max(trip.furthest_m, float(r.dist_m))
 
-    def _trip_of(self, record: VehicleRecord | None, vehicle_id: str, ts: int) -> _Trip:
+    def _trip_of(self, record: Placed | None, vehicle_id: str, ts: int) -> _Trip:
         trip = self._trips.get(vehicle_id)
         if trip is None:
             key = (None, None, None) if record is None else _key(record)
@@ -344,7 +446,7 @@ class LiveOccupancy:
             trip = self._trips[vehicle_id] = _Trip(key, ts - MAX_RIDE_MS, furthest)
         return trip
 
-    def _take(self, tap: TapRow, records: Mapping[str, VehicleRecord], schedule: Schedule,
+    def _take(self, tap: TapRow, records: Mapping[str, Placed], schedule: Schedule,
               *, restarting: bool, now: int) -> None:
         r = records.get(tap.vehicle_id)
         trip = self._trip_of(r, tap.vehicle_id, tap.ts)
@@ -371,7 +473,7 @@ class LiveOccupancy:
         trip.boardings[tap.card] = Boarding(tap.card, dist, tap.ts)
 
     def _left_elsewhere(self, tap: TapRow, schedule: Schedule,
-                        records: Mapping[str, VehicleRecord]) -> None:
+                        records: Mapping[str, Placed]) -> None:
         """A card boarding another vehicle has left the one it was on: it is no longer
         counted there, and where it most likely left is a ride of the curve."""
         last = self._last.get(tap.card)

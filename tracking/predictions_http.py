@@ -4,7 +4,9 @@ Public, like the other feeds. Built at most once every `CACHE_S` seconds and ser
 from memory in between: a feed consumer polls every few seconds, and one build for a
 fleet of 500 buses walks every stop ahead of each. `?vehicle_id=V` serves that vehicle's
 entity only, cut from the same build: the map's popup asks for one bus, and the whole
-fleet's feed is ~1.6 MB of protobuf for 4,300 buses.
+fleet's feed is ~1.6 MB of protobuf for 4,300 buses. The JSON form is made only when a
+build is asked for as JSON: made at every build, it doubled the build's CPU for the feed
+consumers, who read protobuf (docs/benchmarks.md, "The gateway's background work").
 """
 
 from __future__ import annotations
@@ -51,36 +53,43 @@ class PredictionsDeps:
     live_s: float = LIVE_S
     cache_s: float = CACHE_S
     clock: Callable[[], float] = time.time
-    _cached: tuple[float, gtfs_realtime_pb2.FeedMessage, bytes, dict[str, Any]] | None = \
-        field(default=None, repr=False)
+    # (built at, the message, its protobuf, its JSON once asked for)
+    _cached: tuple[float, gtfs_realtime_pb2.FeedMessage, bytes, dict[str, Any] | None
+                   ] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def feed(self, vehicle_id: str | None = None) -> tuple[bytes, dict[str, Any]]:
-        """The feed as protobuf and as JSON, built again once `cache_s` old; with
-        `vehicle_id`, only that vehicle's entity (none if it has no trip update)."""
+    def feed(self, vehicle_id: str | None = None, as_json: bool = False
+             ) -> bytes | dict[str, Any]:
+        """The feed as protobuf (`as_json`: as JSON), built again once `cache_s` old;
+        with `vehicle_id`, only that vehicle's entity (none if it has no trip update)."""
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] >= self.cache_s:
                 message = trip_update_feed(self.store.vehicles(), self.schedule(),
                                            self.times(), int(self.clock() * 1000),
                                            self.live_s)
-                self._cached = (now, message, message.SerializeToString(),
-                                MessageToDict(message))
-            _, message, body, as_json = self._cached
-        if vehicle_id is None:
-            return body, as_json
-        return one_vehicle(message, vehicle_id)
+                self._cached = (now, message, message.SerializeToString(), None)
+            built, message, body, whole = self._cached
+            if vehicle_id is None and as_json and whole is None:
+                whole = MessageToDict(message)
+                self._cached = (built, message, body, whole)
+        if vehicle_id is not None:
+            cut = one_vehicle(message, vehicle_id)
+            if as_json:
+                return dict(MessageToDict(cut))
+            return bytes(cut.SerializeToString())
+        return whole if as_json and whole is not None else body
 
 
 def one_vehicle(message: gtfs_realtime_pb2.FeedMessage, vehicle_id: str
-                ) -> tuple[bytes, dict[str, Any]]:
+                ) -> gtfs_realtime_pb2.FeedMessage:
     """The feed cut to the entity of one vehicle (its id the vehicle's), same header."""
     cut = gtfs_realtime_pb2.FeedMessage()
     cut.header.CopyFrom(message.header)
     for entity in message.entity:
         if entity.id == vehicle_id:
             cut.entity.add().CopyFrom(entity)
-    return cut.SerializeToString(), MessageToDict(cut)
+    return cut
 
 
 def predictions_blueprint(deps: PredictionsDeps) -> Blueprint:
@@ -119,11 +128,11 @@ def predictions_blueprint(deps: PredictionsDeps) -> Blueprint:
         if vehicle_id is not None and not VEHICLE_ID.fullmatch(vehicle_id):
             abort(400, "vehicle_id must be 1-64 of A-Z a-z 0-9 . _ -")
         try:
-            body, as_json = deps.feed(vehicle_id)
+            found = deps.feed(vehicle_id, as_json=wanted == "json")
         except SQLAlchemyError:
             abort(503, "the schedule cannot be read now: try again shortly")
-        if wanted == "json":
-            return jsonify(as_json)
-        return Response(body, mimetype=PROTOBUF)
+        if isinstance(found, dict):
+            return jsonify(found)
+        return Response(found, mimetype=PROTOBUF)
 
     return bp

@@ -111,6 +111,17 @@ class TripFrequency(Base):
     exact_times: Mapped[int] = mapped_column(SmallInteger, default=0)
 
 
+class GtfsFeed(Base):
+    """The feed in force: one row, written again by each `transit gtfs import` in the
+    import's transaction. What a gateway asks every few seconds to know whether to read
+    the schedule again (reading it costs seconds; this, one row)."""
+
+    __tablename__ = "gtfs_feed"
+
+    import_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    imported_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class VehicleCapacity(Base):
     """How many riders a vehicle carries (`transit vehicles capacity V N`); a vehicle
     without a row carries `tracking.occupancy.DEFAULT_CAPACITY`."""

@@ -96,7 +96,15 @@ def test_buses_close_together_are_bunched_until_spread_and_thresholds_move_the_v
                                  "TJ-END": pattern.stops[-1].dist_m}, ts)
     wait_until("the buses' positions", lambda: {"TJ-A", "TJ-B", "TJ-END", "TJ-OLD"} <= set(
         vehicles(tj, ops)))
-    body = headways(tj, ops, route)
+
+    def placed() -> dict[str, Any] | None:
+        # Headways share one reading of the vehicles for 2 s (tracking.headways_http):
+        # the one made before these positions came may still serve.
+        got = headways(tj, ops, route)
+        north = [d for d in got["directions"] if d["direction_id"] == 0]
+        return got if north and len(north[0]["vehicles"]) == 2 else None
+
+    body = wait_until("the buses on the headways", placed)
     assert body["route_id"] == route
     assert body["thresholds"] == {"route_id": route, "bunched_pct": 50, "gapped_pct": 150,
                                   "from": None}

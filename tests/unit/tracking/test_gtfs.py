@@ -32,6 +32,7 @@ from tests.support.feeds import (
 from tracking.adapters.models import (
     Agency,
     CalendarEntry,
+    GtfsFeed,
     Route,
     ServiceDate,
     ShapePoint,
@@ -81,7 +82,7 @@ class Db:
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Db]:
     engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine, tables=[m.__table__ for m in TABLES])
+    Base.metadata.create_all(engine, tables=[m.__table__ for m in (*TABLES, GtfsFeed)])
     with Session(engine) as session:
         import_feed(session, write_feed(tmp_path / "small.zip", SMALL))
         session.commit()
@@ -408,3 +409,18 @@ def test_trips_of_a_shared_shape_id_get_the_line_their_stops_lie_along(db: Db) -
     shapes = {t: s for t, s in db.session.execute(select(Trip.trip_id, Trip.shape_id))}
     assert shapes == {"T1": "S@2", "T2": "S@1"}
     assert any("2 trip(s) given the line" in w for w in report.warnings), report.warnings
+
+
+def test_each_import_writes_a_new_stamp_and_a_refused_one_keeps_it(db: Db) -> None:
+    """The stamp a gateway asks to know whether to read the schedule again."""
+    from tracking.schedule_load import feed_stamp
+
+    first = feed_stamp(db.session)
+    assert first is not None and len(first) == 32
+    import_feed(db.session, db.feed(SMALL))
+    second = feed_stamp(db.session)
+    assert second is not None and second != first
+    assert len(db.session.scalars(select(GtfsFeed)).all()) == 1  # the feed in force only
+    with pytest.raises(GtfsError):
+        import_feed(db.session, db.feed(changed("stops.txt", "stop_id\n")))
+    assert feed_stamp(db.session) == second

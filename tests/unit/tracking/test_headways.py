@@ -19,7 +19,14 @@ from tracking.headways import (
     thresholds_for,
 )
 from tracking.predict import ConstantSpeed
-from tracking.schedule import Frequency, Schedule, StopRow, TripRow, build_schedule
+from tracking.schedule import (
+    Frequency,
+    Schedule,
+    ServiceCalendar,
+    StopRow,
+    TripRow,
+    build_schedule,
+)
 
 LAT0, LON0 = -7_300_000, 112_700_000
 E6_PER_KM = 8983  # micro-degrees of latitude in a kilometre
@@ -203,3 +210,51 @@ def test_since_is_kept_for_a_pair_still_bunched_and_forgotten_once_clear() -> No
     assert since == {"R|0|C|B": 1_000, "R|1|E|F": 5_000} and gone == []
     since, gone = carry_since(since, ["R|1|E|F"], 9_000)
     assert since == {"R|1|E|F": 5_000} and gone == ["R|0|C|B"]
+
+
+def test_the_headways_office_reads_the_live_vehicles_once_a_while() -> None:
+    """Every request of every route shares one reading of the store, `fleet_s` long."""
+    from typing import Any
+
+    from tracking.headways_http import HeadwayOffice
+
+    class Store:
+        reads = 0
+
+        def vehicles(self) -> list[Any]:
+            Store.reads += 1
+            return []
+
+    store: Any = Store()
+    office = HeadwayOffice(None, store, lambda: None, fleet_s=60.0)  # type: ignore[arg-type]
+    assert office._vehicles() == [] and office._vehicles() == []
+    assert Store.reads == 1
+    office.fleet_s = 0.0
+    office._vehicles()
+    assert Store.reads == 2
+    # The operators' alerts' own reading is the one the headways then share.
+    office.fleet_s = 60.0
+    office._fleet = None
+    office.schedule = lambda: Schedule({}, {}, ServiceCalendar())  # type: ignore[assignment]
+    office.thresholds = lambda: {}  # type: ignore[method-assign]
+    store.redis = FakeRedis()
+    store.ns = "t"
+    office.bunched(0, [])
+    assert office._vehicles() == [] and Store.reads == 2
+
+
+class FakeRedis:
+    """The bunched pairs' hash, empty; writes accepted."""
+
+    def hgetall(self, key: str) -> dict[str, str]:
+        return {}
+
+    def pipeline(self, transaction: bool = False) -> FakeRedis:
+        return self
+
+    def hsetnx(self, *args: object) -> None: ...
+
+    def hdel(self, *args: object) -> None: ...
+
+    def execute(self) -> list[object]:
+        return []

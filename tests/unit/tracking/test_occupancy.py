@@ -4,7 +4,7 @@ fakes of the stored taps and the live vehicles (tracking.occupancy_live)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 import pytest
@@ -268,6 +268,8 @@ class FakeTaps:
 class FakeVehicles:
     def __init__(self) -> None:
         self.records: dict[str, VehicleRecord] = {}
+        self.full_reads = 0
+        self.asked: list[list[str]] = []  # the ids of each read of some vehicles
 
     def at(self, vehicle: str, km: float, ts: int, trip: str = "T1",
            pattern: str | None = "R1-N") -> None:
@@ -277,7 +279,12 @@ class FakeVehicles:
             pattern_id=pattern, dist_m=round(km * 1000), start_date="20261202")
 
     def vehicles(self) -> list[VehicleRecord]:
+        self.full_reads += 1
         return list(self.records.values())
+
+    def of(self, vehicle_ids: Collection[str]) -> list[VehicleRecord]:
+        self.asked.append(sorted(vehicle_ids))
+        return [self.records[v] for v in vehicle_ids if v in self.records]
 
 
 SCHEDULE = Schedule({"R1-N": NORTH, "R1-S": SOUTH}, {}, ServiceCalendar(),
@@ -457,16 +464,47 @@ def test_a_tick_recomputes_only_the_vehicles_whose_taps_or_position_changed() ->
     est.tick()
     assert est.estimated == 1 and est.occupancy("V1").percentage == 200  # type: ignore[union-attr]
     fleet.at("V2", 1.01, T0 + 4000, trip="T2")  # 10 m: the same estimate
+    clock.ms += 8000  # every vehicle read again (FOLLOW_S)
+    est.tick()
+    assert est.estimated == 0 and fleet.full_reads == 2
+    fleet.at("V2", 5.0, T0 + 12_000, trip="T2")  # 4 km on
     clock.ms += 2000
     est.tick()
-    assert est.estimated == 0
-    fleet.at("V2", 5.0, T0 + 6000, trip="T2")  # 4 km on
-    clock.ms += 2000
+    assert est.estimated == 0  # not read yet: the vehicles are read every 10 s
+    clock.ms += 8000
     est.tick()
     assert est.estimated == 1 and est.occupancy("V2").riders == 0  # type: ignore[union-attr]
     clock.ms += 60_000  # nothing new, but every estimate is made again within a minute
     est.tick()
     assert est.estimated == 2
+
+
+def test_between_reads_of_every_vehicle_a_tick_reads_only_the_vehicles_tapped_on() -> None:
+    taps, fleet, clock = FakeTaps(), FakeVehicles(), Clock()
+    est = live(taps, fleet, clock, {"V1": 10, "V2": 10})
+    fleet.at("V1", 1.0, T0)
+    fleet.at("V2", 1.0, T0, trip="T2")
+    taps.add("a", "V1", 1.0, T0 - 1000)
+    est.tick()
+    assert fleet.full_reads == 1 and est.occupancy("V1").riders == 1  # type: ignore[union-attr]
+    # V2 turned at the terminal and began another trip; a rider taps on it: its record
+    # is read with the tap, and the tap counts on the trip it runs now.
+    fleet.at("V2", 0.0, T0 + 1500, trip="T2b")
+    taps.add("B", "V2", 0.0, T0 + 1800)
+    clock.ms += 2000
+    est.tick()
+    assert fleet.full_reads == 1 and fleet.asked == [["V2"]]
+    assert est.occupancy("V2").riders == 1  # type: ignore[union-attr]
+    # Card "a" boards V2 as well: it left V1, which is read with it.
+    taps.add("a", "V2", 0.0, T0 + 3000)
+    clock.ms += 2000
+    est.tick()
+    assert fleet.asked[-1] == ["V1", "V2"] and fleet.full_reads == 1
+    assert est.occupancy("V1").riders == 0  # type: ignore[union-attr]
+    assert est.occupancy("V2").riders == 2  # type: ignore[union-attr]
+    clock.ms += 2000
+    est.tick()  # nothing new: nothing read
+    assert len(fleet.asked) == 2 and fleet.full_reads == 1
 
 
 def test_a_boarding_without_a_fix_counts_from_where_the_bus_was() -> None:
