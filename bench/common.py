@@ -88,6 +88,43 @@ class Stack:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _open_cards(db_url: str, cards: list[str], category: str) -> None:
+    from ledger.fingerprint import Fingerprints
+    from ledger.services import Ledger
+
+    engine = make_engine(db_url)
+    ledger = Ledger(engine, "IDR", fingerprints=Fingerprints(None))
+    with session_factory(engine).begin() as s:
+        for card in cards:
+            ledger.open_card(s, card, category)
+    engine.dispose()
+
+
+def fund_cards_batched(db_url: str, cards: list[str], amount: int,
+                       category: str = "regular", processes: int = 2,
+                       batch: int = 1000) -> None:
+    """Issue and fund many cards through the ledger's own services, faster than
+    testbed.cards.fund_cards: the same open_card and top-up entry (reference
+    `fund-{card}`), the cards opened by `processes` processes at once and the top-ups
+    posted `batch` to a transaction. (One by one, 5,000 cards took 43 s on the bench
+    machine: 2 ms to open a card, 6.6 ms to top it up alone; batched, 1,000 top-ups
+    take 0.35 s.)"""
+    from ledger.domain import topup_entry
+    from ledger.fingerprint import Fingerprints
+    from ledger.services import Ledger
+
+    shares = [(db_url, cards[k::processes], category) for k in range(processes)]
+    run_processes(_open_cards, [s for s in shares if s[1]])
+    engine = make_engine(db_url)
+    ledger = Ledger(engine, "IDR", fingerprints=Fingerprints(None))
+    sessions = session_factory(engine)
+    for k in range(0, len(cards), batch):
+        with sessions.begin() as s:
+            ledger.post(s, [topup_entry(card=c, amount=amount, reference=f"fund-{c}",
+                                        currency="IDR") for c in cards[k:k + batch]])
+    engine.dispose()
+
+
 def run_processes(target, args_list: list[tuple]) -> None:  # type: ignore[no-untyped-def]
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=target, args=args) for args in args_list]

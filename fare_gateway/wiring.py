@@ -91,17 +91,19 @@ def run_gateway(settings: Settings) -> None:
     from fare_gateway.fleet import FleetRecords
     from fare_gateway.http import ApiDeps, AuthFailures, create_app
     from fare_gateway.http.serving import make_server
+    from fare_gateway.ingest_workers import IngestProcesses, SharedCounts
     from fare_gateway.riders.limits import RiderLimits
     from fare_gateway.schema import schema_problem
     from fare_gateway.taps import TapService
     from fare_gateway.taps.sql import sql_units
     from ledger.audit import Actor
     from tracking.adapters.consumer import PositionConsumer
+    from tracking.adapters.status_consumer import StatusConsumer
     from tracking.heard import HeardLog
     from tracking.ingest import PositionIngest
     from tracking.learn import Learner
     from tracking.network import Network
-    from tracking.occupancy_live import Capacities, LiveOccupancy
+    from tracking.occupancy_live import Capacities, LiveOccupancy, VehicleProgress
     from tracking.schedule_load import ScheduleSource
     from tracking.store import TrackingStore, redis_client
     from tracking.streams import StreamSlots
@@ -138,12 +140,30 @@ def run_gateway(settings: Settings) -> None:
     heard = HeardLog(store)
     consumer = TapConsumer(settings, service, core.metrics,
                            heard=lambda ids: heard.note(ids, int(time.time() * 1000)))
-    track = TrackWriter(core.sessions, core.metrics.registry, keep_days=settings.track_days)
     # One schedule for the gateway: trip assignment reads it per batch of positions.
-    schedule = ScheduleSource(core.sessions)
-    positions = PositionConsumer(settings, PositionIngest(
-        store, devices, Network(core.sessions), topics, core.metrics.registry, window,
-        track=track, schedule=schedule))
+    # Checked every 2 s, its stamp in Redis beside each ingest process's
+    # (`TrackingStore.schedule_stamps`: what serves the import, for operators and tests).
+    schedule = ScheduleSource(core.sessions, registry=core.metrics.registry,
+                              on_stamp=lambda stamp: store.schedule_seen(
+                                  settings.gateway_id, "gateway", stamp))
+    children: IngestProcesses | None = None
+    track: TrackWriter | None = None
+    positions: PositionConsumer | StatusConsumer
+    if settings.ingest_processes:
+        # Positions go to ingest processes of their own (fare_gateway.ingest_workers):
+        # this process keeps its interpreter for the taps and the HTTP API, and the
+        # validators' statuses.
+        children = IngestProcesses(settings, settings.ingest_processes)
+        positions = StatusConsumer(settings, PositionIngest(
+            store, devices, Network(core.sessions), topics, core.metrics.registry, window))
+    else:
+        track = TrackWriter(core.sessions, core.metrics.registry,
+                            keep_days=settings.track_days)
+        positions = PositionConsumer(settings, PositionIngest(
+            store, devices, Network(core.sessions), topics, core.metrics.registry, window,
+            track=track, schedule=schedule))
+    # The positions' counts, as every ingest process sharing this Redis added them.
+    core.metrics.registry.register(SharedCounts(store, track=children is not None))
     deps = ApiDeps(core.sessions, core.ledger, core.policy, core.metrics,
                    broker_ok=lambda: consumer.connected, tracking=store,
                    tile_url=settings.map_tiles, gateway_id=settings.gateway_id,
@@ -157,7 +177,8 @@ def run_gateway(settings: Settings) -> None:
     # How full each bus is, from the taps every gateway stores; riders tap out on the
     # routes priced by distance.
     occupancy = LiveOccupancy(
-        FleetRecords(core.sessions), store, Capacities(core.sessions), schedule,
+        FleetRecords(core.sessions), VehicleProgress(store), Capacities(core.sessions),
+        schedule,
         taps_out=lambda route_id, ts: core.policy.rule_for(route_id, ts).distance
         is not None)
     deps.occupancy = occupancy.occupancy
@@ -205,8 +226,14 @@ def run_gateway(settings: Settings) -> None:
     try:
         heard.start()
         started.append(heard.stop)
-        track.start()
-        started.append(track.stop)  # stopped after the positions, so it writes theirs
+        if track is not None:
+            track.start()
+            started.append(track.stop)  # stopped after the positions, so it writes theirs
+        if children is not None:
+            children.start()  # back once each has subscribed: no position is missed
+            started.append(children.stop)
+        schedule.watch()
+        started.append(schedule.stop)
         learner.start()
         started.append(learner.stop)
         occupancy.start()

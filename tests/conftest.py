@@ -18,6 +18,16 @@ from tests.support.clients import Http, MqttPeer
 from tests.support.commands import transit_here
 
 
+def gateway_test_settings() -> dict[str, str]:
+    """TRANSIT_ settings every gateway the tests start gets, from the tests' own
+    environment: `TRANSIT_TEST_INGEST_PROCESSES=2 pytest ...` runs each with two ingest
+    processes (fare_gateway.ingest_workers); a test that sets the variable itself wins."""
+    found = {}
+    if os.environ.get("TRANSIT_TEST_INGEST_PROCESSES"):
+        found["TRANSIT_INGEST_PROCESSES"] = os.environ["TRANSIT_TEST_INGEST_PROCESSES"]
+    return found
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     b = Broker(tmp_path_factory.mktemp("mosquitto")).start()
@@ -73,7 +83,7 @@ def base_env(db_url: str, broker: Broker) -> dict[str, str]:
                # The tap tests replay fixed days of November 2025 (their fares, service
                # days and settlements are worked out by hand); the 7-day window has its
                # own tests (tests/integration/fare_gateway/test_tap_rules.py).
-               TRANSIT_TAP_MAX_AGE_DAYS="3650")
+               TRANSIT_TAP_MAX_AGE_DAYS="3650", **gateway_test_settings())
     return env
 
 

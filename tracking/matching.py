@@ -409,7 +409,7 @@ class Matcher:
         if untimed is not None:
             # A pattern without a timetable: the vehicle on it runs it, whatever the
             # calendar says (Transjakarta's ended on 2021-12-31; its buses did not).
-            return untimed.trip_id, days[0].strftime("%Y%m%d")
+            return untimed.trip_id, self.schedule.service_date(ts).strftime("%Y%m%d")
         return None, None
 
     def _start_date(self, trip: ScheduledTrip, dist_m: float, ts: int,
@@ -425,7 +425,7 @@ class Matcher:
                     timed.append((abs(when - ts), day))
             if timed:
                 return min(timed)[1].strftime("%Y%m%d")
-        return days[0].strftime("%Y%m%d")
+        return self.schedule.service_date(ts).strftime("%Y%m%d")
 
     def _zero(self, day: date) -> int:
         zero = self._zeros.get(day)

@@ -21,6 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_TIMEZONE = "Asia/Jakarta"  # WIB: Surabaya's and Jakarta's
 
+# Where a trip has no times, its service date changes at the contract's default
+# service_day_start, 03:00 local (contract section 1), not at midnight.
+UNTIMED_DAY_START_S = 3 * 3600
+
 
 def _metres(lat1_e6: int, lon1_e6: int, lat2_e6: int, lon2_e6: int) -> float:
     lat = math.radians((lat1_e6 + lat2_e6) / 2e6)
@@ -37,6 +41,9 @@ class Located:
     offset_m: float
 
 
+K_E6 = 0.1113195  # metres a micro-degree of latitude (and of longitude at the equator)
+
+
 @dataclass(frozen=True)
 class Shape:
     """A polyline with the distance travelled at each of its points."""
@@ -44,6 +51,27 @@ class Shape:
     lat_e6: tuple[int, ...]
     lon_e6: tuple[int, ...]
     cum_m: tuple[float, ...]
+    # Made once for `locate`, which trip assignment asks several times a position (its
+    # self time was 14 % of a loaded gateway's samples): the points in metres of latitude
+    # and of longitude at the equator, each segment's extent in them, and its length
+    # bound (no shorter than its length at any latitude).
+    _ys: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _xs: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _dys: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _dxs: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _reach: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ys = tuple(v * K_E6 for v in self.lat_e6)
+        xs = tuple(v * K_E6 for v in self.lon_e6)
+        dys = tuple(b - a for a, b in zip(ys, ys[1:], strict=False))
+        dxs = tuple(b - a for a, b in zip(xs, xs[1:], strict=False))
+        object.__setattr__(self, "_ys", ys)
+        object.__setattr__(self, "_xs", xs)
+        object.__setattr__(self, "_dys", dys)
+        object.__setattr__(self, "_dxs", dxs)
+        object.__setattr__(self, "_reach", tuple(
+            math.hypot(dx, dy) for dx, dy in zip(dxs, dys, strict=True)))
 
     @classmethod
     def of(cls, points: Sequence[tuple[int, int]]) -> Shape:
@@ -80,21 +108,34 @@ class Shape:
             hi = min(n - 1, bisect.bisect_right(self.cum_m, near_m + window_m))
             if hi <= lo:
                 lo, hi = max(0, hi - 1), max(1, hi)
+        # Flat metres around the point: good to a fraction of a per cent in a city.
         cos = math.cos(math.radians(lat_e6 / 1e6))
-        best = Located(0.0, math.inf)
+        px, py = lon_e6 * K_E6, lat_e6 * K_E6
+        xs, ys, dxs, dys, reach = self._xs, self._ys, self._dxs, self._dys, self._reach
+        best_i, best_t, best2 = -1, 0.0, math.inf
         for i in range(lo, hi):
-            # Flat metres around the point: good to a fraction of a per cent in a city.
-            ax = (self.lon_e6[i] - lon_e6) * 0.1113195 * cos
-            ay = (self.lat_e6[i] - lat_e6) * 0.1113195
-            bx = (self.lon_e6[i + 1] - lon_e6) * 0.1113195 * cos
-            by = (self.lat_e6[i + 1] - lat_e6) * 0.1113195
-            dx, dy = bx - ax, by - ay
+            ax = (xs[i] - px) * cos
+            ay = ys[i] - py
+            a2 = ax * ax + ay * ay
+            if best_i >= 0:
+                # A segment whose start lies further than the best offset plus its own
+                # length cannot come nearer: most of a window is passed over here.
+                bound = best2 ** 0.5 + reach[i]
+                if a2 > bound * bound:
+                    continue
+            dx, dy = dxs[i] * cos, dys[i]
             seg2 = dx * dx + dy * dy
-            t = 0.0 if seg2 == 0 else max(0.0, min(1.0, -(ax * dx + ay * dy) / seg2))
-            off = math.hypot(ax + t * dx, ay + t * dy)
-            if off < best.offset_m:
-                best = Located(self.cum_m[i] + t * (self.cum_m[i + 1] - self.cum_m[i]), off)
-        return best
+            t = 0.0 if seg2 == 0 else -(ax * dx + ay * dy) / seg2
+            t = 0.0 if t < 0.0 else 1.0 if t > 1.0 else t
+            ox, oy = ax + t * dx, ay + t * dy
+            off2 = ox * ox + oy * oy
+            if off2 < best2:
+                best_i, best_t, best2 = i, t, off2
+        if best_i < 0:
+            return Located(0.0, math.inf)
+        cum = self.cum_m
+        return Located(cum[best_i] + best_t * (cum[best_i + 1] - cum[best_i]),
+                       math.sqrt(best2))
 
     def point_at(self, dist_m: float) -> tuple[int, int]:
         """The (lat_e6, lon_e6) at `dist_m` along the shape (clamped to its ends)."""
@@ -251,6 +292,13 @@ class Schedule:
         """The instant of a service day's "noon minus 12 h", the zero of its times."""
         noon = datetime(day.year, day.month, day.day, 12, tzinfo=self.zone)
         return int((noon - timedelta(hours=12)).timestamp() * 1000)
+
+    def service_date(self, now_ms: int) -> date:
+        """The service day `now_ms` falls in when no timetable says: the local date,
+        but before `UNTIMED_DAY_START_S` the day before (a bus running at 01:00 runs the
+        evening's service, as a tap at 01:30 belongs to the previous day)."""
+        return (datetime.fromtimestamp(now_ms / 1000, self.zone)
+                - timedelta(seconds=UNTIMED_DAY_START_S)).date()
 
     def service_days(self, now_ms: int) -> list[date]:
         """The service days a trip running at `now_ms` may belong to: today and, for a

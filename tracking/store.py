@@ -3,6 +3,8 @@
 Keys, under a namespace per topic prefix:
   {ns}:geo             GEO set of vehicle positions (GEOSEARCH for "buses near here")
   {ns}:v:{vehicle}     hash: the latest position and what was derived from it
+  {ns}:r:{vehicle}     string: the same record as one JSON array of strings (what the
+                       position ingest reads back: one MGET a batch)
   {ns}:trail:{vehicle} list: the last TRAIL positions, newest first
   {ns}:dev:{device}    hash: the validator's last status message and when it came
   {ns}:heard           hash: device -> when anything of it (tap, position, status) was
@@ -10,6 +12,18 @@ Keys, under a namespace per topic prefix:
   {ns}:spool:{device}  list: its reported spool depths, "received_ms,depth", newest first,
                        one per SPOOL_SAMPLE_EVERY_S at most (tracking.domain)
   {ns}:events          pub/sub channel of position changes (feeds every gateway's SSE)
+  {ns}:counts:{family} hash: outcome -> count, added by every ingest process sharing this
+                       Redis and prefix (`transit_positions_total`,
+                       `transit_track_positions_total` on every gateway's /metrics)
+  {ns}:schedule:{gateway}:{process}  string: the `gtfs_feed` stamp of the schedule that
+                       process serves ("" for none), set at each check (every 2 s) and
+                       gone SCHEDULE_SEEN_TTL_S after its last (tracking.schedule_load)
+
+A batch of positions is written by one script (`SAVE_SCRIPT`), atomic in Redis: a
+vehicle's hash, record, GEO entry and trail take a position only if it is newer than
+the one stored, so that two ingest processes handling positions of one vehicle at once
+(a shared subscription hands them to either) never put an older position over a newer
+one; such a late position is merged into the trail by time instead of topping it.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import redis
@@ -25,6 +39,82 @@ import redis
 from tracking.domain import SPOOL_SAMPLE_EVERY_S, SPOOL_SAMPLES
 
 TRAIL = 50
+SCHEDULE_SEEN_TTL_S = 10  # five missed checks: the process is gone
+
+# KEYS: none (every key is under ARGV[1], the namespace). ARGV: namespace, trail length,
+# then the number of heard pairs and of count pairs, those pairs, then per vehicle its
+# record (a JSON array of strings, `VehicleRecord.pack`), its trail entries oldest first
+# ("ts,lat,lon" joined by ";") and its event (JSON). Returns how many vehicles' positions
+# were older than the stored one (not written).
+SAVE_SCRIPT = """
+local ns = ARGV[1]
+local trail = tonumber(ARGV[2])
+local n_heard = tonumber(ARGV[3])
+local n_counts = tonumber(ARGV[4])
+local i = 5
+if n_heard > 0 then
+  local h = {}
+  for j = i, i + 2 * n_heard - 1 do h[#h + 1] = ARGV[j] end
+  redis.call('HSET', ns .. ':heard', unpack(h))
+  i = i + 2 * n_heard
+end
+for j = i, i + 2 * n_counts - 1, 2 do
+  redis.call('HINCRBY', ns .. ':counts:positions', ARGV[j], ARGV[j + 1])
+end
+i = i + 2 * n_counts
+local fields = {FIELDS}
+local events = {}
+local stale = 0
+while i <= #ARGV do
+  local rec = cjson.decode(ARGV[i])
+  local vid = rec[1]
+  local ts = tonumber(rec[5])
+  local key = ns .. ':v:' .. vid
+  local stored = redis.call('HGET', key, 'ts')
+  local since = stored and tonumber(stored) or -1
+  if since < ts then
+    local h = {}
+    for j, f in ipairs(fields) do h[#h + 1] = f; h[#h + 1] = rec[j] end
+    redis.call('HSET', key, unpack(h))
+    redis.call('SET', ns .. ':r:' .. vid, ARGV[i])
+    redis.call('GEOADD', ns .. ':geo', tonumber(rec[7]) / 1e6, tonumber(rec[6]) / 1e6, vid)
+    events[#events + 1] = ARGV[i + 2]
+  else
+    stale = stale + 1
+  end
+  -- The trail: entries newer than the stored position on top; older ones (late: taken
+  -- by another ingest process after a newer one of the vehicle) merged in by time.
+  local tkey = ns .. ':trail:' .. vid
+  local late = {}
+  for item in string.gmatch(ARGV[i + 1], '[^;]+') do
+    if tonumber(string.match(item, '^[^,]+')) > since then
+      redis.call('LPUSH', tkey, item)
+    else
+      late[#late + 1] = item
+    end
+  end
+  if #late > 0 then
+    local have = redis.call('LRANGE', tkey, 0, -1)
+    local seen = {}
+    for _, item in ipairs(have) do seen[string.match(item, '^[^,]+')] = true end
+    for _, item in ipairs(late) do
+      local t = string.match(item, '^[^,]+')
+      if not seen[t] then have[#have + 1] = item; seen[t] = true end
+    end
+    table.sort(have, function(a, b)
+      return tonumber(string.match(a, '^[^,]+')) > tonumber(string.match(b, '^[^,]+'))
+    end)
+    redis.call('DEL', tkey)
+    redis.call('RPUSH', tkey, unpack(have, 1, math.min(#have, trail)))
+  end
+  redis.call('LTRIM', tkey, 0, trail - 1)
+  i = i + 3
+end
+if #events > 0 then
+  redis.call('PUBLISH', ns .. ':events', '[' .. table.concat(events, ',') .. ']')
+end
+return stale
+"""
 
 
 class Stop(Protocol):
@@ -57,7 +147,32 @@ class VehicleRecord:
     progress: str = ""
 
     def to_hash(self) -> dict[str, str]:
-        return {k: ("" if v is None else str(v)) for k, v in asdict(self).items()}
+        return dict(zip(FIELDS, self.strings(), strict=True))
+
+    def strings(self) -> list[str]:
+        """The fields in order, as the hash keeps them ("" for None)."""
+        return ["" if v is None else str(v) for v in (
+            self.vehicle_id, self.device_id, self.route_id, self.trip_id, self.ts,
+            self.lat_e6, self.lon_e6, self.speed_cms, self.bearing_deg, self.next_stop_id,
+            self.next_stop_name, self.pattern_id, self.dist_m, self.start_date,
+            self.trip_source, self.progress)]
+
+    def pack(self) -> str:
+        """The record as one JSON array of strings (`{ns}:r:{vehicle}`)."""
+        return json.dumps(self.strings(), separators=(",", ":"))
+
+    @classmethod
+    def unpack(cls, packed: str | bytes) -> VehicleRecord:
+        """The record of `pack`."""
+        return cls.from_hash(dict(zip(FIELDS, json.loads(packed), strict=True)))
+
+    def event(self) -> dict[str, Any]:
+        """The record as the events channel carries it (its fields by name)."""
+        return dict(zip(FIELDS, (
+            self.vehicle_id, self.device_id, self.route_id, self.trip_id, self.ts,
+            self.lat_e6, self.lon_e6, self.speed_cms, self.bearing_deg, self.next_stop_id,
+            self.next_stop_name, self.pattern_id, self.dist_m, self.start_date,
+            self.trip_source, self.progress), strict=True))
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> VehicleRecord:
@@ -72,12 +187,37 @@ class VehicleRecord:
                    h.get("trip_source") or None, h.get("progress") or "")
 
 
+FIELDS = tuple(f.name for f in fields(VehicleRecord))
+SAVE_SCRIPT = SAVE_SCRIPT.replace("{FIELDS}",
+                                  "{" + ", ".join(f"'{f}'" for f in FIELDS) + "}")
+
+
 class TrackingStore:
-    """Reads and writes of live state; one Redis round trip per batch of positions."""
+    """Reads and writes of live state; a batch of positions costs two Redis round
+    trips: one MGET of the vehicles' last records, one script that writes them."""
 
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.redis = client
         self.ns = f"transit:{namespace}"
+        self._save = client.register_script(SAVE_SCRIPT)
+
+    def previous(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
+        """The vehicles' last records, for the position ingest: one MGET (a vehicle
+        stored before its record was kept packed is read from its hash)."""
+        ids = list(dict.fromkeys(vehicle_ids))
+        if not ids:
+            return {}
+        out: dict[str, VehicleRecord] = {}
+        missing = []
+        for vid, packed in zip(ids, self.redis.mget([f"{self.ns}:r:{v}" for v in ids]),
+                               strict=True):
+            if packed is None:
+                missing.append(vid)
+            else:
+                out[vid] = VehicleRecord.unpack(packed)
+        if missing:
+            out.update(self.last(missing))
+        return out
 
     def last(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
         ids = list(dict.fromkeys(vehicle_ids))
@@ -92,29 +232,42 @@ class TrackingStore:
                 out[vid] = VehicleRecord.from_hash(_decode(raw))
         return out
 
-    def save(self, records: list[VehicleRecord], heard: Mapping[str, int] | None = None
-             ) -> None:
-        """Store accepted positions (oldest first): the trail gets each, the vehicle's
-        hash and GEO entry its newest; and when the devices `heard` were heard from, in
-        the same round trip."""
-        heard_map = {d: str(ms) for d, ms in (heard or {}).items()}
-        if not records and not heard_map:
-            return
+    def save(self, records: list[VehicleRecord], heard: Mapping[str, int] | None = None,
+             counts: Mapping[str, int] | None = None) -> int:
+        """Store accepted positions (oldest first per vehicle): the trail gets each, the
+        vehicle's hash and GEO entry its newest, unless a newer one is stored (by
+        another ingest process); and, in the same round trip, when the devices `heard`
+        were heard from and the batch's `counts` by outcome. Returns how many vehicles'
+        positions were older than the stored one and not written."""
+        if not records and not heard and not counts:
+            return 0
         latest: dict[str, VehicleRecord] = {}
-        pipe = self.redis.pipeline(transaction=False)
-        if heard_map:
-            pipe.hset(f"{self.ns}:heard", mapping=heard_map)
+        trails: dict[str, list[str]] = {}
         for r in records:
             latest[r.vehicle_id] = r
-            pipe.lpush(f"{self.ns}:trail:{r.vehicle_id}", f"{r.ts},{r.lat_e6},{r.lon_e6}")
-        for r in latest.values():
-            pipe.hset(f"{self.ns}:v:{r.vehicle_id}", mapping=r.to_hash())
-            pipe.geoadd(f"{self.ns}:geo", (r.lon_e6 / 1e6, r.lat_e6 / 1e6, r.vehicle_id))
-            pipe.ltrim(f"{self.ns}:trail:{r.vehicle_id}", 0, TRAIL - 1)
-        if latest:
-            pipe.publish(f"{self.ns}:events",
-                         json.dumps([asdict(r) for r in latest.values()]))
-        pipe.execute()
+            trails.setdefault(r.vehicle_id, []).append(f"{r.ts},{r.lat_e6},{r.lon_e6}")
+        args: list[str | int] = [self.ns, TRAIL, len(heard or {}), len(counts or {})]
+        for device_id, ms in (heard or {}).items():
+            args += (device_id, ms)
+        for outcome, n in (counts or {}).items():
+            args += (outcome, n)
+        dumps = json.dumps
+        for vid, r in latest.items():
+            args += (r.pack(), ";".join(trails[vid]), dumps(r.event()))
+        return int(self._save(args=args))
+
+    def counts(self, family: str) -> dict[str, int]:
+        """The counts by outcome every ingest process added (`{ns}:counts:{family}`)."""
+        raw = self.redis.hgetall(f"{self.ns}:counts:{family}")
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    def add_counts(self, family: str, counts: Mapping[str, int]) -> None:
+        """Add to the shared counts of `family` (one round trip)."""
+        if counts:
+            pipe = self.redis.pipeline(transaction=False)
+            for outcome, n in counts.items():
+                pipe.hincrby(f"{self.ns}:counts:{family}", outcome, n)
+            pipe.execute()
 
     def vehicles(self) -> list[VehicleRecord]:
         ids = [_s(v) for v in self.redis.zrange(f"{self.ns}:geo", 0, -1)]
@@ -125,6 +278,36 @@ class TrackingStore:
         for item in self.redis.lrange(f"{self.ns}:trail:{vehicle_id}", 0, -1):
             ts, lat, lon = _s(item).split(",")
             out.append((int(ts), int(lat), int(lon)))
+        return out
+
+    def schedule_seen(self, gateway_id: str, process: str, stamp: str | None) -> None:
+        """Say which imported feed's schedule `process` of `gateway_id` serves."""
+        self.redis.set(f"{self.ns}:schedule:{gateway_id}:{process}", stamp or "",
+                       ex=SCHEDULE_SEEN_TTL_S)
+
+    def schedule_stamps(self, gateway_id: str) -> dict[str, str | None]:
+        """Process -> the stamp of the schedule it serves, for the live processes of
+        `gateway_id` (None: no feed)."""
+        pattern = f"{self.ns}:schedule:{gateway_id}:*"
+        keys = list(self.redis.scan_iter(match=pattern, count=1000))
+        cut = len(pattern) - 1
+        return {_s(k)[cut:]: (_s(v) or None) for k, v in
+                zip(keys, self.redis.mget(keys) if keys else [], strict=True)
+                if v is not None}
+
+    def trails(self, vehicle_ids: Iterable[str]) -> dict[str, list[tuple[int, int, int]]]:
+        """The vehicles' trails, (ts, lat_e6, lon_e6) newest first: one round trip."""
+        ids = list(dict.fromkeys(vehicle_ids))
+        pipe = self.redis.pipeline(transaction=False)
+        for vid in ids:
+            pipe.lrange(f"{self.ns}:trail:{vid}", 0, -1)
+        out: dict[str, list[tuple[int, int, int]]] = {}
+        for vid, items in zip(ids, pipe.execute() if ids else [], strict=True):
+            entries = []
+            for item in items:
+                ts, lat, lon = _s(item).split(",")
+                entries.append((int(ts), int(lat), int(lon)))
+            out[vid] = entries
         return out
 
     def heard(self, when: Mapping[str, int]) -> None:

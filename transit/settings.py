@@ -39,6 +39,7 @@ DEFAULTS: dict[str, str] = {
     # Contract section 10: a tap older than this is refused (ts_out_of_range).
     "TRANSIT_TAP_MAX_AGE_DAYS": "7",
     "TRANSIT_TRACK_DAYS": "30",
+    "TRANSIT_INGEST_PROCESSES": "0",
     # Live vehicle streams one gateway serves at once, and one token may hold; each
     # holds a server thread (docs/operations.md, "Serving many clients").
     "TRANSIT_HTTP_STREAMS": "128",
@@ -239,6 +240,9 @@ class Settings:
     broker_wait_s: float = 10.0
     tap_max_age_days: int = 7
     track_days: int = 30  # days of vehicle tracks kept on disk; 0: none kept
+    # position ingest processes `transit gateway` starts (docs/operations.md);
+    # 0: positions are ingested in the gateway's own process
+    ingest_processes: int = 0
     http_streams: int = 128
     streams_per_token: int = 64
     rider_token_hours: int = 24
@@ -279,6 +283,7 @@ class Settings:
             tap_max_age_days=_positive_int(env, "TRANSIT_TAP_MAX_AGE_DAYS"),
             # 0 keeps no track at all (tracking/track.py)
             track_days=_positive_int(env, "TRANSIT_TRACK_DAYS", zero_ok=True),
+            ingest_processes=_positive_int(env, "TRANSIT_INGEST_PROCESSES", zero_ok=True),
             http_streams=_positive_int(env, "TRANSIT_HTTP_STREAMS"),
             streams_per_token=_positive_int(env, "TRANSIT_STREAMS_PER_TOKEN"),
             rider_token_hours=_positive_int(env, "TRANSIT_RIDER_TOKEN_HOURS"),
@@ -344,6 +349,7 @@ class Settings:
             "TRANSIT_BROKER_WAIT_S": str(self.broker_wait_s),
             "TRANSIT_TAP_MAX_AGE_DAYS": str(self.tap_max_age_days),
             "TRANSIT_TRACK_DAYS": str(self.track_days),
+            "TRANSIT_INGEST_PROCESSES": str(self.ingest_processes),
             "TRANSIT_HTTP_STREAMS": str(self.http_streams),
             "TRANSIT_STREAMS_PER_TOKEN": str(self.streams_per_token),
             "TRANSIT_RIDER_TOKEN_HOURS": str(self.rider_token_hours),

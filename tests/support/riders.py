@@ -14,7 +14,7 @@ from typing import Any
 
 from testbed.broker import Broker
 from testbed.gateway import Gateway
-from tests.conftest import System
+from tests.conftest import System, gateway_test_settings
 from tests.support import raw_http
 from tests.support.commands import transit_here
 
@@ -30,7 +30,8 @@ def rider_system(db_url: str, broker: Broker, folder: Path, **settings: str
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
     env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
                TRANSIT_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}/v1",
-               TRANSIT_GATEWAY_ID=f"gw-{uuid.uuid4().hex[:8]}", **settings)
+               TRANSIT_GATEWAY_ID=f"gw-{uuid.uuid4().hex[:8]}",
+               **{**gateway_test_settings(), **settings})
     transit_here("db", "upgrade", env=env)
     secret = bytes.fromhex(transit_here("devices", "add", DEVICE, "--vehicle", VEHICLE,
                                         env=env).stdout.strip().splitlines()[-1])

@@ -22,7 +22,8 @@ from tests.support.commands import transit_here
 from tests.support.faults import wait_until
 from tests.support.riders import rider_system
 from tracking.schedule import Schedule
-from tracking.schedule_load import read_schedule
+from tracking.schedule_load import feed_stamp, read_schedule
+from tracking.store import TrackingStore
 
 
 @contextmanager
@@ -44,12 +45,33 @@ def tj_gateway(broker: Broker, folder: Path, feed: Path | None = None, **setting
 def wait_for_schedule(system: System, feed: Path) -> None:
     """Wait until the system's gateway has read the schedule of `feed`, just imported.
 
-    The gateway reads the schedule on demand and again a second after finding it
-    empty: positions sent before it has read the import would run on no schedule."""
+    Each process of the gateway (itself and its ingest processes) finds a new import
+    within 2 s of the others, and says which one it serves in Redis
+    (`TrackingStore.schedule_stamps`): positions sent before the ingest process that
+    takes them has read the import would run on no schedule."""
     seen = f"/api/v1/routes/{first_route(feed)}/headways"
     ops = system.token("ops")
     wait_until(lambda: system.http.get(seen, token=ops)[0] == 200, 30,
                "the gateway reading the imported schedule")
+    engine = system.engine()
+    try:
+        with Session(engine) as session:
+            stamp = feed_stamp(session)
+    finally:
+        engine.dispose()
+    children = int(system.env.get("TRANSIT_INGEST_PROCESSES") or 0)
+    store = TrackingStore(redis.Redis.from_url(system.env.get("TRANSIT_REDIS_URL", REDIS_URL)),
+                          system.prefix)
+
+    def everyone() -> bool:
+        served = store.schedule_stamps(system.env["TRANSIT_GATEWAY_ID"])
+        ingest = [p for p in served if p.startswith("ingest-")]
+        return len(ingest) >= children and set(served.values()) == {stamp}
+
+    try:
+        wait_until(everyone, 30, "every process of the gateway serving the import")
+    finally:
+        store.redis.close()
 
 
 def first_route(feed: Path) -> str:

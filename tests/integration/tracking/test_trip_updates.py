@@ -193,7 +193,10 @@ def test_the_learner_learns_a_closed_day_once_and_one_gateway_at_a_time(
             schedule = read_schedule(session)
         (trip,) = [t for t in schedule.trips.values() if t.route_id == "R1"]
         pattern = schedule.patterns[trip.pattern_id]
-        yesterday = datetime.now(schedule.zone).date() - timedelta(days=1)
+        # The newest closed service day: a day's trips may run past midnight, so it
+        # closes at 01:00 of the next (between 00:00 and 01:00, the day before).
+        yesterday = (datetime.now(schedule.zone) - timedelta(hours=1)).date() \
+            - timedelta(days=1)
         zero = schedule.day_start_ms(yesterday)
         records = []
         for n, hour in enumerate((7, 8, 17)):  # three buses along the whole pattern

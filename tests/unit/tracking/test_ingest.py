@@ -46,14 +46,15 @@ class Store:
         self.heard: dict[str, int] = {}
         self.status_times: list[tuple[int, bool]] = []
 
-    def last(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
+    def previous(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
         list(vehicle_ids)
         return {}
 
-    def save(self, records: list[VehicleRecord], heard: Mapping[str, int] | None = None
-             ) -> None:
+    def save(self, records: list[VehicleRecord], heard: Mapping[str, int] | None = None,
+             counts: Mapping[str, int] | None = None) -> int:
         self.saved.extend(records)
         self.heard.update(heard or {})
+        return 0
 
     def save_status(self, device_id: str, status: dict[str, object], now: int, *,
                     retained: bool = False) -> None:
