@@ -683,6 +683,10 @@ def main() -> int:
     ap.add_argument("--position-rate", type=float, default=2000.0, help="positions/s (2,000)")
     ap.add_argument("--streams", type=int, default=10, help="open vehicle streams (10)")
     ap.add_argument("--gateways", type=int, default=1)
+    ap.add_argument("--ingest-processes", type=int, default=1,
+                    help="TRANSIT_INGEST_PROCESSES of each gateway (1: positions in a "
+                         "process of their own, as a city at this load runs it; 0: in the "
+                         "gateway's own process)")
     ap.add_argument("--vehicles", type=int, default=2000,
                     help="buses, each with a validator sending positions (2,000)")
     ap.add_argument("--tap-devices", type=int, default=50,
@@ -712,7 +716,8 @@ def main() -> int:
     stack = Stack.create(n_devices=args.vehicles, n_cards=0)
     prefix = f"mixed{uuid.uuid4().hex[:8]}/v1"
     # A topic prefix of its own keeps this run's Redis keys apart from anyone else's.
-    stack.env.update(TRANSIT_TOPIC_PREFIX=prefix, TRANSIT_REDIS_URL=REDIS_URL)
+    stack.env.update(TRANSIT_TOPIC_PREFIX=prefix, TRANSIT_REDIS_URL=REDIS_URL,
+                     TRANSIT_INGEST_PROCESSES=str(args.ingest_processes))
     gateways: list[Gateway] = []
     procs: list[Any] = []
     sink = pubs = backends = None

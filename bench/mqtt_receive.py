@@ -1,7 +1,7 @@
 """How fast one process can take messages off the broker: mosquitto_sub (C), paho, and
 the gateway's lean client (`transit.mqtt_stream`), each alone in the same run.
 
-    flock /tmp/bench.lock .venv/bin/python bench/mqtt_receive.py [-n 200000] [--qos 0]
+    .venv/bin/python bench/mqtt_receive.py [-n 200000] [--qos 0]
 
 `--publishers` `mosquitto_pub -l` processes publish N messages of 220 bytes on
 `bench/dev/D{k}/pos` to a private Mosquitto with the project's policy; the receiver,

@@ -38,6 +38,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fare_gateway.adapters.models import Device, DeviceVehicle
+from ledger.adapters.sql import one_of
 from transit.settings import SettingsError, hex_key
 from transit.topics import ID_PATTERN
 
@@ -541,12 +542,18 @@ class DeviceDirectory:
         found: dict[str, KnownDevice] = {}
         with self.sessions() as session:
             # Chunks well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.
-            for i in range(0, len(missing), 2000):
-                chunk = missing[i:i + 2000]
+            for i in range(0, len(missing), 2048):
+                chunk = missing[i:i + 2048]
+                # Padded to a power of two (the last id again): an IN list's text
+                # changes with its length, and every text is a statement the driver
+                # keeps prepared (SQLite: 128 a connection, each of up to 2,000
+                # parameters; 5 MB more after a flood of made-up ids). Twelve texts
+                # at most; PostgreSQL gets one array whatever the length.
+                chunk += [chunk[-1]] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
                 rows = session.execute(
                     select(Device, DeviceVehicle.from_ms, DeviceVehicle.vehicle_id)
                     .outerjoin(DeviceVehicle, DeviceVehicle.device_id == Device.device_id)
-                    .where(Device.device_id.in_(chunk))
+                    .where(one_of(session, Device.device_id, chunk))
                     .order_by(Device.device_id, DeviceVehicle.from_ms)).all()
                 by_device: dict[str, tuple[Device, list[Binding]]] = {}
                 for row, from_ms, vehicle_id in rows:
