@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -84,8 +85,9 @@ def one_of(bind: Session | Connection, column: Any, values: Collection[Any]) -> 
         # a constant in the plan (a text parameter cast to an array is re-parsed for
         # every row a sequential scan meets).
         array = bindparam(None, pg_array(list(values)), type_=NullType())
-        return column == any_(cast(array, postgresql.ARRAY(_unbounded(column.type))))
-    return column.in_(list(values))
+        return typing.cast(ColumnElement[bool], column == any_(
+            cast(array, postgresql.ARRAY(_unbounded(column.type)))))
+    return typing.cast(ColumnElement[bool], column.in_(list(values)))
 
 
 def parts(bind: Session | Connection, items: list[Any]) -> list[list[Any]]:
