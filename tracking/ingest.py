@@ -30,6 +30,7 @@ class Message:
     topic: str
     payload: bytes
     retained: bool = False  # the broker's retained copy, said before we subscribed
+    received_ms: int | None = None  # when it was read off the socket (epoch ms)
 
 
 class Signed(Protocol):
@@ -123,13 +124,14 @@ class PositionIngest:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
         now = int(time.time() * 1000)
-        parsed: list[tuple[Position, str | None]] = []
+        parsed: list[tuple[Position, str | None, int]] = []
         for msg in batch:
             if msg.topic.endswith("/status"):
                 self._status(msg, now)
                 continue
             try:
-                parsed.append((Position.parse(msg.payload), self.topics.device_of(msg.topic)))
+                parsed.append((Position.parse(msg.payload), self.topics.device_of(msg.topic),
+                               now if msg.received_ms is None else msg.received_ms))
             except WireError as exc:
                 count(exc.reason)
         # The batch's devices in one look-up (one query for those not cached), not one
@@ -137,27 +139,33 @@ class PositionIngest:
         # gateway's samples.
         prefetch = getattr(self.devices, "prefetch", None)
         if prefetch is not None and parsed:
-            prefetch({pos.device_id for pos, _ in parsed})
-        accepted: list[Position] = []
-        for pos, topic_device in parsed:
+            prefetch({pos.device_id for pos, _, _ in parsed})
+        accepted: list[tuple[Position, int]] = []
+        for pos, topic_device, received in parsed:
             reason = self.devices.refusal(pos, topic_device)
             if reason is not None:
                 count(POSITION_REASONS.get(reason, reason))
             else:
-                accepted.append(pos)
-        accepted.sort(key=lambda p: (p.vehicle_id, p.ts))
-        last = self.store.previous(p.vehicle_id for p in accepted) if accepted else {}
+                accepted.append((pos, received))
+        accepted.sort(key=lambda a: (a[0].vehicle_id, a[0].ts))
+        last = self.store.previous(p.vehicle_id for p, _ in accepted) if accepted else {}
         matcher = self._matching() if accepted else None
         records: dict[str, VehicleRecord] = {}
         kept: list[VehicleRecord] = []
         trails: dict[str, list[tuple[int, int, int]]] | None = None
-        for pos in accepted:
+        for pos, received in accepted:
             prev = records.get(pos.vehicle_id) or last.get(pos.vehicle_id)
             point = Point(pos.ts, pos.lat_e6, pos.lon_e6)
             if self.shared and prev is not None and pos.ts <= prev.ts:
+                if prev.received_ms is not None and prev.received_ms < received:
+                    # The newer position was received before this one: out of order, as
+                    # one process would judge it, whichever process stored the newer.
+                    count(refusal(point, Point(prev.ts, prev.lat_e6, prev.lon_e6), now,
+                                  self.window) or "out_of_order")
+                    continue
                 if trails is None:  # one round trip for the batch's late positions
                     trails = self.store.trails(
-                        p.vehicle_id for p in accepted
+                        p.vehicle_id for p, _ in accepted
                         if (q := last.get(p.vehicle_id)) is not None and p.ts <= q.ts)
                 trail = trails.setdefault(pos.vehicle_id, [])
                 why = self._late_refusal(point, trail, now)
@@ -167,7 +175,7 @@ class PositionIngest:
                 trail.append((pos.ts, pos.lat_e6, pos.lon_e6))
                 # Matched afresh: the newer position's progress says nothing of this one.
                 kept.append(self._record(pos, matcher, None, pos.speed_cms,
-                                         pos.bearing_deg, point))
+                                         pos.bearing_deg, point, received))
                 count("accepted")
                 continue
             prev_point = Point(prev.ts, prev.lat_e6, prev.lon_e6) if prev else None
@@ -183,7 +191,7 @@ class PositionIngest:
                 d_speed, d_heading = derived_motion(point, prev_point, hop)
                 speed = d_speed if speed is None else speed
                 heading = d_heading if heading is None else heading
-            record = self._record(pos, matcher, prev, speed, heading, point)
+            record = self._record(pos, matcher, prev, speed, heading, point, received)
             records[pos.vehicle_id] = record
             kept.append(record)
             count("accepted")
@@ -191,7 +199,7 @@ class PositionIngest:
         # worth: even one dated long ago (a GPS without a fresh fix) says the validator
         # is talking. Positions are never queued for a gateway (a clean session), so
         # "received" is "sent" give or take the broker's hop.
-        heard = dict.fromkeys((p.device_id for p in accepted), now)
+        heard = dict.fromkeys((p.device_id for p, _ in accepted), now)
         # A vehicle whose newer position another ingest process stored meanwhile keeps
         # it; this batch's positions of it still go to the track (they are true, only
         # late), and are counted accepted.
@@ -201,7 +209,8 @@ class PositionIngest:
         return outcomes
 
     def _record(self, pos: Position, matcher: Matcher | None, prev: VehicleRecord | None,
-                speed: int | None, heading: int | None, point: Point) -> VehicleRecord:
+                speed: int | None, heading: int | None, point: Point, received: int
+                ) -> VehicleRecord:
         fit = matcher.assign(pos.route_id, pos.ts, pos.lat_e6, pos.lon_e6, heading,
                              pos.trip_id, prev, vehicle_id=pos.vehicle_id
                              ) if matcher is not None else None
@@ -211,14 +220,14 @@ class PositionIngest:
                 pos.vehicle_id, pos.device_id, pos.route_id, fit.trip_id, pos.ts,
                 pos.lat_e6, pos.lon_e6, speed, heading, on.stop_id if on else None,
                 on.name if on else None, fit.pattern_id, fit.dist_m, fit.start_date,
-                fit.trip_source, fit.progress)
+                fit.trip_source, fit.progress, received)
         # A route without patterns, or a vehicle on none of them: the nearest trip's
         # next stop, and the device's trip as it said it.
         stop = self.network.next_stop(pos.route_id, pos.trip_id, point, heading)
         return VehicleRecord(
             pos.vehicle_id, pos.device_id, pos.route_id, pos.trip_id, pos.ts,
             pos.lat_e6, pos.lon_e6, speed, heading, stop.stop_id if stop else None,
-            stop.name if stop else None)
+            stop.name if stop else None, received_ms=received)
 
     def _late_refusal(self, point: Point, trail: list[tuple[int, int, int]], now: int
                       ) -> str | None:

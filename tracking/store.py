@@ -145,6 +145,10 @@ class VehicleRecord:
     start_date: str | None = None
     trip_source: str | None = None
     progress: str = ""
+    # When the ingest received the position (epoch ms, its socket read): with several
+    # ingest processes, an older position received after this one is out of order; one
+    # received before it was only handled later, by another process (tracking.ingest).
+    received_ms: int | None = None
 
     def to_hash(self) -> dict[str, str]:
         return dict(zip(FIELDS, self.strings(), strict=True))
@@ -155,7 +159,7 @@ class VehicleRecord:
             self.vehicle_id, self.device_id, self.route_id, self.trip_id, self.ts,
             self.lat_e6, self.lon_e6, self.speed_cms, self.bearing_deg, self.next_stop_id,
             self.next_stop_name, self.pattern_id, self.dist_m, self.start_date,
-            self.trip_source, self.progress)]
+            self.trip_source, self.progress, self.received_ms)]
 
     def pack(self) -> str:
         """The record as one JSON array of strings (`{ns}:r:{vehicle}`)."""
@@ -163,8 +167,8 @@ class VehicleRecord:
 
     @classmethod
     def unpack(cls, packed: str | bytes) -> VehicleRecord:
-        """The record of `pack`."""
-        return cls.from_hash(dict(zip(FIELDS, json.loads(packed), strict=True)))
+        """The record of `pack` (one packed before `received_ms` was kept has none)."""
+        return cls.from_hash(dict(zip(FIELDS, json.loads(packed), strict=False)))
 
     def event(self) -> dict[str, Any]:
         """The record as the events channel carries it (its fields by name)."""
@@ -172,7 +176,7 @@ class VehicleRecord:
             self.vehicle_id, self.device_id, self.route_id, self.trip_id, self.ts,
             self.lat_e6, self.lon_e6, self.speed_cms, self.bearing_deg, self.next_stop_id,
             self.next_stop_name, self.pattern_id, self.dist_m, self.start_date,
-            self.trip_source, self.progress), strict=True))
+            self.trip_source, self.progress, self.received_ms), strict=True))
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> VehicleRecord:
@@ -184,7 +188,8 @@ class VehicleRecord:
                    opt_int("bearing_deg"), h.get("next_stop_id") or None,
                    h.get("next_stop_name") or None, h.get("pattern_id") or None,
                    opt_int("dist_m"), h.get("start_date") or None,
-                   h.get("trip_source") or None, h.get("progress") or "")
+                   h.get("trip_source") or None, h.get("progress") or "",
+                   opt_int("received_ms"))
 
 
 FIELDS = tuple(f.name for f in fields(VehicleRecord))

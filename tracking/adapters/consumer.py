@@ -48,7 +48,7 @@ class PositionConsumer:
             subscriptions.append((self.topics.all_devices("status"), 1))
         # Lists of messages, one per socket read; _in and _out count messages, each
         # written by one thread only (the network thread, the worker).
-        self._queue: queue.SimpleQueue[list[Received]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, list[Received]]] = queue.SimpleQueue()
         self._in = 0
         self._out = 0
         self._stop = threading.Event()
@@ -77,22 +77,23 @@ class PositionConsumer:
             self.dropped += len(messages)
             return
         self._in += len(messages)
-        self._queue.put(messages)
+        self._queue.put((int(time.time() * 1000), messages))
 
     def _next_batch(self) -> list[Message]:
         try:
-            received = self._queue.get(timeout=0.2)
+            reads = [self._queue.get(timeout=0.2)]
         except queue.Empty:
             return []
-        if len(received) < self.batch_size:
-            received = list(received)
-            while len(received) < self.batch_size:
-                try:
-                    received.extend(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-        self._out += len(received)
-        return [Message(topic, payload, retain)
+        size = len(reads[0][1])
+        while size < self.batch_size:
+            try:
+                reads.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+            size += len(reads[-1][1])
+        self._out += size
+        return [Message(topic, payload, retain, at)
+                for at, received in reads
                 for topic, payload, _qos, _pid, retain in received]
 
     def _work(self) -> None:
