@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,8 +31,8 @@ from tracking.services import (
     VehicleTaps,
     validators_heard,
 )
-from tracking.store import TrackingStore, VehicleRecord
-from tracking.streams import Refusal, StreamSlots
+from tracking.store import FIELDS, TrackingStore, VehicleRecord
+from tracking.streams import EventHub, Refusal, StreamSlots, stream_lines
 from tracking.trip_updates import trip_start
 
 STATIC = Path(__file__).with_name("static")
@@ -166,6 +166,7 @@ STATIC_FILES = {"text/css": TEXT, "text/javascript": TEXT, "text/html": TEXT,
 # Set by waitress in each request (with `channel_request_lookahead`): whether the client
 # has closed its connection. Without it a stream learns so only at its next write.
 CLIENT_GONE = "waitress.client_disconnected"
+RECORD_FIELDS = frozenset(FIELDS)
 STREAM_RETRY_S = 5  # Retry-After of a refused stream
 
 
@@ -261,6 +262,19 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
     bp = Blueprint("tracking", __name__)
     require, operation = deps.require, deps.operation
 
+    def render(batch: list[dict[str, Any]]) -> str:
+        """A batch of position events as the streams send it, rendered once for all."""
+        now = now_ms()
+        out = []
+        for raw in batch:
+            # Fields a newer gateway's events may add are not this version's to show.
+            record = VehicleRecord(**{k: v for k, v in raw.items() if k in RECORD_FIELDS})
+            out.append(f"event: position\nid: {record.vehicle_id}:{record.ts}\n"
+                       f"data: {json.dumps(vehicle_json(record, now, deps))}\n\n")
+        return "".join(out)
+
+    hub = EventHub(deps.store.events, render, deps.stopping)
+
     @bp.get("/api/v1/vehicles")
     @operation("The fleet's last positions", tag="tracking",
                responses={200: {JSON: VEHICLES}},
@@ -313,22 +327,17 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
         if refusal is not None:
             raise _refused(refusal, deps.streams)
         ending = _StreamEnd(deps.stopping, request.environ.get(CLIENT_GONE, _never))
-
-        def events() -> Iterator[str]:
+        # Subscribed before the snapshot is read: no position falls between them.
+        sub = hub.subscribe()
+        try:
             now = now_ms()
             snapshot = [vehicle_json(r, now, deps) for r in deps.store.vehicles()]
-            yield f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n"
-            for batch in deps.store.events(ending):
-                if batch is None:
-                    yield ": keep-alive\n\n"
-                    continue
-                now = now_ms()
-                for raw in batch:
-                    record = VehicleRecord(**raw)
-                    yield (f"event: position\nid: {record.vehicle_id}:{record.ts}\n"
-                           f"data: {json.dumps(vehicle_json(record, now, deps))}\n\n")
-
-        resp = Response(events(), mimetype="text/event-stream",
+        except BaseException:
+            sub.close()
+            deps.streams.release(holder)
+            raise
+        resp = Response(stream_lines(sub, f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n",
+                                     ending), mimetype="text/event-stream",
                         headers={"X-Accel-Buffering": "no"})
         # The server closes the response when the stream ends, however it ends (the
         # client left, the gateway stops, an error): the slot is given back then.

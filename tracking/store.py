@@ -171,12 +171,13 @@ class VehicleRecord:
         return cls.from_hash(dict(zip(FIELDS, json.loads(packed), strict=False)))
 
     def event(self) -> dict[str, Any]:
-        """The record as the events channel carries it (its fields by name)."""
+        """The record as the events channel carries it (its fields by name, but
+        `received_ms`: the streams do not show it)."""
         return dict(zip(FIELDS, (
             self.vehicle_id, self.device_id, self.route_id, self.trip_id, self.ts,
             self.lat_e6, self.lon_e6, self.speed_cms, self.bearing_deg, self.next_stop_id,
             self.next_stop_name, self.pattern_id, self.dist_m, self.start_date,
-            self.trip_source, self.progress, self.received_ms), strict=True))
+            self.trip_source, self.progress), strict=False))
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> VehicleRecord:

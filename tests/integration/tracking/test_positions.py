@@ -13,6 +13,7 @@ import json
 import math
 import queue
 import re
+import socket
 import threading
 import time
 import zipfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from geopy.distance import geodesic
 from google.transit import gtfs_realtime_pb2
 from prometheus_client.parser import text_string_to_metric_families
@@ -229,8 +231,6 @@ def _clean_redis(request: pytest.FixtureRequest) -> Iterator[None]:
     if "base_env" not in request.fixturenames:
         yield
         return
-    import redis
-
     prefix = request.getfixturevalue("base_env")["TRANSIT_TOPIC_PREFIX"]
     yield
     client = redis.Redis.from_url(REDIS_URL)
@@ -384,6 +384,9 @@ class SseReader:
         self.conn.request("GET", "/api/v1/vehicles/stream",
                           headers={"Authorization": f"Bearer {token}",
                                    "Accept": "text/event-stream"})
+        # Kept: a response read until the server closes drops the connection's socket
+        # (`conn.sock` is None then), while the response still reads from it.
+        self.sock = self.conn.sock
         self.resp = self.conn.getresponse()
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -423,10 +426,11 @@ class SseReader:
 
     def close(self) -> None:
         try:
-            if self.conn.sock is not None:
-                self.conn.sock.shutdown(2)
+            if self.sock is not None:
+                self.sock.shutdown(socket.SHUT_RDWR)  # the server sees the client leave
         except OSError:
             pass
+        self.resp.close()
         self.conn.close()
 
 
@@ -721,6 +725,47 @@ def stream_status(system: System, token: str | None) -> int:
         return resp.status
     finally:
         conn.close()
+
+
+def test_streams_share_one_subscription_and_each_gets_every_position(
+        system: System, peer: MqttPeer) -> None:
+    """However many streams are open, the gateway reads the position events once (one
+    Redis subscription) and hands every stream each event, in order."""
+    ops = system.token("ops")
+    client = redis.Redis.from_url(REDIS_URL)
+    channel = f"transit:{system.prefix}:events"
+
+    def subscribers() -> int:
+        return int(dict(client.pubsub_numsub(channel))[channel.encode()])
+
+    path = along(feed_shape(ROUTE_1_SHAPE), STEP_M)
+    t0 = now_ms() - 30 * STEP_MS
+    sent_ts = [t0 + i * STEP_MS for i in range(8)]
+    items = [sent(system, "TJ-0007", *path[i], ts) for i, ts in enumerate(sent_ts)]
+    readers = [SseReader(system.gateway.base_url, ops) for _ in range(4)]
+    try:
+        for reader in readers:
+            reader.next("snapshot", lambda d: True, timeout=10)
+        assert subscribers() == 1
+        # One at a time, each its own event (a batch sends each bus's newest only).
+        for item, ts in zip(items[:-1], sent_ts, strict=False):
+            peer.publish(*item, qos=1)
+            for reader in readers:
+                got = reader.next("position", lambda d: d.get("vehicle_id") == "TJ-0007",
+                                  timeout=10)
+                assert got["ts"] == ts, (got, ts)
+        assert subscribers() == 1
+        for reader in readers[1:]:
+            reader.close()
+        peer.publish(*items[-1], qos=1)
+        readers[0].next("position", lambda d: d.get("ts") == sent_ts[-1], timeout=10)
+    finally:
+        for reader in readers:
+            reader.close()
+    # No stream left: the subscription ends with the last (the hub checks every second).
+    wait_until("no subscription once every stream is closed", lambda: subscribers() == 0,
+               timeout=30)
+    client.close()
 
 
 def test_roles_ops_may_see_the_fleet_finance_may_not_gtfs_rt_is_public(system: System) -> None:
