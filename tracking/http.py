@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, jsonify, request, send_from_directory
+from google.transit import gtfs_realtime_pb2
 from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 
 from tracking.domain import state
+from tracking.feed_cache import FeedCache
 from tracking.occupancy import STATUSES as OCCUPANCY_STATUSES
 from tracking.occupancy import Occupancy
 from tracking.realtime import StaticIds, vehicle_feed
@@ -213,6 +215,8 @@ class TrackingDeps:
     service_date: Callable[[int], str] = lambda ms: time.strftime(
         "%Y-%m-%d", time.gmtime(ms / 1000))
     stopping: threading.Event = field(default_factory=threading.Event)
+    # The vehicle positions feed is built at most this often (s), however many poll it.
+    feed_max_age_s: float = 1.0
     stale_after_s: float = 90
     offline_after_s: float = 600
     silent_after_s: float = 90  # a validator not heard for longer is `silent`
@@ -274,6 +278,17 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
         return "".join(out)
 
     hub = EventHub(deps.store.events, render, deps.stopping)
+
+    def build_positions_feed() -> gtfs_realtime_pb2.FeedMessage:
+        # Cached by the source: only a gateway's very first read waits on the database.
+        schedule = None if deps.schedule is None else deps.schedule()
+        return vehicle_feed(deps.store.vehicles(), max_age_s=deps.offline_after_s,
+                            known=None if deps.known is None else deps.known(),
+                            occupancy=deps.occupancy,
+                            starts=None if schedule is None
+                            else lambda r: trip_start(r, schedule))
+
+    positions_feed = FeedCache(build_positions_feed, deps.feed_max_age_s)
 
     @bp.get("/api/v1/vehicles")
     @operation("The fleet's last positions", tag="tracking",
@@ -369,23 +384,15 @@ def tracking_blueprint(deps: TrackingDeps) -> Blueprint:
                description="A GTFS-Realtime 2.0 FeedMessage of every vehicle heard from in "
                            "the last 10 minutes. A vehicle on a run of a trip from "
                            "frequencies.txt carries the run's start_time, and is "
-                           "UNSCHEDULED where the frequency has exact_times=0.")
+                           "UNSCHEDULED where the frequency has exact_times=0. Built at "
+                           "most once a second, however many poll it.")
     def gtfs_rt() -> Response:
         wanted = request.args.get("format", "protobuf")
         if wanted not in FEED_FORMATS:
             abort(400, f"format must be one of {', '.join(FEED_FORMATS)}")
-        # Cached by the source: only a gateway's very first read waits on the database.
-        schedule = None if deps.schedule is None else deps.schedule()
-        feed = vehicle_feed(deps.store.vehicles(), max_age_s=deps.offline_after_s,
-                            known=None if deps.known is None else deps.known(),
-                            occupancy=deps.occupancy,
-                            starts=None if schedule is None
-                            else lambda r: trip_start(r, schedule))
         if wanted == "json":
-            from google.protobuf.json_format import MessageToDict
-
-            return jsonify(MessageToDict(feed))
-        return Response(feed.SerializeToString(), mimetype="application/x-protobuf")
+            return jsonify(positions_feed.as_json())
+        return Response(positions_feed.body(), mimetype="application/x-protobuf")
 
     @bp.get("/api/v1/network")
     @operation("Routes with their colours and shapes, and stops: what the map draws",

@@ -11,7 +11,6 @@ consumers, who read protobuf (docs/benchmarks.md, "The gateway's background work
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from google.transit import gtfs_realtime_pb2
 from sqlalchemy.exc import SQLAlchemyError
 
 from tracking.alerts_http import FEED_FORMATS, JSON, PROTOBUF
+from tracking.feed_cache import FeedCache
 from tracking.http import FEED_JSON
 from tracking.predict import TravelTimes
 from tracking.schedule import Schedule
@@ -53,32 +53,23 @@ class PredictionsDeps:
     live_s: float = LIVE_S
     cache_s: float = CACHE_S
     clock: Callable[[], float] = time.time
-    # (built at, the message, its protobuf, its JSON once asked for)
-    _cached: tuple[float, gtfs_realtime_pb2.FeedMessage, bytes, dict[str, Any] | None
-                   ] | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cache: FeedCache = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._cache = FeedCache(lambda: trip_update_feed(
+            self.store.vehicles(), self.schedule(), self.times(),
+            int(self.clock() * 1000), self.live_s), self.cache_s)
 
     def feed(self, vehicle_id: str | None = None, as_json: bool = False
              ) -> bytes | dict[str, Any]:
         """The feed as protobuf (`as_json`: as JSON), built again once `cache_s` old;
         with `vehicle_id`, only that vehicle's entity (none if it has no trip update)."""
-        with self._lock:
-            now = time.monotonic()
-            if self._cached is None or now - self._cached[0] >= self.cache_s:
-                message = trip_update_feed(self.store.vehicles(), self.schedule(),
-                                           self.times(), int(self.clock() * 1000),
-                                           self.live_s)
-                self._cached = (now, message, message.SerializeToString(), None)
-            built, message, body, whole = self._cached
-            if vehicle_id is None and as_json and whole is None:
-                whole = MessageToDict(message)
-                self._cached = (built, message, body, whole)
         if vehicle_id is not None:
-            cut = one_vehicle(message, vehicle_id)
+            cut = one_vehicle(self._cache.message(), vehicle_id)
             if as_json:
                 return dict(MessageToDict(cut))
             return bytes(cut.SerializeToString())
-        return whole if as_json and whole is not None else body
+        return self._cache.as_json() if as_json else self._cache.body()
 
 
 def one_vehicle(message: gtfs_realtime_pb2.FeedMessage, vehicle_id: str

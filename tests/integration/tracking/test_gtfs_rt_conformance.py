@@ -179,8 +179,14 @@ def test_trip_updates_of_buses_on_real_trips_pass_the_validator_rules(
     # header time with other content (E017), never an earlier one (E018).
     second = feed(tj, "/gtfs-rt/trip-updates")
     now_s = time.time()
-    positions = {e.id: e.vehicle.trip.trip_id
-                 for e in feed(tj, "/gtfs-rt/vehicle-positions").entity}
+    # The positions feed is built at most once a second: one built before the last
+    # bus's position came lacks it for that second.
+    def trips_in_positions() -> dict[str, str] | None:
+        got = {e.id: e.vehicle.trip.trip_id
+               for e in feed(tj, "/gtfs-rt/vehicle-positions").entity}
+        return got if wanted <= set(got) else None
+
+    positions = wait_until("every bus in the positions feed", trips_in_positions)
     for e in first.entity:
         if e.id in wanted:
             assert e.trip_update.stop_time_update, e.id

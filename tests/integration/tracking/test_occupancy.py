@@ -23,6 +23,7 @@ from tests.integration.commands import failed, ok
 from tests.integration.tracking.test_positions import bus, now_ms, sent, wait_until
 from tests.support.clients import make_tap
 from tests.support.commands import transit_here
+from tests.support.realtime_feeds import fresh_positions, fresh_positions_json
 from tests.support.tj_gateway import imported_schedule, publish, tj_gateway
 from tracking.schedule import Pattern, Schedule
 
@@ -110,14 +111,11 @@ def shows(tj: System, token: str, vehicle: str, percentage: int, status: str) ->
     code, detail = tj.http.get(f"/api/v1/vehicles/{vehicle}", token=token)
     assert code == 200 and (detail["occupancy_status"], detail["occupancy_percentage"]) == (
         status, percentage), detail
-    code, body = tj.http.get("/gtfs-rt/vehicle-positions?format=json")
-    assert code == 200, body
+    body = fresh_positions_json(tj.http)
     entity = next(e for e in body["entity"] if e["id"] == vehicle)
     assert entity["vehicle"]["occupancyStatus"] == status, entity
     assert entity["vehicle"].get("occupancyPercentage", 0) == percentage, entity
-    code, raw = tj.http.get("/gtfs-rt/vehicle-positions")
-    feed = gtfs_realtime_pb2.FeedMessage()
-    feed.ParseFromString(raw)
+    feed = fresh_positions(tj.http)
     vp = next(e.vehicle for e in feed.entity if e.id == vehicle)
     assert gtfs_realtime_pb2.VehiclePosition.OccupancyStatus.Name(
         vp.occupancy_status) == status

@@ -32,6 +32,7 @@ from testbed.environment import REDIS_URL, transjakarta_feed
 from testbed.gateway import transit
 from tests.conftest import System
 from tests.support.clients import MqttPeer
+from tests.support.realtime_feeds import fresh_positions, fresh_positions_json
 from tests.support.tj_gateway import wait_for_schedule
 from transit.wire import Position
 
@@ -203,12 +204,7 @@ def positions_total(system: System) -> dict[str, float]:
 
 
 def gtfs_rt(system: System) -> gtfs_realtime_pb2.FeedMessage:
-    status, body = system.http.get("/gtfs-rt/vehicle-positions")
-    assert status == 200, body
-    assert isinstance(body, bytes)
-    feed = gtfs_realtime_pb2.FeedMessage()
-    feed.ParseFromString(body)
-    return feed
+    return fresh_positions(system.http)
 
 
 def import_feed(system: System) -> str:
@@ -559,8 +555,7 @@ def test_positions_along_route_1_in_vehicles_gtfs_rt_and_stream(
     assert [e.id for e in gtfs_rt(system).entity] == ids
 
     # GTFS-Realtime, JSON for people
-    status, doc = system.http.get("/gtfs-rt/vehicle-positions?format=json")
-    assert status == 200 and isinstance(doc, dict), doc
+    doc = fresh_positions_json(system.http)
     assert doc["header"]["gtfsRealtimeVersion"] == "2.0", doc["header"]
     assert doc["header"]["incrementality"] in ("FULL_DATASET", 0), doc["header"]
     assert abs(int(doc["header"]["timestamp"]) - time.time()) < 60, doc["header"]

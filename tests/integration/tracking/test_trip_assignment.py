@@ -34,6 +34,7 @@ from tests.integration.tracking.test_positions import (
 )
 from tests.support.feeds import timed_copy
 from tests.support.gtfs_rt_rules import StaticFeed, check, errors, metres_to_shape, static_feed
+from tests.support.realtime_feeds import fresh_positions
 from tests.support.tj_gateway import publish as publish_items
 from tests.support.tj_gateway import tj_gateway
 
@@ -148,10 +149,7 @@ def arrived(system: System, token: str, last: dict[str, int]) -> dict[str, dict[
 
 
 def trips_in_feed(system: System) -> dict[str, rt.VehiclePosition]:
-    status, body = system.http.get("/gtfs-rt/vehicle-positions")
-    assert status == 200 and isinstance(body, bytes), (status, body)
-    message = rt.FeedMessage.FromString(body)
-    return {e.id: e.vehicle for e in message.entity}
+    return {e.id: e.vehicle for e in fresh_positions(system.http).entity}
 
 
 def test_buses_are_given_the_trips_they_run_and_keep_them(
@@ -195,8 +193,7 @@ def test_buses_are_given_the_trips_they_run_and_keep_them(
         timed = trip_id in (OUT, LATER)
         assert trip.start_date == (net.start_date if timed else untimed_date()), vehicle
     assert feed["TJ-NEAR"].trip.direction_id == 0 and feed["TJ-BACK"].trip.direction_id == 1
-    status, body = system.http.get("/gtfs-rt/vehicle-positions")
-    message = rt.FeedMessage.FromString(body)
+    message = fresh_positions(system.http)
     found = check(message, net.static, now_ms() / 1000)
     assert errors(found) == [], "\n".join(map(str, errors(found)))
 
