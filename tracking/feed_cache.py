@@ -4,7 +4,8 @@ A public feed is polled by every consumer that follows the city's buses (journey
 planners, screens, the control room), each on its own clock; built per request, a fleet
 of thousands would cost each poll the whole fleet's read and encoding, in the gateway's
 interpreter beside the tap path. Cached, the cost is one build per interval per gateway,
-however many poll (docs/benchmarks.md, "Feeds built once per interval").
+however many poll (docs/benchmarks.md,
+"Mixed load after the stream hub and the feed cache").
 """
 
 from __future__ import annotations

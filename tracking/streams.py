@@ -9,9 +9,9 @@ beyond a cap is refused at once, before it holds a thread for longer than that a
 
 The hub (`EventHub`) is the gateway's one subscription to the position events: each
 batch is rendered once, as one piece of text, and handed to every open stream, which
-writes it in one go. Per stream, per position, that left a queue append instead of a
-subscription's decoding, a rendering and a write of its own (docs/benchmarks.md,
-"Streams fed by one hub").
+writes it in one go: per stream, a queue append and a write a batch, where each stream
+had its own subscription, decoding, and a rendering and a write a position (docs/benchmarks.md,
+"Mixed load after the stream hub and the feed cache").
 """
 
 from __future__ import annotations
