@@ -173,11 +173,11 @@ class VehicleRecord:
     def event(self) -> dict[str, Any]:
         """The record as the events channel carries it (its fields by name, but
         `received_ms`: the streams do not show it)."""
-        return dict(zip(FIELDS, (
+        return dict(zip(EVENT_FIELDS, (
             self.vehicle_id, self.device_id, self.route_id, self.trip_id, self.ts,
             self.lat_e6, self.lon_e6, self.speed_cms, self.bearing_deg, self.next_stop_id,
             self.next_stop_name, self.pattern_id, self.dist_m, self.start_date,
-            self.trip_source, self.progress), strict=False))
+            self.trip_source, self.progress), strict=True))
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> VehicleRecord:
@@ -194,6 +194,7 @@ class VehicleRecord:
 
 
 FIELDS = tuple(f.name for f in fields(VehicleRecord))
+EVENT_FIELDS = tuple(f for f in FIELDS if f != "received_ms")  # what `event` carries
 SAVE_SCRIPT = SAVE_SCRIPT.replace("{FIELDS}",
                                   "{" + ", ".join(f"'{f}'" for f in FIELDS) + "}")
 
@@ -208,8 +209,9 @@ class TrackingStore:
         self._save = client.register_script(SAVE_SCRIPT)
 
     def previous(self, vehicle_ids: Iterable[str]) -> dict[str, VehicleRecord]:
-        """The vehicles' last records, for the position ingest: one MGET (a vehicle
-        stored before its record was kept packed is read from its hash)."""
+        """The vehicles' last records (for the position ingest, the feeds, the streams'
+        snapshots): one MGET (a vehicle stored before its record was kept packed is read
+        from its hash)."""
         ids = list(dict.fromkeys(vehicle_ids))
         if not ids:
             return {}
