@@ -19,7 +19,6 @@ sys.path.insert(0, str(ROOT))
 from fare_gateway.schema import upgrade  # noqa: E402
 from ledger.adapters.db import make_engine, session_factory  # noqa: E402
 from testbed.broker import Broker  # noqa: E402
-from testbed.cards import fund_cards  # noqa: E402
 from testbed.gateway import Gateway  # noqa: E402
 from testbed.postgres import create_pg_database, drop_pg_database  # noqa: E402
 
@@ -65,7 +64,7 @@ class Stack:
                 devices[row.device_id] = row.plain_secret
         engine.dispose()
         cards = [f"04C0{i:08X}" for i in range(n_cards)]
-        fund_cards(db_url, cards, 10_000_000)
+        fund_cards_batched(db_url, cards, 10_000_000)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSIT_")}
         env.update(TRANSIT_DATABASE_URL=db_url, TRANSIT_MQTT_URL=broker.url,
                    TRANSIT_TOPIC_PREFIX="transit/v1", TRANSIT_SHARE_GROUP="gw",

@@ -372,12 +372,14 @@ def main() -> None:
     ap.add_argument("--rates", default="1000", help="steady rates for latency, e.g. 100,500,1000")
     ap.add_argument("--latency-seconds", type=int, default=10)
     ap.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
+    ap.add_argument("--cards", type=int, default=2000,
+                    help="funded cards, taken in turn: taps per card = taps / cards")
     ap.add_argument("--json", metavar="FILE", help="also write the key figures to FILE")
     args = ap.parse_args()
     figures: dict[str, Any] = {"gateways": args.gateways, "taps": args.taps,
                                "raw_latency": [], "latency": []}
 
-    stack = Stack.create(args.db)
+    stack = Stack.create(args.db, n_cards=args.cards)
     try:
         payloads = make_payloads(stack, args.taps)
         print(f"tap payload: {len(payloads[0][1])} bytes; {len(stack.devices)} devices, "

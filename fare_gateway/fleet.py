@@ -38,21 +38,23 @@ class FleetRecords:
     def charged_since(self, received_ms: int, limit: int) -> list[ChargedTap]:
         """Charged taps received at or after `received_ms`, oldest first, at most `limit`
         (`tracking.occupancy_live.TapLog`; ix_taps_received_ms)."""
+        # On the connection, not the session: the ORM's row handling cost as much as
+        # the read itself, and occupancy reads each tap several times (`LAG_MS`).
         with self.sessions() as session:
-            rows = session.execute(
+            rows = session.connection().execute(
                 select(*_CHARGED).where(TapRecord.received_ms >= received_ms,
                                         TapRecord.status == "charged")
                 .order_by(TapRecord.received_ms, TapRecord.tap_id).limit(limit))
-            return [ChargedTap(*row) for row in rows]
+            return list(map(ChargedTap._make, rows))
 
     def charged_recent(self, since_ms: int, limit: int) -> list[ChargedTap]:
         """The newest `limit` charged taps received at or after `since_ms`."""
         with self.sessions() as session:
-            rows = session.execute(
+            rows = session.connection().execute(
                 select(*_CHARGED).where(TapRecord.received_ms >= since_ms,
                                         TapRecord.status == "charged")
                 .order_by(TapRecord.received_ms.desc()).limit(limit))
-            return [ChargedTap(*row) for row in rows]
+            return list(map(ChargedTap._make, rows))
 
 
 class ChargedTap(NamedTuple):

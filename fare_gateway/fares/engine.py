@@ -28,9 +28,12 @@ from geopy.distance import geodesic
 from fare_gateway.fares.policy import FarePolicy, FareRule, month_of, week_of
 
 
-@dataclass(frozen=True)
-class PricedTap:
-    """The facts of one accepted tap that its price can depend on."""
+class PricedTap(NamedTuple):
+    """The facts of one accepted tap that its price can depend on.
+
+    A named tuple, not a frozen dataclass: the tap path makes one for every tap of the
+    card-days a batch re-prices, and a tuple is built in a third of the time.
+    """
 
     tap_id: str
     device_id: str

@@ -155,7 +155,7 @@ class SqlTapUnitOfWork:
                     t.status == literal("charged", literal_execute=True))).all()
                 for row in rows:
                     if row[0] not in exclude:
-                        known.setdefault((row[9], row[10]), {})[row[0]] = PricedTap(*row[:9])
+                        known.setdefault((row[9], row[10]), {})[row[0]] = PricedTap._make(row[:9])
         return known
 
     def tap_amounts(self, days: Collection[CardDay]) -> dict[str, TapAmount]:

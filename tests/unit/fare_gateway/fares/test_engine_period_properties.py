@@ -208,7 +208,7 @@ def test_any_arrival_order_and_duplication_give_the_same_card_price(
         taps: list[PricedTap], category: str, data: st.DataObject) -> None:
     policy = TIGHT
     expected = price_card(policy, category, taps)
-    again = [replace(t) for t in data.draw(st.lists(st.sampled_from(taps), max_size=8))]
+    again = [t._replace() for t in data.draw(st.lists(st.sampled_from(taps), max_size=8))]
     arrival = data.draw(st.permutations(taps + again))
     got = price_card(policy, category, iter(arrival))
     assert whole(got.charges) == whole(expected.charges)

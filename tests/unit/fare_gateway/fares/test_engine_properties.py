@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -215,7 +214,7 @@ def test_any_permutation_and_duplication_gives_the_same_charges(
         name: str, taps: list[PricedTap], category: str, data: st.DataObject) -> None:
     policy = POLICIES[name]
     expected = price_day(policy, category, taps)
-    redelivered = [replace(t) for t in data.draw(st.lists(st.sampled_from(taps), max_size=6))] \
+    redelivered = [t._replace() for t in data.draw(st.lists(st.sampled_from(taps), max_size=6))] \
         if taps else []
     arrival = data.draw(st.permutations(taps + redelivered))
     got = price_day(policy, category, iter(arrival))
@@ -370,7 +369,7 @@ def replay(policy: FarePolicy, category: str, arrival: list[PricedTap]
 def test_incremental_posting_in_any_arrival_order_ends_at_the_days_price(
         name: str, taps: list[PricedTap], category: str, data: st.DataObject) -> None:
     policy = POLICIES[name]
-    redelivered = [replace(t) for t in data.draw(st.lists(st.sampled_from(taps), max_size=4))] \
+    redelivered = [t._replace() for t in data.draw(st.lists(st.sampled_from(taps), max_size=4))] \
         if taps else []
     arrival = data.draw(st.permutations(taps + redelivered))
     ledger, steps = replay(policy, category, arrival)
