@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,12 @@ class NoTaps:
         return []
 
     def charged_recent(self, since_ms: int, limit: int) -> Sequence[Any]:
+        return []
+
+    def charged_ids(self, since_ms: int, before_ms: int) -> set[str]:
+        return set()
+
+    def charged_taps(self, tap_ids: Collection[str]) -> Sequence[Any]:
         return []
 
 

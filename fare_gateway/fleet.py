@@ -5,6 +5,7 @@ validators (`tracking.services.DeviceRoster`), the taps made on a vehicle
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
 
 from sqlalchemy import func, select
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 from fare_gateway.adapters.models import TapRecord
 from fare_gateway.devices import DeviceInfo, list_devices
 from ledger.adapters.db import Sessions
+from ledger.adapters.sql import one_of, parts
 
 
 class FleetRecords:
@@ -46,6 +48,26 @@ class FleetRecords:
                                         TapRecord.status == "charged")
                 .order_by(TapRecord.received_ms, TapRecord.tap_id).limit(limit))
             return list(map(ChargedTap._make, rows))
+
+    def charged_ids(self, since_ms: int, before_ms: int) -> set[str]:
+        """The ids of the charged taps received at or after `since_ms`, before
+        `before_ms`."""
+        with self.sessions() as session:
+            return set(session.connection().execute(
+                select(TapRecord.tap_id).where(TapRecord.received_ms >= since_ms,
+                                               TapRecord.received_ms < before_ms,
+                                               TapRecord.status == "charged")).scalars())
+
+    def charged_taps(self, tap_ids: Collection[str]) -> list[ChargedTap]:
+        """The charged taps of these ids."""
+        found: list[ChargedTap] = []
+        with self.sessions() as session:
+            conn = session.connection()
+            for part in parts(conn, list(tap_ids)):
+                found.extend(map(ChargedTap._make, conn.execute(
+                    select(*_CHARGED).where(one_of(conn, TapRecord.tap_id, part),
+                                            TapRecord.status == "charged"))))
+        return found
 
     def charged_recent(self, since_ms: int, limit: int) -> list[ChargedTap]:
         """The newest `limit` charged taps received at or after `since_ms`."""

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Sequence
+
+from transit import jsonbytes
 
 # The key is derived, not the secret itself: TRANSIT_SECRET_KEY also seals device
 # secrets, and a fingerprint must never help recover it.
 LABEL = b"transit fingerprints v1"
 GENESIS = ""  # the previous link of a chain's first record
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps makes one a call
 
 
 class Fingerprints:
@@ -42,7 +42,7 @@ class Fingerprints:
     def of(self, table: str, *fields: object) -> str:
         """The fingerprint of a row of `table` holding these fields (JSON values)."""
         mac = self._base.copy()
-        mac.update(_COMPACT.encode([table, *fields]).encode())
+        mac.update(jsonbytes.dumps([table, *fields]))
         return mac.hexdigest()
 
     def matches(self, mac: str | None, table: str, *fields: object) -> bool:

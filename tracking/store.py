@@ -34,9 +34,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+import orjson
 import redis
 
 from tracking.domain import SPOOL_SAMPLE_EVERY_S, SPOOL_SAMPLES
+from transit import jsonbytes
 
 TRAIL = 50
 SCHEDULE_SEEN_TTL_S = 10  # five missed checks: the process is gone
@@ -163,12 +165,12 @@ class VehicleRecord:
 
     def pack(self) -> str:
         """The record as one JSON array of strings (`{ns}:r:{vehicle}`)."""
-        return json.dumps(self.strings(), separators=(",", ":"))
+        return jsonbytes.dumps(self.strings()).decode()
 
     @classmethod
     def unpack(cls, packed: str | bytes) -> VehicleRecord:
         """The record of `pack` (one packed before `received_ms` was kept has none)."""
-        return cls.from_hash(dict(zip(FIELDS, json.loads(packed), strict=False)))
+        return cls.from_hash(dict(zip(FIELDS, orjson.loads(packed), strict=False)))
 
     def event(self) -> dict[str, Any]:
         """The record as the events channel carries it (its fields by name, but
@@ -254,12 +256,12 @@ class TrackingStore:
         for r in records:
             latest[r.vehicle_id] = r
             trails.setdefault(r.vehicle_id, []).append(f"{r.ts},{r.lat_e6},{r.lon_e6}")
-        args: list[str | int] = [self.ns, TRAIL, len(heard or {}), len(counts or {})]
+        args: list[str | int | bytes] = [self.ns, TRAIL, len(heard or {}), len(counts or {})]
         for device_id, ms in (heard or {}).items():
             args += (device_id, ms)
         for outcome, n in (counts or {}).items():
             args += (outcome, n)
-        dumps = json.dumps
+        dumps = jsonbytes.dumps
         for vid, r in latest.items():
             args += (r.pack(), ";".join(trails[vid]), dumps(r.event()))
         return int(self._save(args=args))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
+from transit import jsonbytes
 from transit.topics import ID_PATTERN
 
 VERSION = 1
@@ -31,8 +32,6 @@ RECEIPT_STATUSES = ("charged", "duplicate", "not_charged", "unknown_card", "conf
 
 Scalar = str | int | bool
 
-# The canonical JSON encoder, made once (json.dumps with options builds one per call).
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 class WireError(ValueError):
@@ -47,7 +46,7 @@ class WireError(ValueError):
 def canonical(msg: Mapping[str, Any]) -> bytes:
     """Canonical form: UTF-8 JSON, keys sorted, no whitespace, `sig` left out."""
     body = {k: v for k, v in msg.items() if k != "sig"}
-    return _ENCODER.encode(body).encode()
+    return jsonbytes.dumps(body, sort_keys=True)
 
 
 def signature(msg: Mapping[str, Any] | bytes, secret: bytes) -> str:
@@ -142,6 +141,9 @@ def decode(payload: bytes) -> dict[str, Any]:
     """Bytes off the wire to a JSON object, or WireError."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("too_large", f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    fast = jsonbytes.loads_object(payload)
+    if fast is not None:
+        return fast
     try:
         obj = _DECODER.decode(payload.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -247,7 +249,7 @@ class Message:
 
     def encode(self) -> bytes:
         """Canonical bytes to publish (the canonical form with `sig` included)."""
-        return _ENCODER.encode(self.to_dict()).encode()
+        return jsonbytes.dumps(self.to_dict(), sort_keys=True)
 
     @cached_property
     def digest(self) -> str:

@@ -45,6 +45,10 @@ def _element(value: Any) -> str:
     return '"' + text_value + '"'
 
 
+_INT = {int}
+_STR = {str}
+
+
 def pg_array(values: Sequence[Any]) -> str:
     """A PostgreSQL array literal (`{"a","b",NULL}`) for strings, integers, booleans,
     bytes and None; cast it on the server, e.g. `CAST(:p AS text[])`.
@@ -54,11 +58,15 @@ def pg_array(values: Sequence[Any]) -> str:
     """
     if not values:
         return "{}"
-    kinds = {type(v) for v in values}
-    if kinds == {int}:
+    # Checked and joined in C: a batch's insert makes ~20 arrays of 500 values, and a
+    # check in Python per value cost ~6 us a tap.
+    kinds = set(map(type, values))
+    if kinds == _INT:
         return "{" + ",".join(map(str, values)) + "}"
-    if kinds == {str} and not any('"' in v or "\\" in v for v in values):
-        return '{"' + '","'.join(values) + '"}'
+    if kinds == _STR:
+        together = "".join(values)
+        if '"' not in together and "\\" not in together:
+            return '{"' + '","'.join(values) + '"}'
     return "{" + ",".join([_element(v) for v in values]) + "}"
 
 

@@ -264,6 +264,12 @@ class FakeTaps:
         return sorted((r for r in self.rows if r.received_ms >= since_ms),
                       key=lambda r: -r.received_ms)[:limit]
 
+    def charged_ids(self, since_ms: int, before_ms: int) -> set[str]:
+        return {r.tap_id for r in self.rows if since_ms <= r.received_ms < before_ms}
+
+    def charged_taps(self, tap_ids: Collection[str]) -> Sequence[Row]:
+        return [r for r in self.rows if r.tap_id in tap_ids]
+
 
 class FakeVehicles:
     def __init__(self) -> None:
@@ -525,3 +531,23 @@ def test_a_boarding_without_a_fix_counts_from_where_the_bus_was() -> None:
     est.tick()
     assert est.occupancy("V1").percentage == round(  # type: ignore[union-attr]
         100 * est.curve.survival(4000))
+
+
+def test_live_counts_a_tap_committed_after_a_newer_one_once() -> None:
+    # Two gateways: a tap received first may commit after one received later, which the
+    # last read already passed; the next read still counts it, and only once.
+    taps, fleet, clock = FakeTaps(), FakeVehicles(), Clock()
+    est = live(taps, fleet, clock)
+    fleet.at("V1", 1.0, T0)
+    est.tick()
+    taps.add("a", "V1", 1.0, T0 + 3000)
+    clock.ms += 10_000
+    est.tick()
+    assert est.occupancy("V1").riders == 1  # type: ignore[union-attr]
+    taps.add("b", "V1", 1.0, T0 + 2000)  # received before a, committed after it was read
+    clock.ms += 2_000
+    est.tick()
+    assert est.occupancy("V1").riders == 2  # type: ignore[union-attr]
+    clock.ms += 2_000
+    est.tick()
+    assert est.occupancy("V1").riders == 2  # type: ignore[union-attr]
