@@ -210,6 +210,11 @@ def run_ingest(settings: Settings, *, child: bool = False) -> None:
                                     group=ingest_group(settings))
         relay = TrackCountRelay(metrics.registry, store)
         schedule()  # read before subscribing: the first batch does not wait for it
+        if stop.is_set():
+            # Told to stop while starting (its gateway gone): nothing has started yet.
+            # On a loaded machine reading the schedule alone took seconds, and stopping
+            # what would start after it as many again.
+            return
         schedule.watch()  # and checked every 2 s, positions or none (its stamp to Redis)
         watch.start()
         track.start()
